@@ -1,0 +1,45 @@
+package ca
+
+import (
+	"context"
+	"crypto"
+	"time"
+
+	"github.com/clusterkeys/clusterkeys/pkg/keys"
+	"github.com/clusterkeys/clusterkeys/pkg/store"
+)
+
+// Store is the part of the metadata store the CA functions use.
+// pkg/store/sqlite implements it.
+type Store interface {
+	// CreateCluster stores a cluster and its first CA generation in one
+	// transaction. It fails with an error wrapping api.ErrConflict when the
+	// cluster already exists.
+	CreateCluster(ctx context.Context, c store.Cluster, first store.CAGeneration) error
+	// Cluster returns a cluster (api.ErrNotFound when absent).
+	Cluster(ctx context.Context, name string) (store.Cluster, error)
+	// Generations returns every CA generation of a cluster, newest first.
+	Generations(ctx context.Context, cluster string) ([]store.CAGeneration, error)
+	// Rekey atomically checks that the cluster's active generation is
+	// expected (else api.ErrGenerationMismatch), inserts next (whose
+	// Generation is expected+1), marks every older generation still trusted
+	// as retired at now and trusted until trustedUntil (capped: never later
+	// than a value it already has), marks the certificates they issued as
+	// revoked at trustedUntil, and moves the pointer.
+	Rekey(ctx context.Context, cluster string, expected int, next store.CAGeneration, now, trustedUntil time.Time) error
+	// RecordCertificate adds an issued certificate to the registry.
+	RecordCertificate(ctx context.Context, c store.IssuedCertificate) error
+	// Certificates lists the certificates issued for a cluster, newest first.
+	Certificates(ctx context.Context, cluster string) ([]store.IssuedCertificate, error)
+}
+
+// Keys is the part of key custody the CA functions use: signing keys that
+// never leave custody. pkg/keys/software and pkg/keys/pkcs11 implement it.
+type Keys interface {
+	// GenerateSigner creates a new key named ref. Refs are never reused.
+	GenerateSigner(ctx context.Context, ref string, alg keys.Algorithm) (crypto.Signer, error)
+	// Signer returns the key named ref (api.ErrNotFound when absent).
+	Signer(ctx context.Context, ref string) (crypto.Signer, error)
+	// Destroy deletes the key named ref; deleting a missing key is not an error.
+	Destroy(ctx context.Context, ref string) error
+}

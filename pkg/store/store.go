@@ -1,0 +1,80 @@
+// Package store defines the records clusterkeys keeps in its metadata store:
+// clusters and their CA generations, the registry of issued certificates,
+// key-encryption keys and their versions, and the wrapped key blobs of
+// software custody. Implementations live in subpackages (sqlite, and later
+// postgres); the functions define the small interfaces they need, in terms
+// of these records.
+//
+// Errors: a missing object wraps api.ErrNotFound, an object that already
+// exists wraps api.ErrConflict, a lost compare-and-swap wraps
+// api.ErrGenerationMismatch, an unreachable database wraps api.ErrUnavailable.
+package store
+
+import "time"
+
+// Cluster is a cluster and the parameters its CA was created with.
+type Cluster struct {
+	Name    string
+	Project string
+	// Generation is the active CA generation, starting at 1.
+	Generation   int
+	KeyAlgorithm string
+	CommonName   string
+	ValidityDays int
+	CreatedAt    time.Time
+}
+
+// CAGeneration is one CA key pair and certificate of a cluster.
+type CAGeneration struct {
+	Cluster    string
+	Generation int
+	// KeyRef names the private key in key custody.
+	KeyRef         string
+	CertificateDER []byte
+	KeyAlgorithm   string
+	NotBefore      time.Time
+	NotAfter       time.Time
+	CreatedAt      time.Time
+	// RetiredAt is when a rekey replaced this generation; zero while active.
+	RetiredAt time.Time
+	// TrustedUntil is when a retired generation leaves the trust bundle;
+	// equal to RetiredAt with a zero grace period. Zero while active.
+	TrustedUntil time.Time
+}
+
+// IssuedCertificate is the registry entry of one certificate a CA signed.
+type IssuedCertificate struct {
+	Cluster    string
+	Serial     string // lowercase hex, no separators
+	Generation int
+	Subject    string
+	Profile    string
+	User       string // requester
+	Project    string // requester's project
+	NotBefore  time.Time
+	NotAfter   time.Time
+	IssuedAt   time.Time
+	// RevokedAt is when the certificate stopped being trusted (its CA left
+	// the trust bundle); zero while it is trusted.
+	RevokedAt time.Time
+}
+
+// KEK is a named key-encryption key and its active version.
+type KEK struct {
+	Name          string
+	Project       string
+	ActiveVersion int
+	CreatedAt     time.Time
+}
+
+// KEKVersion is one version of a KEK.
+type KEKVersion struct {
+	Name    string
+	Version int
+	// KeyRef names the key in custody.
+	KeyRef string
+	// KeyID is a public identifier of this version (a hash, never secret
+	// material), e.g. the KMS v2 key_id.
+	KeyID     string
+	CreatedAt time.Time
+}
