@@ -1,0 +1,353 @@
+// Package gateway routes requests to the functions' handlers and applies
+// what every route shares: request ids, panic recovery, body limits,
+// authentication, error bodies (RFC 9457 problem+json, or Magnum's format on
+// the Magnum-compatible routes), structured logs and Prometheus metrics.
+// It also serves the operational endpoints /healthz, /readyz and /metrics.
+//
+// The gateway knows nothing of the functions' domains: each function
+// publishes its []api.Route and the gateway serves them. The same handler
+// serves AWS Lambda (through pkg/lambdahttp), localrun and tests.
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/clusterkeys/clusterkeys/pkg/api"
+	"github.com/clusterkeys/clusterkeys/pkg/auth"
+)
+
+// Config is what the gateway needs besides the routes.
+type Config struct {
+	// Auth authenticates bearer tokens. Required when any route is not public.
+	Auth auth.Authenticator
+	// Logger receives one line per request; nil discards.
+	Logger *slog.Logger
+	// Registry receives the gateway's metrics and is served on /metrics;
+	// nil gives a fresh registry.
+	Registry *prometheus.Registry
+	// Ready reports whether the backends (store, custody) are reachable, for
+	// /readyz; nil means always ready.
+	Ready func(ctx context.Context) error
+	// Timeout bounds each request's context; 0 means 30 s.
+	Timeout time.Duration
+}
+
+// Gateway is an http.Handler serving the routes it was built with.
+type Gateway struct {
+	mux     *http.ServeMux
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+	routes  []api.Route
+}
+
+var _ http.Handler = (*Gateway)(nil)
+
+// New returns a gateway serving routes plus the operational endpoints.
+func New(cfg Config, routes ...api.Route) (*Gateway, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	m, err := newMetrics(cfg.Registry)
+	if err != nil {
+		return nil, err
+	}
+	g := &Gateway{mux: http.NewServeMux(), cfg: cfg, log: cfg.Logger, metrics: m}
+	all := append(g.opsRoutes(), routes...)
+	for _, rt := range all {
+		if rt.Handler == nil || rt.Pattern == "" {
+			return nil, fmt.Errorf("gateway: route %q has no handler or pattern", rt.Name)
+		}
+		if !rt.Public && cfg.Auth == nil {
+			return nil, fmt.Errorf("gateway: route %q needs authentication but no authenticator is configured", rt.Name)
+		}
+		if err := register(g.mux, rt.Pattern, g.wrap(rt)); err != nil {
+			return nil, err
+		}
+		g.routes = append(g.routes, rt)
+	}
+	return g, nil
+}
+
+// register adds a pattern, turning ServeMux's panic on a conflicting or
+// malformed pattern into an error.
+func register(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("gateway: route %q: %v", pattern, r)
+		}
+	}()
+	mux.Handle(pattern, h)
+	return nil
+}
+
+// Routes returns the routes the gateway serves, operational ones included.
+func (g *Gateway) Routes() []api.Route { return g.routes }
+
+// ServeHTTP routes r. Unknown paths get 404 and known paths with another
+// method 405 with an Allow header, both in the API's error format.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, pattern := g.mux.Handler(r)
+	if pattern != "" {
+		// ServeMux.Handler does not set path values; ServeHTTP does.
+		g.mux.ServeHTTP(w, r)
+		return
+	}
+	// Ask the mux what it would say (404 or 405 and Allow), then say it in
+	// our format.
+	probe := &statusRecorder{header: http.Header{}}
+	h.ServeHTTP(probe, r)
+	rid := requestID(r)
+	w.Header().Set("X-Request-Id", rid)
+	format := api.ProblemJSON
+	if strings.HasPrefix(r.URL.Path, "/v1/certificates") {
+		format = api.MagnumErrors
+	}
+	var e *api.Error
+	if probe.status == http.StatusMethodNotAllowed {
+		w.Header().Set("Allow", probe.header.Get("Allow"))
+		e = api.New(http.StatusMethodNotAllowed, api.CodeMethodNotAllowed,
+			fmt.Sprintf("method %s is not allowed here; allowed: %s", r.Method, probe.header.Get("Allow")))
+	} else {
+		e = api.New(http.StatusNotFound, api.CodeNotFound, "no such route")
+	}
+	api.WriteError(w, format, rid, e)
+	g.metrics.observe("unmatched", e.Status, 0)
+}
+
+type statusRecorder struct {
+	header http.Header
+	status int
+}
+
+func (s *statusRecorder) Header() http.Header         { return s.header }
+func (s *statusRecorder) Write(b []byte) (int, error) { return len(b), nil }
+func (s *statusRecorder) WriteHeader(code int)        { s.status = code }
+
+// wrap applies the shared middleware to one route.
+func (g *Gateway) wrap(rt api.Route) http.Handler {
+	limit := rt.MaxBody
+	if limit == 0 {
+		limit = api.DefaultMaxBody
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rid := requestID(r)
+		w.Header().Set("X-Request-Id", rid)
+		rw := &responseWriter{ResponseWriter: w}
+		ctx, cancel := context.WithTimeout(r.Context(), g.cfg.Timeout)
+		defer cancel()
+		ctx = withRequestID(ctx, rid)
+		r = r.WithContext(ctx)
+
+		var user string
+		err := func() (err error) {
+			defer func() {
+				if p := recover(); p != nil {
+					// The panic value may hold request data: log its type
+					// and the stack, never its text.
+					g.log.Error("panic in handler", "route", rt.Name, "request_id", rid,
+						"panic_type", fmt.Sprintf("%T", p), "stack", string(debug.Stack()))
+					err = fmt.Errorf("panic in handler %s", rt.Name)
+				}
+			}()
+			if r.ContentLength > limit {
+				return api.New(http.StatusRequestEntityTooLarge, api.CodeBodyTooLarge,
+					fmt.Sprintf("request body exceeds %d bytes", limit))
+			}
+			r.Body = http.MaxBytesReader(rw, r.Body, limit)
+			if !rt.Public {
+				p, err := g.authenticate(r)
+				if err != nil {
+					return err
+				}
+				user = p.User
+				r = r.WithContext(auth.WithPrincipal(r.Context(), p))
+			}
+			return rt.Handler(rw, r)
+		}()
+		if err != nil {
+			if rw.wrote {
+				g.log.Error("handler failed after writing a response", "route", rt.Name, "request_id", rid, "err", err)
+			} else {
+				e := api.ErrorFor(err)
+				if e.Status == http.StatusUnauthorized {
+					rw.Header().Set("WWW-Authenticate", `Bearer realm="clusterkeys"`)
+				}
+				api.WriteError(rw, rt.Format, rid, err)
+				level := slog.LevelInfo
+				if e.Status >= 500 {
+					level = slog.LevelError
+				}
+				g.log.Log(ctx, level, "request failed", "route", rt.Name, "request_id", rid,
+					"status", e.Status, "code", e.Code, "user", user, "err", err)
+			}
+		}
+		status := rw.status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		elapsed := time.Since(start)
+		g.metrics.observe(rt.Name, status, elapsed)
+		if !rt.Public {
+			g.log.Info("request", "method", r.Method, "route", rt.Name, "path", r.URL.Path,
+				"status", status, "duration_ms", float64(elapsed.Microseconds())/1000,
+				"request_id", rid, "user", user)
+		}
+	})
+}
+
+// authenticate reads the token from Authorization: Bearer or X-Auth-Token.
+func (g *Gateway) authenticate(r *http.Request) (auth.Principal, error) {
+	token := r.Header.Get("X-Auth-Token")
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, rest, ok := strings.Cut(h, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") {
+			return auth.Principal{}, api.New(http.StatusUnauthorized, api.CodeUnauthorized,
+				"Authorization must use the Bearer scheme")
+		}
+		token = strings.TrimSpace(rest)
+	}
+	if token == "" {
+		return auth.Principal{}, api.New(http.StatusUnauthorized, api.CodeUnauthorized,
+			"missing credentials: send Authorization: Bearer <token> or X-Auth-Token")
+	}
+	p, err := g.cfg.Auth.Authenticate(r.Context(), token)
+	if err != nil {
+		if errors.Is(err, api.ErrUnauthenticated) {
+			return auth.Principal{}, api.New(http.StatusUnauthorized, api.CodeUnauthorized,
+				"invalid or expired token").Wrap(err)
+		}
+		return auth.Principal{}, fmt.Errorf("authenticate: %w", err)
+	}
+	return p, nil
+}
+
+// responseWriter records whether and what a handler wrote.
+type responseWriter struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (w *responseWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.status, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *responseWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.status, w.wrote = http.StatusOK, true
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+type requestIDKey struct{}
+
+func withRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, requestIDKey{}, id)
+}
+
+// RequestID returns the request id of ctx, or "".
+func RequestID(ctx context.Context) string {
+	s, _ := ctx.Value(requestIDKey{}).(string)
+	return s
+}
+
+// requestID takes a client's X-Request-Id when it is short and plain, so
+// that logs of a caller and of clusterkeys can be joined, else makes one.
+func requestID(r *http.Request) string {
+	if id := r.Header.Get("X-Request-Id"); id != "" && len(id) <= 128 && plainID(id) {
+		return id
+	}
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return "req-" + hex.EncodeToString(b[:])
+}
+
+func plainID(s string) bool {
+	for _, c := range s {
+		if !(c == '-' || c == '_' || c == '.' || c == ':' ||
+			'0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+func (g *Gateway) opsRoutes() []api.Route {
+	return []api.Route{
+		{Pattern: "GET /healthz", Name: "healthz", Public: true, Handler: func(w http.ResponseWriter, r *http.Request) error {
+			return api.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		}},
+		{Pattern: "GET /readyz", Name: "readyz", Public: true, Handler: func(w http.ResponseWriter, r *http.Request) error {
+			if g.cfg.Ready != nil {
+				if err := g.cfg.Ready(r.Context()); err != nil {
+					return api.New(http.StatusServiceUnavailable, api.CodeBackendUnavailable,
+						"not ready: a backend is unreachable").Wrap(err)
+				}
+			}
+			return api.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		}},
+		{Pattern: "GET /metrics", Name: "metrics", Public: true, Handler: func(w http.ResponseWriter, r *http.Request) error {
+			promhttp.HandlerFor(g.cfg.Registry, promhttp.HandlerOpts{}).ServeHTTP(w, r)
+			return nil
+		}},
+	}
+}
+
+type metrics struct {
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "clusterkeys", Name: "http_requests_total",
+			Help: "HTTP requests by route and status code.",
+		}, []string{"route", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "clusterkeys", Name: "http_request_duration_seconds",
+			Help:    "HTTP request latency by route.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"route"}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.latency} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register gateway metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) observe(route string, status int, d time.Duration) {
+	m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+	if d > 0 {
+		m.latency.WithLabelValues(route).Observe(d.Seconds())
+	}
+}

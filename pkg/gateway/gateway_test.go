@@ -1,0 +1,236 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/clusterkeys/clusterkeys/pkg/api"
+	"github.com/clusterkeys/clusterkeys/pkg/auth"
+)
+
+const (
+	adminToken  = "admin-token-0123456789"
+	memberToken = "member-token-0123456789"
+)
+
+type echoReq struct {
+	Name string `json:"name"`
+}
+
+func newTestGateway(t *testing.T, ready func(context.Context) error) *Gateway {
+	t.Helper()
+	tf, err := auth.ParseTokenFile(strings.NewReader(
+		adminToken + ",alice,p0,\"admin\"\n" + memberToken + ",bob,p1,\"member\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes := []api.Route{
+		{Pattern: "POST /v1/echo", Name: "echo", MaxBody: 1024, Handler: func(w http.ResponseWriter, r *http.Request) error {
+			var req echoReq
+			if err := api.DecodeJSON(r, &req, false); err != nil {
+				return err
+			}
+			p, _ := auth.FromContext(r.Context())
+			return api.WriteJSON(w, http.StatusOK, map[string]string{"name": req.Name, "user": p.User})
+		}},
+		{Pattern: "GET /v1/things/{id}", Name: "thing", Handler: func(w http.ResponseWriter, r *http.Request) error {
+			switch r.PathValue("id") {
+			case "missing":
+				return errors.Join(errors.New("lookup thing"), api.ErrNotFound)
+			case "panic":
+				panic("secret-material-in-panic")
+			case "down":
+				return errors.Join(errors.New("dial db"), api.ErrUnavailable)
+			}
+			return api.WriteJSON(w, http.StatusOK, map[string]string{"id": r.PathValue("id")})
+		}},
+		{Pattern: "POST /v1/certificates", Name: "magnum", Format: api.MagnumErrors, Handler: func(w http.ResponseWriter, r *http.Request) error {
+			return api.Invalid(api.CodeInvalidCSR, "csr", "not a CSR")
+		}},
+	}
+	g, err := New(Config{Auth: tf, Ready: ready}, routes...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+func TestGatewayErrors(t *testing.T) {
+	g := newTestGateway(t, nil)
+	tests := []struct {
+		name        string
+		method      string
+		path        string
+		token       string
+		contentType string
+		body        string
+		wantStatus  int
+		wantCode    string
+		wantMagnum  bool
+	}{
+		{"a request without credentials is 401", "POST", "/v1/echo", "", "", `{"name":"x"}`, 401, api.CodeUnauthorized, false},
+		{"an unknown token is 401", "POST", "/v1/echo", "wrong-token-0123456789", "", `{"name":"x"}`, 401, api.CodeUnauthorized, false},
+		{"a known token passes", "POST", "/v1/echo", adminToken, "application/json", `{"name":"x"}`, 200, "", false},
+		{"an unknown field is refused", "POST", "/v1/echo", adminToken, "", `{"name":"x","extra":1}`, 400, api.CodeUnknownField, false},
+		{"malformed JSON is refused", "POST", "/v1/echo", adminToken, "", `{"name":`, 400, api.CodeMalformedJSON, false},
+		{"a wrong JSON type names the field", "POST", "/v1/echo", adminToken, "", `{"name":5}`, 400, api.CodeInvalidField, false},
+		{"trailing data is refused", "POST", "/v1/echo", adminToken, "", `{"name":"x"} {}`, 400, api.CodeMalformedJSON, false},
+		{"an empty body is refused", "POST", "/v1/echo", adminToken, "", ``, 400, api.CodeMalformedJSON, false},
+		{"a form body is 415", "POST", "/v1/echo", adminToken, "application/x-www-form-urlencoded", `{"name":"x"}`, 415, api.CodeUnsupportedMediaType, false},
+		{"a body over the limit is 413", "POST", "/v1/echo", adminToken, "", `{"name":"` + strings.Repeat("a", 2000) + `"}`, 413, api.CodeBodyTooLarge, false},
+		{"an unknown path is 404", "GET", "/v1/nothing", adminToken, "", ``, 404, api.CodeNotFound, false},
+		{"a wrong method is 405", "DELETE", "/v1/echo", adminToken, "", ``, 405, api.CodeMethodNotAllowed, false},
+		{"a not-found sentinel is 404", "GET", "/v1/things/missing", adminToken, "", ``, 404, api.CodeNotFound, false},
+		{"a panic is a 500 that says nothing of its value", "GET", "/v1/things/panic", adminToken, "", ``, 500, api.CodeInternal, false},
+		{"an unavailable backend is 503", "GET", "/v1/things/down", adminToken, "", ``, 503, api.CodeBackendUnavailable, false},
+		{"magnum routes answer in magnum's format", "POST", "/v1/certificates", adminToken, "", `{}`, 400, "", true},
+		{"unknown magnum paths answer in magnum's format", "GET", "/v1/certificates", adminToken, "", ``, 405, "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var body io.Reader
+			if tt.body != "" {
+				body = strings.NewReader(tt.body)
+			}
+			req := httptest.NewRequest(tt.method, tt.path, body)
+			if tt.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tt.token)
+			}
+			if tt.contentType != "" {
+				req.Header.Set("Content-Type", tt.contentType)
+			}
+			rec := httptest.NewRecorder()
+			g.ServeHTTP(rec, req)
+			if rec.Code != tt.wantStatus {
+				t.Fatalf("status = %d, want %d; body %s", rec.Code, tt.wantStatus, rec.Body)
+			}
+			if rec.Header().Get("X-Request-Id") == "" {
+				t.Error("no X-Request-Id header")
+			}
+			if strings.Contains(rec.Body.String(), "secret-material") {
+				t.Errorf("response leaks a panic value: %s", rec.Body)
+			}
+			if tt.wantStatus < 400 {
+				return
+			}
+			if tt.wantMagnum {
+				var m struct{ Errors []api.MagnumError }
+				if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil || len(m.Errors) != 1 || m.Errors[0].Status != tt.wantStatus {
+					t.Fatalf("not a magnum error body: %s", rec.Body)
+				}
+				return
+			}
+			if ct := rec.Header().Get("Content-Type"); ct != "application/problem+json" {
+				t.Errorf("Content-Type = %q", ct)
+			}
+			var p api.Problem
+			if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil {
+				t.Fatalf("decode problem: %v; body %s", err, rec.Body)
+			}
+			if p.Code != tt.wantCode || p.Status != tt.wantStatus || p.RequestID == "" || len(p.Errors) == 0 {
+				t.Errorf("problem = %+v, want code %s", p, tt.wantCode)
+			}
+		})
+	}
+}
+
+func TestGatewayChecksTokenHeaders(t *testing.T) {
+	g := newTestGateway(t, nil)
+	for _, tt := range []struct {
+		name   string
+		header string
+		value  string
+		want   int
+	}{
+		{"X-Auth-Token is accepted", "X-Auth-Token", memberToken, 200},
+		{"Bearer is case-insensitive", "Authorization", "bearer " + memberToken, 200},
+		{"Basic is refused", "Authorization", "Basic " + memberToken, 401},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			req := httptest.NewRequest("GET", "/v1/things/a", nil)
+			req.Header.Set(tt.header, tt.value)
+			rec := httptest.NewRecorder()
+			g.ServeHTTP(rec, req)
+			if rec.Code != tt.want {
+				t.Fatalf("status = %d, want %d", rec.Code, tt.want)
+			}
+			if tt.want == 401 && rec.Header().Get("WWW-Authenticate") == "" {
+				t.Error("401 without WWW-Authenticate")
+			}
+		})
+	}
+}
+
+func TestGatewayKeepsAClientRequestID(t *testing.T) {
+	g := newTestGateway(t, nil)
+	req := httptest.NewRequest("GET", "/healthz", nil)
+	req.Header.Set("X-Request-Id", "trace-123")
+	rec := httptest.NewRecorder()
+	g.ServeHTTP(rec, req)
+	if got := rec.Header().Get("X-Request-Id"); got != "trace-123" {
+		t.Errorf("X-Request-Id = %q", got)
+	}
+	req.Header.Set("X-Request-Id", "bad id\nwith newline")
+	rec = httptest.NewRecorder()
+	g.ServeHTTP(rec, req)
+	if got := rec.Header().Get("X-Request-Id"); !strings.HasPrefix(got, "req-") {
+		t.Errorf("an unsafe request id was echoed: %q", got)
+	}
+}
+
+func TestGatewayOps(t *testing.T) {
+	var down error
+	g := newTestGateway(t, func(context.Context) error { return down })
+	get := func(path string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		g.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		return rec
+	}
+	if rec := get("/readyz"); rec.Code != 200 {
+		t.Fatalf("readyz = %d", rec.Code)
+	}
+	down = errors.New("database file missing")
+	if rec := get("/readyz"); rec.Code != 503 {
+		t.Fatalf("readyz with a backend down = %d, want 503", rec.Code)
+	}
+	if rec := get("/healthz"); rec.Code != 200 {
+		t.Fatalf("healthz = %d", rec.Code)
+	}
+	rec := get("/metrics")
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `clusterkeys_http_requests_total{code="503",route="readyz"} 1`) {
+		t.Fatalf("metrics do not count requests by route and code:\n%s", rec.Body)
+	}
+}
+
+func TestNewRefusesAnUnauthenticatedPrivateRoute(t *testing.T) {
+	_, err := New(Config{}, api.Route{Pattern: "GET /x", Name: "x", Handler: func(http.ResponseWriter, *http.Request) error { return nil }})
+	if err == nil {
+		t.Fatal("New accepted a private route without an authenticator")
+	}
+	_, err = New(Config{}, api.Route{Pattern: "GET /healthz", Name: "dup", Public: true, Handler: func(http.ResponseWriter, *http.Request) error { return nil }})
+	if err == nil {
+		t.Fatal("New accepted a pattern that conflicts with /healthz")
+	}
+}
+
+func BenchmarkGatewayAuthenticatedRequest(b *testing.B) {
+	t := &testing.T{}
+	g := newTestGateway(t, nil)
+	body := `{"name":"bench"}`
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest("POST", "/v1/echo", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+memberToken)
+		rec := httptest.NewRecorder()
+		g.ServeHTTP(rec, req)
+		if rec.Code != 200 {
+			b.Fatal(rec.Code)
+		}
+	}
+}
