@@ -1,0 +1,64 @@
+# clusterkeys: `make run` starts the service on its embedded defaults,
+# `make test` runs lint, the unit tests and the end-to-end tests (what CI runs).
+SHELL := /bin/bash
+GO ?= go
+BIN := bin
+FUNCTIONS := signcsr rekeycluster keywrap validatebundle
+GOFILES = $(shell git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*')
+
+.PHONY: run test lint unit e2e bench load build lambda deps fuzz clean
+
+## run: serve every function on 127.0.0.1:8080 with software keys and SQLite in ./.clusterkeys
+run:
+	$(GO) run ./localrun serve
+
+## test: everything CI checks
+test: lint unit e2e
+
+## lint: gofmt, go vet and staticcheck on both modules
+lint:
+	@out=$$(gofmt -l $(GOFILES)); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+	cd test && $(GO) vet ./...
+
+## unit: the fast tests of the main module (seconds)
+unit:
+	$(GO) test -count=1 ./...
+
+## build: localrun and the KMS shim into bin/
+build:
+	$(GO) build -o $(BIN)/localrun ./localrun
+	$(GO) build -o $(BIN)/kmsshim ./functions/kmsshim
+
+## lambda: each function as a Lambda `bootstrap` (provided.al2023, -tags lambda.norpc)
+lambda:
+	@for f in $(FUNCTIONS); do \
+	  echo "build $(BIN)/lambda/$$f/bootstrap"; \
+	  $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w' -o $(BIN)/lambda/$$f/bootstrap ./functions/$$f || exit 1; \
+	done
+
+## deps: install the real components the end-to-end tests use (Debian packages)
+deps:
+	bash test/scripts/deps.sh
+
+## e2e: end-to-end tests against real components (test/ module)
+e2e: deps build lambda
+	cd test && CLUSTERKEYS_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 30m ./...
+
+## bench: in-process benchmarks, then load through a running localrun
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./pkg/...
+	cd test && CLUSTERKEYS_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 5s -count 1 ./...
+
+## fuzz: run every fuzz target for FUZZTIME each (default 30s)
+FUZZTIME ?= 30s
+fuzz:
+	@for pkg in $$($(GO) list ./pkg/...); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,51 @@
+// Command validatebundle is the Lambda function for validate-TLS-bundle
+// (POST /v1/tls/validate): certificate + key + intermediates → valid, or
+// every precise reason why not. It links no store and no key custody, so
+// its binary stays small and its cold start short.
+// Build it as a bootstrap with `make lambda` (-tags lambda.norpc).
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/clusterkeys/clusterkeys/pkg/auth"
+	"github.com/clusterkeys/clusterkeys/pkg/config"
+	"github.com/clusterkeys/clusterkeys/pkg/gateway"
+	"github.com/clusterkeys/clusterkeys/pkg/lambdahttp"
+	"github.com/clusterkeys/clusterkeys/pkg/tlsbundle"
+)
+
+func main() {
+	if err := run(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, "validatebundle:", err)
+		os.Exit(1)
+	}
+}
+
+func run(context.Context) error {
+	cfg, err := config.FromEnv()
+	if err != nil {
+		return err
+	}
+	log, err := cfg.NewLogger(os.Stderr)
+	if err != nil {
+		return err
+	}
+	tf, err := auth.LoadTokenFile(cfg.TokenAuthFile)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	v := tlsbundle.NewValidator(tlsbundle.Options{Registerer: reg})
+	g, err := gateway.New(gateway.Config{Auth: tf, Logger: log.With("function", "validatebundle"), Registry: reg},
+		tlsbundle.Routes(v)...)
+	if err != nil {
+		return err
+	}
+	lambdahttp.Start(g)
+	return nil
+}

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/clusterkeys/clusterkeys/pkg/api"
+	"github.com/clusterkeys/clusterkeys/pkg/config"
+	"github.com/clusterkeys/clusterkeys/pkg/gateway"
+	"github.com/clusterkeys/clusterkeys/pkg/lambdaruntime"
+)
+
+// execHandler starts every function's built bootstrap behind its own local
+// Lambda Runtime API and returns a front router that sends each route to
+// its function, as API Gateway would. The bootstraps authenticate and
+// validate requests themselves; the front only routes, like API Gateway.
+func execHandler(ctx context.Context, cfg config.Config, log *slog.Logger, binDir string, concurrency int) (http.Handler, func(), string, error) {
+	// Open the stack once in process: it creates the state dir, the SQLite
+	// schema, the master key and the token file before several bootstraps
+	// race to, and it yields the route table.
+	s, err := openStack(ctx, cfg, log)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	env, err := bootstrapEnv(cfg)
+	if err != nil {
+		s.backends.Close()
+		return nil, nil, "", err
+	}
+	var runtimes []*lambdaruntime.Runtime
+	cleanup := func() {
+		for _, rt := range runtimes {
+			if err := rt.Close(); err != nil {
+				log.Warn("stop runtime", "err", err)
+			}
+		}
+		s.backends.Close()
+	}
+	var routes []api.Route
+	for _, f := range functions {
+		path := filepath.Join(binDir, f.name, "bootstrap")
+		if _, err := os.Stat(path); err != nil {
+			cleanup()
+			return nil, nil, "", fmt.Errorf("function %s: %w (build the bootstraps with 'make lambda')", f.name, err)
+		}
+		rt, err := lambdaruntime.Start(ctx, lambdaruntime.Function{
+			Name: f.name, Path: path, Env: env, Timeout: 30 * time.Second,
+			Concurrency: concurrency, Logger: log,
+		})
+		if err != nil {
+			cleanup()
+			return nil, nil, "", fmt.Errorf("start function %s: %w", f.name, err)
+		}
+		runtimes = append(runtimes, rt)
+		for _, r := range f.routes(s.authority, s.keywrap, s.validator) {
+			routes = append(routes, api.Route{
+				Pattern: r.Pattern, Name: f.name + ":" + r.Name, Public: true,
+				MaxBody: 6 << 20, Format: r.Format,
+				Handler: forward(rt),
+			})
+		}
+	}
+	g, err := gateway.New(gateway.Config{Logger: log, Registry: s.reg, Ready: s.backends.Ready}, routes...)
+	if err != nil {
+		cleanup()
+		return nil, nil, "", err
+	}
+	return g, cleanup, s.newToken, nil
+}
+
+// forward hands the request to a function's runtime.
+func forward(rt *lambdaruntime.Runtime) api.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		rt.ServeHTTP(w, r)
+		return nil
+	}
+}
+
+// bootstrapEnv is the environment that points every bootstrap at the same
+// state as localrun: the same store, custody and token file.
+func bootstrapEnv(cfg config.Config) ([]string, error) {
+	abs := func(p string) (string, error) {
+		if p == "" {
+			return "", nil
+		}
+		return filepath.Abs(p)
+	}
+	stateDir, err := abs(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	tokens, err := abs(cfg.TokenAuthFile)
+	if err != nil {
+		return nil, err
+	}
+	master, err := abs(cfg.MasterKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	store := cfg.Store
+	if p, ok := strings.CutPrefix(store, "sqlite:"); ok {
+		if p, err = filepath.Abs(p); err != nil {
+			return nil, err
+		}
+		store = "sqlite:" + p
+	}
+	env := []string{
+		config.EnvName("state-dir") + "=" + stateDir,
+		config.EnvName("token-auth-file") + "=" + tokens,
+		config.EnvName("master-key-file") + "=" + master,
+		config.EnvName("store") + "=" + store,
+		config.EnvName("keys") + "=" + cfg.Keys,
+		config.EnvName("auth") + "=" + cfg.Auth,
+		config.EnvName("log-level") + "=" + cfg.LogLevel,
+		config.EnvName("log-format") + "=" + cfg.LogFormat,
+	}
+	// PKCS#11 settings pass through; the PIN only by file or by the
+	// variable the operator already set, never on a command line.
+	for _, k := range []string{"pkcs11-module", "pkcs11-token-label", "pkcs11-pin-file"} {
+		if v, ok := os.LookupEnv(config.EnvName(k)); ok {
+			env = append(env, config.EnvName(k)+"="+v)
+		}
+	}
+	if cfg.PKCS11Module != "" {
+		env = append(env, config.EnvName("pkcs11-module")+"="+cfg.PKCS11Module)
+	}
+	if cfg.PKCS11TokenLabel != "" {
+		env = append(env, config.EnvName("pkcs11-token-label")+"="+cfg.PKCS11TokenLabel)
+	}
+	if cfg.PKCS11PinFile != "" {
+		env = append(env, config.EnvName("pkcs11-pin-file")+"="+cfg.PKCS11PinFile)
+	}
+	if v, ok := os.LookupEnv("CLUSTERKEYS_PKCS11_PIN"); ok {
+		env = append(env, "CLUSTERKEYS_PKCS11_PIN="+v)
+	}
+	if v, ok := os.LookupEnv("SOFTHSM2_CONF"); ok {
+		env = append(env, "SOFTHSM2_CONF="+v)
+	}
+	return env, nil
+}

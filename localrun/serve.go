@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/pflag"
+
+	"github.com/clusterkeys/clusterkeys/pkg/api"
+	"github.com/clusterkeys/clusterkeys/pkg/auth"
+	"github.com/clusterkeys/clusterkeys/pkg/backends"
+	"github.com/clusterkeys/clusterkeys/pkg/ca"
+	"github.com/clusterkeys/clusterkeys/pkg/config"
+	"github.com/clusterkeys/clusterkeys/pkg/gateway"
+	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
+	"github.com/clusterkeys/clusterkeys/pkg/tlsbundle"
+)
+
+// function is one deployable function and the routes it serves.
+type function struct {
+	name   string
+	routes func(a *ca.Authority, k *keywrap.Service, v *tlsbundle.Validator) []api.Route
+}
+
+// functions are the Lambda functions, as functions/<name>/main.go builds them.
+var functions = []function{
+	{"rekeycluster", func(a *ca.Authority, _ *keywrap.Service, _ *tlsbundle.Validator) []api.Route {
+		return ca.RekeyRoutes(a)
+	}},
+	{"signcsr", func(a *ca.Authority, _ *keywrap.Service, _ *tlsbundle.Validator) []api.Route {
+		return ca.SignRoutes(a)
+	}},
+	{"keywrap", func(_ *ca.Authority, k *keywrap.Service, _ *tlsbundle.Validator) []api.Route {
+		return keywrap.Routes(k)
+	}},
+	{"validatebundle", func(_ *ca.Authority, _ *keywrap.Service, v *tlsbundle.Validator) []api.Route {
+		return tlsbundle.Routes(v)
+	}},
+}
+
+func lookupFunction(name string) (function, error) {
+	for _, f := range functions {
+		if f.name == name {
+			return f, nil
+		}
+	}
+	return function{}, fmt.Errorf("unknown function %q (want signcsr, rekeycluster, keywrap or validatebundle)", name)
+}
+
+// stack is an opened configuration: backends and the functions' services.
+type stack struct {
+	cfg       config.Config
+	log       *slog.Logger
+	reg       *prometheus.Registry
+	backends  *backends.Backends
+	authority *ca.Authority
+	keywrap   *keywrap.Service
+	validator *tlsbundle.Validator
+	auth      auth.Authenticator
+	newToken  string
+}
+
+func openStack(ctx context.Context, cfg config.Config, log *slog.Logger) (*stack, error) {
+	s := &stack{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	b, err := backends.Open(ctx, cfg, log, s.reg)
+	if err != nil {
+		return nil, err
+	}
+	s.backends = b
+	tok, err := auth.EnsureTokenFile(cfg.TokenAuthFile)
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	s.newToken = tok
+	tf, err := auth.LoadTokenFile(cfg.TokenAuthFile)
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	s.auth = tf
+	s.authority = ca.New(b.Store, b.Custody, ca.Options{Logger: log, Registerer: s.reg})
+	s.keywrap = keywrap.New(b.Store, b.Custody, keywrap.Options{Logger: log, Registerer: s.reg})
+	s.validator = tlsbundle.NewValidator(tlsbundle.Options{Registerer: s.reg})
+	return s, nil
+}
+
+// gateway builds the gateway for the named functions (all when none).
+func (s *stack) gateway(names ...string) (*gateway.Gateway, error) {
+	var routes []api.Route
+	for _, f := range functions {
+		if len(names) == 0 || contains(names, f.name) {
+			routes = append(routes, f.routes(s.authority, s.keywrap, s.validator)...)
+		}
+	}
+	return gateway.New(gateway.Config{Auth: s.auth, Logger: s.log, Registry: s.reg, Ready: s.backends.Ready}, routes...)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg := config.Default()
+	fs := pflag.NewFlagSet("localrun serve", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg.BindFlags(fs)
+	execMode := fs.Bool("exec", false, "run the built Lambda bootstraps behind a local Lambda Runtime API instead of in process")
+	binDir := fs.String("bin-dir", "bin/lambda", "with --exec: directory holding <function>/bootstrap")
+	concurrency := fs.Int("concurrency", 2, "with --exec: bootstrap processes per function")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return nil
+		}
+		return errUsage
+	}
+	if err := config.ApplyEnv(fs, os.LookupEnv); err != nil {
+		return err
+	}
+	cfg, err := cfg.Resolve()
+	if err != nil {
+		return err
+	}
+	log, err := cfg.NewLogger(stderr)
+	if err != nil {
+		return err
+	}
+
+	var handler http.Handler
+	var cleanup func()
+	var newToken string
+	if *execMode {
+		h, c, tok, err := execHandler(ctx, cfg, log, *binDir, *concurrency)
+		if err != nil {
+			return err
+		}
+		handler, cleanup, newToken = h, c, tok
+	} else {
+		s, err := openStack(ctx, cfg, log)
+		if err != nil {
+			return err
+		}
+		cleanup = func() { s.backends.Close() }
+		g, err := s.gateway()
+		if err != nil {
+			cleanup()
+			return err
+		}
+		handler, newToken = g, s.newToken
+	}
+	defer cleanup()
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	printBanner(stdout, cfg, ln.Addr().String(), newToken, *execMode)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+func printBanner(w io.Writer, cfg config.Config, addr, newToken string, execMode bool) {
+	mode := "in process"
+	if execMode {
+		mode = "as Lambda bootstraps behind a local Runtime API"
+	}
+	fmt.Fprintf(w, "clusterkeys serving on http://%s (functions %s)\n", addr, mode)
+	fmt.Fprintf(w, "  state:  %s (store %s, keys %s)\n", cfg.StateDir, cfg.Store, cfg.Keys)
+	fmt.Fprintf(w, "  tokens: %s\n", cfg.TokenAuthFile)
+	if newToken != "" {
+		fmt.Fprintf(w, "\nA new admin token was created. It is shown only this once (it is kept in %s):\n\n", cfg.TokenAuthFile)
+		fmt.Fprintf(w, "  export CLUSTERKEYS_TOKEN=%s\n\n", newToken)
+	} else {
+		abs, _ := filepath.Abs(cfg.TokenAuthFile)
+		fmt.Fprintf(w, "\nUse a token from %s:\n\n  export CLUSTERKEYS_TOKEN=$(grep -v '^#' %s | head -1 | cut -d, -f1)\n\n", cfg.TokenAuthFile, abs)
+	}
+	fmt.Fprintf(w, "Try:\n  curl -s -X PUT -H \"Authorization: Bearer $CLUSTERKEYS_TOKEN\" http://%s/v1/clusters/demo/ca -d '{}'\n", addr)
+	fmt.Fprintf(w, "  curl -s http://%s/readyz\n\nCtrl-C stops.\n", addr)
+}

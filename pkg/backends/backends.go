@@ -1,0 +1,127 @@
+// Package backends opens the metadata store and the key custody a Config
+// names. It is the one place that knows every backend; the functions only
+// see the small interfaces they define (ca.Store, ca.Keys, keywrap.Store,
+// keywrap.Custody).
+package backends
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/clusterkeys/clusterkeys/pkg/ca"
+	"github.com/clusterkeys/clusterkeys/pkg/config"
+	"github.com/clusterkeys/clusterkeys/pkg/keys/pkcs11"
+	"github.com/clusterkeys/clusterkeys/pkg/keys/software"
+	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
+	"github.com/clusterkeys/clusterkeys/pkg/store/sqlite"
+)
+
+// Store is every store interface the functions define.
+type Store interface {
+	ca.Store
+	keywrap.Store
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// Custody is every custody interface the functions define.
+type Custody interface {
+	ca.Keys
+	keywrap.Custody
+	// Check reports whether custody works now (a real round trip).
+	Check(ctx context.Context) error
+}
+
+// Backends are an open store and custody.
+type Backends struct {
+	Store   Store
+	Custody Custody
+	closers []func() error
+}
+
+// Open opens the store and custody cfg names, creating the state directory
+// (0700) when the defaults live there. cfg must be resolved.
+func Open(ctx context.Context, cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (*Backends, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create state dir: %w", err)
+	}
+	b := &Backends{}
+	path, ok := strings.CutPrefix(cfg.Store, "sqlite:")
+	if !ok {
+		return nil, fmt.Errorf("store %q: only sqlite is built in so far", cfg.Store)
+	}
+	db, err := sqlite.Open(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	b.Store = db
+	b.closers = append(b.closers, db.Close)
+
+	switch cfg.Keys {
+	case "software":
+		mk, err := software.LoadOrCreateMasterKey(cfg.MasterKeyFile)
+		if err != nil {
+			b.Close()
+			return nil, fmt.Errorf("software custody: %w", err)
+		}
+		c, err := software.New(mk, db)
+		if err != nil {
+			b.Close()
+			return nil, fmt.Errorf("software custody: %w", err)
+		}
+		b.Custody = c
+	case "pkcs11":
+		pc, err := pkcs11.ConfigFromEnv()
+		if err != nil {
+			b.Close()
+			return nil, fmt.Errorf("pkcs11 custody: %w", err)
+		}
+		if cfg.PKCS11Module != "" {
+			pc.Module = cfg.PKCS11Module
+		}
+		if cfg.PKCS11TokenLabel != "" {
+			pc.TokenLabel = cfg.PKCS11TokenLabel
+		}
+		c, err := pkcs11.Open(pc, pkcs11.Options{Logger: log, Registerer: reg})
+		if err != nil {
+			b.Close()
+			return nil, fmt.Errorf("pkcs11 custody: %w", err)
+		}
+		b.Custody = c
+		b.closers = append(b.closers, c.Close)
+	default:
+		b.Close()
+		return nil, fmt.Errorf("key custody %q is not built in yet", cfg.Keys)
+	}
+	return b, nil
+}
+
+// Ready reports whether the store and custody both answer.
+func (b *Backends) Ready(ctx context.Context) error {
+	if err := b.Store.Ping(ctx); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	if err := b.Custody.Check(ctx); err != nil {
+		return fmt.Errorf("key custody: %w", err)
+	}
+	return nil
+}
+
+// Close closes custody and the store.
+func (b *Backends) Close() error {
+	var errs []error
+	for i := len(b.closers) - 1; i >= 0; i-- {
+		errs = append(errs, b.closers[i]())
+	}
+	b.closers = nil
+	return errors.Join(errs...)
+}

@@ -1,0 +1,58 @@
+package config
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+)
+
+func TestFlagsAndEnvironment(t *testing.T) {
+	tests := []struct {
+		name      string
+		args      []string
+		env       map[string]string
+		wantKeys  string
+		wantStore string
+		wantErr   string
+	}{
+		{"defaults are software keys and sqlite in the state dir", nil, nil, "software", "sqlite:.clusterkeys/clusterkeys.db", ""},
+		{"the environment sets a flag", nil, map[string]string{"CLUSTERKEYS_KEYS": "pkcs11", "CLUSTERKEYS_STATE_DIR": "/s"}, "pkcs11", "sqlite:/s/clusterkeys.db", ""},
+		{"the command line wins over the environment", []string{"--keys", "software"}, map[string]string{"CLUSTERKEYS_KEYS": "pkcs11"}, "software", "sqlite:.clusterkeys/clusterkeys.db", ""},
+		{"an unknown custody is refused", []string{"--keys", "vault"}, nil, "", "", "--keys \"vault\""},
+		{"an unknown store is refused", []string{"--store", "mysql://x"}, nil, "", "", "--store"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+			c.BindFlags(fs)
+			if err := fs.Parse(tt.args); err != nil {
+				t.Fatal(err)
+			}
+			lookup := func(k string) (string, bool) { v, ok := tt.env[k]; return v, ok }
+			if err := ApplyEnv(fs, lookup); err != nil {
+				t.Fatal(err)
+			}
+			got, err := c.Resolve()
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Keys != tt.wantKeys || got.Store != tt.wantStore {
+				t.Fatalf("keys %q store %q", got.Keys, got.Store)
+			}
+		})
+	}
+}
+
+func TestEnvName(t *testing.T) {
+	if got := EnvName("pkcs11-pin-file"); got != "CLUSTERKEYS_PKCS11_PIN_FILE" {
+		t.Fatal(got)
+	}
+}
