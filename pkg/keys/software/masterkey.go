@@ -1,0 +1,97 @@
+package software
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// MasterKeySize is the length of the master key in bytes (AES-256).
+const MasterKeySize = 32
+
+// LoadOrCreateMasterKey returns the master key stored at path. When the file
+// does not exist it creates it (O_EXCL, mode 0600) with MasterKeySize random
+// bytes, creating the parent directory (0700) if needed. An existing file that
+// is not exactly MasterKeySize bytes long, is not a regular file, or can be
+// read by its group or by others is refused with an error that says why;
+// nothing is ever repaired silently.
+func LoadOrCreateMasterKey(path string) ([]byte, error) {
+	if path == "" {
+		return nil, errors.New("master key file: no path given")
+	}
+	for range 3 {
+		key, err := readMasterKey(path)
+		if err == nil {
+			return key, nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		key, err = createMasterKey(path)
+		if err == nil {
+			return key, nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return nil, err
+		}
+		// Another process created it between our read and our create:
+		// read what it wrote.
+	}
+	return nil, fmt.Errorf("master key file %s: created and removed concurrently", path)
+}
+
+func readMasterKey(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open master key file: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("stat master key file %s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("master key file %s is not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("master key file %s has mode %#o: it must not be readable or writable by group or others (chmod 600 it)", path, perm)
+	}
+	if fi.Size() != MasterKeySize {
+		return nil, fmt.Errorf("master key file %s is %d bytes long, want exactly %d", path, fi.Size(), MasterKeySize)
+	}
+	key := make([]byte, MasterKeySize)
+	if _, err := io.ReadFull(f, key); err != nil {
+		return nil, fmt.Errorf("read master key file %s: %w", path, err)
+	}
+	return key, nil
+}
+
+func createMasterKey(path string) ([]byte, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("create master key directory: %w", err)
+	}
+	key := make([]byte, MasterKeySize)
+	if _, err := rand.Read(key); err != nil {
+		return nil, fmt.Errorf("generate master key: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create master key file: %w", err)
+	}
+	_, werr := f.Write(key)
+	if werr == nil {
+		werr = f.Sync()
+	}
+	cerr := f.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		// A short file would be refused on the next start; remove it so a
+		// retry starts clean. Nothing was sealed under this key yet.
+		_ = os.Remove(path)
+		return nil, fmt.Errorf("write master key file %s: %w", path, err)
+	}
+	return key, nil
+}
