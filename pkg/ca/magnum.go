@@ -1,0 +1,206 @@
+package ca
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/clusterkeys/clusterkeys/pkg/api"
+)
+
+// Magnum microversions (magnum/api/controllers/versions.py): requests
+// name one with "OpenStack-API-Version: container-infra 1.x" or "latest";
+// responses echo the version served and the range.
+const (
+	MagnumMinVersion = "1.1"
+	MagnumMaxVersion = "1.11"
+	// CodeUnsupportedVersion is the code of a 406 for a microversion
+	// outside [MagnumMinVersion, MagnumMaxVersion] or a malformed header.
+	CodeUnsupportedVersion = "unsupported_api_version"
+	magnumVersionHeader    = "OpenStack-API-Version"
+	magnumService          = "container-infra"
+)
+
+// MagnumCertificate is the body python-magnumclient sends to
+// POST /v1/certificates and reads back. bay_uuid is the pre-Pike name of
+// cluster_uuid; ca_cert_type selects Magnum's CA ("kubernetes" is the only
+// one here).
+type MagnumCertificate struct {
+	ClusterUUID string `json:"cluster_uuid"`
+	BayUUID     string `json:"bay_uuid,omitempty"`
+	CSR         string `json:"csr,omitempty"`
+	CACertType  string `json:"ca_cert_type,omitempty"`
+	PEM         string `json:"pem,omitempty"`
+	Links       []Link `json:"links,omitempty"`
+}
+
+// Link is Magnum's link object (magnum/api/controllers/link.py).
+type Link struct {
+	Href string `json:"href"`
+	Rel  string `json:"rel"`
+}
+
+// MagnumRoutes returns the Magnum-compatible certificate API, so that
+// python-magnumclient and "openstack coe ca sign|show|rotate" work
+// unchanged against clusterkeys:
+//
+//	POST  /v1/certificates            {"cluster_uuid","csr"} → 201 {"cluster_uuid","csr","pem","links"}
+//	GET   /v1/certificates/{cluster}  → 200 {"cluster_uuid","pem","links"}
+//	PATCH /v1/certificates/{cluster}  rotate the CA, grace 0 → 202 {"uuid"}
+//
+// Signing uses the client profile and the same policy as the native API.
+// Errors are Magnum's {"errors":[…]}.
+func MagnumRoutes(a *Authority) []api.Route {
+	return []api.Route{
+		{Pattern: "POST /v1/certificates", Name: "magnum_ca_sign", Handler: magnumVersioned(a.handleMagnumSign), Format: api.MagnumErrors},
+		{Pattern: "GET /v1/certificates/{cluster}", Name: "magnum_ca_show", Handler: magnumVersioned(a.handleMagnumShow), Format: api.MagnumErrors},
+		{Pattern: "PATCH /v1/certificates/{cluster}", Name: "magnum_ca_rotate", Handler: magnumVersioned(a.handleMagnumRotate), Format: api.MagnumErrors},
+	}
+}
+
+// magnumVersioned checks the OpenStack-API-Version header as Magnum does
+// and sets Magnum's version headers on every response, errors included.
+func magnumVersioned(h api.HandlerFunc) api.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		hdr := w.Header()
+		hdr.Set("OpenStack-API-Minimum-Version", magnumService+" "+MagnumMinVersion)
+		hdr.Set("OpenStack-API-Maximum-Version", magnumService+" "+MagnumMaxVersion)
+		hdr.Add("Vary", magnumVersionHeader)
+		v, err := magnumVersion(r.Header.Get(magnumVersionHeader))
+		if err != nil {
+			return err
+		}
+		hdr.Set(magnumVersionHeader, magnumService+" "+v)
+		return h(w, r)
+	}
+}
+
+// magnumVersion returns the microversion a request header asks for.
+func magnumVersion(h string) (string, error) {
+	if strings.TrimSpace(h) == "" {
+		return MagnumMinVersion, nil
+	}
+	fields := strings.Fields(h)
+	if len(fields) != 2 || fields[0] != magnumService {
+		return "", api.New(http.StatusNotAcceptable, CodeUnsupportedVersion,
+			"Invalid service type for OpenStack-API-Version header")
+	}
+	if strings.EqualFold(fields[1], "latest") {
+		return MagnumMaxVersion, nil
+	}
+	v, ok := parseMicroversion(fields[1])
+	if !ok {
+		return "", api.New(http.StatusNotAcceptable, CodeUnsupportedVersion,
+			"Invalid value for OpenStack-API-Version header")
+	}
+	lo, _ := parseMicroversion(MagnumMinVersion)
+	hi, _ := parseMicroversion(MagnumMaxVersion)
+	if v[0] != lo[0] || v[1] < lo[1] || v[1] > hi[1] {
+		return "", api.New(http.StatusNotAcceptable, CodeUnsupportedVersion,
+			fmt.Sprintf("Version %s was requested but the minor version is not supported by this service. The supported version range is: [%s, %s].",
+				truncate(fields[1], 16), MagnumMinVersion, MagnumMaxVersion))
+	}
+	return fmt.Sprintf("%d.%d", v[0], v[1]), nil
+}
+
+func parseMicroversion(s string) ([2]int, bool) {
+	major, minor, ok := strings.Cut(s, ".")
+	if !ok {
+		return [2]int{}, false
+	}
+	ma, err1 := strconv.Atoi(major)
+	mi, err2 := strconv.Atoi(minor)
+	if err1 != nil || err2 != nil || ma < 0 || mi < 0 {
+		return [2]int{}, false
+	}
+	return [2]int{ma, mi}, true
+}
+
+// magnumLinks are Magnum's self and bookmark links of a cluster's
+// certificate resource.
+func magnumLinks(r *http.Request, cluster string) []Link {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	} else if p := r.Header.Get("X-Forwarded-Proto"); p == "https" || p == "http" {
+		scheme = p
+	}
+	base := scheme + "://" + r.Host
+	c := url.PathEscape(cluster)
+	return []Link{
+		{Href: base + "/v1/certificates/" + c, Rel: "self"},
+		{Href: base + "/certificates/" + c, Rel: "bookmark"},
+	}
+}
+
+func checkCACertType(t string) error {
+	if t != "" && t != "kubernetes" {
+		return api.Invalid(api.CodeInvalidField, "ca_cert_type", `ca_cert_type must be "kubernetes"`)
+	}
+	return nil
+}
+
+func (a *Authority) handleMagnumSign(w http.ResponseWriter, r *http.Request) error {
+	var req MagnumCertificate
+	if err := api.DecodeJSON(r, &req, false); err != nil {
+		return err
+	}
+	if req.PEM != "" || req.Links != nil {
+		return api.Invalid(api.CodeInvalidField, "pem", "pem and links are read-only")
+	}
+	cluster := req.ClusterUUID
+	if cluster == "" {
+		cluster = req.BayUUID
+	}
+	if cluster == "" {
+		return api.Invalid(api.CodeInvalidField, "cluster_uuid", "cluster_uuid is required")
+	}
+	if err := checkCACertType(req.CACertType); err != nil {
+		return err
+	}
+	res, err := a.Sign(r.Context(), cluster, SignRequest{CSR: req.CSR, Profile: string(ProfileClient)})
+	if err != nil {
+		var e *api.Error
+		if errors.As(err, &e) && e.Code == api.CodeCANotFound {
+			// Magnum: an unknown cluster in a POST body is a bad request.
+			c := *e
+			c.Status = http.StatusBadRequest
+			return &c
+		}
+		return err
+	}
+	return api.WriteJSON(w, http.StatusCreated, MagnumCertificate{
+		ClusterUUID: cluster, CSR: req.CSR, CACertType: req.CACertType,
+		PEM: res.Certificate, Links: magnumLinks(r, cluster),
+	})
+}
+
+func (a *Authority) handleMagnumShow(w http.ResponseWriter, r *http.Request) error {
+	cluster := r.PathValue("cluster")
+	if err := checkCACertType(r.URL.Query().Get("ca_cert_type")); err != nil {
+		return err
+	}
+	res, err := a.CA(r.Context(), cluster)
+	if err != nil {
+		return err
+	}
+	// The trust bundle, not only the active CA: during a grace period a
+	// client written against Magnum then trusts both generations.
+	return api.WriteJSON(w, http.StatusOK, MagnumCertificate{
+		ClusterUUID: cluster, PEM: res.TrustBundle, Links: magnumLinks(r, cluster),
+	})
+}
+
+func (a *Authority) handleMagnumRotate(w http.ResponseWriter, r *http.Request) error {
+	// python-magnumclient sends no body (Content-Type
+	// application/octet-stream); whatever is sent is ignored, as Magnum does.
+	cluster := r.PathValue("cluster")
+	var zero int64
+	if _, err := a.Rekey(r.Context(), cluster, RekeyRequest{GracePeriodSeconds: &zero}); err != nil {
+		return err
+	}
+	return api.WriteJSON(w, http.StatusAccepted, map[string]string{"uuid": cluster})
+}

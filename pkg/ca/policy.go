@@ -1,0 +1,271 @@
+package ca
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/asn1"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/clusterkeys/clusterkeys/pkg/api"
+)
+
+// Profile is the kind of certificate a CSR asks for.
+type Profile string
+
+// The signing profiles.
+const (
+	// ProfileClient: clientAuth, no SANs (a user or a kubelet client).
+	ProfileClient Profile = "client"
+	// ProfileServer: serverAuth, SANs required.
+	ProfileServer Profile = "server"
+	// ProfilePeer: clientAuth and serverAuth, SANs required (etcd peers).
+	ProfilePeer Profile = "peer"
+)
+
+// Limits of what a CSR may hold.
+const (
+	// MaxCSRBytes bounds the PEM text of a CSR.
+	MaxCSRBytes = 16 << 10
+	// MaxSANs bounds the DNS names plus IP addresses of a CSR.
+	MaxSANs = 100
+	// maxNameLen bounds the CN and each O (X.520 ub-common-name).
+	maxNameLen = 64
+	// maxOrganizations bounds the O attributes (Kubernetes groups).
+	maxOrganizations = 16
+	// minRSABits and maxRSABits bound an RSA key.
+	minRSABits = 2048
+	maxRSABits = 8192
+	// SystemMasters is the Kubernetes group that bypasses RBAC.
+	SystemMasters = "system:masters"
+)
+
+var (
+	oidBasicConstraints = asn1.ObjectIdentifier{2, 5, 29, 19}
+	oidKeyUsage         = asn1.ObjectIdentifier{2, 5, 29, 15}
+)
+
+// ParseProfile returns the profile named s, or 400 invalid_profile.
+func ParseProfile(s string) (Profile, error) {
+	switch p := Profile(s); p {
+	case ProfileClient, ProfileServer, ProfilePeer:
+		return p, nil
+	}
+	return "", api.Invalid(api.CodeInvalidProfile, "profile", `profile must be "client", "server" or "peer"`)
+}
+
+func csrError(code, message string) *api.Error {
+	return api.Invalid(code, "csr", message)
+}
+
+// ParseCSR parses a PEM certificate signing request and applies the parts
+// of the policy that depend on the CSR alone: exactly one CERTIFICATE
+// REQUEST block of at most MaxCSRBytes; an RSA key of 2048 to 8192 bits, an
+// ECDSA P-256 or P-384 key, or an Ed25519 key; a valid signature; no
+// request to be a CA; only DNS and IP subject alternative names. Every
+// refusal is a 400 *api.Error with its own stable code.
+func ParseCSR(data []byte) (*x509.CertificateRequest, error) {
+	if len(data) > MaxCSRBytes {
+		return nil, csrError(api.CodeInvalidCSR, fmt.Sprintf("csr exceeds %d bytes", MaxCSRBytes))
+	}
+	begin := bytes.Index(data, []byte("-----BEGIN"))
+	if begin < 0 {
+		return nil, csrError(api.CodeInvalidCSR, "csr is not PEM: no BEGIN line")
+	}
+	if len(bytes.TrimSpace(data[:begin])) != 0 {
+		return nil, csrError(api.CodeInvalidCSR, "csr has text before its PEM block")
+	}
+	block, rest := pem.Decode(data[begin:])
+	if block == nil {
+		return nil, csrError(api.CodeInvalidCSR, "csr is not valid PEM")
+	}
+	if block.Type != "CERTIFICATE REQUEST" {
+		return nil, csrError(api.CodeInvalidCSR, fmt.Sprintf("csr PEM block is %q, want \"CERTIFICATE REQUEST\"", truncate(block.Type, 40)))
+	}
+	if len(block.Headers) != 0 {
+		return nil, csrError(api.CodeInvalidCSR, "csr PEM block has headers")
+	}
+	if len(bytes.TrimSpace(rest)) != 0 {
+		return nil, csrError(api.CodeInvalidCSR, "csr must be exactly one PEM block")
+	}
+	csr, err := x509.ParseCertificateRequest(block.Bytes)
+	if err != nil {
+		return nil, csrError(api.CodeInvalidCSR, "csr is not a valid PKCS#10 request").Wrap(err)
+	}
+	if err := checkKey(csr.PublicKey); err != nil {
+		return nil, err
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, csrError(api.CodeCSRSignature, "the csr's signature does not verify with its public key").Wrap(err)
+	}
+	if err := checkExtensions(csr); err != nil {
+		return nil, err
+	}
+	if err := checkSubject(csr); err != nil {
+		return nil, err
+	}
+	if err := checkSANs(csr); err != nil {
+		return nil, err
+	}
+	return csr, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+// checkKey applies the key policy.
+func checkKey(pub crypto.PublicKey) error {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		bits := k.N.BitLen()
+		if bits < minRSABits {
+			return csrError(api.CodeWeakKey, fmt.Sprintf("RSA key of %d bits; at least %d are required", bits, minRSABits))
+		}
+		if bits > maxRSABits {
+			return csrError(api.CodeUnsupportedKey, fmt.Sprintf("RSA key of %d bits; at most %d are supported", bits, maxRSABits))
+		}
+		return nil
+	case *ecdsa.PublicKey:
+		switch k.Curve {
+		case elliptic.P256(), elliptic.P384():
+			return nil
+		case elliptic.P224():
+			return csrError(api.CodeWeakKey, "ECDSA P-224 is too weak; use P-256 or P-384")
+		}
+		return csrError(api.CodeUnsupportedKey, fmt.Sprintf("ECDSA curve %s is not supported; use P-256 or P-384", k.Curve.Params().Name))
+	case ed25519.PublicKey:
+		return nil
+	}
+	return csrError(api.CodeUnsupportedKey, fmt.Sprintf("%T keys are not supported; use RSA, ECDSA P-256/P-384 or Ed25519", pub))
+}
+
+// checkExtensions refuses a CSR that asks to be a CA, by basicConstraints
+// CA:TRUE or by the keyCertSign key usage. Other requested extensions are
+// ignored: the profile alone decides what the certificate carries.
+func checkExtensions(csr *x509.CertificateRequest) error {
+	for _, ext := range csr.Extensions {
+		switch {
+		case ext.Id.Equal(oidBasicConstraints):
+			var bc struct {
+				IsCA       bool `asn1:"optional"`
+				MaxPathLen int  `asn1:"optional,default:-1"`
+			}
+			rest, err := asn1.Unmarshal(ext.Value, &bc)
+			if err != nil || len(rest) != 0 {
+				return csrError(api.CodeInvalidCSR, "the csr's basicConstraints extension request is malformed")
+			}
+			if bc.IsCA {
+				return csrError(api.CodeCARequested, "the csr asks for a CA certificate (basicConstraints CA:TRUE); only end-entity certificates are issued")
+			}
+		case ext.Id.Equal(oidKeyUsage):
+			var bits asn1.BitString
+			rest, err := asn1.Unmarshal(ext.Value, &bits)
+			if err != nil || len(rest) != 0 {
+				return csrError(api.CodeInvalidCSR, "the csr's keyUsage extension request is malformed")
+			}
+			// keyCertSign is bit 5, cRLSign bit 6.
+			if bits.At(5) == 1 || bits.At(6) == 1 {
+				return csrError(api.CodeCARequested, "the csr asks for keyCertSign or cRLSign; only end-entity certificates are issued")
+			}
+		}
+	}
+	return nil
+}
+
+func checkSubject(csr *x509.CertificateRequest) error {
+	s := csr.Subject
+	if len(s.CommonName) > maxNameLen {
+		return csrError(api.CodeInvalidCSR, fmt.Sprintf("the csr's common name exceeds %d bytes", maxNameLen))
+	}
+	if len(s.Organization) > maxOrganizations {
+		return csrError(api.CodeInvalidCSR, fmt.Sprintf("the csr has more than %d organizations", maxOrganizations))
+	}
+	for _, o := range s.Organization {
+		if o == "" || len(o) > maxNameLen {
+			return csrError(api.CodeInvalidCSR, fmt.Sprintf("each organization of the csr must be 1 to %d bytes", maxNameLen))
+		}
+	}
+	if s.CommonName == "" && len(csr.DNSNames) == 0 && len(csr.IPAddresses) == 0 {
+		return csrError(api.CodeInvalidCSR, "the csr has neither a common name nor a subject alternative name")
+	}
+	return nil
+}
+
+func checkSANs(csr *x509.CertificateRequest) error {
+	if len(csr.URIs) != 0 || len(csr.EmailAddresses) != 0 {
+		return csrError(api.CodeInvalidCSR, "only DNS and IP subject alternative names are supported")
+	}
+	if n := len(csr.DNSNames) + len(csr.IPAddresses); n > MaxSANs {
+		return csrError(api.CodeInvalidCSR, fmt.Sprintf("the csr has %d subject alternative names; at most %d are allowed", n, MaxSANs))
+	}
+	for _, d := range csr.DNSNames {
+		if !validDNSName(d) {
+			return csrError(api.CodeInvalidCSR, fmt.Sprintf("%q is not a valid DNS name", truncate(d, 64)))
+		}
+	}
+	for _, ip := range csr.IPAddresses {
+		if len(ip) != net.IPv4len && len(ip) != net.IPv6len {
+			return csrError(api.CodeInvalidCSR, "the csr has a malformed IP address")
+		}
+	}
+	return nil
+}
+
+// validDNSName accepts host names of letters, digits, '-' and '_' (as
+// Kubernetes service names may have), with an optional leading "*." wildcard.
+func validDNSName(d string) bool {
+	d = strings.TrimPrefix(d, "*.")
+	if d == "" || len(d) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(d, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// hasSystemMasters reports whether the CSR asks for O=system:masters.
+func hasSystemMasters(csr *x509.CertificateRequest) bool {
+	for _, o := range csr.Subject.Organization {
+		if strings.EqualFold(strings.TrimSpace(o), SystemMasters) {
+			return true
+		}
+	}
+	return false
+}
+
+// CheckProfile applies the parts of the policy that depend on the profile
+// and on the caller: server and peer certificates need a SAN, and
+// O=system:masters needs the admin role.
+func CheckProfile(csr *x509.CertificateRequest, profile Profile, admin bool) error {
+	if hasSystemMasters(csr) && !admin {
+		return &api.Error{
+			Status: http.StatusForbidden, Code: api.CodeSystemMasters,
+			Detail: "only an admin may obtain a certificate in group system:masters",
+			Fields: []api.FieldError{{Code: api.CodeSystemMasters, Field: "csr", Message: "O=system:masters needs the admin role"}},
+		}
+	}
+	if (profile == ProfileServer || profile == ProfilePeer) && len(csr.DNSNames) == 0 && len(csr.IPAddresses) == 0 {
+		return csrError(api.CodeMissingSAN, fmt.Sprintf("a %s certificate needs at least one DNS or IP subject alternative name in the csr", profile))
+	}
+	return nil
+}

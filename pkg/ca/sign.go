@@ -1,0 +1,234 @@
+package ca
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/clusterkeys/clusterkeys/pkg/api"
+	"github.com/clusterkeys/clusterkeys/pkg/store"
+)
+
+// SignRequest is the body of POST /v1/clusters/{cluster}/certificates.
+type SignRequest struct {
+	// CSR is a PEM CERTIFICATE REQUEST.
+	CSR string `json:"csr"`
+	// Profile is "client" (the default), "server" or "peer".
+	Profile string `json:"profile,omitempty"`
+	// ValidityHours is the certificate's validity; the profile's default
+	// when 0, and never beyond the CA's own NotAfter.
+	ValidityHours int `json:"validity_hours,omitempty"`
+}
+
+// SignResult is an issued certificate.
+type SignResult struct {
+	// Certificate is the issued certificate, PEM.
+	Certificate string `json:"certificate"`
+	// Serial is the lowercase hex serial number.
+	Serial   string    `json:"serial"`
+	NotAfter time.Time `json:"not_after"`
+	// CAGeneration is the generation of the CA that signed.
+	CAGeneration int `json:"ca_generation"`
+	// CACertificate is the signing CA's certificate, PEM.
+	CACertificate string `json:"ca_certificate"`
+}
+
+// Sign issues a certificate for the CSR of req with the active CA of
+// cluster, under the policy, and records it in the store.
+func (a *Authority) Sign(ctx context.Context, cluster string, req SignRequest) (res SignResult, err error) {
+	profileLabel := "invalid"
+	defer func() { a.metrics.sign(profileLabel, err) }()
+	p, err := principal(ctx)
+	if err != nil {
+		return SignResult{}, err
+	}
+	if err := ValidateClusterName(cluster); err != nil {
+		return SignResult{}, err
+	}
+	if req.Profile == "" {
+		req.Profile = string(ProfileClient)
+	}
+	profile, err := ParseProfile(req.Profile)
+	if err != nil {
+		return SignResult{}, err
+	}
+	profileLabel = string(profile)
+	if req.CSR == "" {
+		return SignResult{}, csrError(api.CodeInvalidCSR, "csr is required")
+	}
+	if req.ValidityHours < 0 || time.Duration(req.ValidityHours)*time.Hour > a.opts.MaxValidity {
+		return SignResult{}, api.Invalid(api.CodeInvalidField, "validity_hours",
+			fmt.Sprintf("validity_hours must be between 1 and %d", int64(a.opts.MaxValidity/time.Hour)))
+	}
+	c, err := a.cluster(ctx, cluster)
+	if err != nil {
+		return SignResult{}, err
+	}
+	if err := p.AuthorizeWrite(c.Project); err != nil {
+		return SignResult{}, err
+	}
+	csr, err := ParseCSR([]byte(req.CSR))
+	if err != nil {
+		return SignResult{}, err
+	}
+	if err := CheckProfile(csr, profile, p.IsAdmin()); err != nil {
+		return SignResult{}, err
+	}
+
+	gens, err := a.st.Generations(ctx, cluster)
+	if err != nil {
+		return SignResult{}, fmt.Errorf("read CA generations of cluster %q: %w", cluster, err)
+	}
+	now := a.now()
+	active, _, err := activeAndTrusted(c, gens, now)
+	if err != nil {
+		return SignResult{}, err
+	}
+	notAfter, err := a.notAfter(profile, req.ValidityHours, now, active.NotAfter)
+	if err != nil {
+		return SignResult{}, err
+	}
+	key, err := a.signer(ctx, active)
+	if err != nil {
+		return SignResult{}, err
+	}
+	tmpl, err := leafTemplate(csr, profile, now, notAfter)
+	if err != nil {
+		return SignResult{}, err
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, key.cert, csr.PublicKey, key.signer)
+	if err != nil {
+		// A custody signer may have gone bad (an HSM session): load it
+		// again next time.
+		a.signers.remove(active.KeyRef)
+		return SignResult{}, fmt.Errorf("sign certificate for cluster %q with generation %d: %w", cluster, active.Generation, err)
+	}
+	serial := hex.EncodeToString(tmpl.SerialNumber.Bytes())
+	rec := store.IssuedCertificate{
+		Cluster: cluster, Serial: serial, Generation: active.Generation,
+		Subject: tmpl.Subject.String(), Profile: string(profile),
+		User: p.User, Project: p.Project,
+		NotBefore: tmpl.NotBefore, NotAfter: tmpl.NotAfter, IssuedAt: now,
+	}
+	if err := a.st.RecordCertificate(ctx, rec); err != nil {
+		return SignResult{}, fmt.Errorf("record certificate %s of cluster %q: %w", serial, cluster, err)
+	}
+	// A rekey that committed while this request signed would leave the
+	// certificate outside the registry's revocation: refuse to hand it out.
+	if now2, err := a.st.Cluster(ctx, cluster); err == nil && now2.Generation != active.Generation {
+		return SignResult{}, api.New(http.StatusConflict, api.CodeGenerationMismatch,
+			fmt.Sprintf("the CA of cluster %q was rekeyed while signing; retry", cluster))
+	}
+	a.log.Info("certificate issued", "cluster", cluster, "generation", active.Generation,
+		"serial", serial, "profile", profile, "subject", rec.Subject, "user", p.User,
+		"not_after", tmpl.NotAfter)
+	return SignResult{
+		Certificate:   pemCert(der),
+		Serial:        serial,
+		NotAfter:      tmpl.NotAfter,
+		CAGeneration:  active.Generation,
+		CACertificate: pemCert(active.CertificateDER),
+	}, nil
+}
+
+// notAfter returns the NotAfter of a certificate asked for hours (0 = the
+// profile's default) by a CA that expires at caNotAfter.
+func (a *Authority) notAfter(profile Profile, hours int, now, caNotAfter time.Time) (time.Time, error) {
+	now = now.Truncate(time.Second)
+	if !caNotAfter.After(now) {
+		return time.Time{}, api.Invalid(api.CodeValidityTooLong, "validity_hours",
+			"the cluster's CA has expired; rekey it")
+	}
+	if hours > 0 {
+		na := now.Add(time.Duration(hours) * time.Hour)
+		if na.After(caNotAfter) {
+			return time.Time{}, api.Invalid(api.CodeValidityTooLong, "validity_hours",
+				fmt.Sprintf("validity_hours exceeds the CA's remaining validity (%d hours)", int64(caNotAfter.Sub(now)/time.Hour)))
+		}
+		return na, nil
+	}
+	d := a.opts.ClientValidity
+	if profile != ProfileClient {
+		d = a.opts.ServerValidity
+	}
+	if na := now.Add(d); na.Before(caNotAfter) {
+		return na, nil
+	}
+	return caNotAfter.UTC(), nil
+}
+
+// leafTemplate is the certificate issued for csr: the CSR's CN and O, the
+// profile's key usages, SANs for server and peer, never a CA.
+func leafTemplate(csr *x509.CertificateRequest, profile Profile, now, notAfter time.Time) (*x509.Certificate, error) {
+	serial, err := randomSerial()
+	if err != nil {
+		return nil, err
+	}
+	ski, err := keyID(csr.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	usage := x509.KeyUsageDigitalSignature
+	if _, ok := csr.PublicKey.(*rsa.PublicKey); ok {
+		usage |= x509.KeyUsageKeyEncipherment
+	}
+	var ext []x509.ExtKeyUsage
+	switch profile {
+	case ProfileClient:
+		ext = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	case ProfileServer:
+		ext = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	case ProfilePeer:
+		ext = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject: pkix.Name{
+			CommonName:   csr.Subject.CommonName,
+			Organization: csr.Subject.Organization,
+		},
+		NotBefore:             now.Truncate(time.Second).Add(-clockSkew).UTC(),
+		NotAfter:              notAfter.UTC(),
+		KeyUsage:              usage,
+		ExtKeyUsage:           ext,
+		BasicConstraintsValid: true,
+		IsCA:                  false,
+		SubjectKeyId:          ski,
+	}
+	if profile != ProfileClient {
+		tmpl.DNSNames = csr.DNSNames
+		tmpl.IPAddresses = csr.IPAddresses
+	}
+	return tmpl, nil
+}
+
+// caKey is a loaded CA: its signer in custody and its parsed certificate.
+type caKey struct {
+	signer crypto.Signer
+	cert   *x509.Certificate
+}
+
+// signer returns the CA key of gen, from the cache or from custody.
+func (a *Authority) signer(ctx context.Context, gen store.CAGeneration) (caKey, error) {
+	if k, ok := a.signers.get(gen.KeyRef); ok {
+		return k, nil
+	}
+	cert, err := x509.ParseCertificate(gen.CertificateDER)
+	if err != nil {
+		return caKey{}, fmt.Errorf("parse CA certificate of cluster %q generation %d: %w", gen.Cluster, gen.Generation, err)
+	}
+	s, err := a.keys.Signer(ctx, gen.KeyRef)
+	if err != nil {
+		return caKey{}, fmt.Errorf("load CA key of cluster %q generation %d: %w", gen.Cluster, gen.Generation, err)
+	}
+	k := caKey{signer: s, cert: cert}
+	a.signers.put(gen.KeyRef, k)
+	return k, nil
+}
