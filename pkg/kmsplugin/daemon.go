@@ -1,0 +1,133 @@
+package kmsplugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/pflag"
+)
+
+// DefaultListen is the socket the shim serves on unless told otherwise; the
+// static Pod manifest and EncryptionConfiguration in infra/kmsshim use it.
+const DefaultListen = "unix:///var/run/clusterkeys/kms.sock"
+
+// DefaultKeyName is the KEK the shim uses unless told otherwise.
+const DefaultKeyName = "kubernetes-kms"
+
+// Options are the shim's own settings; custody and store settings are
+// pkg/config's.
+type Options struct {
+	// Listen is the socket, unix:///path.sock.
+	Listen string
+	// Key is the KEK name, created when absent.
+	Key string
+	// KeyProject owns the KEK when the shim creates it.
+	KeyProject string
+	// MetricsListen, when set, is a TCP address serving /metrics.
+	MetricsListen string
+	// StatusTTL is how long a healthy Status is reused.
+	StatusTTL time.Duration
+	// ShutdownTimeout bounds the graceful shutdown.
+	ShutdownTimeout time.Duration
+}
+
+// DefaultOptions returns the shim's defaults.
+func DefaultOptions() Options {
+	return Options{
+		Listen:          DefaultListen,
+		Key:             DefaultKeyName,
+		StatusTTL:       DefaultStatusTTL,
+		ShutdownTimeout: 10 * time.Second,
+	}
+}
+
+// BindFlags registers o's fields, except Listen (pkg/config owns --listen),
+// as flags on fs with o's values as defaults.
+func (o *Options) BindFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Key, "key", o.Key, "name of the KEK that wraps kube-apiserver's seeds (created when absent)")
+	fs.StringVar(&o.KeyProject, "key-project", o.KeyProject, "project that owns the KEK when the shim creates it")
+	fs.StringVar(&o.MetricsListen, "metrics-listen", o.MetricsListen, "TCP address to serve Prometheus /metrics on, e.g. 127.0.0.1:9464 (off when empty)")
+	fs.DurationVar(&o.StatusTTL, "status-cache", o.StatusTTL, "how long a healthy Status round trip is reused")
+	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "how long SIGTERM waits for pending calls")
+}
+
+// Backend is what the shim needs of the wrap/unwrap service.
+type Backend interface {
+	Envelope
+	KeyCreator
+}
+
+// Run ensures the KEK exists, serves the KMS v2 API on o.Listen (and
+// metrics on o.MetricsListen) until ctx ends, then shuts down gracefully.
+// ready, when not nil, is called once the socket accepts connections.
+func Run(ctx context.Context, o Options, b Backend, log *slog.Logger, ready func(*Server)) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	keyID, created, err := EnsureKey(ctx, b, o.Key, o.KeyProject)
+	if err != nil {
+		return err
+	}
+	log.Info("kms key", "key", o.Key, "key_id", keyID, "created", created)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m, err := NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	p, err := New(b, Config{KeyName: o.Key, StatusTTL: o.StatusTTL, Metrics: m, Logger: log})
+	if err != nil {
+		return err
+	}
+	srv, err := Listen(o.Listen, p, ServerOptions{Metrics: m, Logger: log})
+	if err != nil {
+		return err
+	}
+	if o.MetricsListen != "" {
+		addr, stop, err := ServeMetrics(ctx, o.MetricsListen, reg)
+		if err != nil {
+			srv.Close()
+			return err
+		}
+		log.Info("kms metrics serving", "addr", addr.String())
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			defer cancel()
+			_ = stop(sctx)
+		}()
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve() }()
+	if ready != nil {
+		ready(srv)
+	}
+	select {
+	case err := <-errc:
+		srv.Close()
+		if err == nil {
+			err = errors.New("kms server stopped unexpectedly")
+		}
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("kms plugin shutting down", "socket", srv.Path())
+	timeout := o.ShutdownTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("kms plugin: %w", err)
+	}
+	if err := <-errc; err != nil {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,111 @@
+package kmsplugin
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc/stats"
+	"google.golang.org/grpc/status"
+)
+
+// Metrics are the shim's Prometheus collectors:
+//
+//	clusterkeys_kms_operations_total{op,code}         Encrypt, Decrypt and Status calls by gRPC code
+//	clusterkeys_kms_operation_duration_seconds{op}    their latency
+//	clusterkeys_kms_errors_total{op}                  failed calls
+//	clusterkeys_kms_connections_total                 gRPC connections accepted (kube-apiserver (re)connects)
+//	clusterkeys_kms_custody_recoveries_total          custody back to healthy after a failed Status
+//	clusterkeys_kms_healthy                           1 when the last Status round trip succeeded
+type Metrics struct {
+	ops         *prometheus.CounterVec
+	latency     *prometheus.HistogramVec
+	errors      *prometheus.CounterVec
+	connections prometheus.Counter
+	recoveries  prometheus.Counter
+	healthy     prometheus.Gauge
+}
+
+// NewMetrics creates the collectors and registers them with reg (none when
+// reg is nil).
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		ops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "clusterkeys_kms_operations_total",
+			Help: "KMS v2 calls by operation and gRPC status code.",
+		}, []string{"op", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "clusterkeys_kms_operation_duration_seconds",
+			Help:    "Latency of KMS v2 calls inside the shim.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"op"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "clusterkeys_kms_errors_total",
+			Help: "Failed KMS v2 calls by operation.",
+		}, []string{"op"}),
+		connections: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "clusterkeys_kms_connections_total",
+			Help: "gRPC connections accepted on the KMS socket; more than one per kube-apiserver means reconnects.",
+		}),
+		recoveries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "clusterkeys_kms_custody_recoveries_total",
+			Help: "Times key custody became healthy again after a failed Status round trip.",
+		}),
+		healthy: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "clusterkeys_kms_healthy",
+			Help: "1 when the last Status round trip through key custody succeeded, else 0.",
+		}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.ops, m.latency, m.errors, m.connections, m.recoveries, m.healthy} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("register kms metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}
+
+func (m *Metrics) observe(op string, d time.Duration, err error) {
+	code := status.Code(err)
+	m.ops.WithLabelValues(op, code.String()).Inc()
+	m.latency.WithLabelValues(op).Observe(d.Seconds())
+	if err != nil {
+		m.errors.WithLabelValues(op).Inc()
+	}
+}
+
+// connStats counts accepted gRPC connections.
+type connStats struct{ m *Metrics }
+
+var _ stats.Handler = connStats{}
+
+func (c connStats) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
+func (c connStats) HandleRPC(context.Context, stats.RPCStats)                       {}
+func (c connStats) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context {
+	return ctx
+}
+func (c connStats) HandleConn(_ context.Context, s stats.ConnStats) {
+	if _, ok := s.(*stats.ConnBegin); ok && c.m != nil {
+		c.m.connections.Inc()
+	}
+}
+
+// ServeMetrics serves /metrics of g on addr (a TCP address such as
+// 127.0.0.1:9464) until ctx ends. It returns once the listener is open; the
+// returned function stops the server.
+func ServeMetrics(ctx context.Context, addr string, g prometheus.Gatherer) (net.Addr, func(context.Context) error, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("metrics listener %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	go func() { _ = srv.Serve(ln) }()
+	return ln.Addr(), srv.Shutdown, nil
+}
