@@ -34,6 +34,10 @@ type Options struct {
 	StatusTTL time.Duration
 	// ShutdownTimeout bounds the graceful shutdown.
 	ShutdownTimeout time.Duration
+	// Registry collects the shim's metrics and is served on MetricsListen;
+	// pass the one the backends registered with. Run creates one (with Go
+	// and process collectors) when nil.
+	Registry *prometheus.Registry
 }
 
 // DefaultOptions returns the shim's defaults.
@@ -75,8 +79,10 @@ func Run(ctx context.Context, o Options, b Backend, log *slog.Logger, ready func
 	}
 	log.Info("kms key", "key", o.Key, "key_id", keyID, "created", created)
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := o.Registry
+	if reg == nil {
+		reg = NewRegistry()
+	}
 	m, err := NewMetrics(reg)
 	if err != nil {
 		return err
@@ -130,4 +136,12 @@ func Run(ctx context.Context, o Options, b Backend, log *slog.Logger, ready func
 		return err
 	}
 	return nil
+}
+
+// NewRegistry returns a Prometheus registry with the Go runtime and process
+// collectors, for the shim's /metrics.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
 }
