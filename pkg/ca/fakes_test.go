@@ -37,8 +37,8 @@ import (
 type fakeStore struct {
 	mu       sync.Mutex
 	clusters map[string]store.Cluster
-	gens     map[string][]store.CAGeneration // newest first
-	certs    map[string][]store.IssuedCertificate
+	gens     map[string][]store.CAGeneration      // newest first
+	certs    map[string][]store.IssuedCertificate // oldest first
 
 	// beforeCreate runs before CreateCluster checks for a conflict.
 	beforeCreate func()
@@ -130,14 +130,16 @@ func (s *fakeStore) doRekey(cluster string, expected int, next store.CAGeneratio
 func (s *fakeStore) RecordCertificate(_ context.Context, c store.IssuedCertificate) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.certs[c.Cluster] = append([]store.IssuedCertificate{c}, s.certs[c.Cluster]...)
+	s.certs[c.Cluster] = append(s.certs[c.Cluster], c) // oldest first
 	return nil
 }
 
 func (s *fakeStore) Certificates(_ context.Context, cluster string) ([]store.IssuedCertificate, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return slices.Clone(s.certs[cluster]), nil
+	certs := slices.Clone(s.certs[cluster])
+	slices.Reverse(certs)
+	return certs, nil
 }
 
 // fakeKeys is an in-memory Keys that records what happened to each key.
