@@ -1,0 +1,387 @@
+// Package sqlite is the embedded default metadata store of clusterkeys: one
+// SQLite file, through the pure Go driver modernc.org/sqlite, so the binaries
+// need no cgo and no database server.
+//
+// It implements ca.Store (clusters, CA generations, the issued-certificate
+// registry), keywrap.Store (KEKs and their versions) and the blob store of
+// software key custody.
+//
+// # Concurrency
+//
+// Several processes may open the same file at once (localrun and the KMS
+// shim share a state directory). The file is in WAL mode, so readers never
+// wait for the writer. Every write transaction starts with BEGIN IMMEDIATE:
+// it takes the write lock up front, so two writers never deadlock upgrading
+// a read lock, and a writer that finds the lock taken waits up to the busy
+// timeout (5 s) before failing with api.ErrUnavailable. Rekey and RotateKEK
+// are compare-and-swaps on the generation inside such a transaction, so
+// concurrent instances never lose or fork a CA or a KEK.
+//
+// # Errors
+//
+// As documented in package store: a missing object wraps api.ErrNotFound,
+// an existing one api.ErrConflict, a lost compare-and-swap
+// api.ErrGenerationMismatch, and a busy, locked, unreadable or closed
+// database api.ErrUnavailable. Error strings never contain blob contents.
+//
+// # Times
+//
+// Times are stored as UTC text with a fixed width (TimeLayout), so that
+// comparing the text in SQL compares the instants, and NULL is the zero
+// time. Every time read back is in UTC. Years outside 0000–9999 are refused.
+//
+// # Schema
+//
+// The schema is a numbered list of SQL files embedded in the binary
+// (migrations/NNNN_name.sql). Open applies, in one transaction, those not
+// yet recorded in the schema_migrations table, and refuses a database whose
+// schema is newer than the binary knows (ErrSchemaTooNew).
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	msqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/clusterkeys/clusterkeys/pkg/api"
+	"github.com/clusterkeys/clusterkeys/pkg/ca"
+)
+
+var _ ca.Store = (*DB)(nil)
+
+// BusyTimeout is how long a statement waits for a lock another connection
+// or process holds before it fails with api.ErrUnavailable.
+const BusyTimeout = 5 * time.Second
+
+// TimeLayout is the layout of every stored time, always in UTC.
+const TimeLayout = "2006-01-02T15:04:05.000000000Z"
+
+// ErrSchemaTooNew is wrapped by Open when the database was migrated by a
+// newer clusterkeys than this one.
+var ErrSchemaTooNew = errors.New("database schema is newer than this binary knows")
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// DB is an open SQLite metadata store. It is safe for concurrent use.
+type DB struct {
+	db     *sql.DB
+	path   string
+	closed atomic.Bool
+}
+
+// Open opens the store at path, creating the file (mode 0600) when absent;
+// its parent directory must exist. It applies the schema migrations this
+// binary knows and the database does not have yet.
+func Open(ctx context.Context, path string) (*DB, error) {
+	return open(ctx, path, BusyTimeout)
+}
+
+// open is Open with a chosen busy timeout (tests shorten it).
+func open(ctx context.Context, path string, busyTimeout time.Duration) (*DB, error) {
+	if path == "" || path == ":memory:" || strings.HasPrefix(path, "file:") || strings.ContainsAny(path, "?#") {
+		return nil, fmt.Errorf("open sqlite store %q: want the path of a file, without '?' or '#'", path)
+	}
+	if err := createFile(path); err != nil {
+		return nil, err
+	}
+	db, err := sql.Open("sqlite", dsn(path, busyTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
+	}
+	// Every connection holds its own SQLite handle; a few suffice, since
+	// writers serialize on the file lock anyway.
+	db.SetMaxOpenConns(8)
+	db.SetMaxIdleConns(4)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	d := &DB{db: db, path: path}
+	if err := d.migrate(ctx, migrationFiles); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
+	}
+	return d, nil
+}
+
+// dsn returns the modernc.org/sqlite data source name of path: WAL journal,
+// a busy timeout, foreign keys enforced, and BEGIN IMMEDIATE for every
+// read-write transaction.
+func dsn(path string, busyTimeout time.Duration) string {
+	return path + "?_pragma=busy_timeout(" + strconv.FormatInt(busyTimeout.Milliseconds(), 10) + ")" +
+		"&_pragma=foreign_keys(1)" +
+		"&_pragma=journal_mode(WAL)" +
+		"&_pragma=synchronous(NORMAL)" +
+		"&_txlock=immediate"
+}
+
+// createFile creates path with mode 0600 unless it exists. SQLite gives its
+// -wal and -shm files the mode of the database file.
+func createFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	switch {
+	case err == nil:
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("create sqlite store %s: %w", path, err)
+		}
+		return nil
+	case errors.Is(err, fs.ErrExist):
+		return nil
+	default:
+		return fmt.Errorf("create sqlite store %s: %w", path, err)
+	}
+}
+
+// Close closes the database. Calls after Close fail with api.ErrUnavailable.
+func (d *DB) Close() error {
+	if d.closed.Swap(true) {
+		return nil
+	}
+	if err := d.db.Close(); err != nil {
+		return fmt.Errorf("close sqlite store %s: %w", d.path, err)
+	}
+	return nil
+}
+
+// Ping reports whether the database answers a query (for /readyz).
+func (d *DB) Ping(ctx context.Context) error {
+	var one int
+	if err := d.db.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		return d.wrap(err, "ping sqlite store %s", d.path)
+	}
+	return nil
+}
+
+// SchemaVersion returns the highest migration applied to the database.
+func (d *DB) SchemaVersion(ctx context.Context) (int, error) {
+	var v int
+	err := d.db.QueryRowContext(ctx, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations").Scan(&v)
+	if err != nil {
+		return 0, d.wrap(err, "read schema version")
+	}
+	return v, nil
+}
+
+// migration is one embedded schema file.
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// parseMigrationName returns the version and name of a migration file
+// named NNNN_name.sql (a positive decimal version, any number of digits).
+func parseMigrationName(file string) (int, string, error) {
+	base, ok := strings.CutSuffix(file, ".sql")
+	if !ok {
+		return 0, "", fmt.Errorf("migration %q: name must end in .sql", file)
+	}
+	num, name, ok := strings.Cut(base, "_")
+	if !ok || name == "" || num == "" {
+		return 0, "", fmt.Errorf("migration %q: name must be NNNN_name.sql", file)
+	}
+	for _, r := range num {
+		if r < '0' || r > '9' {
+			return 0, "", fmt.Errorf("migration %q: version %q is not decimal", file, num)
+		}
+	}
+	v, err := strconv.Atoi(num)
+	if err != nil || v < 1 {
+		return 0, "", fmt.Errorf("migration %q: version %q out of range", file, num)
+	}
+	return v, name, nil
+}
+
+// loadMigrations reads the migrations under migrations/ in fsys, in order,
+// and checks that their versions are 1, 2, 3… without a gap or a repeat.
+func loadMigrations(fsys fs.FS) ([]migration, error) {
+	entries, err := fs.ReadDir(fsys, "migrations")
+	if err != nil {
+		return nil, fmt.Errorf("read embedded migrations: %w", err)
+	}
+	var ms []migration
+	for _, e := range entries {
+		v, name, err := parseMigrationName(e.Name())
+		if err != nil {
+			return nil, err
+		}
+		b, err := fs.ReadFile(fsys, "migrations/"+e.Name())
+		if err != nil {
+			return nil, fmt.Errorf("read migration %s: %w", e.Name(), err)
+		}
+		ms = append(ms, migration{version: v, name: name, sql: string(b)})
+	}
+	slices.SortFunc(ms, func(a, b migration) int { return a.version - b.version })
+	for i, m := range ms {
+		if m.version != i+1 {
+			return nil, fmt.Errorf("migration %d (%s): versions must be 1, 2, 3… without gaps or repeats", m.version, m.name)
+		}
+	}
+	return ms, nil
+}
+
+// migrate applies, in one write transaction, the migrations of fsys that the
+// database has not recorded, and refuses a database newer than fsys knows.
+func (d *DB) migrate(ctx context.Context, fsys fs.FS) error {
+	ms, err := loadMigrations(fsys)
+	if err != nil {
+		return err
+	}
+	return d.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+			version    INTEGER NOT NULL PRIMARY KEY,
+			name       TEXT    NOT NULL,
+			applied_at TEXT    NOT NULL
+		) STRICT`)
+		if err != nil {
+			return d.wrap(err, "create schema_migrations")
+		}
+		var have int
+		if err := tx.QueryRowContext(ctx, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations").Scan(&have); err != nil {
+			return d.wrap(err, "read schema version")
+		}
+		if have > len(ms) {
+			return fmt.Errorf("schema version %d, this binary knows up to %d: %w", have, len(ms), ErrSchemaTooNew)
+		}
+		now := formatTime(time.Now())
+		for _, m := range ms[have:] {
+			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+				return d.wrap(err, "apply migration %d (%s)", m.version, m.name)
+			}
+			if _, err := tx.ExecContext(ctx, "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+				m.version, m.name, now); err != nil {
+				return d.wrap(err, "record migration %d (%s)", m.version, m.name)
+			}
+		}
+		return nil
+	})
+}
+
+// write runs fn in a read-write transaction (BEGIN IMMEDIATE) and commits
+// when fn returns nil.
+func (d *DB) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return d.inTx(ctx, false, fn)
+}
+
+// read runs fn in a read transaction, which sees one snapshot.
+func (d *DB) read(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return d.inTx(ctx, true, fn)
+}
+
+func (d *DB) inTx(ctx context.Context, readOnly bool, fn func(tx *sql.Tx) error) error {
+	tx, err := d.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: readOnly})
+	if err != nil {
+		return d.wrap(err, "begin transaction")
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return d.wrap(err, "commit")
+	}
+	return nil
+}
+
+// wrap returns err with context, wrapping the api sentinel its cause maps
+// to, if any: no rows → ErrNotFound, unique or primary key violation →
+// ErrConflict, a missing referenced row → ErrNotFound, busy, locked, I/O
+// errors and a closed database → ErrUnavailable.
+func (d *DB) wrap(err error, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	if sentinel := classify(err, d.closed.Load()); sentinel != nil {
+		return fmt.Errorf("%s: %w: %w", msg, sentinel, err)
+	}
+	return fmt.Errorf("%s: %w", msg, err)
+}
+
+// classify returns the api sentinel err maps to, or nil.
+func classify(err error, closed bool) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return api.ErrNotFound
+	}
+	var se *msqlite.Error
+	if errors.As(err, &se) {
+		switch code := se.Code(); code {
+		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+			return api.ErrConflict
+		case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
+			return api.ErrNotFound
+		default:
+			switch code & 0xff {
+			case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR,
+				sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY:
+				return api.ErrUnavailable
+			}
+		}
+		return nil
+	}
+	if closed || errors.Is(err, sql.ErrConnDone) {
+		return api.ErrUnavailable
+	}
+	return nil
+}
+
+// formatTime returns the stored form of t: NULL for the zero time, else
+// TimeLayout in UTC.
+func formatTime(t time.Time) sql.NullString {
+	if t.IsZero() {
+		return sql.NullString{}
+	}
+	return sql.NullString{String: t.UTC().Format(TimeLayout), Valid: true}
+}
+
+// checkTimes refuses times that TimeLayout cannot store in order.
+func checkTimes(ts ...time.Time) error {
+	for _, t := range ts {
+		if t.IsZero() {
+			continue
+		}
+		if y := t.UTC().Year(); y < 0 || y > 9999 {
+			return fmt.Errorf("time %s: year %d outside 0000-9999", t.UTC().Format(time.RFC3339), y)
+		}
+	}
+	return nil
+}
+
+// parseTime is the inverse of formatTime.
+func parseTime(s sql.NullString) (time.Time, error) {
+	if !s.Valid {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(TimeLayout, s.String)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("stored time %q: %w", s.String, err)
+	}
+	return t.UTC(), nil
+}
+
+// timeScanner scans a stored time into dst.
+type timeScanner struct{ dst *time.Time }
+
+// Scan implements sql.Scanner.
+func (s timeScanner) Scan(src any) error {
+	var ns sql.NullString
+	if err := ns.Scan(src); err != nil {
+		return err
+	}
+	t, err := parseTime(ns)
+	if err != nil {
+		return err
+	}
+	*s.dst = t
+	return nil
+}
+
+// tm returns a scanner that stores a stored time into dst.
+func tm(dst *time.Time) timeScanner { return timeScanner{dst} }

@@ -1,0 +1,368 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/clusterkeys/clusterkeys/pkg/api"
+	"github.com/clusterkeys/clusterkeys/pkg/keys/software"
+	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
+)
+
+// The store serves every function that needs one.
+var (
+	_ keywrap.Store              = (*DB)(nil)
+	_ software.BlobStore         = (*DB)(nil)
+	_ interface{ Close() error } = (*DB)(nil)
+)
+
+func TestOpen(t *testing.T) {
+	t.Run("a new file is created with mode 0600, and so are its WAL files", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "new.db")
+		d := openAt(t, path)
+		createCluster(t, d, "a") // forces the WAL and shared-memory files
+		for _, p := range []string{path, path + "-wal", path + "-shm"} {
+			fi, err := os.Stat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m := fi.Mode().Perm(); m != 0o600 {
+				t.Errorf("%s: mode %o, want 600", filepath.Base(p), m)
+			}
+		}
+	})
+	t.Run("the journal is WAL, foreign keys are on and writes take the lock up front", func(t *testing.T) {
+		d := openTest(t)
+		var mode string
+		var fk, timeout int
+		ctx := context.Background()
+		if err := d.db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.db.QueryRowContext(ctx, "PRAGMA foreign_keys").Scan(&fk); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.db.QueryRowContext(ctx, "PRAGMA busy_timeout").Scan(&timeout); err != nil {
+			t.Fatal(err)
+		}
+		if mode != "wal" || fk != 1 || timeout != int(BusyTimeout.Milliseconds()) {
+			t.Fatalf("journal_mode=%s foreign_keys=%d busy_timeout=%d", mode, fk, timeout)
+		}
+		if !strings.Contains(dsn("x.db", BusyTimeout), "_txlock=immediate") {
+			t.Fatal("DSN does not ask for BEGIN IMMEDIATE")
+		}
+	})
+	t.Run("an existing file keeps its mode", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "old.db")
+		if err := os.WriteFile(path, nil, 0o640); err != nil {
+			t.Fatal(err)
+		}
+		openAt(t, path)
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := fi.Mode().Perm(); m != 0o640 {
+			t.Fatalf("mode %o, want 640 as created", m)
+		}
+	})
+
+	bad := []struct {
+		name string
+		path string
+	}{
+		{"a missing parent directory is an error", filepath.Join(t.TempDir(), "missing", "x.db")},
+		{"an empty path is refused", ""},
+		{"an in-memory database is refused", ":memory:"},
+		{"a URI is refused", "file:x.db"},
+		{"a path with a query is refused", filepath.Join(t.TempDir(), "x.db?mode=ro")},
+		{"a file that is not a database is refused", notADatabase(t)},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := Open(context.Background(), tt.path)
+			if err == nil {
+				d.Close()
+				t.Fatalf("Open(%q) succeeded", tt.path)
+			}
+		})
+	}
+}
+
+func notADatabase(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "text.db")
+	if err := os.WriteFile(path, []byte(strings.Repeat("not a database\n", 100)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestMigrations(t *testing.T) {
+	ctx := context.Background()
+	known, err := loadMigrations(migrationFiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("reopening applies no migration twice and keeps the data", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "m.db")
+		d, err := Open(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		createCluster(t, d, "kept")
+		d.Close()
+		for range 3 {
+			d, err = Open(ctx, path)
+			if err != nil {
+				t.Fatalf("reopen: %v", err)
+			}
+			var rows int
+			if err := d.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM schema_migrations").Scan(&rows); err != nil {
+				t.Fatal(err)
+			}
+			if v, err := d.SchemaVersion(ctx); err != nil || v != len(known) || rows != len(known) {
+				t.Fatalf("version %d (%v), %d rows; want %d", v, err, rows, len(known))
+			}
+			if _, err := d.Cluster(ctx, "kept"); err != nil {
+				t.Fatalf("data lost on reopen: %v", err)
+			}
+			d.Close()
+		}
+	})
+
+	t.Run("a new migration is applied alone on an existing database", func(t *testing.T) {
+		d := openTest(t)
+		next := fstest.MapFS{
+			"migrations/0002_extra.sql": {Data: []byte("CREATE TABLE extra (x INTEGER) STRICT;")},
+		}
+		for _, m := range known {
+			next[filepathForVersion(m)] = &fstest.MapFile{Data: []byte(m.sql)}
+		}
+		if err := d.migrate(ctx, next); err != nil {
+			t.Fatalf("migrate to 2: %v", err)
+		}
+		if err := d.migrate(ctx, next); err != nil {
+			t.Fatalf("migrate to 2 again: %v", err)
+		}
+		if v, _ := d.SchemaVersion(ctx); v != 2 {
+			t.Fatalf("version %d, want 2", v)
+		}
+		if _, err := d.db.ExecContext(ctx, "INSERT INTO extra (x) VALUES (1)"); err != nil {
+			t.Fatalf("migration 2 not applied: %v", err)
+		}
+	})
+
+	t.Run("a failing migration leaves the schema as it was", func(t *testing.T) {
+		d := openTest(t)
+		broken := fstest.MapFS{
+			"migrations/0002_half.sql": {Data: []byte("CREATE TABLE half (x INTEGER); SELECT * FROM no_such_table;")},
+		}
+		for _, m := range known {
+			broken[filepathForVersion(m)] = &fstest.MapFile{Data: []byte(m.sql)}
+		}
+		if err := d.migrate(ctx, broken); err == nil {
+			t.Fatal("broken migration applied")
+		}
+		if v, _ := d.SchemaVersion(ctx); v != len(known) {
+			t.Fatalf("version %d, want %d", v, len(known))
+		}
+		if _, err := d.db.ExecContext(ctx, "INSERT INTO half (x) VALUES (1)"); err == nil {
+			t.Fatal("half of a failed migration was kept")
+		}
+	})
+
+	t.Run("a database from a newer binary is refused", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "future.db")
+		d, err := Open(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.db.ExecContext(ctx, "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, 'future', 'x')", len(known)+1); err != nil {
+			t.Fatal(err)
+		}
+		d.Close()
+		d, err = Open(ctx, path)
+		if err == nil {
+			d.Close()
+			t.Fatal("Open accepted a schema newer than the binary")
+		}
+		if !errors.Is(err, ErrSchemaTooNew) {
+			t.Fatalf("err = %v, want ErrSchemaTooNew", err)
+		}
+	})
+
+	badSets := []struct {
+		name  string
+		files fstest.MapFS
+	}{
+		{"a gap in the versions is refused", fstest.MapFS{
+			"migrations/0001_a.sql": {}, "migrations/0003_c.sql": {},
+		}},
+		{"a repeated version is refused", fstest.MapFS{
+			"migrations/0001_a.sql": {}, "migrations/1_b.sql": {},
+		}},
+		{"a file without a number is refused", fstest.MapFS{
+			"migrations/init.sql": {},
+		}},
+	}
+	for _, tt := range badSets {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := loadMigrations(tt.files); err == nil {
+				t.Fatal("loadMigrations accepted the set")
+			}
+		})
+	}
+}
+
+func filepathForVersion(m migration) string {
+	return fmt.Sprintf("migrations/%04d_%s.sql", m.version, m.name)
+}
+
+func TestParseMigrationName(t *testing.T) {
+	tests := []struct {
+		file    string
+		version int
+		name    string
+		ok      bool
+	}{
+		{"0001_initial.sql", 1, "initial", true},
+		{"12_more_tables.sql", 12, "more_tables", true},
+		{"0000_zero.sql", 0, "", false},
+		{"0001_.sql", 0, "", false},
+		{"_x.sql", 0, "", false},
+		{"0001_x.txt", 0, "", false},
+		{"-1_x.sql", 0, "", false},
+		{"+1_x.sql", 0, "", false},
+		{"99999999999999999999999_x.sql", 0, "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			v, name, err := parseMigrationName(tt.file)
+			if (err == nil) != tt.ok || v != tt.version || name != tt.name {
+				t.Fatalf("parseMigrationName(%q) = %d, %q, %v", tt.file, v, name, err)
+			}
+		})
+	}
+}
+
+func TestUnavailable(t *testing.T) {
+	ctx := context.Background()
+	t.Run("a closed store answers ErrUnavailable", func(t *testing.T) {
+		d, err := Open(ctx, filepath.Join(t.TempDir(), "c.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Close(); err != nil {
+			t.Fatalf("second Close: %v", err)
+		}
+		checks := map[string]error{
+			"Ping":          d.Ping(ctx),
+			"CreateCluster": d.CreateCluster(ctx, testCluster("x"), testGeneration("x", 1)),
+			"PutBlob":       d.PutBlob(ctx, "r", []byte("b")),
+		}
+		_, checks["Cluster"] = d.Cluster(ctx, "x")
+		_, checks["KEKVersions"] = d.KEKVersions(ctx, "x")
+		for name, err := range checks {
+			if !errors.Is(err, api.ErrUnavailable) {
+				t.Errorf("%s after Close: %v, want ErrUnavailable", name, err)
+			}
+		}
+	})
+
+	t.Run("a write lock held past the busy timeout answers ErrUnavailable", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "busy.db")
+		d, err := open(ctx, path, 50*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		holder := openAt(t, path)
+		tx, err := holder.db.BeginTx(ctx, nil) // BEGIN IMMEDIATE: holds the write lock
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { tx.Rollback() })
+
+		err = d.PutBlob(ctx, "r", []byte("b"))
+		if !errors.Is(err, api.ErrUnavailable) {
+			t.Fatalf("PutBlob under a held lock: %v, want ErrUnavailable", err)
+		}
+		// Readers are not blocked by the writer in WAL mode.
+		if err := d.Ping(ctx); err != nil {
+			t.Fatalf("Ping under a held write lock: %v", err)
+		}
+		if _, err := d.GetBlob(ctx, "r"); !errors.Is(err, api.ErrNotFound) {
+			t.Fatalf("GetBlob under a held write lock: %v, want ErrNotFound", err)
+		}
+	})
+}
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want error
+	}{
+		{"no rows is not found", sql.ErrNoRows, api.ErrNotFound},
+		{"a done connection is unavailable", sql.ErrConnDone, api.ErrUnavailable},
+		{"another error maps to nothing", errors.New("boom"), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := classify(tt.err, false); got != tt.want {
+				t.Fatalf("classify(%v) = %v, want %v", tt.err, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestTimes(t *testing.T) {
+	tests := []struct {
+		name string
+		in   time.Time
+	}{
+		{"the zero time is NULL and comes back zero", time.Time{}},
+		{"a time in another zone comes back in UTC, to the nanosecond", t0},
+		{"the latest X.509 time survives", time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)},
+		{"the Unix epoch survives", time.Unix(0, 0)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := formatTime(tt.in)
+			if s.Valid == tt.in.IsZero() {
+				t.Fatalf("formatTime(%v).Valid = %v", tt.in, s.Valid)
+			}
+			got, err := parseTime(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !got.Equal(tt.in) || (!got.IsZero() && got.Location() != time.UTC) {
+				t.Fatalf("round trip of %v gave %v", tt.in, got)
+			}
+		})
+	}
+	t.Run("the text order is the time order", func(t *testing.T) {
+		a, b := t0, t0.Add(time.Nanosecond)
+		if !(formatTime(a).String < formatTime(b).String) {
+			t.Fatalf("%s !< %s", formatTime(a).String, formatTime(b).String)
+		}
+	})
+	t.Run("a year past 9999 is refused", func(t *testing.T) {
+		if err := checkTimes(t0, time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)); err == nil {
+			t.Fatal("checkTimes accepted year 10000")
+		}
+	})
+}
