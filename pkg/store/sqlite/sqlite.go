@@ -270,16 +270,7 @@ func (d *DB) migrate(ctx context.Context, fsys fs.FS) error {
 // write runs fn in a read-write transaction (BEGIN IMMEDIATE) and commits
 // when fn returns nil.
 func (d *DB) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	return d.inTx(ctx, false, fn)
-}
-
-// read runs fn in a read transaction, which sees one snapshot.
-func (d *DB) read(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	return d.inTx(ctx, true, fn)
-}
-
-func (d *DB) inTx(ctx context.Context, readOnly bool, fn func(tx *sql.Tx) error) error {
-	tx, err := d.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: readOnly})
+	tx, err := d.db.BeginTx(ctx, nil)
 	if err != nil {
 		return d.wrap(err, "begin transaction")
 	}
