@@ -1,0 +1,275 @@
+// Package kms drives the clusterkeys KMS shim with kube-apiserver's own KMS
+// v2 client (k8s.io/apiserver/pkg/storage/value/encrypt/envelope/kmsv2) over
+// a real unix socket: the shim in process (pkg/kmsplugin over the real
+// keywrap service and software custody) and the built functions/kmsshim
+// binary.
+package kms
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"k8s.io/apiserver/pkg/storage/value"
+	"k8s.io/apiserver/pkg/storage/value/encrypt/envelope/kmsv2"
+	kmsservice "k8s.io/kms/pkg/service"
+
+	"github.com/clusterkeys/clusterkeys/pkg/api"
+	"github.com/clusterkeys/clusterkeys/pkg/keys/software"
+	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
+	"github.com/clusterkeys/clusterkeys/pkg/kmsplugin"
+	"github.com/clusterkeys/clusterkeys/pkg/store"
+)
+
+// providerName is the KMS provider name, as in an EncryptionConfiguration.
+const providerName = "clusterkeys"
+
+// prefix is what kube-apiserver puts before a KMS v2 value in etcd.
+const prefix = "k8s:enc:kms:v2:" + providerName + ":"
+
+// memStore keeps KEK records and custody blobs in memory: the metadata store
+// part of the stack; custody (software) and the wrap service are the real ones.
+type memStore struct {
+	mu       sync.Mutex
+	keks     map[string]store.KEK
+	versions map[string][]store.KEKVersion
+	blobs    map[string][]byte
+}
+
+var (
+	_ keywrap.Store      = (*memStore)(nil)
+	_ software.BlobStore = (*memStore)(nil)
+)
+
+func newMemStore() *memStore {
+	return &memStore{keks: map[string]store.KEK{}, versions: map[string][]store.KEKVersion{}, blobs: map[string][]byte{}}
+}
+
+func (m *memStore) CreateKEK(_ context.Context, k store.KEK, first store.KEKVersion) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.keks[k.Name]; ok {
+		return fmt.Errorf("kek %q: %w", k.Name, api.ErrConflict)
+	}
+	m.keks[k.Name] = k
+	m.versions[k.Name] = []store.KEKVersion{first}
+	return nil
+}
+
+func (m *memStore) KEK(_ context.Context, name string) (store.KEK, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k, ok := m.keks[name]
+	if !ok {
+		return store.KEK{}, fmt.Errorf("kek %q: %w", name, api.ErrNotFound)
+	}
+	return k, nil
+}
+
+func (m *memStore) KEKVersions(_ context.Context, name string) ([]store.KEKVersion, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.keks[name]; !ok {
+		return nil, fmt.Errorf("kek %q: %w", name, api.ErrNotFound)
+	}
+	return append([]store.KEKVersion(nil), m.versions[name]...), nil
+}
+
+func (m *memStore) KEKVersion(_ context.Context, name string, version int) (store.KEKVersion, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, v := range m.versions[name] {
+		if v.Version == version {
+			return v, nil
+		}
+	}
+	return store.KEKVersion{}, fmt.Errorf("kek %q version %d: %w", name, version, api.ErrNotFound)
+}
+
+func (m *memStore) RotateKEK(_ context.Context, name string, expected int, next store.KEKVersion) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k, ok := m.keks[name]
+	if !ok {
+		return fmt.Errorf("kek %q: %w", name, api.ErrNotFound)
+	}
+	if k.ActiveVersion != expected {
+		return fmt.Errorf("kek %q: %w", name, api.ErrGenerationMismatch)
+	}
+	k.ActiveVersion = next.Version
+	m.keks[name] = k
+	m.versions[name] = append(m.versions[name], next)
+	return nil
+}
+
+func (m *memStore) KEKVersionByKeyID(_ context.Context, keyID string) (store.KEKVersion, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, vs := range m.versions {
+		for _, v := range vs {
+			if v.KeyID == keyID {
+				return v, nil
+			}
+		}
+	}
+	return store.KEKVersion{}, fmt.Errorf("key id: %w", api.ErrNotFound)
+}
+
+func (m *memStore) PutBlob(_ context.Context, ref string, blob []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.blobs[ref]; ok {
+		return fmt.Errorf("blob %q: %w", ref, api.ErrConflict)
+	}
+	m.blobs[ref] = append([]byte(nil), blob...)
+	return nil
+}
+
+func (m *memStore) GetBlob(_ context.Context, ref string) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b, ok := m.blobs[ref]
+	if !ok {
+		return nil, fmt.Errorf("blob %q: %w", ref, api.ErrNotFound)
+	}
+	return append([]byte(nil), b...), nil
+}
+
+func (m *memStore) DeleteBlob(_ context.Context, ref string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.blobs[ref]; !ok {
+		return fmt.Errorf("blob %q: %w", ref, api.ErrNotFound)
+	}
+	delete(m.blobs, ref)
+	return nil
+}
+
+// newKeywrap returns the real wrap service over software custody with a
+// fresh master key and an in-memory store.
+func newKeywrap(t testing.TB) *keywrap.Service {
+	t.Helper()
+	mk := make([]byte, software.MasterKeySize)
+	if _, err := rand.Read(mk); err != nil {
+		t.Fatal(err)
+	}
+	st := newMemStore()
+	c, err := software.New(mk, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keywrap.New(st, c, keywrap.Options{ActiveTTL: -1})
+}
+
+// socketDir returns a short directory for unix sockets (t.TempDir paths can
+// exceed the 107 bytes of sun_path).
+func socketDir(t testing.TB) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "ckkms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+// startShim runs kmsplugin.Run in process on a fresh socket over the real
+// wrap service and returns the socket path and the service (to rotate).
+func startShim(t testing.TB, key string, statusTTL time.Duration) (string, *keywrap.Service) {
+	t.Helper()
+	kw := newKeywrap(t)
+	sock := filepath.Join(socketDir(t), "kms.sock")
+	o := kmsplugin.DefaultOptions()
+	o.Listen = "unix://" + sock
+	o.Key = key
+	o.StatusTTL = statusTTL
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- kmsplugin.Run(ctx, o, kw, nil, func(*kmsplugin.Server) { close(ready) }) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		cancel()
+		t.Fatalf("shim: %v", err)
+	case <-time.After(20 * time.Second):
+		cancel()
+		t.Fatal("shim not ready after 20s")
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("shim stopped with %v", err)
+		}
+	})
+	return sock, kw
+}
+
+// kubeClient is kube-apiserver's KMS v2 gRPC client on sock.
+func kubeClient(t testing.TB, sock string) kmsservice.Service {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	c, err := kmsv2.NewGRPCService(ctx, "unix://"+sock, providerName, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// writeTransformer does what kube-apiserver's encryption config controller
+// does on a key_id change: generates a seed, has the plugin encrypt it and
+// builds the prefixed envelope transformer that writes with it.
+func writeTransformer(t testing.TB, c kmsservice.Service) (value.Transformer, *kmsv2.State) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tr, obj, cacheKey, err := kmsv2.GenerateTransformer(ctx, "test-uid", c, true)
+	if err != nil {
+		t.Fatalf("GenerateTransformer: %v", err)
+	}
+	st := &kmsv2.State{
+		Transformer:                           tr,
+		EncryptedObjectKeyID:                  obj.KeyID,
+		EncryptedObjectEncryptedDEKSource:     obj.EncryptedDEKSource,
+		EncryptedObjectAnnotations:            obj.Annotations,
+		EncryptedObjectEncryptedDEKSourceType: obj.EncryptedDEKSourceType,
+		UID:                                   "test-uid",
+		ExpirationTimestamp:                   time.Now().Add(3 * time.Minute),
+		CacheKey:                              cacheKey,
+		KMSProviderName:                       providerName,
+	}
+	env := kmsv2.NewEnvelopeTransformer(c, providerName, func() (kmsv2.State, error) { return *st, nil }, "apiserver-test")
+	return prefixed(env), st
+}
+
+// readTransformer is a fresh kube-apiserver view (cold DEK cache, new
+// connection): reading any value goes through the plugin's Decrypt. Its
+// write state names keyID.
+func readTransformer(t testing.TB, sock string) value.Transformer {
+	t.Helper()
+	c := kubeClient(t, sock)
+	tr, _ := writeTransformer(t, c)
+	return tr
+}
+
+func prefixed(t value.Transformer) value.Transformer {
+	return value.NewPrefixTransformers(fmt.Errorf("no KMS v2 prefix"), value.PrefixTransformer{Prefix: []byte(prefix), Transformer: t})
+}
+
+// percentile returns the p-th percentile (0..100) of ds.
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := int(float64(len(s)-1) * p / 100)
+	return s[i]
+}
