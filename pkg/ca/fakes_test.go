@@ -417,14 +417,14 @@ func verifies(t testing.TB, leafPEM, bundle string, now time.Time) bool {
 	return err == nil
 }
 
-// serve sends one request through routes the way the gateway does:
-// principal in the context, errors written in the route's format.
-func serve(t testing.TB, routes []api.Route, p *auth.Principal, method, target, contentType string, body string, header http.Header) *httptest.ResponseRecorder {
-	t.Helper()
+// testHandler serves routes the way the gateway does: the principal that
+// who returns in the context (none when nil), the body limited, errors
+// written in the route's format.
+func testHandler(routes []api.Route, who func(*http.Request) *auth.Principal) http.Handler {
 	mux := http.NewServeMux()
 	for _, rt := range routes {
 		mux.Handle(rt.Pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if p != nil {
+			if p := who(r); p != nil {
 				r = r.WithContext(auth.WithPrincipal(r.Context(), *p))
 			}
 			limit := rt.MaxBody
@@ -437,6 +437,12 @@ func serve(t testing.TB, routes []api.Route, p *auth.Principal, method, target, 
 			}
 		}))
 	}
+	return mux
+}
+
+// serve sends one request through routes as principal p (none when nil).
+func serve(t testing.TB, routes []api.Route, p *auth.Principal, method, target, contentType string, body string, header http.Header) *httptest.ResponseRecorder {
+	t.Helper()
 	req := httptest.NewRequest(method, target, bytes.NewReader([]byte(body)))
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
@@ -445,7 +451,7 @@ func serve(t testing.TB, routes []api.Route, p *auth.Principal, method, target, 
 		req.Header[k] = v
 	}
 	rec := httptest.NewRecorder()
-	mux.ServeHTTP(rec, req)
+	testHandler(routes, func(*http.Request) *auth.Principal { return p }).ServeHTTP(rec, req)
 	return rec
 }
 

@@ -157,6 +157,20 @@ func TestMagnumRoutes(t *testing.T) {
 		}
 	})
 
+	t.Run("GET of the cluster gives the UUID openstack coe ca reads first", func(t *testing.T) {
+		rec := serve(t, routes, &reader, "GET", "/v1/clusters/"+uuid, "", "", latest)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("status %d: %s", rec.Code, rec.Body)
+		}
+		m := decodeMap(t, rec)
+		if got := keysOf(m); !slices.Equal(got, []string{"links", "name", "uuid"}) || m["uuid"] != uuid {
+			t.Fatalf("body %v", m)
+		}
+		if got, _ := json.Marshal(m["links"]); !strings.Contains(string(got), `"http://example.com/v1/clusters/`+uuid+`"`) {
+			t.Errorf("links %s", got)
+		}
+	})
+
 	t.Run("PATCH without a body rotates the CA with 202 and no grace", func(t *testing.T) {
 		before, _ := f.a.CA(as(member), uuid)
 		rec := serve(t, routes, &member, "PATCH", "/v1/certificates/"+uuid, "application/octet-stream", "", latest)
@@ -189,6 +203,7 @@ func TestMagnumRoutes(t *testing.T) {
 		{"a missing cluster_uuid is refused", &member, "POST", "/v1/certificates", jsonBody(t, map[string]string{"csr": csr}), nil, 400, api.CodeInvalidField},
 		{"the policy applies: system:masters needs admin", &member, "POST", "/v1/certificates", jsonBody(t, map[string]string{"cluster_uuid": uuid, "csr": makeCSR(t, csrOptions{cn: "x", orgs: []string{"system:masters"}})}), nil, 403, api.CodeSystemMasters},
 		{"GET of an unknown cluster is a 404", &member, "GET", "/v1/certificates/nope", "", nil, 404, api.CodeCANotFound},
+		{"GET of another project's cluster is forbidden", &otherMember, "GET", "/v1/clusters/" + uuid, "", nil, 403, api.CodeForbidden},
 		{"PATCH by a reader is forbidden", &reader, "PATCH", "/v1/certificates/" + uuid, "", nil, 403, api.CodeForbidden},
 		{"version 1.5 is accepted", &reader, "GET", "/v1/certificates/" + uuid, "", http.Header{"Openstack-Api-Version": {"container-infra 1.5"}}, 200, ""},
 		{"a version above the maximum is not acceptable", &reader, "GET", "/v1/certificates/" + uuid, "", http.Header{"Openstack-Api-Version": {"container-infra 1.99"}}, 406, CodeUnsupportedVersion},

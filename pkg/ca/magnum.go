@@ -50,6 +50,11 @@ type Link struct {
 //	POST  /v1/certificates            {"cluster_uuid","csr"} → 201 {"cluster_uuid","csr","pem","links"}
 //	GET   /v1/certificates/{cluster}  → 200 {"cluster_uuid","pem","links"}
 //	PATCH /v1/certificates/{cluster}  rotate the CA, grace 0 → 202 {"uuid"}
+//	GET   /v1/clusters/{cluster}      → 200 {"uuid","name","links"}
+//
+// The last is the part of Magnum's cluster resource that "openstack coe ca
+// sign|show|rotate" reads first to turn a cluster name into its UUID; here
+// the cluster name is its UUID.
 //
 // Signing uses the client profile and the same policy as the native API.
 // Errors are Magnum's {"errors":[…]}.
@@ -58,6 +63,7 @@ func MagnumRoutes(a *Authority) []api.Route {
 		{Pattern: "POST /v1/certificates", Name: "magnum_ca_sign", Handler: magnumVersioned(a.handleMagnumSign), Format: api.MagnumErrors},
 		{Pattern: "GET /v1/certificates/{cluster}", Name: "magnum_ca_show", Handler: magnumVersioned(a.handleMagnumShow), Format: api.MagnumErrors},
 		{Pattern: "PATCH /v1/certificates/{cluster}", Name: "magnum_ca_rotate", Handler: magnumVersioned(a.handleMagnumRotate), Format: api.MagnumErrors},
+		{Pattern: "GET /v1/clusters/{cluster}", Name: "magnum_cluster_show", Handler: magnumVersioned(a.handleMagnumCluster), Format: api.MagnumErrors},
 	}
 }
 
@@ -119,9 +125,9 @@ func parseMicroversion(s string) ([2]int, bool) {
 	return [2]int{ma, mi}, true
 }
 
-// magnumLinks are Magnum's self and bookmark links of a cluster's
-// certificate resource.
-func magnumLinks(r *http.Request, cluster string) []Link {
+// magnumLinks are Magnum's self and bookmark links of a resource
+// (magnum.api.controllers.link.build_url): "certificates" or "clusters".
+func magnumLinks(r *http.Request, resource, cluster string) []Link {
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
@@ -131,8 +137,8 @@ func magnumLinks(r *http.Request, cluster string) []Link {
 	base := scheme + "://" + r.Host
 	c := url.PathEscape(cluster)
 	return []Link{
-		{Href: base + "/v1/certificates/" + c, Rel: "self"},
-		{Href: base + "/certificates/" + c, Rel: "bookmark"},
+		{Href: base + "/v1/" + resource + "/" + c, Rel: "self"},
+		{Href: base + "/" + resource + "/" + c, Rel: "bookmark"},
 	}
 }
 
@@ -174,7 +180,7 @@ func (a *Authority) handleMagnumSign(w http.ResponseWriter, r *http.Request) err
 	}
 	return api.WriteJSON(w, http.StatusCreated, MagnumCertificate{
 		ClusterUUID: cluster, CSR: req.CSR, CACertType: req.CACertType,
-		PEM: res.Certificate, Links: magnumLinks(r, cluster),
+		PEM: res.Certificate, Links: magnumLinks(r, "certificates", cluster),
 	})
 }
 
@@ -190,7 +196,7 @@ func (a *Authority) handleMagnumShow(w http.ResponseWriter, r *http.Request) err
 	// The trust bundle, not only the active CA: during a grace period a
 	// client written against Magnum then trusts both generations.
 	return api.WriteJSON(w, http.StatusOK, MagnumCertificate{
-		ClusterUUID: cluster, PEM: res.TrustBundle, Links: magnumLinks(r, cluster),
+		ClusterUUID: cluster, PEM: res.TrustBundle, Links: magnumLinks(r, "certificates", cluster),
 	})
 }
 
@@ -203,4 +209,20 @@ func (a *Authority) handleMagnumRotate(w http.ResponseWriter, r *http.Request) e
 		return err
 	}
 	return api.WriteJSON(w, http.StatusAccepted, map[string]string{"uuid": cluster})
+}
+
+// MagnumCluster is the subset of Magnum's cluster resource clients need to
+// address a cluster's certificates.
+type MagnumCluster struct {
+	UUID  string `json:"uuid"`
+	Name  string `json:"name"`
+	Links []Link `json:"links"`
+}
+
+func (a *Authority) handleMagnumCluster(w http.ResponseWriter, r *http.Request) error {
+	cluster := r.PathValue("cluster")
+	if _, err := a.CA(r.Context(), cluster); err != nil {
+		return err
+	}
+	return api.WriteJSON(w, http.StatusOK, MagnumCluster{UUID: cluster, Name: cluster, Links: magnumLinks(r, "clusters", cluster)})
 }
