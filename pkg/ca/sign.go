@@ -122,7 +122,7 @@ func (a *Authority) Sign(ctx context.Context, cluster string, req SignRequest) (
 	}
 	// A rekey that committed while this request signed would leave the
 	// certificate outside the registry's revocation: refuse to hand it out.
-	if now2, err := a.st.Cluster(ctx, cluster); err == nil && now2.Generation != active.Generation {
+	if cur, err := a.st.Cluster(ctx, cluster); err == nil && cur.Generation != active.Generation {
 		return SignResult{}, api.New(http.StatusConflict, api.CodeGenerationMismatch,
 			fmt.Sprintf("the CA of cluster %q was rekeyed while signing; retry", cluster))
 	}
