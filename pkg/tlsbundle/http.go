@@ -1,0 +1,151 @@
+package tlsbundle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/clusterkeys/clusterkeys/pkg/api"
+)
+
+// MaxBody is the request body limit of POST /v1/tls/validate: room for
+// MaxInputBytes of material after JSON escaping of PEM line breaks.
+const MaxBody = MaxInputBytes + MaxInputBytes/2
+
+// ContainerLoader loads the material of a stored certificate container
+// (Barbican's certificate containers, later) named by container_ref.
+// It returns an error wrapping api.ErrNotFound when there is no such
+// container, or another api sentinel / *api.Error.
+type ContainerLoader interface {
+	LoadContainer(ctx context.Context, ref string) (Input, error)
+}
+
+// Options configure a Validator. The zero value is usable.
+type Options struct {
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// ContainerLoader resolves container_ref; nil means container_ref is
+	// answered with CodeContainerRefUnsupported.
+	ContainerLoader ContainerLoader
+	// Registerer receives the clusterkeys_tls_validations_total and
+	// clusterkeys_tls_validation_issues_total counters; nil means none.
+	Registerer prometheus.Registerer
+}
+
+// Validator serves validate-TLS-bundle. It is safe for concurrent use.
+type Validator struct {
+	now     func() time.Time
+	loader  ContainerLoader
+	results *prometheus.CounterVec
+	issues  *prometheus.CounterVec
+}
+
+// NewValidator returns a Validator. Metrics that are already registered
+// with opts.Registerer (a second Validator on one registry) are shared.
+func NewValidator(opts Options) *Validator {
+	v := &Validator{now: opts.Now, loader: opts.ContainerLoader}
+	if v.now == nil {
+		v.now = time.Now
+	}
+	v.results = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "clusterkeys_tls_validations_total",
+		Help: "TLS bundle validations by result (valid, invalid).",
+	}, []string{"result"})
+	v.issues = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "clusterkeys_tls_validation_issues_total",
+		Help: "Errors and warnings reported by TLS bundle validations, by severity and code.",
+	}, []string{"severity", "code"})
+	if opts.Registerer != nil {
+		v.results = register(opts.Registerer, v.results)
+		v.issues = register(opts.Registerer, v.issues)
+	}
+	return v
+}
+
+func register(reg prometheus.Registerer, c *prometheus.CounterVec) *prometheus.CounterVec {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+				return existing
+			}
+		}
+	}
+	return c
+}
+
+// Validate resolves container_ref through the ContainerLoader, then runs
+// Validate with the Validator's clock and counts the result. The error is
+// only the loader's (e.g. a container that does not exist); everything
+// wrong with the bundle is in the Report.
+func (v *Validator) Validate(ctx context.Context, in Input) (Report, error) {
+	if in.ContainerRef != "" && v.loader != nil {
+		if in.Certificate != "" || in.PrivateKey != "" || in.Intermediates != "" || in.PKCS12 != "" {
+			rep := Report{Errors: []Issue{{Code: CodeConflictingInputs, Field: FieldContainerRef,
+				Message: "give either container_ref or the certificate material, not both"}}, Warnings: []Issue{}, Chain: []ChainCert{}}
+			v.count(&rep)
+			return rep, nil
+		}
+		loaded, err := v.loader.LoadContainer(ctx, in.ContainerRef)
+		if err != nil {
+			return Report{}, fmt.Errorf("load container %q: %w", in.ContainerRef, err)
+		}
+		loaded.ContainerRef = ""
+		loaded.Hostname, loaded.CABundle = in.Hostname, in.CABundle
+		if in.Passphrase != "" {
+			loaded.Passphrase = in.Passphrase
+		}
+		in = loaded
+	}
+	rep := Validate(ctx, in, v.now())
+	v.count(&rep)
+	return rep, nil
+}
+
+func (v *Validator) count(rep *Report) {
+	rep.Valid = len(rep.Errors) == 0
+	result := "invalid"
+	if rep.Valid {
+		result = "valid"
+	}
+	v.results.WithLabelValues(result).Inc()
+	for _, i := range rep.Errors {
+		v.issues.WithLabelValues("error", i.Code).Inc()
+	}
+	for _, i := range rep.Warnings {
+		v.issues.WithLabelValues("warning", i.Code).Inc()
+	}
+}
+
+// Routes returns POST /v1/tls/validate. Any authenticated principal may
+// call it: it reads no stored data (unless container_ref is used, whose
+// loader enforces its own access). The answer is the Report with 200 when
+// valid and 400 when not; malformed requests are problem+json.
+func Routes(v *Validator) []api.Route {
+	return []api.Route{{
+		Pattern: "POST /v1/tls/validate",
+		Name:    "tls_validate",
+		MaxBody: MaxBody,
+		Handler: v.serveValidate,
+	}}
+}
+
+func (v *Validator) serveValidate(w http.ResponseWriter, r *http.Request) error {
+	var in Input
+	if err := api.DecodeJSON(r, &in, false); err != nil {
+		return err
+	}
+	rep, err := v.Validate(r.Context(), in)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if !rep.Valid {
+		status = http.StatusBadRequest
+	}
+	return api.WriteJSON(w, status, rep)
+}

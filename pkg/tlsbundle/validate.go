@@ -1,0 +1,664 @@
+package tlsbundle
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Input limits.
+const (
+	// MaxInputBytes is the largest total size of the certificate material
+	// fields (certificate, private_key, intermediates, pkcs12, ca_bundle,
+	// as text) that is examined; more is refused with CodeInputTooLarge.
+	MaxInputBytes = 1 << 20
+	// MaxIntermediates is the largest number of intermediate certificates
+	// (including extra certificates after the leaf in certificate, and
+	// those inside a PKCS#12 bundle).
+	MaxIntermediates = 16
+	// MaxCABundle is the largest number of certificates in ca_bundle.
+	MaxCABundle = 1000
+	// MinRSABits is the RSA key size below which CodeWeakKey is warned.
+	MinRSABits = 2048
+)
+
+// Input is the raw material of one validation request; it is also the
+// JSON body of POST /v1/tls/validate. Passphrase is a secret: Input's
+// String and LogValue never show it, nor the key material.
+type Input struct {
+	// Certificate is the leaf as PEM or base64 DER. Certificates after the
+	// first are taken as intermediates.
+	Certificate string `json:"certificate,omitempty"`
+	// PrivateKey is the leaf's key: PEM (PKCS#1, SEC1, PKCS#8, encrypted
+	// PKCS#8, legacy encrypted PEM) or base64 DER.
+	PrivateKey string `json:"private_key,omitempty"`
+	// Intermediates are concatenated PEM certificates in any order, PEM
+	// PKCS#7, or base64 DER (certificates or PKCS#7).
+	Intermediates string `json:"intermediates,omitempty"`
+	// Passphrase decrypts PrivateKey or PKCS12.
+	Passphrase string `json:"passphrase,omitempty"`
+	// PKCS12 is a base64 PKCS#12 bundle (key, leaf and chain); it replaces
+	// Certificate and PrivateKey.
+	PKCS12 string `json:"pkcs12,omitempty"`
+	// ContainerRef names a stored container (Barbican) to load the other
+	// fields from; see ContainerLoader.
+	ContainerRef string `json:"container_ref,omitempty"`
+	// Hostname, when set, must be covered by the leaf.
+	Hostname string `json:"hostname,omitempty"`
+	// CABundle is PEM of the roots to trust; when set the chain must
+	// verify to one of them.
+	CABundle string `json:"ca_bundle,omitempty"`
+}
+
+// String describes which fields are set, never their values.
+func (in Input) String() string {
+	var set []string
+	for _, f := range []struct {
+		name string
+		v    string
+	}{
+		{FieldCertificate, in.Certificate}, {FieldPrivateKey, in.PrivateKey},
+		{FieldIntermediates, in.Intermediates}, {FieldPassphrase, in.Passphrase},
+		{FieldPKCS12, in.PKCS12}, {FieldContainerRef, in.ContainerRef},
+		{FieldHostname, in.Hostname}, {FieldCABundle, in.CABundle},
+	} {
+		if f.v != "" {
+			set = append(set, f.name)
+		}
+	}
+	return "tlsbundle.Input{" + strings.Join(set, ",") + "}"
+}
+
+// GoString is String, so that %#v does not print secrets either.
+func (in Input) GoString() string { return in.String() }
+
+// LogValue implements slog.LogValuer without secrets.
+func (in Input) LogValue() slog.Value { return slog.StringValue(in.String()) }
+
+func (in Input) materialSize() int {
+	return len(in.Certificate) + len(in.PrivateKey) + len(in.Intermediates) + len(in.PKCS12) + len(in.CABundle)
+}
+
+// Issue is one reason a bundle is invalid (an error) or questionable (a
+// warning).
+type Issue struct {
+	// Code is one of the Code constants.
+	Code string `json:"code"`
+	// Field is the request field concerned (see the Field constants).
+	Field string `json:"field,omitempty"`
+	// Message explains the issue to a person; it never contains key
+	// material or the passphrase.
+	Message string `json:"message"`
+}
+
+// CertInfo describes the leaf certificate.
+type CertInfo struct {
+	Subject           string    `json:"subject"`
+	Issuer            string    `json:"issuer"`
+	Serial            string    `json:"serial"`
+	NotBefore         time.Time `json:"not_before"`
+	NotAfter          time.Time `json:"not_after"`
+	DNSNames          []string  `json:"dns_names"`
+	IPAddresses       []string  `json:"ip_addresses"`
+	KeyAlgorithm      string    `json:"key_algorithm"`
+	FingerprintSHA256 string    `json:"fingerprint_sha256"`
+}
+
+// HostNames are the names a load balancer serves the certificate for
+// (Octavia's SNI host names: the CN and the DNS SANs).
+type HostNames struct {
+	CN       string   `json:"cn"`
+	DNSNames []string `json:"dns_names"`
+}
+
+// ChainCert is one certificate of the ordered chain.
+type ChainCert struct {
+	Subject           string    `json:"subject"`
+	Issuer            string    `json:"issuer"`
+	Serial            string    `json:"serial"`
+	NotAfter          time.Time `json:"not_after"`
+	FingerprintSHA256 string    `json:"fingerprint_sha256"`
+	// Trusted is set on the root from ca_bundle that anchors the chain.
+	Trusted bool `json:"trusted,omitempty"`
+}
+
+// Report is the result of a validation; it is also the response body.
+type Report struct {
+	// Valid is true when Errors is empty.
+	Valid bool `json:"valid"`
+	// Errors lists every reason the bundle is invalid, never only the first.
+	Errors []Issue `json:"errors"`
+	// Warnings never make the bundle invalid.
+	Warnings []Issue `json:"warnings"`
+	// Certificate describes the leaf, when it could be read.
+	Certificate *CertInfo `json:"certificate,omitempty"`
+	// HostNames are the leaf's CN and DNS SANs.
+	HostNames *HostNames `json:"host_names,omitempty"`
+	// Chain is the leaf followed by its issuers in order, ending with the
+	// trusted root when ca_bundle anchors it.
+	Chain []ChainCert `json:"chain"`
+	// ChainPEM is the leaf and its intermediates in order, as PEM, ready to
+	// serve (no self-signed root).
+	ChainPEM string `json:"chain_pem,omitempty"`
+}
+
+// Has reports whether the report has an error or warning with code.
+func (r *Report) Has(code string) bool {
+	return slices.ContainsFunc(r.Errors, func(i Issue) bool { return i.Code == code }) ||
+		slices.ContainsFunc(r.Warnings, func(i Issue) bool { return i.Code == code })
+}
+
+// Codes returns the codes of the errors and of the warnings, in order.
+func (r *Report) Codes() (errs, warns []string) {
+	errs, warns = []string{}, []string{}
+	for _, i := range r.Errors {
+		errs = append(errs, i.Code)
+	}
+	for _, i := range r.Warnings {
+		warns = append(warns, i.Code)
+	}
+	return errs, warns
+}
+
+func (r *Report) errorf(code, field, format string, args ...any) {
+	r.Errors = append(r.Errors, Issue{Code: code, Field: field, Message: fmt.Sprintf(format, args...)})
+}
+
+func (r *Report) warnf(code, field, format string, args ...any) {
+	r.Warnings = append(r.Warnings, Issue{Code: code, Field: field, Message: fmt.Sprintf(format, args...)})
+}
+
+func (r *Report) keyIssue(field string, err error) {
+	code := KeyErrorCode(err)
+	msg := err.Error()
+	var ke *keyError
+	if errors.As(err, &ke) {
+		msg = ke.msg
+	}
+	if code == "" {
+		code = CodeKeyUnreadable
+	}
+	if code == CodeBadPassphrase {
+		field = FieldPassphrase // the passphrase is the thing to fix
+	}
+	r.Errors = append(r.Errors, Issue{Code: code, Field: field, Message: msg})
+}
+
+// chainLink is a certificate of the built chain.
+type chainLink struct {
+	cert    *x509.Certificate
+	input   int  // index in the intermediates, -1 for the leaf or a root from ca_bundle
+	trusted bool // root taken from ca_bundle
+}
+
+// Validate checks a TLS bundle and reports every error and warning. It is
+// pure: no I/O, the clock is now. ContainerRef is not resolved here (see
+// Validator); an Input with one is reported as CodeContainerRefUnsupported.
+func Validate(_ context.Context, in Input, now time.Time) Report {
+	r := Report{Errors: []Issue{}, Warnings: []Issue{}, Chain: []ChainCert{}}
+	defer func() { r.Valid = len(r.Errors) == 0 }()
+
+	if in.materialSize() > MaxInputBytes {
+		r.errorf(CodeInputTooLarge, "", "certificate material is %d bytes, above the limit of %d", in.materialSize(), MaxInputBytes)
+		return r
+	}
+	if in.ContainerRef != "" {
+		r.errorf(CodeContainerRefUnsupported, FieldContainerRef, "container_ref cannot be resolved: no container store is configured")
+		return r
+	}
+	if in.PKCS12 != "" && (in.Certificate != "" || in.PrivateKey != "") {
+		r.errorf(CodeConflictingInputs, FieldPKCS12, "give either pkcs12 or certificate and private_key, not both")
+		return r
+	}
+
+	var (
+		leaf      *x509.Certificate
+		key       crypto.PrivateKey
+		inters    []certEntry
+		tooMany   bool
+		interSeen = map[string]bool{}
+	)
+	addInter := func(c *x509.Certificate) {
+		fp := string(c.Raw)
+		if interSeen[fp] {
+			return
+		}
+		if len(inters) >= MaxIntermediates {
+			tooMany = true
+			return
+		}
+		interSeen[fp] = true
+		inters = append(inters, certEntry{cert: c, index: len(inters)})
+	}
+
+	// The leaf and key.
+	switch {
+	case in.PKCS12 != "":
+		der, ok := decodeBase64([]byte(in.PKCS12))
+		if !ok {
+			r.errorf(CodePKCS12Unreadable, FieldPKCS12, "pkcs12 is not base64")
+			break
+		}
+		p, err := parsePKCS12(der, in.Passphrase)
+		if err != nil {
+			code := KeyErrorCode(err)
+			field := FieldPKCS12
+			if code == CodeBadPassphrase {
+				field = FieldPassphrase
+			}
+			var ke *keyError
+			errors.As(err, &ke)
+			r.errorf(code, field, "%s", ke.msg)
+			break
+		}
+		leaf, key = p.leaf, p.key
+		for _, c := range p.chain {
+			addInter(c)
+		}
+	case in.Certificate == "":
+		r.errorf(CodeCertificateMissing, FieldCertificate, "no certificate (or pkcs12) was given")
+	default:
+		var extra []*x509.Certificate
+		var bad []string
+		err := readCertificates([]byte(in.Certificate), MaxIntermediates+1,
+			func(c *x509.Certificate, i int) {
+				if leaf == nil {
+					leaf = c
+				} else {
+					extra = append(extra, c)
+				}
+			},
+			func(i int, err error) { bad = append(bad, err.Error()) })
+		switch {
+		case errors.Is(err, errTooMany):
+			tooMany = true
+		case len(bad) > 0:
+			r.errorf(CodeCertificateUnreadable, FieldCertificate, "certificate does not parse: %s", strings.Join(bad, "; "))
+		case leaf == nil:
+			r.errorf(CodeCertificateUnreadable, FieldCertificate, "no certificate found")
+		}
+		if len(bad) > 0 {
+			leaf = nil // the first good one may not be the leaf meant
+		}
+		for _, c := range extra {
+			addInter(c)
+		}
+	}
+	if in.PKCS12 == "" {
+		if in.PrivateKey == "" {
+			r.errorf(CodeKeyMissing, FieldPrivateKey, "no private key was given")
+		} else {
+			pk, err := parsePrivateKey([]byte(in.PrivateKey), in.Passphrase)
+			if err != nil {
+				r.keyIssue(FieldPrivateKey, err)
+			} else {
+				key = pk.key
+				if pk.legacy {
+					r.warnf(CodeLegacyKeyEncryption, FieldPrivateKey,
+						"the key uses legacy OpenSSL PEM encryption (MD5, no iterations); convert it with openssl pkcs8 -topk8 -v2 aes-256-cbc")
+				}
+			}
+		}
+	}
+
+	// Intermediates, numbered in the order given.
+	if in.Intermediates != "" {
+		err := readCertificates([]byte(in.Intermediates), MaxIntermediates+1,
+			func(c *x509.Certificate, i int) { addInter(c) },
+			func(i int, err error) {
+				r.errorf(CodeIntermediateUnreadable, fmt.Sprintf("%s[%d]", FieldIntermediates, i), "%v", err)
+			})
+		if errors.Is(err, errTooMany) {
+			tooMany = true
+		}
+	}
+	if tooMany {
+		r.errorf(CodeTooManyIntermediates, FieldIntermediates, "more than %d intermediate certificates were given", MaxIntermediates)
+	}
+
+	var roots []*x509.Certificate
+	if in.CABundle != "" {
+		var bad []string
+		err := readCertificates([]byte(in.CABundle), MaxCABundle,
+			func(c *x509.Certificate, _ int) { roots = append(roots, c) },
+			func(i int, err error) { bad = append(bad, fmt.Sprintf("entry %d: %v", i, err)) })
+		switch {
+		case err != nil:
+			r.errorf(CodeCABundleUnreadable, FieldCABundle, "ca_bundle holds more than %d certificates", MaxCABundle)
+		case len(bad) > 0:
+			r.errorf(CodeCABundleUnreadable, FieldCABundle, "ca_bundle does not parse: %s", strings.Join(bad, "; "))
+		case len(roots) == 0:
+			r.errorf(CodeCABundleUnreadable, FieldCABundle, "ca_bundle holds no certificate")
+		}
+	}
+	if in.Hostname != "" && !validHostname(in.Hostname) {
+		r.errorf(CodeHostnameInvalid, FieldHostname, "hostname %q is not a DNS name or IP address", truncate(in.Hostname, 80))
+	}
+
+	if leaf == nil {
+		return r
+	}
+	r.Certificate = certInfo(leaf)
+	r.HostNames = &HostNames{CN: leaf.Subject.CommonName, DNSNames: nonNil(leaf.DNSNames)}
+
+	// The leaf on its own.
+	if now.After(leaf.NotAfter) {
+		r.errorf(CodeCertificateExpired, FieldCertificate, "the certificate expired at %s", leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	if now.Before(leaf.NotBefore) {
+		r.errorf(CodeCertificateNotYetValid, FieldCertificate, "the certificate is valid only from %s", leaf.NotBefore.UTC().Format(time.RFC3339))
+	}
+	if leaf.BasicConstraintsValid && leaf.IsCA {
+		r.errorf(CodeLeafIsCA, FieldCertificate, "the certificate is a CA certificate (%s), not a server certificate", leaf.Subject)
+	}
+	if leaf.Subject.CommonName == "" && len(leaf.DNSNames) == 0 {
+		r.errorf(CodeMissingSubject, FieldCertificate, "the certificate has neither a common name nor a DNS subject alternative name")
+	}
+	if in.Hostname != "" && validHostname(in.Hostname) {
+		if err := leaf.VerifyHostname(in.Hostname); err != nil {
+			r.errorf(CodeHostnameMismatch, FieldHostname, "the certificate does not cover %q (it covers %s)", in.Hostname, coveredNames(leaf))
+		}
+	}
+	if key != nil {
+		pub := publicKey(key)
+		eq, ok := leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+		if pub == nil || !ok || !eq.Equal(pub) {
+			r.errorf(CodeKeyMismatch, FieldPrivateKey, "the private key (%s) is not the key of the certificate (%s)",
+				keyAlgorithm(pub), keyAlgorithm(leaf.PublicKey))
+		}
+	}
+
+	// The chain.
+	links := buildChain(leaf, inters)
+	used := map[int]bool{}
+	var order []int
+	for _, l := range links[1:] {
+		used[l.input] = true
+		order = append(order, l.input)
+	}
+	if !slices.IsSorted(order) {
+		r.warnf(CodeIntermediatesOutOfOrder, FieldIntermediates, "the intermediates were not given in chain order; chain and chain_pem are returned in order")
+	}
+	for _, e := range inters {
+		if !used[e.index] {
+			r.warnf(CodeUnusedIntermediate, interField(e.index), "%s is not part of the certificate's chain; it is left out of chain_pem", e.cert.Subject)
+		}
+	}
+	last := links[len(links)-1].cert
+	if len(links) > 1 && selfSigned(last) {
+		r.warnf(CodeRootInIntermediates, interField(links[len(links)-1].input), "%s is a self-signed root; clients must already trust it, so it is left out of chain_pem", last.Subject)
+	}
+	for _, l := range links[1:] {
+		c := l.cert
+		if now.After(c.NotAfter) {
+			r.errorf(CodeIntermediateExpired, interField(l.input), "%s expired at %s", c.Subject, c.NotAfter.UTC().Format(time.RFC3339))
+		}
+		if now.Before(c.NotBefore) {
+			r.errorf(CodeIntermediateNotYetValid, interField(l.input), "%s is valid only from %s", c.Subject, c.NotBefore.UTC().Format(time.RFC3339))
+		}
+	}
+
+	if len(roots) > 0 {
+		switch {
+		case selfSigned(last):
+			if !containsCert(roots, last) {
+				r.errorf(CodeUntrustedRoot, FieldCABundle, "the chain ends at the root %s, which is not in ca_bundle", last.Subject)
+			} else {
+				links[len(links)-1].trusted = true
+			}
+		default:
+			if root := findIssuer(last, roots); root != nil {
+				links = append(links, chainLink{cert: root, input: -1, trusted: true})
+			} else if len(links) == 1 && containsCert(roots, leaf) {
+				// The leaf itself is pinned as trusted; leaf_is_ca or nothing to say.
+				links[0].trusted = true
+			} else {
+				r.errorf(CodeChainIncomplete, FieldIntermediates, "no intermediate or ca_bundle root issued %s: the intermediate %q is missing",
+					last.Subject, last.Issuer.String())
+			}
+		}
+		if top := links[len(links)-1]; top.trusted {
+			verifyPath(&r, leaf, links, roots, now)
+		}
+	}
+
+	// Per-certificate warnings over the whole chain.
+	for i, l := range links {
+		field := FieldCertificate
+		if i > 0 {
+			field = interField(l.input)
+		}
+		if l.input == -1 && i > 0 {
+			field = FieldCABundle
+		}
+		if pk, ok := l.cert.PublicKey.(*rsa.PublicKey); ok && pk.N.BitLen() < MinRSABits {
+			r.warnf(CodeWeakKey, field, "%s has a %d-bit RSA key (at least %d is expected)", l.cert.Subject, pk.N.BitLen(), MinRSABits)
+		}
+		if isSHA1(l.cert.SignatureAlgorithm) && !selfSigned(l.cert) {
+			r.warnf(CodeSHA1Signature, field, "%s is signed with %s", l.cert.Subject, l.cert.SignatureAlgorithm)
+		}
+	}
+
+	var pemOut bytes.Buffer
+	for _, l := range links {
+		r.Chain = append(r.Chain, chainCert(l.cert, l.trusted))
+		if l.trusted || (l.cert != leaf && selfSigned(l.cert)) {
+			continue
+		}
+		_ = pem.Encode(&pemOut, &pem.Block{Type: "CERTIFICATE", Bytes: l.cert.Raw})
+	}
+	r.ChainPEM = pemOut.String()
+	return r
+}
+
+// verifyPath runs the x509 path validation (name constraints, path
+// length, key usage) on a chain already known to link to a trusted root,
+// reporting what the link checks have not already reported.
+func verifyPath(r *Report, leaf *x509.Certificate, links []chainLink, roots []*x509.Certificate, now time.Time) {
+	rootPool := x509.NewCertPool()
+	for _, c := range roots {
+		rootPool.AddCert(c)
+	}
+	inter := x509.NewCertPool()
+	for _, l := range links[1:] {
+		if !l.trusted {
+			inter.AddCert(l.cert)
+		}
+	}
+	_, err := leaf.Verify(x509.VerifyOptions{
+		Roots: rootPool, Intermediates: inter, CurrentTime: now,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+	})
+	if err == nil {
+		return
+	}
+	var inv x509.CertificateInvalidError
+	if errors.As(err, &inv) && (inv.Reason == x509.Expired || inv.Reason == x509.NotAuthorizedToSign) {
+		return // already reported as expired / leaf_is_ca-like linkage
+	}
+	var ia x509.InsecureAlgorithmError
+	var ua x509.UnknownAuthorityError
+	if errors.As(err, &ia) || errors.As(err, &ua) && slices.ContainsFunc(links, func(l chainLink) bool { return isSHA1(l.cert.SignatureAlgorithm) }) {
+		// The links verified, so an unknown authority here comes from the
+		// SHA-1 signature x509 refuses: reported as the sha1_signature warning.
+		return
+	}
+	r.errorf(CodeChainInvalid, FieldIntermediates, "the chain does not validate: %v", err)
+}
+
+// buildChain links the leaf to its issuers among the intermediates by
+// subject/issuer name and signature, in order, without reusing any.
+func buildChain(leaf *x509.Certificate, inters []certEntry) []chainLink {
+	links := []chainLink{{cert: leaf, input: -1}}
+	used := make([]bool, len(inters))
+	cur := leaf
+	for len(links) <= len(inters) && !selfSigned(cur) {
+		found := -1
+		for i, e := range inters {
+			if used[i] || !bytes.Equal(e.cert.RawSubject, cur.RawIssuer) {
+				continue
+			}
+			// The raw signature check: CA flags and key usage are
+			// x509 path validation's concern (verifyPath).
+			if e.cert.CheckSignature(cur.SignatureAlgorithm, cur.RawTBSCertificate, cur.Signature) == nil {
+				found = i
+				break
+			}
+		}
+		if found < 0 {
+			break
+		}
+		used[found] = true
+		links = append(links, chainLink{cert: inters[found].cert, input: inters[found].index})
+		cur = inters[found].cert
+	}
+	return links
+}
+
+// findIssuer returns the root that issued c, if any.
+func findIssuer(c *x509.Certificate, roots []*x509.Certificate) *x509.Certificate {
+	for _, root := range roots {
+		if bytes.Equal(root.RawSubject, c.RawIssuer) &&
+			root.CheckSignature(c.SignatureAlgorithm, c.RawTBSCertificate, c.Signature) == nil {
+			return root
+		}
+	}
+	return nil
+}
+
+func containsCert(set []*x509.Certificate, c *x509.Certificate) bool {
+	for _, s := range set {
+		if s.Equal(c) || (bytes.Equal(s.RawSubject, c.RawSubject) && bytes.Equal(s.RawSubjectPublicKeyInfo, c.RawSubjectPublicKeyInfo)) {
+			return true
+		}
+	}
+	return false
+}
+
+func selfSigned(c *x509.Certificate) bool {
+	return bytes.Equal(c.RawSubject, c.RawIssuer) &&
+		c.CheckSignature(c.SignatureAlgorithm, c.RawTBSCertificate, c.Signature) == nil
+}
+
+func isSHA1(a x509.SignatureAlgorithm) bool {
+	return a == x509.SHA1WithRSA || a == x509.ECDSAWithSHA1 || a == x509.DSAWithSHA1
+}
+
+func interField(i int) string {
+	if i < 0 {
+		return FieldIntermediates
+	}
+	return fmt.Sprintf("%s[%d]", FieldIntermediates, i)
+}
+
+func validHostname(h string) bool {
+	if net.ParseIP(h) != nil {
+		return true
+	}
+	h = strings.TrimSuffix(h, ".")
+	if len(h) == 0 || len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if len(label) == 0 || len(label) > 63 {
+			return false
+		}
+		for i, c := range label {
+			ok := c == '-' || c == '_' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c == '*' && i == 0 && len(label) == 1)
+			if !ok {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func coveredNames(c *x509.Certificate) string {
+	names := slices.Clone(c.DNSNames)
+	for _, ip := range c.IPAddresses {
+		names = append(names, ip.String())
+	}
+	if len(names) == 0 {
+		if c.Subject.CommonName == "" {
+			return "no names"
+		}
+		return fmt.Sprintf("only the common name %q, which clients ignore without SANs", c.Subject.CommonName)
+	}
+	return strings.Join(names, ", ")
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func fingerprint(c *x509.Certificate) string {
+	sum := sha256.Sum256(c.Raw)
+	return hex.EncodeToString(sum[:])
+}
+
+func serial(c *x509.Certificate) string {
+	if c.SerialNumber == nil {
+		return ""
+	}
+	return hex.EncodeToString(c.SerialNumber.Bytes())
+}
+
+func certInfo(c *x509.Certificate) *CertInfo {
+	ips := []string{}
+	for _, ip := range c.IPAddresses {
+		ips = append(ips, ip.String())
+	}
+	return &CertInfo{
+		Subject: c.Subject.String(), Issuer: c.Issuer.String(), Serial: serial(c),
+		NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC(),
+		DNSNames: nonNil(c.DNSNames), IPAddresses: ips,
+		KeyAlgorithm: keyAlgorithm(c.PublicKey), FingerprintSHA256: fingerprint(c),
+	}
+}
+
+func chainCert(c *x509.Certificate, trusted bool) ChainCert {
+	return ChainCert{
+		Subject: c.Subject.String(), Issuer: c.Issuer.String(), Serial: serial(c),
+		NotAfter: c.NotAfter.UTC(), FingerprintSHA256: fingerprint(c), Trusted: trusted,
+	}
+}
+
+// keyAlgorithm names a public key like the rest of the API
+// ("rsa-2048", "ecdsa-p256", "ed25519").
+func keyAlgorithm(pub crypto.PublicKey) string {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		return fmt.Sprintf("rsa-%d", k.N.BitLen())
+	case *ecdsa.PublicKey:
+		return "ecdsa-" + strings.ToLower(strings.ReplaceAll(k.Curve.Params().Name, "-", ""))
+	case ed25519.PublicKey:
+		return "ed25519"
+	case nil:
+		return "unknown"
+	}
+	return fmt.Sprintf("%T", pub)
+}
