@@ -97,3 +97,28 @@ func FuzzParseCSR(f *testing.F) {
 		}
 	})
 }
+
+// FuzzMagnumVersion: any OpenStack-API-Version header either selects a
+// supported microversion or is refused with 406.
+func FuzzMagnumVersion(f *testing.F) {
+	for _, s := range []string{"", "container-infra latest", "container-infra 1.5", "container-infra 1.99",
+		"compute 2.1", "container-infra 1", "container-infra -1.-1", "container-infra 01.010"} {
+		f.Add(s)
+	}
+	lo, _ := parseMicroversion(MagnumMinVersion)
+	hi, _ := parseMicroversion(MagnumMaxVersion)
+	f.Fuzz(func(t *testing.T, h string) {
+		v, err := magnumVersion(h)
+		if err != nil {
+			var e *api.Error
+			if !errors.As(err, &e) || e.Status != http.StatusNotAcceptable || e.Code != CodeUnsupportedVersion {
+				t.Fatalf("refusal is not a 406: %v", err)
+			}
+			return
+		}
+		got, ok := parseMicroversion(v)
+		if !ok || got[0] != lo[0] || got[1] < lo[1] || got[1] > hi[1] {
+			t.Fatalf("header %q selected unsupported version %q", h, v)
+		}
+	})
+}
