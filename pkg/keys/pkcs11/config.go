@@ -1,0 +1,102 @@
+package pkcs11
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+// Environment variables ConfigFromEnv reads.
+const (
+	EnvModule     = "CLUSTERKEYS_PKCS11_MODULE"
+	EnvTokenLabel = "CLUSTERKEYS_PKCS11_TOKEN_LABEL"
+	EnvPINFile    = "CLUSTERKEYS_PKCS11_PIN_FILE"
+	EnvPIN        = "CLUSTERKEYS_PKCS11_PIN"
+)
+
+// maxPINFile bounds what ReadPINFile reads.
+const maxPINFile = 4 << 10
+
+// Config says which token to use. The PIN comes from a file or the
+// environment, never from the command line; String never shows it.
+type Config struct {
+	// Module is the path of the PKCS#11 library, e.g.
+	// /usr/lib/softhsm/libsofthsm2.so.
+	Module string
+	// TokenLabel selects the token (slot ids are not stable).
+	TokenLabel string
+	// PIN is the user PIN.
+	PIN string
+}
+
+// String describes c without its PIN.
+func (c Config) String() string {
+	pin := "unset"
+	if c.PIN != "" {
+		pin = "set"
+	}
+	return fmt.Sprintf("pkcs11 module %q token %q (PIN %s)", c.Module, c.TokenLabel, pin)
+}
+
+// GoString is String, so that %#v does not print the PIN either.
+func (c Config) GoString() string { return c.String() }
+
+// Validate reports what is missing from c.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Module == "" {
+		errs = append(errs, fmt.Errorf("no PKCS#11 module: set %s or --pkcs11-module", EnvModule))
+	}
+	if c.TokenLabel == "" {
+		errs = append(errs, fmt.Errorf("no token label: set %s or --pkcs11-token-label", EnvTokenLabel))
+	}
+	if c.PIN == "" {
+		errs = append(errs, fmt.Errorf("no PIN: set %s (a file holding the PIN) or %s", EnvPINFile, EnvPIN))
+	}
+	return errors.Join(errs...)
+}
+
+// ConfigFromEnv reads CLUSTERKEYS_PKCS11_MODULE, CLUSTERKEYS_PKCS11_TOKEN_LABEL
+// and the PIN: from the file CLUSTERKEYS_PKCS11_PIN_FILE names (trimmed), or
+// else from CLUSTERKEYS_PKCS11_PIN. Missing settings are not an error here
+// (flags may fill them in); Open validates. A PIN file that cannot be read is.
+func ConfigFromEnv() (Config, error) {
+	c := Config{
+		Module:     os.Getenv(EnvModule),
+		TokenLabel: os.Getenv(EnvTokenLabel),
+	}
+	if path := os.Getenv(EnvPINFile); path != "" {
+		pin, err := ReadPINFile(path)
+		if err != nil {
+			return Config{}, err
+		}
+		c.PIN = pin
+		return c, nil
+	}
+	c.PIN = os.Getenv(EnvPIN)
+	return c, nil
+}
+
+// ReadPINFile returns the PIN stored in path, without surrounding
+// whitespace. An empty file is an error.
+func ReadPINFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("open PKCS#11 PIN file: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxPINFile+1))
+	if err != nil {
+		return "", fmt.Errorf("read PKCS#11 PIN file %s: %w", path, err)
+	}
+	if len(b) > maxPINFile {
+		return "", fmt.Errorf("PKCS#11 PIN file %s is larger than %d bytes", path, maxPINFile)
+	}
+	pin := strings.TrimSpace(string(b))
+	if pin == "" {
+		return "", fmt.Errorf("PKCS#11 PIN file %s is empty", path)
+	}
+	return pin, nil
+}

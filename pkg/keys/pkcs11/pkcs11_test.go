@@ -1,0 +1,551 @@
+package pkcs11
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ThalesGroup/crypto11"
+	p11 "github.com/miekg/pkcs11"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/clusterkeys/clusterkeys/pkg/api"
+	"github.com/clusterkeys/clusterkeys/pkg/keys"
+	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
+)
+
+func TestConfigFromEnv(t *testing.T) {
+	dir := t.TempDir()
+	pinFile := filepath.Join(dir, "pin")
+	if err := os.WriteFile(pinFile, []byte("  s3cret-pin\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantPIN string
+		wantErr string
+	}{
+		{"the PIN file is read and trimmed", map[string]string{EnvPINFile: pinFile}, "s3cret-pin", ""},
+		{"the PIN file wins over the PIN variable", map[string]string{EnvPINFile: pinFile, EnvPIN: "other"}, "s3cret-pin", ""},
+		{"the PIN variable is used without a file", map[string]string{EnvPIN: "env-pin"}, "env-pin", ""},
+		{"no PIN is not an error yet", map[string]string{}, "", ""},
+		{"a missing PIN file is an error", map[string]string{EnvPINFile: filepath.Join(dir, "nope")}, "", "open PKCS#11 PIN file"},
+		{"an empty PIN file is an error", map[string]string{EnvPINFile: empty}, "", "is empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, k := range []string{EnvModule, EnvTokenLabel, EnvPINFile, EnvPIN} {
+				t.Setenv(k, tt.env[k])
+			}
+			t.Setenv(EnvModule, "/lib/x.so")
+			t.Setenv(EnvTokenLabel, "tok")
+			c, err := ConfigFromEnv()
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || c.PIN != tt.wantPIN || c.Module != "/lib/x.so" || c.TokenLabel != "tok" {
+				t.Fatalf("ConfigFromEnv = %v (pin ok %v), %v", c, c.PIN == tt.wantPIN, err)
+			}
+		})
+	}
+	t.Run("the PIN is never printed", func(t *testing.T) {
+		c := Config{Module: "/m.so", TokenLabel: "t", PIN: "s3cret-pin"}
+		for _, s := range []string{c.String(), fmt.Sprintf("%v", c), fmt.Sprintf("%+v", c), fmt.Sprintf("%#v", c), fmt.Sprint(c)} {
+			if strings.Contains(s, "s3cret") {
+				t.Fatalf("config printed with its PIN: %s", s)
+			}
+		}
+	})
+	t.Run("a config without module, label or PIN says what is missing", func(t *testing.T) {
+		err := Config{}.Validate()
+		for _, want := range []string{EnvModule, EnvTokenLabel, EnvPINFile} {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("Validate = %v, want it to name %s", err, want)
+			}
+		}
+	})
+}
+
+func TestOpenRefusesBadSettings(t *testing.T) {
+	tok := newToken(t)
+	tests := []struct {
+		name string
+		cfg  func(Config) Config
+	}{
+		{"a wrong PIN", func(c Config) Config { c.PIN = "wrong-pin-4711"; return c }},
+		{"an unknown token label", func(c Config) Config { c.TokenLabel = "no-such-token"; return c }},
+		{"a module that does not exist", func(c Config) Config { c.Module = "/nonexistent/lib.so"; return c }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name+" is refused without naming the PIN", func(t *testing.T) {
+			cfg := tt.cfg(tok.cfg)
+			c, err := Open(cfg, Options{})
+			if err == nil {
+				c.Close()
+				t.Fatal("Open succeeded")
+			}
+			if strings.Contains(err.Error(), cfg.PIN) {
+				t.Fatalf("error contains the PIN: %v", err)
+			}
+		})
+	}
+}
+
+func verify(t *testing.T, pub crypto.PublicKey, digest, sig []byte) {
+	t.Helper()
+	switch p := pub.(type) {
+	case *ecdsa.PublicKey:
+		if !ecdsa.VerifyASN1(p, digest, sig) {
+			t.Fatal("ECDSA signature does not verify")
+		}
+	case *rsa.PublicKey:
+		if err := rsa.VerifyPKCS1v15(p, crypto.SHA256, digest, sig); err != nil {
+			t.Fatalf("RSA signature does not verify: %v", err)
+		}
+	default:
+		t.Fatalf("unexpected public key %T", pub)
+	}
+}
+
+// attr reads one boolean attribute of the private or secret key labelled ref.
+func attr(t *testing.T, c *Custody, ref string, secret bool, typ uint) bool {
+	t.Helper()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var key any
+	if secret {
+		k, err := c.cx.FindKey(nil, []byte(ref))
+		if err != nil {
+			t.Fatal(err)
+		}
+		key = k
+	} else {
+		k, err := c.cx.FindKeyPair(nil, []byte(ref))
+		if err != nil {
+			t.Fatal(err)
+		}
+		key = k
+	}
+	a, err := c.cx.GetAttribute(key, typ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(a.Value) == 1 && a.Value[0] == 1
+}
+
+func TestSigners(t *testing.T) {
+	tok := newToken(t)
+	c := openCustody(t, tok, Options{})
+	ctx := context.Background()
+	digest := sha256.Sum256([]byte("to be signed"))
+	// RSA-3072 and RSA-4096 take the same path; SoftHSM needs seconds to
+	// generate them, so the unit tests stop at 2048.
+	for _, alg := range []keys.Algorithm{keys.ECDSAP256, keys.ECDSAP384, keys.RSA2048} {
+		t.Run(string(alg)+" is generated in the token, non-extractable, and signs", func(t *testing.T) {
+			ref := "ca/" + string(alg)
+			s, err := c.GenerateSigner(ctx, ref, alg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sig, err := s.Sign(rand.Reader, digest[:], crypto.SHA256)
+			if err != nil {
+				t.Fatal(err)
+			}
+			verify(t, s.Public(), digest[:], sig)
+			if attr(t, c, ref, false, p11.CKA_EXTRACTABLE) || !attr(t, c, ref, false, p11.CKA_SENSITIVE) {
+				t.Fatal("the private key is extractable or not sensitive")
+			}
+			loaded, err := c.Signer(ctx, ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sig, err = loaded.Sign(rand.Reader, digest[:], crypto.SHA256)
+			if err != nil {
+				t.Fatal(err)
+			}
+			verify(t, s.Public(), digest[:], sig)
+		})
+	}
+	t.Run("a token signer makes a CA certificate that verifies", func(t *testing.T) {
+		s, err := c.GenerateSigner(ctx, "ca/cert", keys.ECDSAP256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "cluster CA"},
+			NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour),
+			IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, s.Public(), s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cert.CheckSignatureFrom(cert); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("a ref in use is refused", func(t *testing.T) {
+		_, err := c.GenerateSigner(ctx, "ca/"+string(keys.ECDSAP256), keys.ECDSAP256)
+		if !errors.Is(err, api.ErrConflict) {
+			t.Fatalf("err = %v, want ErrConflict", err)
+		}
+	})
+	t.Run("a missing key is not found", func(t *testing.T) {
+		_, err := c.Signer(ctx, "ca/none")
+		if !errors.Is(err, api.ErrNotFound) {
+			t.Fatalf("err = %v, want ErrNotFound", err)
+		}
+	})
+	t.Run("an unknown algorithm is refused", func(t *testing.T) {
+		if _, err := c.GenerateSigner(ctx, "ca/dsa", keys.Algorithm("dsa-1024")); err == nil {
+			t.Fatal("GenerateSigner succeeded")
+		}
+	})
+	t.Run("a destroyed key is gone, and destroying it again is fine", func(t *testing.T) {
+		s, err := c.GenerateSigner(ctx, "ca/doomed", keys.ECDSAP256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Destroy(ctx, "ca/doomed"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Signer(ctx, "ca/doomed"); !errors.Is(err, api.ErrNotFound) {
+			t.Fatalf("Signer after Destroy: %v", err)
+		}
+		if _, err := s.Sign(rand.Reader, digest[:], crypto.SHA256); !errors.Is(err, api.ErrNotFound) {
+			t.Fatalf("Sign after Destroy: %v", err)
+		}
+		if err := c.Destroy(ctx, "ca/doomed"); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Check(ctx); err != nil {
+			t.Fatalf("a missing key made custody unhealthy: %v", err)
+		}
+	})
+}
+
+func TestKEKs(t *testing.T) {
+	tok := newToken(t)
+	c := openCustody(t, tok, Options{})
+	ctx := context.Background()
+	for _, ref := range []string{"kek/a", "kek/b"} {
+		if err := c.GenerateKEK(ctx, ref); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if attr(t, c, "kek/a", true, p11.CKA_EXTRACTABLE) || !attr(t, c, "kek/a", true, p11.CKA_SENSITIVE) {
+		t.Fatal("the KEK is extractable or not sensitive")
+	}
+	pt, aad := []byte("a 32-byte data encryption key..."), []byte("aad")
+	ct, err := c.Seal(ctx, "kek/a", pt, aad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ct) != nonceSize+len(pt)+tagSize || bytes.Contains(ct, pt) {
+		t.Fatalf("ciphertext of %d bytes", len(ct))
+	}
+	t.Run("the same KEK and aad open it", func(t *testing.T) {
+		got, err := c.Open(ctx, "kek/a", ct, aad)
+		if err != nil || !bytes.Equal(got, pt) {
+			t.Fatalf("Open = %q, %v", got, err)
+		}
+	})
+	t.Run("two seals use different nonces", func(t *testing.T) {
+		ct2, err := c.Seal(ctx, "kek/a", pt, aad)
+		if err != nil || bytes.Equal(ct[:nonceSize], ct2[:nonceSize]) {
+			t.Fatalf("nonce reused: %v", err)
+		}
+	})
+	bad := []struct {
+		name string
+		ref  string
+		ct   []byte
+		aad  []byte
+	}{
+		{"another aad fails", "kek/a", ct, []byte("aax")},
+		{"another KEK fails", "kek/b", ct, aad},
+		{"a truncated ciphertext fails", "kek/a", ct[:len(ct)-1], aad},
+		{"a ciphertext shorter than nonce and tag fails", "kek/a", ct[:nonceSize+tagSize-1], aad},
+	}
+	for _, i := range []int{0, nonceSize - 1, nonceSize, len(ct) - tagSize, len(ct) - 1} {
+		tampered := bytes.Clone(ct)
+		tampered[i] ^= 1
+		bad = append(bad, struct {
+			name string
+			ref  string
+			ct   []byte
+			aad  []byte
+		}{fmt.Sprintf("a flipped bit in byte %d fails", i), "kek/a", tampered, aad})
+	}
+	for _, tt := range bad {
+		t.Run(tt.name+" as ErrDecrypt, custody stays up", func(t *testing.T) {
+			got, err := c.Open(ctx, tt.ref, tt.ct, tt.aad)
+			if !errors.Is(err, keywrap.ErrDecrypt) || got != nil {
+				t.Fatalf("Open = %q, %v; want ErrDecrypt", got, err)
+			}
+			if err := c.Check(ctx); err != nil {
+				t.Fatalf("custody unhealthy after a bad ciphertext: %v", err)
+			}
+		})
+	}
+	t.Run("a reused ref conflicts", func(t *testing.T) {
+		if err := c.GenerateKEK(ctx, "kek/a"); !errors.Is(err, api.ErrConflict) {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("a signer's ref cannot become a KEK", func(t *testing.T) {
+		if _, err := c.GenerateSigner(ctx, "shared", keys.ECDSAP256); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.GenerateKEK(ctx, "shared"); !errors.Is(err, api.ErrConflict) {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("a missing KEK is not found", func(t *testing.T) {
+		if _, err := c.Seal(ctx, "kek/none", pt, nil); !errors.Is(err, api.ErrNotFound) {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("a label carried by two keys is refused, not guessed", func(t *testing.T) {
+		c.mu.RLock()
+		for range 2 {
+			if _, err := c.cx.GenerateSecretKeyWithLabel([]byte("dup"), []byte("kek/dup"), 256, crypto11.CipherAES); err != nil {
+				c.mu.RUnlock()
+				t.Fatal(err)
+			}
+		}
+		c.mu.RUnlock()
+		_, err := c.Seal(ctx, "kek/dup", pt, nil)
+		if err == nil || !strings.Contains(err.Error(), "refusing to guess") {
+			t.Fatalf("err = %v", err)
+		}
+		if err := c.Destroy(ctx, "kek/dup"); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.GenerateKEK(ctx, "kek/dup"); err != nil {
+			t.Fatalf("after destroying both, the ref is free again: %v", err)
+		}
+	})
+	t.Run("the health key's label is reserved", func(t *testing.T) {
+		if err := c.GenerateKEK(ctx, HealthKeyLabel); err == nil {
+			t.Fatal("GenerateKEK with the health key's label succeeded")
+		}
+	})
+}
+
+func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			m := mf.GetMetric()[0]
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("metric %s not registered", name)
+	return 0
+}
+
+// waitHealthy polls Check until it succeeds or the limit passes.
+func waitHealthy(t *testing.T, c *Custody, limit time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		err := c.Check(context.Background())
+		if err == nil {
+			return time.Since(start)
+		}
+		if time.Since(start) > limit {
+			t.Fatalf("not healthy %v after the token came back: %v", limit, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestTokenRemoval removes the token from under a live Custody (its
+// directory moves away, as when an HSM goes off line), then restores it.
+func TestTokenRemoval(t *testing.T) {
+	tok := newToken(t)
+	reg := prometheus.NewRegistry()
+	c := openCustody(t, tok, Options{Registerer: reg})
+	ctx := context.Background()
+	if err := c.GenerateKEK(ctx, "kek"); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.GenerateSigner(ctx, "ca", keys.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, err := c.Seal(ctx, "kek", []byte("seed"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := sha256.Sum256([]byte("x"))
+
+	away := tok.dir + ".away"
+	if err := os.Rename(tok.dir, away); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("with the token gone every call fails as unavailable, without panicking", func(t *testing.T) {
+		calls := map[string]func() error{
+			"seal": func() error { _, err := c.Seal(ctx, "kek", []byte("seed"), nil); return err },
+			"open": func() error { _, err := c.Open(ctx, "kek", ct, nil); return err },
+			"sign": func() error { _, err := s.Sign(rand.Reader, digest[:], crypto.SHA256); return err },
+			"signer": func() error { _, err := c.Signer(ctx, "ca"); return err },
+			"generate KEK": func() error { return c.GenerateKEK(ctx, "kek2") },
+			"check":        func() error { return c.Check(ctx) },
+		}
+		for _, name := range []string{"seal", "open", "sign", "signer", "generate KEK", "check", "seal"} {
+			err := calls[name]()
+			if !errors.Is(err, api.ErrUnavailable) {
+				t.Fatalf("%s: err = %v, want ErrUnavailable", name, err)
+			}
+			if e := api.ErrorFor(err); e.Status != 503 {
+				t.Fatalf("%s: mapped to %d %s", name, e.Status, e.Code)
+			}
+		}
+		if up := gauge(t, reg, "clusterkeys_pkcs11_up"); up != 0 {
+			t.Fatalf("clusterkeys_pkcs11_up = %v while the token is gone", up)
+		}
+	})
+	if err := os.Rename(away, tok.dir); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("with the token back custody heals within 5 s, without a restart", func(t *testing.T) {
+		took := waitHealthy(t, c, 5*time.Second)
+		t.Logf("healthy again %v after the token came back", took)
+		pt, err := c.Open(ctx, "kek", ct, nil)
+		if err != nil || string(pt) != "seed" {
+			t.Fatalf("Open of an old ciphertext = %q, %v", pt, err)
+		}
+		sig, err := s.Sign(rand.Reader, digest[:], crypto.SHA256)
+		if err != nil {
+			t.Fatalf("a signer made before the fault: %v", err)
+		}
+		verify(t, s.Public(), digest[:], sig)
+		if _, err := c.Seal(ctx, "kek", []byte("seed"), nil); err != nil {
+			t.Fatal(err)
+		}
+		if n := gauge(t, reg, "clusterkeys_pkcs11_reconnects_total"); n < 1 {
+			t.Fatalf("reconnects_total = %v", n)
+		}
+		if up := gauge(t, reg, "clusterkeys_pkcs11_up"); up != 1 {
+			t.Fatalf("clusterkeys_pkcs11_up = %v", up)
+		}
+	})
+}
+
+// TestModuleFinalized finalizes the PKCS#11 module under a live Custody
+// (another user of the library calling C_Finalize): handles and sessions
+// are gone at once.
+func TestModuleFinalized(t *testing.T) {
+	tok := newToken(t)
+	c := openCustody(t, tok, Options{})
+	ctx := context.Background()
+	if err := c.GenerateKEK(ctx, "kek"); err != nil {
+		t.Fatal(err)
+	}
+	ct, err := c.Seal(ctx, "kek", []byte("seed"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := p11.New(tok.cfg.Module)
+	if other == nil {
+		t.Fatal("cannot load the module")
+	}
+	t.Cleanup(other.Destroy)
+	if err := other.Finalize(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Seal(ctx, "kek", []byte("seed"), nil); !errors.Is(err, api.ErrUnavailable) {
+		t.Fatalf("Seal with the module finalized: %v, want ErrUnavailable", err)
+	}
+	took := waitHealthy(t, c, 5*time.Second)
+	t.Logf("healthy again after %v", took)
+	if pt, err := c.Open(ctx, "kek", ct, nil); err != nil || string(pt) != "seed" {
+		t.Fatalf("Open after recovery = %q, %v", pt, err)
+	}
+}
+
+func TestClosedCustodyIsUnavailable(t *testing.T) {
+	tok := newToken(t)
+	c, err := Open(tok.cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatalf("a second Close: %v", err)
+	}
+	if err := c.Check(context.Background()); !errors.Is(err, api.ErrUnavailable) {
+		t.Fatalf("Check after Close = %v", err)
+	}
+}
+
+func BenchmarkSignP256(b *testing.B) {
+	tok := newToken(b)
+	c := openCustody(b, tok, Options{})
+	s, err := c.GenerateSigner(context.Background(), "ca", keys.ECDSAP256)
+	if err != nil {
+		b.Fatal(err)
+	}
+	digest := sha256.Sum256([]byte("tbs"))
+	for b.Loop() {
+		if _, err := s.Sign(rand.Reader, digest[:], crypto.SHA256); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkSealOpen32(b *testing.B) {
+	tok := newToken(b)
+	c := openCustody(b, tok, Options{})
+	ctx := context.Background()
+	if err := c.GenerateKEK(ctx, "kek"); err != nil {
+		b.Fatal(err)
+	}
+	seed := make([]byte, 32)
+	for b.Loop() {
+		ct, err := c.Seal(ctx, "kek", seed, []byte("aad"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := c.Open(ctx, "kek", ct, []byte("aad")); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
