@@ -420,10 +420,10 @@ func TestTokenRemoval(t *testing.T) {
 	}
 	t.Run("with the token gone every call fails as unavailable, without panicking", func(t *testing.T) {
 		calls := map[string]func() error{
-			"seal": func() error { _, err := c.Seal(ctx, "kek", []byte("seed"), nil); return err },
-			"open": func() error { _, err := c.Open(ctx, "kek", ct, nil); return err },
-			"sign": func() error { _, err := s.Sign(rand.Reader, digest[:], crypto.SHA256); return err },
-			"signer": func() error { _, err := c.Signer(ctx, "ca"); return err },
+			"seal":         func() error { _, err := c.Seal(ctx, "kek", []byte("seed"), nil); return err },
+			"open":         func() error { _, err := c.Open(ctx, "kek", ct, nil); return err },
+			"sign":         func() error { _, err := s.Sign(rand.Reader, digest[:], crypto.SHA256); return err },
+			"signer":       func() error { _, err := c.Signer(ctx, "ca"); return err },
 			"generate KEK": func() error { return c.GenerateKEK(ctx, "kek2") },
 			"check":        func() error { return c.Check(ctx) },
 		}
