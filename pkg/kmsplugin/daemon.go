@@ -96,7 +96,8 @@ func Run(ctx context.Context, o Options, b Backend, log *slog.Logger, ready func
 		return err
 	}
 	if o.MetricsListen != "" {
-		addr, stop, err := ServeMetrics(ctx, o.MetricsListen, reg)
+		health := func(ctx context.Context) error { _, err := p.Status(ctx); return err }
+		addr, stop, err := ServeMetrics(ctx, o.MetricsListen, reg, health)
 		if err != nil {
 			srv.Close()
 			return err

@@ -3,6 +3,7 @@ package kmsplugin
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"time"
@@ -95,16 +96,30 @@ func (c connStats) HandleConn(_ context.Context, s stats.ConnStats) {
 	}
 }
 
-// ServeMetrics serves /metrics of g on addr (a TCP address such as
-// 127.0.0.1:9464) until ctx ends. It returns once the listener is open; the
-// returned function stops the server.
-func ServeMetrics(ctx context.Context, addr string, g prometheus.Gatherer) (net.Addr, func(context.Context) error, error) {
+// ServeMetrics serves on addr (a TCP address such as 127.0.0.1:9464) until
+// ctx ends: GET /metrics (g), GET /livez (200 while the process runs) and,
+// when health is not nil, GET /healthz (200 when health returns nil, else
+// 503; the error text is not sent). It returns once the listener is open;
+// the returned function stops the server.
+func ServeMetrics(ctx context.Context, addr string, g prometheus.Gatherer, health func(context.Context) error) (net.Addr, func(context.Context) error, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("metrics listener %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	if health != nil {
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+			hctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+			defer cancel()
+			if err := health(hctx); err != nil {
+				http.Error(w, "unhealthy: key custody round trip failed", http.StatusServiceUnavailable)
+				return
+			}
+			_, _ = io.WriteString(w, "ok\n")
+		})
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
 	go func() { _ = srv.Serve(ln) }()
 	return ln.Addr(), srv.Shutdown, nil

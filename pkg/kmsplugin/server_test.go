@@ -247,6 +247,7 @@ func TestRun(t *testing.T) {
 	o := kmsplugin.DefaultOptions()
 	o.Listen = "unix://" + sock
 	o.MetricsListen = metricsAddr
+	o.StatusTTL = -1 // every /healthz is a real round trip
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ready := make(chan *kmsplugin.Server, 1)
@@ -279,6 +280,25 @@ func TestRun(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+	for path, want := range map[string]int{"/livez": 200, "/healthz": 200} {
+		resp, err := http.Get("http://" + metricsAddr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s = %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+	env.setDown(errCustodyDown)
+	resp, err = http.Get("http://" + metricsAddr + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("GET /healthz with custody down = %d, want 503", resp.StatusCode)
 	}
 	cancel()
 	select {
