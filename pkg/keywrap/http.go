@@ -1,10 +1,12 @@
 package keywrap
 
 import (
+	"cmp"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/clusterkeys/clusterkeys/pkg/api"
@@ -24,7 +26,7 @@ type CreateRequest struct {
 	ProjectID string `json:"project_id,omitempty"`
 }
 
-// KeyResource is a KEK on the wire.
+// KeyResource is a KEK on the wire; Versions are oldest first.
 type KeyResource struct {
 	Name          string            `json:"name"`
 	ProjectID     string            `json:"project_id"`
@@ -127,6 +129,7 @@ func resource(k store.KEK, vs []store.KEKVersion) KeyResource {
 	for _, v := range vs {
 		res.Versions = append(res.Versions, VersionResource{Version: v.Version, KeyID: v.KeyID, CreatedAt: v.CreatedAt.UTC()})
 	}
+	slices.SortFunc(res.Versions, func(a, b VersionResource) int { return cmp.Compare(a.Version, b.Version) })
 	return res
 }
 

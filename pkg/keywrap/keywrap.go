@@ -352,8 +352,8 @@ func (s *Service) Active(ctx context.Context, name string) (store.KEKVersion, er
 	return v, err
 }
 
-// Key returns KEK name and every version of it, oldest first (404 when
-// absent). It always reads the store.
+// Key returns KEK name and every version of it, in the store's order (404
+// when absent). It always reads the store.
 func (s *Service) Key(ctx context.Context, name string) (store.KEK, []store.KEKVersion, error) {
 	if err := ValidateName(name); err != nil {
 		return store.KEK{}, nil, err
