@@ -50,7 +50,9 @@ func WriteError(w http.ResponseWriter, format ErrorFormat, requestID string, err
 		}
 		body = map[string]any{"errors": []MagnumError{{
 			RequestID: requestID, Code: kind, Status: e.Status,
-			Title: http.StatusText(e.Status), Detail: e.Code + ": " + detail, Links: []any{},
+			// python-magnumclient shows only the title, so, as Magnum's
+			// parsable_error does, the title carries the reason.
+			Title: e.Code + ": " + detail, Detail: e.Code + ": " + detail, Links: []any{},
 		}}}
 	default:
 		h.Set("Content-Type", "application/problem+json")

@@ -10,7 +10,8 @@ import json
 import os
 import sys
 
-from magnumclient import exceptions
+from keystoneauth1 import session
+from keystoneauth1.token_endpoint import Token
 from magnumclient.v1 import client
 
 
@@ -20,7 +21,10 @@ def main():
         token = os.environ["CLUSTERKEYS_TOKEN"]
     with open(csr_file) as f:
         csr = f.read()
-    c = client.Client(auth_token=token, magnum_url=url)
+    # The keystoneauth session client is what `openstack coe` uses; the
+    # legacy auth_token + magnum_url client crashes in rotate_ca on its own.
+    sess = session.Session(auth=Token(url, token))
+    c = client.Client(session=sess, endpoint_override=url, api_version="latest")
     out = {}
 
     ca = c.certificates.get(cluster_uuid=cluster)
@@ -37,20 +41,16 @@ def main():
     try:
         c.certificates.get(cluster_uuid="no-such-cluster")
         out["missing"] = "no error"
-    except exceptions.NotFound as e:
-        out["missing"] = "NotFound"
-        out["missing_message"] = str(e)
-    except Exception as e:  # any other class is a compatibility bug
+    except Exception as e:  # the client's NotFound (keystoneauth's, with a session)
         out["missing"] = type(e).__name__
+        out["missing_message"] = str(e)
 
     try:
         c.certificates.create(cluster_uuid=cluster, csr="not a csr")
         out["bad_csr"] = "no error"
-    except exceptions.BadRequest as e:
-        out["bad_csr"] = "BadRequest"
-        out["bad_csr_message"] = str(e)
     except Exception as e:
         out["bad_csr"] = type(e).__name__
+        out["bad_csr_message"] = str(e)
 
     print(json.dumps(out))
 
