@@ -169,7 +169,6 @@ func parseLegacyPEM(block *pem.Block, passphrase string) (*parsedKey, error) {
 	//lint:ignore SA1019 see doc.go: the caller sends both ciphertext and passphrase, so no padding oracle is exposed
 	der, err := x509.DecryptPEMBlock(block, []byte(passphrase))
 	if err != nil {
-		//lint:ignore SA1019 the error value is deprecated with the function
 		if errors.Is(err, x509.IncorrectPasswordError) {
 			return nil, keyErr(CodeBadPassphrase, "the passphrase does not decrypt the key")
 		}
