@@ -282,7 +282,7 @@ func TestUnavailable(t *testing.T) {
 		}
 	})
 
-	t.Run("a write lock held past the busy timeout answers ErrUnavailable", func(t *testing.T) {
+	t.Run("a transaction takes the write lock at BEGIN, and a lock held past the busy timeout answers ErrUnavailable", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "busy.db")
 		d, err := open(ctx, path, 50*time.Millisecond)
 		if err != nil {
