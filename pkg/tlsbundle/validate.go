@@ -208,8 +208,8 @@ type chainLink struct {
 // Validate checks a TLS bundle and reports every error and warning. It is
 // pure: no I/O, the clock is now. ContainerRef is not resolved here (see
 // Validator); an Input with one is reported as CodeContainerRefUnsupported.
-func Validate(_ context.Context, in Input, now time.Time) Report {
-	r := Report{Errors: []Issue{}, Warnings: []Issue{}, Chain: []ChainCert{}}
+func Validate(_ context.Context, in Input, now time.Time) (r Report) {
+	r = Report{Errors: []Issue{}, Warnings: []Issue{}, Chain: []ChainCert{}}
 	defer func() { r.Valid = len(r.Errors) == 0 }()
 
 	if in.materialSize() > MaxInputBytes {
