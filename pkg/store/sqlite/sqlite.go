@@ -56,10 +56,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/clusterkeys/clusterkeys/pkg/api"
-	"github.com/clusterkeys/clusterkeys/pkg/ca"
 )
-
-var _ ca.Store = (*DB)(nil)
 
 // BusyTimeout is how long a statement waits for a lock another connection
 // or process holds before it fails with api.ErrUnavailable.

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/clusterkeys/clusterkeys/pkg/ca"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +20,7 @@ import (
 
 // The store serves every function that needs one.
 var (
+	_ ca.Store                   = (*DB)(nil)
 	_ keywrap.Store              = (*DB)(nil)
 	_ software.BlobStore         = (*DB)(nil)
 	_ interface{ Close() error } = (*DB)(nil)
