@@ -2,6 +2,7 @@ package tlsbundle
 
 import (
 	"bytes"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/base64"
@@ -87,7 +88,7 @@ func readCertificates(data []byte, max int, add func(*x509.Certificate, int), ba
 			if block.Type == "TRUSTED CERTIFICATE" {
 				der = trustedCertDER(der)
 			}
-			c, err := x509.ParseCertificate(der)
+			c, err := parseCertificate(der)
 			if err != nil {
 				bad(n, fmt.Errorf("PEM block %s does not parse: %w", block.Type, err))
 				n++
@@ -124,6 +125,12 @@ func readCertificates(data []byte, max int, add func(*x509.Certificate, int), ba
 		return nil
 	}
 	if certs, err := x509.ParseCertificates(der); err == nil && len(certs) > 0 {
+		for _, c := range certs {
+			if err := checkCertKey(c); err != nil {
+				bad(n, err)
+				return nil
+			}
+		}
 		return push(certs)
 	}
 	certs, err := ParsePKCS7(der)
@@ -187,5 +194,35 @@ func ParsePKCS7(der []byte) ([]*x509.Certificate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("PKCS#7 certificates do not parse: %w", err)
 	}
+	for _, c := range certs {
+		if err := checkCertKey(c); err != nil {
+			return nil, err
+		}
+	}
 	return certs, nil
+}
+
+// MaxRSABits is the largest RSA modulus accepted in a certificate, as in
+// crypto/tls: a public key is just a number, and a multi-megabit one
+// would make each signature check take minutes.
+const MaxRSABits = 8192
+
+// parseCertificate parses DER and refuses keys too large to check.
+func parseCertificate(der []byte) (*x509.Certificate, error) {
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkCertKey(c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// checkCertKey refuses an RSA key above MaxRSABits.
+func checkCertKey(c *x509.Certificate) error {
+	if k, ok := c.PublicKey.(*rsa.PublicKey); ok && k.N.BitLen() > MaxRSABits {
+		return fmt.Errorf("%s has a %d-bit RSA key, above the limit of %d bits", c.Subject, k.N.BitLen(), MaxRSABits)
+	}
+	return nil
 }

@@ -249,6 +249,22 @@ func buildPKI() (*pki, error) {
 		return nil, err
 	}
 
+	// A certificate whose RSA public key (just a number, no primes behind
+	// it) is far above MaxRSABits.
+	hugeN, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 64<<10))
+	if err != nil {
+		return nil, err
+	}
+	hugeN.SetBit(hugeN, 64<<10, 1)
+	hugeN.SetBit(hugeN, 0, 1)
+	hugeTpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "huge.example.test"},
+		DNSNames: []string{"huge.example.test"}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)}
+	hugeDER, err := x509.CreateCertificate(rand.Reader, hugeTpl, p.inter2, &rsa.PublicKey{N: hugeN, E: 65537}, p.inter2Key)
+	if err != nil {
+		return nil, fmt.Errorf("huge RSA certificate: %w", err)
+	}
+	p.files["leafHugeRSA.pem"] = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: hugeDER}))
+
 	// Go-written key and certificate forms.
 	p.files["leafRSA.pkcs1"] = string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(rsa2048)}))
 	sec1, err := x509.MarshalECPrivateKey(p.leafKey.(*ecdsa.PrivateKey))

@@ -145,8 +145,16 @@ func parsePrivateKey(data []byte, passphrase string) (*parsedKey, error) {
 	return &parsedKey{key: k}, nil
 }
 
+// maxKeyDER bounds the DER of a private key before it is parsed (parsing
+// validates an RSA key, which costs more the larger it is): an 8192-bit
+// RSA key is about 4.7 KiB.
+const maxKeyDER = 8 << 10
+
 // parseKeyDER reads an unencrypted PKCS#8, PKCS#1 or SEC1 key.
 func parseKeyDER(der []byte) (crypto.PrivateKey, error) {
+	if len(der) > maxKeyDER {
+		return nil, fmt.Errorf("key DER is %d bytes, above the limit of %d (an RSA key over 8192 bits)", len(der), maxKeyDER)
+	}
 	if k, err := x509.ParsePKCS8PrivateKey(der); err == nil {
 		if _, ok := k.(*ecdh.PrivateKey); ok {
 			return nil, errors.New("X25519 keys cannot sign a certificate")
@@ -286,6 +294,9 @@ func decryptPKCS8(der []byte, passphrase string) (crypto.PrivateKey, error) {
 	plain, ok := unpad(plain, bs)
 	if !ok {
 		return nil, keyErr(CodeBadPassphrase, "the passphrase does not decrypt the key")
+	}
+	if len(plain) > maxKeyDER {
+		return nil, keyErr(CodeKeyUnreadable, "key DER is %d bytes, above the limit of %d (an RSA key over 8192 bits)", len(plain), maxKeyDER)
 	}
 	k, err := x509.ParsePKCS8PrivateKey(plain)
 	if err != nil {

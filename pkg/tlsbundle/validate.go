@@ -266,7 +266,15 @@ func Validate(_ context.Context, in Input, now time.Time) (r Report) {
 			break
 		}
 		leaf, key = p.leaf, p.key
-		for _, c := range p.chain {
+		if err := checkCertKey(leaf); err != nil {
+			r.errorf(CodeCertificateUnreadable, FieldPKCS12, "%v", err)
+			leaf = nil
+		}
+		for i, c := range p.chain {
+			if err := checkCertKey(c); err != nil {
+				r.errorf(CodeIntermediateUnreadable, FieldPKCS12, "PKCS#12 certificate %d: %v", i, err)
+				continue
+			}
 			addInter(c)
 		}
 	case in.Certificate == "":

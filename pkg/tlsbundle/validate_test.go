@@ -224,6 +224,18 @@ func validateCases() []validateCase {
 			in.Certificate = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n"
 			return in
 		}},
+		{name: "a certificate with a 64 kbit RSA key is refused before any signature check", wantErrs: []string{CodeCertificateUnreadable}, wantWarns: none,
+			in: func(t *testing.T, p *pki) Input {
+				in := good(t, p)
+				in.Certificate = p.get(t, "leafHugeRSA.pem")
+				return in
+			}},
+		{name: "an intermediate with a 64 kbit RSA key is refused", wantErrs: []string{CodeIntermediateUnreadable}, wantWarns: none,
+			in: func(t *testing.T, p *pki) Input {
+				in := good(t, p)
+				in.Intermediates += p.get(t, "leafHugeRSA.pem")
+				return in
+			}},
 		{name: "no private key", wantErrs: []string{CodeKeyMissing}, wantWarns: none, in: func(t *testing.T, p *pki) Input {
 			in := good(t, p)
 			in.PrivateKey = ""
