@@ -35,14 +35,14 @@ type fakeEnvelope struct {
 	wrongOut bool // Unwrap returns other bytes
 }
 
-func newFakeEnvelope(t *testing.T, name string) *fakeEnvelope {
+func newFakeEnvelope(t testing.TB, name string) *fakeEnvelope {
 	t.Helper()
 	f := &fakeEnvelope{name: name}
 	f.rotate(t)
 	return f
 }
 
-func (f *fakeEnvelope) rotate(t *testing.T) {
+func (f *fakeEnvelope) rotate(t testing.TB) {
 	t.Helper()
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -191,7 +191,7 @@ func metricValue(t *testing.T, g prometheus.Gatherer, name string, want map[stri
 
 var errCustodyDown = fmt.Errorf("hsm session lost: %w", api.ErrUnavailable)
 
-func isNotSecret(t *testing.T, err error, secrets ...[]byte) {
+func isNotSecret(t testing.TB, err error, secrets ...[]byte) {
 	t.Helper()
 	if err == nil {
 		return

@@ -44,6 +44,11 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
+	return newFixtureTB(t)
+}
+
+func newFixtureTB(t testing.TB) *fixture {
+	t.Helper()
 	env := newFakeEnvelope(t, "kubernetes-kms")
 	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	reg := prometheus.NewRegistry()
@@ -353,4 +358,34 @@ func TestConcurrentCallsAreSafe(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
+}
+
+// FuzzDecrypt feeds arbitrary ciphertexts and key ids to Decrypt: it must
+// never panic, never answer with a plaintext for bytes that are not a
+// genuine ciphertext with its own key id, and never put the seed in an error.
+func FuzzDecrypt(f *testing.F) {
+	ctx := context.Background()
+	fx := newFixtureTB(f)
+	s := bytes.Repeat([]byte{0x5a}, 32)
+	r, err := fx.p.Encrypt(ctx, "", s)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(r.Ciphertext, r.KeyID)
+	f.Add(r.Ciphertext[:len(r.Ciphertext)-1], r.KeyID)
+	f.Add([]byte{}, "")
+	f.Add(append([]byte{2}, r.Ciphertext[1:]...), r.KeyID)
+	f.Fuzz(func(t *testing.T, ct []byte, keyID string) {
+		pt, err := fx.p.Decrypt(ctx, "fuzz", &service.DecryptRequest{Ciphertext: ct, KeyID: keyID})
+		if err == nil {
+			if !bytes.Equal(ct, r.Ciphertext) || keyID != r.KeyID || !bytes.Equal(pt, s) {
+				t.Fatalf("Decrypt accepted a forged ciphertext (%d bytes, key_id %q)", len(ct), keyID)
+			}
+			return
+		}
+		if pt != nil {
+			t.Fatal("plaintext returned with an error")
+		}
+		isNotSecret(t, err, s)
+	})
 }

@@ -38,6 +38,9 @@ func ParseListenAddress(addr string) (string, error) {
 		return "", fmt.Errorf("listen address %q: the socket path names a directory", addr)
 	}
 	p := filepath.Clean(rest)
+	if p == "/" {
+		return "", fmt.Errorf("listen address %q: the socket path names the root directory", addr)
+	}
 	if len(p) > maxSocketPath {
 		return "", fmt.Errorf("listen address %q: socket path of %d bytes exceeds %d", addr, len(p), maxSocketPath)
 	}

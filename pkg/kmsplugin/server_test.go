@@ -201,6 +201,7 @@ func TestParseListenAddress(t *testing.T) {
 		{"a TCP address is refused", "tcp://127.0.0.1:1", "", false},
 		{"an empty path is refused", "unix://", "", false},
 		{"a directory is refused", "unix:///var/run/", "", false},
+		{"a path cleaning to the root is refused", "unix:///var/..", "", false},
 		{"a NUL byte is refused", "unix:///var/run/k\x00ms.sock", "", false},
 		{"a path too long for sun_path is refused", "unix:///" + strings.Repeat("a", 120), "", false},
 	}
