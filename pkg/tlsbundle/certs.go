@@ -14,7 +14,8 @@ import (
 // certEntry is one certificate read from a field, with where it came from.
 type certEntry struct {
 	cert  *x509.Certificate
-	index int // position in the field, counting certificates from 0
+	index int    // position among all intermediates, in the order read
+	field string // request field, e.g. "intermediates[2]"
 }
 
 // decodeBase64 decodes standard or URL base64, padded or not, ignoring

@@ -228,6 +228,7 @@ func buildPKI() (*pki, error) {
 	mk("leafNoSubject", certSpec{ips: []net.IP{net.ParseIP("192.0.2.10")}}, p.inter2, p.inter2Key)
 	mk("leafCNOnly", certSpec{cn: "cn-only.example.test"}, p.inter2, p.inter2Key)
 	mk("leafSHA1", certSpec{cn: "sha1.example.test", dns: []string{"sha1.example.test"}, sigAlg: x509.ECDSAWithSHA1}, p.inter2, p.inter2Key)
+	mk("selfSigned", certSpec{cn: "self.example.test", dns: []string{"self.example.test"}}, nil, nil)
 	mk("unrelated", certSpec{cn: "Test Unrelated CA", ca: true}, nil, nil)
 	if err != nil {
 		return nil, err

@@ -201,8 +201,9 @@ func (r *Report) keyIssue(field string, err error) {
 // chainLink is a certificate of the built chain.
 type chainLink struct {
 	cert    *x509.Certificate
-	input   int  // index in the intermediates, -1 for the leaf or a root from ca_bundle
-	trusted bool // root taken from ca_bundle
+	input   int    // index in the intermediates, -1 for the leaf or a root from ca_bundle
+	field   string // request field it came from
+	trusted bool   // root taken from ca_bundle
 }
 
 // Validate checks a TLS bundle and reports every error and warning. It is
@@ -232,7 +233,7 @@ func Validate(_ context.Context, in Input, now time.Time) (r Report) {
 		tooMany   bool
 		interSeen = map[string]bool{}
 	)
-	addInter := func(c *x509.Certificate) {
+	addInter := func(c *x509.Certificate, field string) {
 		fp := string(c.Raw)
 		if interSeen[fp] {
 			return
@@ -242,7 +243,7 @@ func Validate(_ context.Context, in Input, now time.Time) (r Report) {
 			return
 		}
 		interSeen[fp] = true
-		inters = append(inters, certEntry{cert: c, index: len(inters)})
+		inters = append(inters, certEntry{cert: c, index: len(inters), field: field})
 	}
 
 	// The leaf and key.
@@ -275,7 +276,7 @@ func Validate(_ context.Context, in Input, now time.Time) (r Report) {
 				r.errorf(CodeIntermediateUnreadable, FieldPKCS12, "PKCS#12 certificate %d: %v", i, err)
 				continue
 			}
-			addInter(c)
+			addInter(c, FieldPKCS12)
 		}
 	case in.Certificate == "":
 		r.errorf(CodeCertificateMissing, FieldCertificate, "no certificate (or pkcs12) was given")
@@ -303,7 +304,7 @@ func Validate(_ context.Context, in Input, now time.Time) (r Report) {
 			leaf = nil // the first good one may not be the leaf meant
 		}
 		for _, c := range extra {
-			addInter(c)
+			addInter(c, FieldCertificate)
 		}
 	}
 	if in.PKCS12 == "" {
@@ -326,7 +327,7 @@ func Validate(_ context.Context, in Input, now time.Time) (r Report) {
 	// Intermediates, numbered in the order given.
 	if in.Intermediates != "" {
 		err := readCertificates([]byte(in.Intermediates), MaxIntermediates+1,
-			func(c *x509.Certificate, i int) { addInter(c) },
+			func(c *x509.Certificate, i int) { addInter(c, interField(i)) },
 			func(i int, err error) {
 				r.errorf(CodeIntermediateUnreadable, fmt.Sprintf("%s[%d]", FieldIntermediates, i), "%v", err)
 			})
@@ -403,20 +404,20 @@ func Validate(_ context.Context, in Input, now time.Time) (r Report) {
 	}
 	for _, e := range inters {
 		if !used[e.index] {
-			r.warnf(CodeUnusedIntermediate, interField(e.index), "%s is not part of the certificate's chain; it is left out of chain_pem", e.cert.Subject)
+			r.warnf(CodeUnusedIntermediate, e.field, "%s is not part of the certificate's chain; it is left out of chain_pem", e.cert.Subject)
 		}
 	}
 	last := links[len(links)-1].cert
 	if len(links) > 1 && selfSigned(last) {
-		r.warnf(CodeRootInIntermediates, interField(links[len(links)-1].input), "%s is a self-signed root; clients must already trust it, so it is left out of chain_pem", last.Subject)
+		r.warnf(CodeRootInIntermediates, links[len(links)-1].field, "%s is a self-signed root; clients must already trust it, so it is left out of chain_pem", last.Subject)
 	}
 	for _, l := range links[1:] {
 		c := l.cert
 		if now.After(c.NotAfter) {
-			r.errorf(CodeIntermediateExpired, interField(l.input), "%s expired at %s", c.Subject, c.NotAfter.UTC().Format(time.RFC3339))
+			r.errorf(CodeIntermediateExpired, l.field, "%s expired at %s", c.Subject, c.NotAfter.UTC().Format(time.RFC3339))
 		}
 		if now.Before(c.NotBefore) {
-			r.errorf(CodeIntermediateNotYetValid, interField(l.input), "%s is valid only from %s", c.Subject, c.NotBefore.UTC().Format(time.RFC3339))
+			r.errorf(CodeIntermediateNotYetValid, l.field, "%s is valid only from %s", c.Subject, c.NotBefore.UTC().Format(time.RFC3339))
 		}
 	}
 
@@ -430,7 +431,7 @@ func Validate(_ context.Context, in Input, now time.Time) (r Report) {
 			}
 		default:
 			if root := findIssuer(last, roots); root != nil {
-				links = append(links, chainLink{cert: root, input: -1, trusted: true})
+				links = append(links, chainLink{cert: root, input: -1, field: FieldCABundle, trusted: true})
 			} else if len(links) == 1 && containsCert(roots, leaf) {
 				// The leaf itself is pinned as trusted; leaf_is_ca or nothing to say.
 				links[0].trusted = true
@@ -445,14 +446,8 @@ func Validate(_ context.Context, in Input, now time.Time) (r Report) {
 	}
 
 	// Per-certificate warnings over the whole chain.
-	for i, l := range links {
-		field := FieldCertificate
-		if i > 0 {
-			field = interField(l.input)
-		}
-		if l.input == -1 && i > 0 {
-			field = FieldCABundle
-		}
+	for _, l := range links {
+		field := l.field
 		if pk, ok := l.cert.PublicKey.(*rsa.PublicKey); ok && pk.N.BitLen() < MinRSABits {
 			r.warnf(CodeWeakKey, field, "%s has a %d-bit RSA key (at least %d is expected)", l.cert.Subject, pk.N.BitLen(), MinRSABits)
 		}
@@ -464,7 +459,7 @@ func Validate(_ context.Context, in Input, now time.Time) (r Report) {
 	var pemOut bytes.Buffer
 	for _, l := range links {
 		r.Chain = append(r.Chain, chainCert(l.cert, l.trusted))
-		if l.trusted || (l.cert != leaf && selfSigned(l.cert)) {
+		if l.cert != leaf && (l.trusted || selfSigned(l.cert)) {
 			continue
 		}
 		_ = pem.Encode(&pemOut, &pem.Block{Type: "CERTIFICATE", Bytes: l.cert.Raw})
@@ -511,7 +506,7 @@ func verifyPath(r *Report, leaf *x509.Certificate, links []chainLink, roots []*x
 // buildChain links the leaf to its issuers among the intermediates by
 // subject/issuer name and signature, in order, without reusing any.
 func buildChain(leaf *x509.Certificate, inters []certEntry) []chainLink {
-	links := []chainLink{{cert: leaf, input: -1}}
+	links := []chainLink{{cert: leaf, input: -1, field: FieldCertificate}}
 	used := make([]bool, len(inters))
 	cur := leaf
 	for len(links) <= len(inters) && !selfSigned(cur) {
@@ -531,7 +526,7 @@ func buildChain(leaf *x509.Certificate, inters []certEntry) []chainLink {
 			break
 		}
 		used[found] = true
-		links = append(links, chainLink{cert: inters[found].cert, input: inters[found].index})
+		links = append(links, chainLink{cert: inters[found].cert, input: inters[found].index, field: inters[found].field})
 		cur = inters[found].cert
 	}
 	return links

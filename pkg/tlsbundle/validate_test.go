@@ -202,6 +202,16 @@ func validateCases() []validateCase {
 			}
 		}},
 
+		{name: "a self-signed server certificate pinned in ca_bundle is valid and served", wantErrs: none, wantWarns: none, in: func(t *testing.T, p *pki) Input {
+			in := leafOf(t, p, "selfSigned")
+			in.Intermediates, in.CABundle = "", p.get(t, "selfSigned.pem")
+			return in
+		}, check: func(t *testing.T, p *pki, r Report) {
+			if r.ChainPEM != p.get(t, "selfSigned.pem") || len(r.Chain) != 1 || !r.Chain[0].Trusted {
+				t.Errorf("chain %+v chain_pem %q", r.Chain, r.ChainPEM)
+			}
+		}},
+
 		// One bundle per error.
 		{name: "input over 1 MiB is refused", wantErrs: []string{CodeInputTooLarge}, wantWarns: none, in: func(t *testing.T, p *pki) Input {
 			in := good(t, p)
@@ -377,6 +387,14 @@ func validateCases() []validateCase {
 			in.CABundle = p.get(t, "root.pem")
 			return in
 		}},
+		{name: "a root after the leaf in the certificate field is named by that field", wantErrs: none, wantWarns: []string{CodeRootInIntermediates}, in: func(t *testing.T, p *pki) Input {
+			return Input{Certificate: certPEM(p.leaf, p.inter2, p.inter1, p.root), PrivateKey: p.get(t, "leaf.key")}
+		}, check: func(t *testing.T, p *pki, r Report) {
+			chainIsOrdered(t, p, r)
+			if r.Warnings[0].Field != FieldCertificate {
+				t.Errorf("field = %q, want certificate", r.Warnings[0].Field)
+			}
+		}},
 		{name: "a root among the intermediates is left out of chain_pem", wantErrs: none, wantWarns: []string{CodeRootInIntermediates}, in: func(t *testing.T, p *pki) Input {
 			in := good(t, p)
 			in.Intermediates += p.get(t, "root.pem")
@@ -411,7 +429,7 @@ func TestValidateThroughHTTP(t *testing.T) {
 			slices.Sort(warns)
 			wantErrs, wantWarns := slices.Sorted(slices.Values(tc.wantErrs)), slices.Sorted(slices.Values(tc.wantWarns))
 			if !slices.Equal(errs, wantErrs) || !slices.Equal(warns, wantWarns) {
-				t.Fatalf("errors %v warnings %v, want errors %v warnings %v\nreport: %+v", errs, warns, wantErrs, wantWarns, rep)
+				t.Fatalf("errors %v warnings %v, want errors %v warnings %v\nissues: %+v %+v", errs, warns, wantErrs, wantWarns, rep.Errors, rep.Warnings)
 			}
 			wantStatus := http.StatusOK
 			if len(tc.wantErrs) > 0 {
