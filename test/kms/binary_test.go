@@ -78,12 +78,19 @@ func (b *lockedBuffer) Write(p []byte) (int, error) {
 
 func startBinary(t *testing.T, bin, stateDir, sock string) *shimProcess {
 	t.Helper()
-	var out lockedBuffer
-	cmd := exec.Command(bin, "--listen", "unix://"+sock, "--keys", "software", "--state-dir", stateDir, "--key", "kubernetes-kms")
-	cmd.Stdout, cmd.Stderr = &out, &out
 	// CLUSTERKEYS_STATUS_CACHE is read like any flag: a short cache makes
-	// the rotation below visible sooner.
-	cmd.Env = append(os.Environ(), "CLUSTERKEYS_STATUS_CACHE=1s")
+	// a rotation visible sooner.
+	return startBinaryWith(t, bin, sock, []string{"--keys", "software", "--state-dir", stateDir}, []string{"CLUSTERKEYS_STATUS_CACHE=1s"})
+}
+
+// startBinaryWith starts kmsshim on sock with the KEK kubernetes-kms, extra
+// args and extra environment, and waits for its socket.
+func startBinaryWith(t *testing.T, bin, sock string, args, env []string) *shimProcess {
+	t.Helper()
+	var out lockedBuffer
+	cmd := exec.Command(bin, append([]string{"--listen", "unix://" + sock, "--key", "kubernetes-kms"}, args...)...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Env = append(os.Environ(), env...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

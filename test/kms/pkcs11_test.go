@@ -1,0 +1,107 @@
+package kms
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"k8s.io/apiserver/pkg/storage/value"
+)
+
+// softHSMModule returns the SoftHSM2 PKCS#11 library; under CI its absence
+// fails the test, elsewhere it skips with what to install.
+func softHSMModule(t *testing.T) string {
+	t.Helper()
+	if m := os.Getenv("SOFTHSM2_MODULE"); m != "" {
+		return m
+	}
+	for _, m := range []string{"/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so", "/usr/lib64/pkcs11/libsofthsm2.so"} {
+		if _, err := os.Stat(m); err == nil {
+			if _, err := exec.LookPath("softhsm2-util"); err == nil {
+				return m
+			}
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("SoftHSM2 is missing (CI=true): run test/scripts/deps.sh (apt-get install softhsm2)")
+	}
+	t.Skip("SoftHSM2 is missing: apt-get install softhsm2 (or run test/scripts/deps.sh)")
+	return ""
+}
+
+// TestBuiltShimBinaryPKCS11 runs the kmsshim binary with its KEK in a
+// SoftHSM2 token (an isolated token for this test), drives it with
+// kube-apiserver's client, and checks that a restarted shim finds the KEK in
+// the token again and decrypts what the first one wrapped.
+func TestBuiltShimBinaryPKCS11(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the kmsshim binary")
+	}
+	module := softHSMModule(t)
+	ctx := context.Background()
+	bin := shimBinary(t)
+
+	dir := t.TempDir()
+	tokens := filepath.Join(dir, "tokens")
+	if err := os.Mkdir(tokens, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "softhsm2.conf")
+	if err := os.WriteFile(conf, []byte("directories.tokendir = "+tokens+"\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const label, pin = "ck-kms-test", "87654321"
+	initToken := exec.Command("softhsm2-util", "--init-token", "--free", "--label", label, "--pin", pin, "--so-pin", "12345678")
+	initToken.Env = append(os.Environ(), "SOFTHSM2_CONF="+conf)
+	if out, err := initToken.CombinedOutput(); err != nil {
+		t.Fatalf("softhsm2-util --init-token: %v\n%s", err, out)
+	}
+	pinFile := filepath.Join(dir, "pin")
+	if err := os.WriteFile(pinFile, []byte(pin+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{
+		"SOFTHSM2_CONF=" + conf,
+		"CLUSTERKEYS_PKCS11_MODULE=" + module,
+		"CLUSTERKEYS_PKCS11_TOKEN_LABEL=" + label,
+		"CLUSTERKEYS_PKCS11_PIN_FILE=" + pinFile,
+	}
+	stateDir := filepath.Join(dir, "state")
+	args := []string{"--keys", "pkcs11", "--state-dir", stateDir}
+	sock := filepath.Join(socketDir(t), "kms.sock")
+
+	p := startBinaryWith(t, bin, sock, args, env)
+	c := kubeClient(t, sock)
+	st, err := c.Status(ctx)
+	if err != nil || st.Healthz != "ok" {
+		t.Fatalf("Status with the KEK in SoftHSM2 = %+v, %v\n%s", st, err, p.log.String())
+	}
+	w, state := writeTransformer(t, c)
+	if state.EncryptedObjectKeyID != st.KeyID {
+		t.Fatalf("encrypt key_id %q, status key_id %q", state.EncryptedObjectKeyID, st.KeyID)
+	}
+	raw, pw := secretValue(t, "hsm")
+	key := value.DefaultContext("/registry/secrets/default/hsm")
+	stored, err := w.TransformToStorage(ctx, raw, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.stop(t); err != nil {
+		t.Fatalf("kmsshim exit after SIGTERM: %v\n%s", err, p.log.String())
+	}
+	for _, secret := range []string{pin, pw} {
+		if strings.Contains(p.log.String(), secret) {
+			t.Fatal("the shim's log contains the PIN or the secret")
+		}
+	}
+
+	startBinaryWith(t, bin, sock, args, env)
+	got, _, err := readTransformer(t, sock).TransformFromStorage(ctx, stored, key)
+	if err != nil || !bytes.Equal(got, raw) {
+		t.Fatalf("read back after a restart with the KEK in the token: %d bytes, %v", len(got), err)
+	}
+}
