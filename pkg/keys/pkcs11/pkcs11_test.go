@@ -549,3 +549,89 @@ func BenchmarkSealOpen32(b *testing.B) {
 		}
 	}
 }
+
+// TestFaultUnderLoad removes the token while several goroutines seal, open
+// and sign: every call either succeeds or fails with ErrUnavailable (never
+// a panic, a decrypt error or a not-found), and all succeed again after.
+func TestFaultUnderLoad(t *testing.T) {
+	tok := newToken(t)
+	c := openCustody(t, tok, Options{})
+	ctx := context.Background()
+	if err := c.GenerateKEK(ctx, "kek"); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.GenerateSigner(ctx, "ca", keys.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, err := c.Seal(ctx, "kek", []byte("seed"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := sha256.Sum256([]byte("x"))
+	stop := make(chan struct{})
+	type result struct{ ok, unavailable int }
+	results := make(chan result, 4)
+	errs := make(chan error, 4)
+	for i := range 4 {
+		go func() {
+			var r result
+			defer func() { results <- r }()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				var err error
+				switch i % 3 {
+				case 0:
+					_, err = c.Seal(ctx, "kek", []byte("seed"), nil)
+				case 1:
+					_, err = c.Open(ctx, "kek", ct, nil)
+				case 2:
+					_, err = s.Sign(rand.Reader, digest[:], crypto.SHA256)
+				}
+				switch {
+				case err == nil:
+					r.ok++
+				case errors.Is(err, api.ErrUnavailable):
+					r.unavailable++
+				default:
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(100 * time.Millisecond)
+	away := tok.dir + ".away"
+	if err := os.Rename(tok.dir, away); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if err := os.Rename(away, tok.dir); err != nil {
+		t.Fatal(err)
+	}
+	waitHealthy(t, c, 5*time.Second)
+	time.Sleep(100 * time.Millisecond)
+	close(stop)
+	var total result
+	for range 4 {
+		r := <-results
+		total.ok += r.ok
+		total.unavailable += r.unavailable
+	}
+	select {
+	case err := <-errs:
+		t.Fatalf("a call under a token fault failed with neither success nor ErrUnavailable: %v", err)
+	default:
+	}
+	t.Logf("%d calls succeeded, %d were unavailable", total.ok, total.unavailable)
+	if total.unavailable == 0 {
+		t.Fatal("no call noticed the token was gone")
+	}
+	if _, err := c.Open(ctx, "kek", ct, nil); err != nil {
+		t.Fatal(err)
+	}
+}
