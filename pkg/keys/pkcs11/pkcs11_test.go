@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math/big"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -633,5 +634,47 @@ func TestFaultUnderLoad(t *testing.T) {
 	}
 	if _, err := c.Open(ctx, "kek", ct, nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestOtherProcesses: the KMS shim and localrun share one token from two
+// processes. A key another process creates is found by label; a key another
+// process destroys is reported missing (its cached handle is dropped), and
+// custody stays healthy throughout.
+func TestOtherProcesses(t *testing.T) {
+	tok := newToken(t)
+	tool, err := exec.LookPath("pkcs11-tool")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("pkcs11-tool is missing and CI=true: " + installHint)
+		}
+		t.Skip("pkcs11-tool is missing: " + installHint)
+	}
+	c := openCustody(t, tok, Options{})
+	ctx := context.Background()
+	pkcs11Tool := func(args ...string) {
+		t.Helper()
+		base := []string{"--module", tok.cfg.Module, "--token-label", tok.cfg.TokenLabel, "--login", "--pin", tok.cfg.PIN}
+		if out, err := exec.Command(tool, append(base, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("pkcs11-tool %v: %v: %s", args, err, out)
+		}
+	}
+	if _, err := c.Seal(ctx, "kek/elsewhere", []byte("x"), nil); !errors.Is(err, api.ErrNotFound) {
+		t.Fatalf("before: %v", err)
+	}
+	pkcs11Tool("--keygen", "--key-type", "AES:32", "--label", "kek/elsewhere", "--id", "01")
+	ct, err := c.Seal(ctx, "kek/elsewhere", []byte("x"), nil)
+	if err != nil {
+		t.Fatalf("a key made by another process: %v", err)
+	}
+	if _, err := c.Open(ctx, "kek/elsewhere", ct, nil); err != nil {
+		t.Fatal(err)
+	}
+	pkcs11Tool("--delete-object", "--type", "secrkey", "--label", "kek/elsewhere")
+	if _, err := c.Open(ctx, "kek/elsewhere", ct, nil); !errors.Is(err, api.ErrNotFound) {
+		t.Fatalf("a key destroyed by another process: %v, want ErrNotFound", err)
+	}
+	if err := c.Check(ctx); err != nil {
+		t.Fatalf("custody unhealthy: %v", err)
 	}
 }
