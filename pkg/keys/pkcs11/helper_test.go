@@ -26,13 +26,14 @@ var moduleCandidates = []string{
 // are missing the test is skipped, or fails with CI=true.
 func requireSoftHSM(t testing.TB) (module, util string) {
 	t.Helper()
-	module = os.Getenv("SOFTHSM2_MODULE")
-	if module == "" {
-		for _, m := range moduleCandidates {
-			if _, err := os.Stat(m); err == nil {
-				module = m
-				break
-			}
+	candidates := moduleCandidates
+	if m := os.Getenv("SOFTHSM2_MODULE"); m != "" {
+		candidates = []string{m}
+	}
+	for _, m := range candidates {
+		if _, err := os.Stat(m); err == nil {
+			module = m
+			break
 		}
 	}
 	util, err := exec.LookPath("softhsm2-util")
