@@ -42,7 +42,10 @@ type pki struct {
 }
 
 var (
-	fixtureOnce sync.Once
+	// fixtureLight skips the RSA fixtures, whose key generation takes tens
+	// of seconds in a coverage-instrumented fuzz worker.
+	fixtureLight bool
+	fixtureOnce  sync.Once
 	fixture     *pki
 	fixtureErr  error
 )
@@ -233,16 +236,19 @@ func buildPKI() (*pki, error) {
 	if err != nil {
 		return nil, err
 	}
-	rsa1024, err := rsa.GenerateKey(rand.Reader, 1024)
-	if err != nil {
-		return nil, fmt.Errorf("rsa key: %w", err)
+	if !fixtureLight {
+		rsa1024, err := rsa.GenerateKey(rand.Reader, 1024)
+		if err != nil {
+			return nil, fmt.Errorf("rsa key: %w", err)
+		}
+		mk("leafWeak", certSpec{cn: "weak.example.test", dns: []string{"weak.example.test"}, key: rsa1024}, p.inter2, p.inter2Key)
+		rsa2048, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			return nil, fmt.Errorf("rsa key: %w", err)
+		}
+		mk("leafRSA", certSpec{cn: "rsa.example.test", dns: []string{"rsa.example.test"}, key: rsa2048}, p.inter2, p.inter2Key)
+		p.files["leafRSA.pkcs1"] = string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(rsa2048)}))
 	}
-	mk("leafWeak", certSpec{cn: "weak.example.test", dns: []string{"weak.example.test"}, key: rsa1024}, p.inter2, p.inter2Key)
-	rsa2048, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		return nil, fmt.Errorf("rsa key: %w", err)
-	}
-	mk("leafRSA", certSpec{cn: "rsa.example.test", dns: []string{"rsa.example.test"}, key: rsa2048}, p.inter2, p.inter2Key)
 	for i := range MaxIntermediates + 1 {
 		mk(fmt.Sprintf("many%d", i), certSpec{cn: fmt.Sprintf("Test Many %d", i), ca: true}, p.root, p.rootKey)
 	}
@@ -267,7 +273,6 @@ func buildPKI() (*pki, error) {
 	p.files["leafHugeRSA.pem"] = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: hugeDER}))
 
 	// Go-written key and certificate forms.
-	p.files["leafRSA.pkcs1"] = string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(rsa2048)}))
 	sec1, err := x509.MarshalECPrivateKey(p.leafKey.(*ecdsa.PrivateKey))
 	if err != nil {
 		return nil, fmt.Errorf("sec1: %w", err)

@@ -16,7 +16,7 @@ const fuzzPassphrase = "fuzz-Passphrase-7"
 // are missing (Go-made seeds are always there).
 func seedFiles(f *testing.F, decode bool, names ...string) {
 	f.Helper()
-	p := corpus(f)
+	p := fuzzCorpus(f)
 	for _, n := range names {
 		s, ok := p.files[n]
 		if !ok {
@@ -33,6 +33,15 @@ func seedFiles(f *testing.F, decode bool, names ...string) {
 		}
 		f.Add([]byte(s))
 	}
+}
+
+// fuzzCorpus is corpus without the RSA fixtures when it is built for a
+// fuzz worker (the seeds that need them are then skipped); under plain go
+// test the tests have built the full corpus already.
+func fuzzCorpus(f *testing.F) *pki {
+	f.Helper()
+	fixtureLight = true
+	return corpus(f)
 }
 
 func FuzzParsePrivateKey(f *testing.F) {
@@ -101,7 +110,7 @@ func FuzzParsePKCS12(f *testing.F) {
 }
 
 func FuzzValidate(f *testing.F) {
-	p := corpus(f)
+	p := fuzzCorpus(f)
 	f.Add(p.files["leaf.pem"], p.files["leaf.key"], p.files["chain"], "", "", "www.example.test", p.files["root.pem"])
 	f.Add(p.files["leafB.pem"], p.files["leafB.key"], p.files["interB.pem"]+p.files["rootB.pem"], "", "", "", p.files["root.pem"])
 	if s, ok := p.files["bundle.p12"]; ok {
