@@ -46,8 +46,8 @@ var (
 	// of seconds in a coverage-instrumented fuzz worker.
 	fixtureLight bool
 	fixtureOnce  sync.Once
-	fixture     *pki
-	fixtureErr  error
+	fixture      *pki
+	fixtureErr   error
 )
 
 func TestMain(m *testing.M) {
