@@ -91,6 +91,12 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, reg promethe
 		if cfg.PKCS11TokenLabel != "" {
 			pc.TokenLabel = cfg.PKCS11TokenLabel
 		}
+		if cfg.PKCS11PinFile != "" {
+			if pc.PIN, err = pkcs11.ReadPINFile(cfg.PKCS11PinFile); err != nil {
+				b.Close()
+				return nil, fmt.Errorf("pkcs11 custody: %w", err)
+			}
+		}
 		c, err := pkcs11.Open(pc, pkcs11.Options{Logger: log, Registerer: reg})
 		if err != nil {
 			b.Close()
