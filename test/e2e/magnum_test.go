@@ -41,7 +41,7 @@ func TestMagnumClient(t *testing.T) {
 	if err := os.WriteFile(csrFile, []byte(newCSR(t, p256(t), "magnum-user", nil)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(debianPython, "testdata/magnum_client.py", s.URL, "-", cluster, csrFile)
+	cmd := exec.Command(debianPython, "testdata/magnum_client.py", s.URL+"/v1", "-", cluster, csrFile)
 	cmd.Env = append(os.Environ(), "CLUSTERKEYS_TOKEN="+memberToken)
 	out, err := cmd.Output()
 	if err != nil {
