@@ -208,6 +208,6 @@ func printBanner(w io.Writer, cfg config.Config, addr, newToken string, execMode
 		abs, _ := filepath.Abs(cfg.TokenAuthFile)
 		fmt.Fprintf(w, "\nUse a token from %s:\n\n  export CLUSTERKEYS_TOKEN=$(grep -v '^#' %s | head -1 | cut -d, -f1)\n\n", cfg.TokenAuthFile, abs)
 	}
-	fmt.Fprintf(w, "Try:\n  curl -s -X PUT -H \"Authorization: Bearer $CLUSTERKEYS_TOKEN\" http://%s/v1/clusters/demo/ca -d '{}'\n", addr)
+	fmt.Fprintf(w, "Try:\n  curl -s -X PUT -H \"Authorization: Bearer $CLUSTERKEYS_TOKEN\" -H 'Content-Type: application/json' http://%s/v1/clusters/demo/ca -d '{}'\n", addr)
 	fmt.Fprintf(w, "  curl -s http://%s/readyz\n\nCtrl-C stops.\n", addr)
 }
