@@ -235,8 +235,8 @@ func Validate(_ context.Context, in Input, now time.Time) (r Report) {
 	)
 	addInter := func(c *x509.Certificate, field string) {
 		fp := string(c.Raw)
-		if interSeen[fp] {
-			return
+		if interSeen[fp] || (leaf != nil && leaf.Equal(c)) {
+			return // a repeat, or the leaf repeated among the intermediates
 		}
 		if len(inters) >= MaxIntermediates {
 			tooMany = true
@@ -267,7 +267,9 @@ func Validate(_ context.Context, in Input, now time.Time) (r Report) {
 			break
 		}
 		leaf, key = p.leaf, p.key
-		if err := checkCertKey(leaf); err != nil {
+		if leaf == nil {
+			r.errorf(CodePKCS12Unreadable, FieldPKCS12, "the PKCS#12 bundle holds no certificate for its key")
+		} else if err := checkCertKey(leaf); err != nil {
 			r.errorf(CodeCertificateUnreadable, FieldPKCS12, "%v", err)
 			leaf = nil
 		}

@@ -157,6 +157,11 @@ func validateCases() []validateCase {
 			in.Intermediates = "subject=A2\r\n\r\n" + strings.ReplaceAll(certPEM(p.inter2), "\n", "\r\n") + "\n  \n# next\n" + certPEM(p.inter1) + "\n\n"
 			return in
 		}, check: chainIsOrdered},
+		{name: "the leaf and an intermediate repeated among the intermediates are ignored", wantErrs: none, wantWarns: none, in: func(t *testing.T, p *pki) Input {
+			in := good(t, p)
+			in.Intermediates = certPEM(p.leaf, p.inter2, p.inter2, p.inter1)
+			return in
+		}, check: chainIsOrdered},
 		{name: "a certificate field holding the whole chain is valid", wantErrs: none, wantWarns: none, in: func(t *testing.T, p *pki) Input {
 			return Input{Certificate: certPEM(p.leaf, p.inter2, p.inter1), PrivateKey: p.get(t, "leaf.key")}
 		}, check: chainIsOrdered},
