@@ -66,14 +66,14 @@ func TestHandler(t *testing.T) {
 		wantBase64Resp bool
 	}{
 		{
-			name: "a JSON request reaches the handler whole and its JSON answer travels as text",
+			name:  "a JSON request reaches the handler whole and its JSON answer travels as text",
 			event: "sign-request.json", respCT: "application/problem+json", respBody: []byte(`{"code":"x"}`),
 			wantMethod: "POST", wantURI: "/v1/clusters/prod-1/certificates?dry_run=false&x=1",
 			wantRemote: "203.0.113.7:0", wantRequestID: "JKJaXmPLvHcESHA=",
 			wantBody: []byte("{\"csr\":\"x\",\"profile\":\"client\"}\n"),
 		},
 		{
-			name: "a base64 body is decoded, cookies joined, and a binary answer is base64",
+			name:  "a base64 body is decoded, cookies joined, and a binary answer is base64",
 			event: "binary-request.json", respCT: "application/octet-stream", respBody: []byte{0, 1, 2, 0xff},
 			wantMethod: "POST", wantURI: "/v1/tls/validate", wantRemote: "198.51.100.9:0",
 			wantRequestID: "client-chosen-id", wantCookie: "session=abc; theme=dark",
