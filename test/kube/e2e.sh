@@ -3,13 +3,16 @@
 # unix socket, all on loopback in a temp dir. Checks that a Secret is stored
 # as k8s:enc:kms:v2:clusterkeys: in etcd (no plaintext), reads back as
 # plaintext through the API, survives a graceful shim restart and a SIGKILL
-# (stale socket) restart, and a kube-apiserver restart (cold DEK cache: a
-# real Decrypt through the shim, counted by the shim's metrics).
+# (stale socket) restart, a KEK rotation made through `localrun serve` on the
+# same --state-dir (kube-apiserver then writes under the new key_id), and a
+# kube-apiserver restart (cold DEK cache: a real Decrypt through the shim,
+# counted by the shim's metrics).
 # Every process started here is stopped by its PID on exit.
 #
 # Env (defaults in brackets):
 #   KUBE_APISERVER [$(build-kube-apiserver.sh)]  ETCD [etcd]  ETCDCTL [etcdctl]
-#   KMSSHIM [built from this repo into the temp dir]  KEEP=1 keeps the temp dir
+#   KMSSHIM, LOCALRUN [built from this repo into the temp dir]  KEEP=1 keeps the temp dir
+#   ROTATE_WAIT [120] seconds to wait for kube-apiserver to use the rotated key_id (it polls Status every 60 s)
 # Exit status: 0 pass, 1 fail, 2 a component is missing.
 set -Eeuo pipefail
 
@@ -44,7 +47,7 @@ stop() { # stop NAME [SIGNAL]: signal by PID (TERM), wait up to 15 s, then KILL 
 }
 cleanup() {
   local rc=$?
-  for n in kube-apiserver kmsshim etcd; do stop "$n"; done
+  for n in kube-apiserver localrun kmsshim etcd; do stop "$n"; done
   if [[ $rc -ne 0 ]]; then
     log "exit $rc; last log lines:"
     for f in "$WORK"/*.log; do [[ -f $f ]] && { echo "--- $f"; tail -n 20 "$f"; }; done
@@ -56,7 +59,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 free_port() { local p; while :; do p=$((20000 + RANDOM % 20000)); (echo >/dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo $p; return; }; done; }
-EPORT=$(free_port); PPORT=$(free_port); APORT=$(free_port); MPORT=$(free_port)
+EPORT=$(free_port); PPORT=$(free_port); APORT=$(free_port); MPORT=$(free_port); LPORT=$(free_port)
 SOCK=$WORK/kms.sock
 TOKEN=$(openssl rand -hex 16)
 API=https://127.0.0.1:$APORT
@@ -68,6 +71,12 @@ if [[ -z ${KMSSHIM:-} ]]; then
   (cd "$ROOT" && go build -o "$WORK/kmsshim" ./functions/kmsshim) || fail "go build ./functions/kmsshim"
   KMSSHIM=$WORK/kmsshim
   log "built kmsshim in $(el "$ts")s"
+fi
+if [[ -z ${LOCALRUN:-} ]]; then
+  ts=$(now)
+  (cd "$ROOT" && go build -o "$WORK/localrun" ./localrun) || fail "go build ./localrun"
+  LOCALRUN=$WORK/localrun
+  log "built localrun in $(el "$ts")s"
 fi
 
 # ---------- credentials / config ----------
@@ -82,7 +91,7 @@ grep -q "unix://$SOCK" "$WORK/encryption.yaml" || fail "could not point encrypti
 api() { local m=$1 p=$2; shift 2; curl -sk -m 10 -o "$WORK/.body" -w '%{http_code}' -X "$m" -H "Authorization: Bearer $TOKEN" "$@" "$API$p" 2>/dev/null || true; }
 etcdget() { ETCDCTL_API=3 "$ETCDCTL" --endpoints "http://127.0.0.1:$EPORT" get "$1" --print-value-only; }
 metric() { # metric REGEX: sum of the shim's matching metric lines
-  curl -s -m 5 "http://127.0.0.1:$MPORT/metrics" | grep -E "^$1" | awk '{s+=$NF} END{printf "%d", s}'
+  { curl -s -m 5 "http://127.0.0.1:$MPORT/metrics" || true; } | awk -v re="^$1" '$0 ~ re {s+=$NF} END{printf "%d", s}'
 }
 
 # ---------- etcd ----------
@@ -191,12 +200,39 @@ start_shim
 wait_kms_healthy
 log "kmsshim replaced the stale socket after SIGKILL"
 
+# ---------- KEK rotation through the gateway sharing the shim's state dir ----------
+OLDID=$(grep -aoE '[0-9a-f]{32}' "$WORK/.raw" | head -1 || true)   # key_id of kms-e2e-2, last checked
+CKTOKEN=$(openssl rand -hex 16)
+echo "$CKTOKEN,e2e-admin,e2e,admin" > "$WORK/ck-tokens.csv"; chmod 600 "$WORK/ck-tokens.csv"
+"$LOCALRUN" serve --listen "127.0.0.1:$LPORT" --state-dir "$WORK/state" --token-auth-file "$WORK/ck-tokens.csv" >>"$WORK/localrun.log" 2>&1 &
+PIDS[localrun]=$!
+for _ in $(seq 200); do curl -sf -m 1 "http://127.0.0.1:$LPORT/healthz" >/dev/null 2>&1 && break; kill -0 "${PIDS[localrun]}" 2>/dev/null || fail "localrun exited"; sleep 0.05; done
+c=$(curl -s -m 10 -o "$WORK/.rot" -w '%{http_code}' -X POST -H "Authorization: Bearer $CKTOKEN" "http://127.0.0.1:$LPORT/v1/keys/kubernetes-kms/rotate" || true)
+[[ $c == 200 ]] || fail "rotate through localrun: $c $(cat "$WORK/.rot")"
+NEWID=$(jq -r '.versions[-1].key_id' < "$WORK/.rot")
+[[ -n $NEWID && $NEWID != null && $NEWID != "$OLDID" ]] || fail "rotation gave key_id '$NEWID' (old '$OLDID')"
+stop localrun
+log "rotated the KEK through localrun on the shared state dir: key_id $OLDID -> $NEWID"
+ts=$(now); n=0; rotated=0
+while (( $(awk -v a="$ts" -v b="$(now)" 'BEGIN{print int(b-a)}') < ${ROTATE_WAIT:-120} )); do
+  n=$((n+1)); V="rot-$n-$(openssl rand -hex 6)"
+  c=$(mk_secret "kms-e2e-rot-$n" "$V"); [[ $c == 201 ]] || fail "create kms-e2e-rot-$n: $c $(cat "$WORK/.body")"
+  etcdget "/registry/secrets/default/kms-e2e-rot-$n" > "$WORK/.raw"
+  if grep -aqF "$NEWID" "$WORK/.raw"; then rotated=1; VROT=$V; NROT=$n; break; fi
+  sleep 5
+done
+(( rotated )) || fail "kube-apiserver still writes under the old key_id ${ROTATE_WAIT:-120}s after the rotation"
+log "kube-apiserver wrote kms-e2e-rot-$NROT under the new key_id $(el "$ts")s after the rotation"
+check_secret "kms-e2e-rot-$NROT" "$VROT"
+etcdget /registry/secrets/default/kms-e2e-1 | grep -aqF "$OLDID" || fail "kms-e2e-1 is not stored under the old key_id"
+
 # ---------- kube-apiserver restart: cold cache, real Decrypt ----------
 d0=$(metric 'clusterkeys_kms_operations_total\{code="OK",op="decrypt"\}')
 stop kube-apiserver
 start_apiserver
 check_secret kms-e2e-1 "$V1"
 check_secret kms-e2e-2 "$V2"
+check_secret "kms-e2e-rot-$NROT" "$VROT"
 d1=$(metric 'clusterkeys_kms_operations_total\{code="OK",op="decrypt"\}')
 (( d1 > d0 )) || fail "no Decrypt reached the shim after the kube-apiserver restart ($d0 -> $d1)"
 log "Decrypt calls through the shim after the kube-apiserver restart: $((d1 - d0))"

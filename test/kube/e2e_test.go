@@ -88,7 +88,7 @@ func TestKubeAPIServerWithShim(t *testing.T) {
 	if err != nil {
 		t.Fatalf("e2e.sh: %v", err)
 	}
-	for _, want := range []string{"etcd has 'k8s:enc:kms:v2:clusterkeys:", "kmsshim stopped by SIGTERM: exit 0, socket removed", "replaced the stale socket", "Decrypt calls through the shim after the kube-apiserver restart", "PASS"} {
+	for _, want := range []string{"etcd has 'k8s:enc:kms:v2:clusterkeys:", "kmsshim stopped by SIGTERM: exit 0, socket removed", "replaced the stale socket", "under the new key_id", "Decrypt calls through the shim after the kube-apiserver restart", "PASS"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("e2e.sh output lacks %q", want)
 		}
