@@ -29,7 +29,7 @@ var (
 
 // shimBinary returns $CLUSTERKEYS_BIN/kmsshim when present (make e2e builds
 // it), else builds functions/kmsshim once for this test run.
-func shimBinary(t *testing.T) string {
+func shimBinary(t testing.TB) string {
 	t.Helper()
 	if dir := os.Getenv("CLUSTERKEYS_BIN"); dir != "" {
 		p := filepath.Join(dir, "kmsshim")
@@ -76,7 +76,7 @@ func (b *lockedBuffer) Write(p []byte) (int, error) {
 	return b.Buffer.Write(p)
 }
 
-func startBinary(t *testing.T, bin, stateDir, sock string) *shimProcess {
+func startBinary(t testing.TB, bin, stateDir, sock string) *shimProcess {
 	t.Helper()
 	// CLUSTERKEYS_STATUS_CACHE is read like any flag: a short cache makes
 	// a rotation visible sooner.
@@ -85,7 +85,7 @@ func startBinary(t *testing.T, bin, stateDir, sock string) *shimProcess {
 
 // startBinaryWith starts kmsshim on sock with the KEK kubernetes-kms, extra
 // args and extra environment, and waits for its socket.
-func startBinaryWith(t *testing.T, bin, sock string, args, env []string) *shimProcess {
+func startBinaryWith(t testing.TB, bin, sock string, args, env []string) *shimProcess {
 	t.Helper()
 	var out lockedBuffer
 	cmd := exec.Command(bin, append([]string{"--listen", "unix://" + sock, "--key", "kubernetes-kms"}, args...)...)
@@ -120,7 +120,7 @@ func startBinaryWith(t *testing.T, bin, sock string, args, env []string) *shimPr
 }
 
 // stop sends SIGTERM and returns the exit error.
-func (p *shimProcess) stop(t *testing.T) error {
+func (p *shimProcess) stop(t testing.TB) error {
 	t.Helper()
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -208,4 +208,13 @@ func TestBuiltShimBinary(t *testing.T) {
 	if err != nil || !bytes.Equal(got, raw) {
 		t.Fatalf("read back after restart: %d bytes, %v", len(got), err)
 	}
+}
+
+// BenchmarkShimBinaryRoundTrip measures round trips through the built
+// kmsshim binary with software custody and SQLite, as deployed.
+func BenchmarkShimBinaryRoundTrip(b *testing.B) {
+	bin := shimBinary(b)
+	sock := filepath.Join(socketDir(b), "kms.sock")
+	startBinaryWith(b, bin, sock, []string{"--keys", "software", "--state-dir", b.TempDir()}, nil)
+	benchRoundTrips(b, sock)
 }

@@ -14,7 +14,7 @@ import (
 
 // softHSMModule returns the SoftHSM2 PKCS#11 library; under CI its absence
 // fails the test, elsewhere it skips with what to install.
-func softHSMModule(t *testing.T) string {
+func softHSMModule(t testing.TB) string {
 	t.Helper()
 	if m := os.Getenv("SOFTHSM2_MODULE"); m != "" {
 		return m
@@ -41,35 +41,10 @@ func TestBuiltShimBinaryPKCS11(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the kmsshim binary")
 	}
-	module := softHSMModule(t)
 	ctx := context.Background()
 	bin := shimBinary(t)
-
+	env, pin := softHSMToken(t)
 	dir := t.TempDir()
-	tokens := filepath.Join(dir, "tokens")
-	if err := os.Mkdir(tokens, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	conf := filepath.Join(dir, "softhsm2.conf")
-	if err := os.WriteFile(conf, []byte("directories.tokendir = "+tokens+"\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	const label, pin = "ck-kms-test", "87654321"
-	initToken := exec.Command("softhsm2-util", "--init-token", "--free", "--label", label, "--pin", pin, "--so-pin", "12345678")
-	initToken.Env = append(os.Environ(), "SOFTHSM2_CONF="+conf)
-	if out, err := initToken.CombinedOutput(); err != nil {
-		t.Fatalf("softhsm2-util --init-token: %v\n%s", err, out)
-	}
-	pinFile := filepath.Join(dir, "pin")
-	if err := os.WriteFile(pinFile, []byte(pin+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	env := []string{
-		"SOFTHSM2_CONF=" + conf,
-		"CLUSTERKEYS_PKCS11_MODULE=" + module,
-		"CLUSTERKEYS_PKCS11_TOKEN_LABEL=" + label,
-		"CLUSTERKEYS_PKCS11_PIN_FILE=" + pinFile,
-	}
 	stateDir := filepath.Join(dir, "state")
 	args := []string{"--keys", "pkcs11", "--state-dir", stateDir}
 	sock := filepath.Join(socketDir(t), "kms.sock")
@@ -104,4 +79,48 @@ func TestBuiltShimBinaryPKCS11(t *testing.T) {
 	if err != nil || !bytes.Equal(got, raw) {
 		t.Fatalf("read back after a restart with the KEK in the token: %d bytes, %v", len(got), err)
 	}
+}
+
+// softHSMToken initialises an isolated SoftHSM2 token for this test and
+// returns the environment that points kmsshim at it, and its PIN (to check
+// that no log shows it).
+func softHSMToken(t testing.TB) (env []string, pin string) {
+	t.Helper()
+	module := softHSMModule(t)
+	dir := t.TempDir()
+	tokens := filepath.Join(dir, "tokens")
+	if err := os.Mkdir(tokens, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "softhsm2.conf")
+	if err := os.WriteFile(conf, []byte("directories.tokendir = "+tokens+"\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const label = "ck-kms-test"
+	pin = "87654321"
+	initToken := exec.Command("softhsm2-util", "--init-token", "--free", "--label", label, "--pin", pin, "--so-pin", "12345678")
+	initToken.Env = append(os.Environ(), "SOFTHSM2_CONF="+conf)
+	if out, err := initToken.CombinedOutput(); err != nil {
+		t.Fatalf("softhsm2-util --init-token: %v\n%s", err, out)
+	}
+	pinFile := filepath.Join(dir, "pin")
+	if err := os.WriteFile(pinFile, []byte(pin+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return []string{
+		"SOFTHSM2_CONF=" + conf,
+		"CLUSTERKEYS_PKCS11_MODULE=" + module,
+		"CLUSTERKEYS_PKCS11_TOKEN_LABEL=" + label,
+		"CLUSTERKEYS_PKCS11_PIN_FILE=" + pinFile,
+	}, pin
+}
+
+// BenchmarkShimBinaryRoundTripPKCS11 measures round trips through the built
+// kmsshim binary with its KEK in SoftHSM2.
+func BenchmarkShimBinaryRoundTripPKCS11(b *testing.B) {
+	env, _ := softHSMToken(b)
+	bin := shimBinary(b)
+	sock := filepath.Join(socketDir(b), "kms.sock")
+	startBinaryWith(b, bin, sock, []string{"--keys", "pkcs11", "--state-dir", b.TempDir()}, env)
+	benchRoundTrips(b, sock)
 }
