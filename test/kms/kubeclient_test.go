@@ -60,7 +60,7 @@ func waitStatusKeyID(t testing.TB, c kmsservice.Service, not string) string {
 
 func TestKubeAPIServerClient(t *testing.T) {
 	ctx := context.Background()
-	sock, kw := startShim(t, "kubernetes-kms", 200*time.Millisecond)
+	sock, kw, reg := startShimWithMetrics(t, "kubernetes-kms", 200*time.Millisecond)
 	c := kubeClient(t, sock)
 
 	st, err := c.Status(ctx)
@@ -100,7 +100,11 @@ func TestKubeAPIServerClient(t *testing.T) {
 	})
 
 	t.Run("a fresh kube-apiserver decrypts it through the plugin", func(t *testing.T) {
+		before := opsCount(t, reg, "decrypt")
 		got, stale, err := readTransformer(t, sock).TransformFromStorage(ctx, stored1, key1)
+		if n := opsCount(t, reg, "decrypt") - before; n != 1 {
+			t.Errorf("the read made %v Decrypt calls to the shim, want 1 (a cold cache must ask the plugin)", n)
+		}
 		if err != nil {
 			t.Fatalf("TransformFromStorage: %v", err)
 		}

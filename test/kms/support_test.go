@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apiserver/pkg/storage/value"
 	"k8s.io/apiserver/pkg/storage/value/encrypt/envelope/kmsv2"
 	kmsservice "k8s.io/kms/pkg/service"
@@ -183,9 +184,17 @@ func socketDir(t testing.TB) string {
 // wrap service and returns the socket path and the service (to rotate).
 func startShim(t testing.TB, key string, statusTTL time.Duration) (string, *keywrap.Service) {
 	t.Helper()
+	sock, kw, _ := startShimWithMetrics(t, key, statusTTL)
+	return sock, kw
+}
+
+// startShimWithMetrics is startShim that also returns the shim's metrics.
+func startShimWithMetrics(t testing.TB, key string, statusTTL time.Duration) (string, *keywrap.Service, *prometheus.Registry) {
+	t.Helper()
 	kw := newKeywrap(t)
 	sock := filepath.Join(socketDir(t), "kms.sock")
 	o := kmsplugin.DefaultOptions()
+	o.Registry = prometheus.NewRegistry()
 	o.Listen = "unix://" + sock
 	o.Key = key
 	o.StatusTTL = statusTTL
@@ -208,7 +217,32 @@ func startShim(t testing.TB, key string, statusTTL time.Duration) (string, *keyw
 			t.Errorf("shim stopped with %v", err)
 		}
 	})
-	return sock, kw
+	return sock, kw, o.Registry
+}
+
+// opsCount returns the shim's count of successful calls of op.
+func opsCount(t testing.TB, reg *prometheus.Registry, op string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "clusterkeys_kms_operations_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			var opOK, codeOK bool
+			for _, l := range m.GetLabel() {
+				opOK = opOK || (l.GetName() == "op" && l.GetValue() == op)
+				codeOK = codeOK || (l.GetName() == "code" && l.GetValue() == "OK")
+			}
+			if opOK && codeOK {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }
 
 // kubeClient is kube-apiserver's KMS v2 gRPC client on sock.
