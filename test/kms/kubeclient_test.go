@@ -183,6 +183,51 @@ func TestKubeAPIServerClient(t *testing.T) {
 	})
 }
 
+func TestCustodyOutage(t *testing.T) {
+	ctx := context.Background()
+	kw, custody := newSwitchableKeywrap(t)
+	sock, _, reg := startShimOver(t, kw, "kubernetes-kms", 200*time.Millisecond)
+	c := kubeClient(t, sock)
+	st, err := c.Status(ctx)
+	if err != nil || st.Healthz != "ok" {
+		t.Fatalf("Status before the outage = %+v, %v", st, err)
+	}
+	w, state := writeTransformer(t, c)
+	raw, _ := secretValue(t, "outage")
+	key := value.DefaultContext("/registry/secrets/default/outage")
+	stored, err := w.TransformToStorage(ctx, raw, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	custody.down.Store(true)
+	t.Run("the Status RPC fails while custody is down", func(t *testing.T) {
+		if _, err := c.Encrypt(ctx, "u", make([]byte, 32)); err == nil {
+			t.Fatal("Encrypt succeeded with custody down")
+		}
+		// The failed Encrypt dropped the cached healthy status: no waiting for the TTL.
+		if st, err := c.Status(ctx); err == nil {
+			t.Fatalf("Status = %+v with custody down, want an error", st)
+		}
+		if _, _, err := coldReader(t, sock, state).TransformFromStorage(ctx, stored, key); err == nil {
+			t.Fatal("a cold read decrypted with custody down")
+		}
+	})
+	custody.down.Store(false)
+	t.Run("health and reads come back with custody", func(t *testing.T) {
+		if st, err := c.Status(ctx); err != nil || st.Healthz != "ok" || st.KeyID == "" {
+			t.Fatalf("Status after the outage = %+v, %v", st, err)
+		}
+		got, _, err := coldReader(t, sock, state).TransformFromStorage(ctx, stored, key)
+		if err != nil || !bytes.Equal(got, raw) {
+			t.Fatalf("read after the outage: %d bytes, %v", len(got), err)
+		}
+		if n := metricValueOf(t, reg, "clusterkeys_kms_custody_recoveries_total"); n != 1 {
+			t.Fatalf("custody recoveries = %v, want 1", n)
+		}
+	})
+}
+
 // BenchmarkShimRoundTrip measures Encrypt+Decrypt of a seed through the
 // socket with kube-apiserver's client, the shim in process (software
 // custody, in-memory store).

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -152,9 +153,44 @@ func (m *memStore) DeleteBlob(_ context.Context, ref string) error {
 	return nil
 }
 
+// switchableCustody is real custody that can be made unavailable, as an
+// unreachable HSM is.
+type switchableCustody struct {
+	keywrap.Custody
+	down atomic.Bool
+}
+
+func (c *switchableCustody) check() error {
+	if c.down.Load() {
+		return fmt.Errorf("token not reachable: %w", api.ErrUnavailable)
+	}
+	return nil
+}
+
+func (c *switchableCustody) Seal(ctx context.Context, ref string, plaintext, aad []byte) ([]byte, error) {
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	return c.Custody.Seal(ctx, ref, plaintext, aad)
+}
+
+func (c *switchableCustody) Open(ctx context.Context, ref string, ciphertext, aad []byte) ([]byte, error) {
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	return c.Custody.Open(ctx, ref, ciphertext, aad)
+}
+
 // newKeywrap returns the real wrap service over software custody with a
 // fresh master key and an in-memory store.
 func newKeywrap(t testing.TB) *keywrap.Service {
+	t.Helper()
+	kw, _ := newSwitchableKeywrap(t)
+	return kw
+}
+
+// newSwitchableKeywrap is newKeywrap whose custody can be switched off.
+func newSwitchableKeywrap(t testing.TB) (*keywrap.Service, *switchableCustody) {
 	t.Helper()
 	mk := make([]byte, software.MasterKeySize)
 	if _, err := rand.Read(mk); err != nil {
@@ -165,7 +201,8 @@ func newKeywrap(t testing.TB) *keywrap.Service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return keywrap.New(st, c, keywrap.Options{ActiveTTL: -1})
+	sc := &switchableCustody{Custody: c}
+	return keywrap.New(st, sc, keywrap.Options{ActiveTTL: -1}), sc
 }
 
 // socketDir returns a short directory for unix sockets (t.TempDir paths can
@@ -191,7 +228,12 @@ func startShim(t testing.TB, key string, statusTTL time.Duration) (string, *keyw
 // startShimWithMetrics is startShim that also returns the shim's metrics.
 func startShimWithMetrics(t testing.TB, key string, statusTTL time.Duration) (string, *keywrap.Service, *prometheus.Registry) {
 	t.Helper()
-	kw := newKeywrap(t)
+	return startShimOver(t, newKeywrap(t), key, statusTTL)
+}
+
+// startShimOver runs the shim in process over kw.
+func startShimOver(t testing.TB, kw *keywrap.Service, key string, statusTTL time.Duration) (string, *keywrap.Service, *prometheus.Registry) {
+	t.Helper()
 	sock := filepath.Join(socketDir(t), "kms.sock")
 	o := kmsplugin.DefaultOptions()
 	o.Registry = prometheus.NewRegistry()
@@ -293,6 +335,14 @@ func readTransformer(t testing.TB, sock string) value.Transformer {
 	return tr
 }
 
+// coldReader is a fresh kube-apiserver view (new connection, empty DEK
+// cache) whose write state is st: it reads without calling Encrypt.
+func coldReader(t testing.TB, sock string, st *kmsv2.State) value.Transformer {
+	t.Helper()
+	c := kubeClient(t, sock)
+	return prefixed(kmsv2.NewEnvelopeTransformer(c, providerName, func() (kmsv2.State, error) { return *st, nil }, "apiserver-test"))
+}
+
 func prefixed(t value.Transformer) value.Transformer {
 	return value.NewPrefixTransformers(fmt.Errorf("no KMS v2 prefix"), value.PrefixTransformer{Prefix: []byte(prefix), Transformer: t})
 }
@@ -306,4 +356,23 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	i := int(float64(len(s)-1) * p / 100)
 	return s[i]
+}
+
+// metricValueOf returns the value of the unlabelled counter or gauge name.
+func metricValueOf(t testing.TB, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			m := mf.GetMetric()[0]
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return 0
 }
