@@ -7,6 +7,9 @@
 # v0.<minor>.<patch> tag (the same approach as shared/recipes/kube-apiserver). Parallelism is
 # kept low (-p 1 by default) so the build fits 2 cores and 24 GiB next to other work.
 #
+# Measured here (2 cores shared with other builds, -p 1, cold module cache):
+# 31 min wall, 750 s user + 270 s sys CPU, 2.3 GiB max RSS, 119 MB binary.
+#
 # Env: KUBE_VERSION [v1.37.2]  CLUSTERKEYS_CACHE [~/.cache/clusterkeys]  BUILD_PARALLELISM [1]
 # Prints the binary's path as its last line of stdout.
 set -euo pipefail
