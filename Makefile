@@ -6,7 +6,7 @@ BIN := bin
 FUNCTIONS := signcsr rekeycluster keywrap validatebundle
 GOFILES = $(shell git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*')
 
-.PHONY: run test lint unit e2e bench load build lambda deps fuzz clean
+.PHONY: run test lint unit e2e bench build lambda deps kube-apiserver fuzz clean
 
 ## run: serve every function on 127.0.0.1:8080 with software keys and SQLite in ./.clusterkeys
 run:
@@ -41,10 +41,15 @@ lambda:
 ## deps: install the real components the end-to-end tests use (Debian packages)
 deps:
 	bash test/scripts/deps.sh
+	bash test/kube/install-etcd.sh
+
+## kube-apiserver: build it once from the Go module proxy into ~/.cache/clusterkeys (10-30 min; cached by version)
+kube-apiserver:
+	BUILD_PARALLELISM=$${BUILD_PARALLELISM:-2} bash test/kube/build-kube-apiserver.sh
 
 ## e2e: end-to-end tests against real components (test/ module)
-e2e: deps build lambda
-	cd test && CLUSTERKEYS_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 30m ./...
+e2e: deps build lambda kube-apiserver
+	cd test && CLUSTERKEYS_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 40m ./...
 
 ## bench: in-process benchmarks, then load through a running localrun
 bench: build
