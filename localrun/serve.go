@@ -78,18 +78,16 @@ func openStack(ctx context.Context, cfg config.Config, log *slog.Logger) (*stack
 		return nil, err
 	}
 	s.backends = b
-	tok, err := auth.EnsureTokenFile(cfg.TokenAuthFile)
-	if err != nil {
+	if cfg.Auth == "token-file" {
+		if s.newToken, err = auth.EnsureTokenFile(cfg.TokenAuthFile); err != nil {
+			b.Close()
+			return nil, err
+		}
+	}
+	if s.auth, err = backends.Authenticator(ctx, cfg, log); err != nil {
 		b.Close()
 		return nil, err
 	}
-	s.newToken = tok
-	tf, err := auth.LoadTokenFile(cfg.TokenAuthFile)
-	if err != nil {
-		b.Close()
-		return nil, err
-	}
-	s.auth = tf
 	s.authority = ca.New(b.Store, b.Custody, ca.Options{Logger: log, Registerer: s.reg})
 	s.keywrap = keywrap.New(b.Store, b.Custody, keywrap.Options{Logger: log, Registerer: s.reg})
 	s.validator = tlsbundle.NewValidator(tlsbundle.Options{Registerer: s.reg})

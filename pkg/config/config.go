@@ -43,6 +43,14 @@ type Config struct {
 	PKCS11Module     string
 	PKCS11TokenLabel string
 	PKCS11PinFile    string
+	// OSCloud names the clouds.yaml entry (OS_CLOUD) whose credentials
+	// clusterkeys uses as a service: for Barbican custody and to validate
+	// Keystone tokens. Without it the OS_* variables are used.
+	OSCloud string
+	// BarbicanEndpoint overrides the key-manager endpoint from the catalog;
+	// with no Keystone (tests) requests carry X-Project-Id BarbicanProject.
+	BarbicanEndpoint string
+	BarbicanProject  string
 	// LogLevel is debug, info, warn or error; LogFormat is text or json.
 	LogLevel  string
 	LogFormat string
@@ -73,6 +81,9 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.PKCS11Module, "pkcs11-module", c.PKCS11Module, "path of the PKCS#11 library (e.g. libsofthsm2.so)")
 	fs.StringVar(&c.PKCS11TokenLabel, "pkcs11-token-label", c.PKCS11TokenLabel, "label of the PKCS#11 token")
 	fs.StringVar(&c.PKCS11PinFile, "pkcs11-pin-file", c.PKCS11PinFile, "file holding the PKCS#11 user PIN (or set CLUSTERKEYS_PKCS11_PIN)")
+	fs.StringVar(&c.OSCloud, "os-cloud", c.OSCloud, "clouds.yaml entry with the service credentials for Barbican and Keystone (default: OS_* variables)")
+	fs.StringVar(&c.BarbicanEndpoint, "barbican-endpoint", c.BarbicanEndpoint, "Barbican endpoint, overriding the Keystone catalog (e.g. http://127.0.0.1:9311)")
+	fs.StringVar(&c.BarbicanProject, "barbican-project", c.BarbicanProject, "with --barbican-endpoint and no Keystone: the X-Project-Id to use")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/clusterkeys/clusterkeys/pkg/api"
-	"github.com/clusterkeys/clusterkeys/pkg/auth"
 	"github.com/clusterkeys/clusterkeys/pkg/backends"
 	"github.com/clusterkeys/clusterkeys/pkg/config"
 	"github.com/clusterkeys/clusterkeys/pkg/gateway"
@@ -45,11 +44,11 @@ func Run(ctx context.Context, name string, routes func(Deps) []api.Route) error 
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	defer b.Close()
-	tf, err := auth.LoadTokenFile(cfg.TokenAuthFile)
+	authn, err := backends.Authenticator(ctx, cfg, log)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
-	g, err := gateway.New(gateway.Config{Auth: tf, Logger: log, Registry: reg, Ready: b.Ready},
+	g, err := gateway.New(gateway.Config{Auth: authn, Logger: log, Registry: reg, Ready: b.Ready},
 		routes(Deps{Backends: b, Logger: log, Registry: reg})...)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
