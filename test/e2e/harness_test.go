@@ -132,6 +132,8 @@ type serverOpts struct {
 	// and prints it; Token is then that printed token.
 	generateToken bool
 	args          []string
+	// env is added to localrun's environment.
+	env []string
 }
 
 // startServer runs localrun serve on a free loopback port with a fresh
@@ -146,6 +148,7 @@ func startServer(t testing.TB, o serverOpts) *server {
 	args := append([]string{"serve", "--listen", addr, "--state-dir", state, "--log-level", "warn"}, o.args...)
 	cmd := exec.Command(filepath.Join(binDir, "localrun"), args...)
 	cmd.Dir = state
+	cmd.Env = append(os.Environ(), o.env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
