@@ -13,12 +13,14 @@ import (
 //	GET  /v1/clusters/{cluster}/ca          show (200)
 //	POST /v1/clusters/{cluster}/ca/rekey    rekey (200)
 //	POST /v1/clusters/{cluster}/certificates sign a CSR (201)
+//	GET  /v1/clusters/{cluster}/certificates the issued-certificate registry (200)
 func Routes(a *Authority) []api.Route {
 	return []api.Route{
 		{Pattern: "PUT /v1/clusters/{cluster}/ca", Name: "ca_create", Handler: a.handleCreate},
 		{Pattern: "GET /v1/clusters/{cluster}/ca", Name: "ca_show", Handler: a.handleShow},
 		{Pattern: "POST /v1/clusters/{cluster}/ca/rekey", Name: "ca_rekey", Handler: a.handleRekey},
 		{Pattern: "POST /v1/clusters/{cluster}/certificates", Name: "ca_sign", Handler: a.handleSign},
+		{Pattern: "GET /v1/clusters/{cluster}/certificates", Name: "ca_certificates", Handler: a.handleList},
 	}
 }
 

@@ -144,6 +144,30 @@ func TestCAWalkthrough(t *testing.T) {
 		t.Fatalf("GET after rekey = generation %d", shown.Generation)
 	}
 
+	t.Run("the registry lists who got what and that rekey revoked it", func(t *testing.T) {
+		r := do(t, "GET", s.URL+"/v1/clusters/prod-1/certificates", readerToken, nil)
+		var list struct {
+			Certificates []struct {
+				Serial       string `json:"serial"`
+				User         string `json:"requester_user"`
+				CAGeneration int    `json:"ca_generation"`
+				Status       string `json:"status"`
+			} `json:"certificates"`
+		}
+		r.json(t, &list)
+		if r.Status != 200 || len(list.Certificates) != 2 {
+			t.Fatalf("%d %s", r.Status, r.Body)
+		}
+		newest, oldest := list.Certificates[0], list.Certificates[1]
+		if newest.Serial != after.Serial || newest.Status != "valid" || newest.CAGeneration != 2 ||
+			oldest.Serial != before.Serial || oldest.Status != "revoked" || oldest.User != "alice" {
+			t.Fatalf("registry = %+v", list.Certificates)
+		}
+		if r := do(t, "GET", s.URL+"/v1/clusters/prod-1/certificates", otherToken, nil); r.Status != 403 {
+			t.Fatalf("another project read the registry: %d", r.Status)
+		}
+	})
+
 	t.Run("with a grace period the old CA stays in the trust bundle", func(t *testing.T) {
 		c := createCA(t, s, memberToken, "grace", nil)
 		old := sign(t, s, memberToken, "grace", map[string]any{"csr": newCSR(t, key, "bob", nil), "profile": "client"})
