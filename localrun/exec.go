@@ -127,6 +127,11 @@ func bootstrapEnv(cfg config.Config) ([]string, error) {
 			env = append(env, config.EnvName(k)+"="+v)
 		}
 	}
+	for k, v := range map[string]string{"barbican-endpoint": cfg.BarbicanEndpoint, "barbican-project": cfg.BarbicanProject, "os-cloud": cfg.OSCloud} {
+		if v != "" {
+			env = append(env, config.EnvName(k)+"="+v)
+		}
+	}
 	if cfg.PKCS11Module != "" {
 		env = append(env, config.EnvName("pkcs11-module")+"="+cfg.PKCS11Module)
 	}

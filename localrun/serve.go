@@ -88,7 +88,7 @@ func openStack(ctx context.Context, cfg config.Config, log *slog.Logger) (*stack
 		b.Close()
 		return nil, err
 	}
-	s.authority = ca.New(b.Store, b.Custody, ca.Options{Logger: log, Registerer: s.reg})
+	s.authority = ca.New(b.Store, b.Custody, ca.Options{Logger: log, Registerer: s.reg, SignerCacheSize: b.SignerCacheSize})
 	s.keywrap = keywrap.New(b.Store, b.Custody, keywrap.Options{Logger: log, Registerer: s.reg})
 	s.validator = tlsbundle.NewValidator(tlsbundle.Options{Registerer: s.reg})
 	return s, nil

@@ -16,6 +16,7 @@ import (
 
 	"github.com/clusterkeys/clusterkeys/pkg/ca"
 	"github.com/clusterkeys/clusterkeys/pkg/config"
+	"github.com/clusterkeys/clusterkeys/pkg/keys/barbican"
 	"github.com/clusterkeys/clusterkeys/pkg/keys/pkcs11"
 	"github.com/clusterkeys/clusterkeys/pkg/keys/software"
 	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
@@ -42,6 +43,9 @@ type Custody interface {
 type Backends struct {
 	Store   Store
 	Custody Custody
+	// SignerCacheSize is what the CA should use for ca.Options: custody
+	// that must load keys only for the operation (Barbican) disables it.
+	SignerCacheSize int
 	closers []func() error
 }
 
@@ -104,6 +108,14 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, reg promethe
 		}
 		b.Custody = c
 		b.closers = append(b.closers, c.Close)
+	case "barbican":
+		c, err := barbican.Open(barbican.Config{Endpoint: cfg.BarbicanEndpoint, Project: cfg.BarbicanProject}, db)
+		if err != nil {
+			b.Close()
+			return nil, err
+		}
+		b.Custody = c
+		b.SignerCacheSize = -1
 	default:
 		b.Close()
 		return nil, fmt.Errorf("key custody %q is not built in yet", cfg.Keys)

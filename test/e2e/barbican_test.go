@@ -1,0 +1,172 @@
+package e2e
+
+import (
+	"crypto/x509"
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// barbican is a Debian Barbican on loopback, started by the project's
+// script for one test.
+type barbican struct {
+	URL string
+	dir string
+}
+
+func barbicanScript() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "scripts", "barbican.sh")
+}
+
+// startBarbican starts a Barbican of its own for t (about 3 s here).
+func startBarbican(t testing.TB) *barbican {
+	t.Helper()
+	if _, err := os.Stat("/usr/bin/uwsgi"); err != nil {
+		if err := exec.Command("bash", barbicanScript(), "install").Run(); err != nil {
+			msg := "Barbican is missing: apt-get install barbican-api uwsgi-core uwsgi-plugin-python3 (or make deps)"
+			if os.Getenv("CI") == "true" {
+				t.Fatal(msg)
+			}
+			t.Skip(msg)
+		}
+	}
+	b := &barbican{dir: t.TempDir()}
+	port := strings.TrimPrefix(freeAddr(t), "127.0.0.1:")
+	start := time.Now()
+	out, err := exec.Command("bash", barbicanScript(), "start", b.dir, port).Output()
+	if err != nil {
+		t.Fatalf("barbican.sh start: %v", err)
+	}
+	t.Logf("Barbican started in %v", time.Since(start).Round(time.Millisecond))
+	b.URL = strings.TrimSpace(string(out))
+	t.Cleanup(func() { b.stop(t) })
+	return b
+}
+
+func (b *barbican) stop(t testing.TB) {
+	t.Helper()
+	if err := exec.Command("bash", barbicanScript(), "stop", b.dir).Run(); err != nil {
+		t.Errorf("barbican.sh stop: %v", err)
+	}
+}
+
+func (b *barbican) restart(t testing.TB) {
+	t.Helper()
+	port := b.URL[strings.LastIndex(b.URL, ":")+1:]
+	if out, err := exec.Command("bash", barbicanScript(), "start", b.dir, port).CombinedOutput(); err != nil {
+		t.Fatalf("barbican.sh start again: %v\n%s", err, out)
+	}
+}
+
+// secrets lists the names of project's secrets.
+func (b *barbican) secrets(t testing.TB, project string) []string {
+	t.Helper()
+	req, _ := http.NewRequest("GET", b.URL+"/v1/secrets?limit=100", nil)
+	req.Header.Set("X-Project-Id", project)
+	req.Header.Set("Accept", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var list struct {
+		Secrets []struct {
+			Name string `json:"name"`
+		} `json:"secrets"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range list.Secrets {
+		names = append(names, s.Name)
+	}
+	return names
+}
+
+func barbicanArgs(b *barbican) []string {
+	return []string{"--keys", "barbican", "--barbican-endpoint", b.URL, "--barbican-project", "clusterkeys"}
+}
+
+// TestCAWithKeysInBarbican runs the CA functions unchanged on Barbican
+// custody: every CA key is a Barbican secret, and nothing else is kept.
+func TestCAWithKeysInBarbican(t *testing.T) {
+	b := startBarbican(t)
+	s := startServer(t, serverOpts{args: barbicanArgs(b)})
+	ca := createCA(t, s, memberToken, "bb-1", map[string]any{"key_algorithm": "ecdsa-p256"})
+	before := sign(t, s, memberToken, "bb-1", map[string]any{"csr": newCSR(t, p256(t), "bb-user", nil), "profile": "client"})
+	if err := verifies(t, before.Certificate, ca.TrustBundle, x509.ExtKeyUsageClientAuth); err != nil {
+		t.Fatalf("a certificate signed with a Barbican key does not verify: %v", err)
+	}
+	r := do(t, "POST", s.URL+"/v1/clusters/bb-1/ca/rekey", memberToken, map[string]any{"expected_generation": 1})
+	if r.Status != 200 {
+		t.Fatalf("rekey: %d %s", r.Status, r.Body)
+	}
+	names := b.secrets(t, "clusterkeys")
+	if len(names) != 2 || !strings.HasPrefix(names[0], "ca/bb-1/") || !strings.HasPrefix(names[1], "ca/bb-1/") {
+		t.Fatalf("Barbican holds %v, want the two CA keys", names)
+	}
+	if _, err := os.Stat(filepath.Join(s.StateDir, "master.key")); err == nil {
+		t.Fatal("Barbican custody created a software master key")
+	}
+}
+
+// TestBarbicanDownDuringRekey stops Barbican under a running service: the
+// rekey answers 503 backend_unavailable with Retry-After, the old CA stays
+// active, and when Barbican is back nothing is orphaned and work resumes.
+func TestBarbicanDownDuringRekey(t *testing.T) {
+	b := startBarbican(t)
+	s := startServer(t, serverOpts{args: barbicanArgs(b)})
+	createCA(t, s, memberToken, "bb-down", nil)
+	secretsBefore := b.secrets(t, "clusterkeys")
+
+	b.stop(t)
+	r := do(t, "POST", s.URL+"/v1/clusters/bb-down/ca/rekey", memberToken, `{}`)
+	if r.Status != 503 || r.problemCode(t) != "backend_unavailable" || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("rekey with Barbican down: %d %s (Retry-After %q)", r.Status, r.Body, r.Header.Get("Retry-After"))
+	}
+	if r := do(t, "GET", s.URL+"/readyz", "", nil); r.Status != 503 {
+		t.Fatalf("readyz with Barbican down: %d", r.Status)
+	}
+	var ca caResource
+	do(t, "GET", s.URL+"/v1/clusters/bb-down/ca", memberToken, nil).json(t, &ca)
+	if ca.Generation != 1 {
+		t.Fatalf("a failed rekey moved the CA to generation %d", ca.Generation)
+	}
+
+	b.restart(t)
+	if got := b.secrets(t, "clusterkeys"); len(got) != len(secretsBefore) {
+		t.Fatalf("Barbican holds %v after the failed rekey, had %v: an orphaned secret", got, secretsBefore)
+	}
+	sign(t, s, memberToken, "bb-down", map[string]any{"csr": newCSR(t, p256(t), "after", nil), "profile": "client"})
+	if r := do(t, "POST", s.URL+"/v1/clusters/bb-down/ca/rekey", memberToken, map[string]any{"expected_generation": 1}); r.Status != 200 {
+		t.Fatalf("rekey after Barbican came back: %d %s", r.Status, r.Body)
+	}
+}
+
+// BenchmarkSignCSRCustody compares sign-CSR through localrun with Barbican
+// custody (the CA key fetched from Barbican for every sign) and software
+// custody, in the same run.
+func BenchmarkSignCSRCustody(b *testing.B) {
+	for _, custody := range []string{"software", "barbican"} {
+		b.Run(custody, func(b *testing.B) {
+			var args []string
+			if custody == "barbican" {
+				args = barbicanArgs(startBarbican(b))
+			}
+			s := startServer(b, serverOpts{args: args})
+			if r := do(b, "PUT", s.URL+"/v1/clusters/load/ca", adminToken, `{}`); r.Status != 201 {
+				b.Fatalf("create CA: %d %s", r.Status, r.Body)
+			}
+			body, _ := json.Marshal(map[string]any{"csr": newCSR(b, p256(b), "load", nil), "profile": "client"})
+			loadRun(b, s.URL+"/v1/clusters/load/certificates", body, http.StatusCreated)
+		})
+	}
+}
