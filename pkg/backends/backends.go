@@ -46,7 +46,7 @@ type Backends struct {
 	// SignerCacheSize is what the CA should use for ca.Options: custody
 	// that must load keys only for the operation (Barbican) disables it.
 	SignerCacheSize int
-	closers []func() error
+	closers         []func() error
 }
 
 // Open opens the store and custody cfg names, creating the state directory
