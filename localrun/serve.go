@@ -22,6 +22,7 @@ import (
 	"github.com/clusterkeys/clusterkeys/pkg/ca"
 	"github.com/clusterkeys/clusterkeys/pkg/config"
 	"github.com/clusterkeys/clusterkeys/pkg/gateway"
+	"github.com/clusterkeys/clusterkeys/pkg/keys/barbican"
 	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
 	"github.com/clusterkeys/clusterkeys/pkg/tlsbundle"
 )
@@ -90,7 +91,16 @@ func openStack(ctx context.Context, cfg config.Config, log *slog.Logger) (*stack
 	}
 	s.authority = ca.New(b.Store, b.Custody, ca.Options{Logger: log, Registerer: s.reg, SignerCacheSize: b.SignerCacheSize})
 	s.keywrap = keywrap.New(b.Store, b.Custody, keywrap.Options{Logger: log, Registerer: s.reg})
-	s.validator = tlsbundle.NewValidator(tlsbundle.Options{Registerer: s.reg})
+	vopts := tlsbundle.Options{Registerer: s.reg}
+	if cfg.BarbicanEndpoint != "" {
+		loader, err := barbican.NewContainers(barbican.Config{Endpoint: cfg.BarbicanEndpoint})
+		if err != nil {
+			b.Close()
+			return nil, err
+		}
+		vopts.ContainerLoader = loader
+	}
+	s.validator = tlsbundle.NewValidator(vopts)
 	return s, nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/clusterkeys/clusterkeys/pkg/auth"
 	"github.com/clusterkeys/clusterkeys/pkg/config"
 	"github.com/clusterkeys/clusterkeys/pkg/gateway"
+	"github.com/clusterkeys/clusterkeys/pkg/keys/barbican"
 	"github.com/clusterkeys/clusterkeys/pkg/lambdahttp"
 	"github.com/clusterkeys/clusterkeys/pkg/tlsbundle"
 )
@@ -40,7 +41,13 @@ func run(context.Context) error {
 		return err
 	}
 	reg := prometheus.NewRegistry()
-	v := tlsbundle.NewValidator(tlsbundle.Options{Registerer: reg})
+	opts := tlsbundle.Options{Registerer: reg}
+	if cfg.BarbicanEndpoint != "" {
+		if opts.ContainerLoader, err = barbican.NewContainers(barbican.Config{Endpoint: cfg.BarbicanEndpoint}); err != nil {
+			return err
+		}
+	}
+	v := tlsbundle.NewValidator(opts)
 	g, err := gateway.New(gateway.Config{Auth: tf, Logger: log.With("function", "validatebundle"), Registry: reg},
 		tlsbundle.Routes(v)...)
 	if err != nil {

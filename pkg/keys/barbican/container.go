@@ -1,0 +1,186 @@
+package barbican
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack/keymanager/v1/containers"
+	"github.com/gophercloud/gophercloud/v2/openstack/keymanager/v1/secrets"
+
+	"github.com/clusterkeys/clusterkeys/pkg/api"
+	"github.com/clusterkeys/clusterkeys/pkg/auth"
+	"github.com/clusterkeys/clusterkeys/pkg/tlsbundle"
+)
+
+// maxSecretPayload bounds one fetched secret; validate-TLS-bundle refuses
+// more than 1 MiB of material in all anyway.
+const maxSecretPayload = tlsbundle.MaxInputBytes
+
+// Containers loads TLS material stored in Barbican for validate-TLS-bundle's
+// container_ref, as Octavia does: a certificate container (secrets named
+// certificate, private_key, intermediates, private_key_passphrase) or a
+// single secret holding a PKCS#12 bundle. It reads as the caller's project,
+// so Barbican's own policy decides, and a container of another project is
+// 403 forbidden.
+type Containers struct {
+	endpoint *url.URL
+	timeout  time.Duration
+	hc       http.Client
+}
+
+var _ tlsbundle.ContainerLoader = (*Containers)(nil)
+
+// NewContainers returns a loader for the Barbican at cfg.Endpoint. Only
+// references to that Barbican are followed: a container_ref naming any
+// other host is refused, so the function cannot be used to reach arbitrary
+// URLs.
+func NewContainers(cfg Config) (*Containers, error) {
+	u, err := url.Parse(strings.TrimSuffix(cfg.Endpoint, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("barbican containers: endpoint %q is not an http(s) URL", cfg.Endpoint)
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	return &Containers{endpoint: u, timeout: cfg.Timeout, hc: http.Client{Timeout: cfg.Timeout}}, nil
+}
+
+var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// parseRef returns the kind ("containers" or "secrets") and id of ref: a
+// full Barbican href of our endpoint, or a bare container id.
+func (c *Containers) parseRef(ref string) (kind, id string, err error) {
+	if uuidRE.MatchString(ref) {
+		return "containers", ref, nil
+	}
+	u, err := url.Parse(ref)
+	if err != nil || u.Scheme != c.endpoint.Scheme || u.Host != c.endpoint.Host || u.RawQuery != "" || u.Fragment != "" {
+		return "", "", api.Invalid(tlsbundle.CodeContainerRefUnsupported, tlsbundle.FieldContainerRef,
+			"container_ref must be a container or secret of the configured Barbican ("+c.endpoint.Scheme+"://"+c.endpoint.Host+")")
+	}
+	rest, ok := strings.CutPrefix(u.Path, strings.TrimSuffix(c.endpoint.Path, "/")+"/v1/")
+	if ok {
+		kind, id, ok = strings.Cut(rest, "/")
+	}
+	if !ok || (kind != "containers" && kind != "secrets") || !uuidRE.MatchString(id) {
+		return "", "", api.Invalid(tlsbundle.CodeContainerRefUnsupported, tlsbundle.FieldContainerRef,
+			"container_ref must name /v1/containers/{id} or /v1/secrets/{id}")
+	}
+	return kind, id, nil
+}
+
+// client is a Barbican client acting as the caller's project.
+func (c *Containers) client(ctx context.Context) (*gophercloud.ServiceClient, error) {
+	p, ok := auth.FromContext(ctx)
+	if !ok || p.Project == "" {
+		return nil, fmt.Errorf("load container: no project to act as: %w", api.ErrForbidden)
+	}
+	base := c.endpoint.String() + "/"
+	return &gophercloud.ServiceClient{
+		ProviderClient: &gophercloud.ProviderClient{HTTPClient: c.hc},
+		Endpoint:       base, ResourceBase: base + "v1/",
+		// observer: Barbican's read-only role, enough to read a project's
+		// non-private secrets and nothing more.
+		MoreHeaders: map[string]string{"X-Project-Id": p.Project, "X-Roles": "observer", "X-User-Id": p.User},
+	}, nil
+}
+
+// LoadContainer fetches the material container_ref names.
+func (c *Containers) LoadContainer(ctx context.Context, ref string) (tlsbundle.Input, error) {
+	kind, id, err := c.parseRef(ref)
+	if err != nil {
+		return tlsbundle.Input{}, err
+	}
+	sc, err := c.client(ctx)
+	if err != nil {
+		return tlsbundle.Input{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	if kind == "secrets" {
+		b, _, err := c.secret(ctx, sc, id)
+		if err != nil {
+			return tlsbundle.Input{}, err
+		}
+		return tlsbundle.Input{PKCS12: base64.StdEncoding.EncodeToString(b)}, nil
+	}
+	ct, err := containers.Get(ctx, sc, id).Extract()
+	if err != nil {
+		return tlsbundle.Input{}, refError("container "+id, err)
+	}
+	if ct.Type != "certificate" && ct.Type != "generic" {
+		return tlsbundle.Input{}, api.Invalid(tlsbundle.CodeContainerRefUnsupported, tlsbundle.FieldContainerRef,
+			fmt.Sprintf("container %s is of type %q, not a certificate container", id, ct.Type))
+	}
+	var in tlsbundle.Input
+	for _, s := range ct.SecretRefs {
+		var dst *string
+		switch s.Name {
+		case "certificate":
+			dst = &in.Certificate
+		case "private_key":
+			dst = &in.PrivateKey
+		case "intermediates":
+			dst = &in.Intermediates
+		case "private_key_passphrase":
+			dst = &in.Passphrase
+		default:
+			continue
+		}
+		b, text, err := c.secret(ctx, sc, secretID(s.SecretRef))
+		if err != nil {
+			return tlsbundle.Input{}, err
+		}
+		if text || s.Name == "private_key_passphrase" {
+			*dst = string(b)
+		} else {
+			*dst = base64.StdEncoding.EncodeToString(b) // DER: tlsbundle reads base64 DER
+		}
+	}
+	return in, nil
+}
+
+// secret fetches a secret's payload in its stored content type; text says
+// whether it is text (PEM) rather than binary (DER, PKCS#12).
+func (c *Containers) secret(ctx context.Context, sc *gophercloud.ServiceClient, id string) (payload []byte, text bool, err error) {
+	meta, err := secrets.Get(ctx, sc, id).Extract()
+	if err != nil {
+		return nil, false, refError("secret "+id, err)
+	}
+	ctype := meta.ContentTypes["default"]
+	if ctype == "" {
+		ctype = "application/octet-stream"
+	}
+	b, err := secrets.GetPayload(ctx, sc, id, secrets.GetPayloadOpts{PayloadContentType: ctype}).Extract()
+	if err != nil {
+		return nil, false, refError("secret "+id, err)
+	}
+	if len(b) > maxSecretPayload {
+		return nil, false, api.New(http.StatusRequestEntityTooLarge, tlsbundle.CodeInputTooLarge,
+			fmt.Sprintf("secret %s is larger than %d bytes", id, maxSecretPayload))
+	}
+	return b, strings.HasPrefix(ctype, "text/") && utf8.Valid(b), nil
+}
+
+// refError maps what Barbican said about a referenced object.
+func refError(what string, err error) error {
+	var code gophercloud.ErrUnexpectedResponseCode
+	if errors.As(err, &code) {
+		switch code.Actual {
+		case http.StatusNotFound:
+			return fmt.Errorf("barbican %s: %w", what, api.ErrNotFound)
+		case http.StatusForbidden, http.StatusUnauthorized:
+			return fmt.Errorf("barbican %s is not readable by this project: %w", what, api.ErrForbidden)
+		}
+	}
+	return classify("load "+what, err)
+}
