@@ -43,6 +43,7 @@ deps:
 	bash test/scripts/deps.sh
 	bash test/kube/install-etcd.sh
 	bash test/scripts/barbican.sh install
+	bash test/scripts/keystone.sh install
 
 ## kube-apiserver: build it once from the Go module proxy into ~/.cache/clusterkeys (10-30 min; cached by version)
 kube-apiserver:

@@ -127,7 +127,7 @@ func bootstrapEnv(cfg config.Config) ([]string, error) {
 			env = append(env, config.EnvName(k)+"="+v)
 		}
 	}
-	for k, v := range map[string]string{"barbican-endpoint": cfg.BarbicanEndpoint, "barbican-project": cfg.BarbicanProject, "os-cloud": cfg.OSCloud} {
+	for k, v := range map[string]string{"barbican-endpoint": cfg.BarbicanEndpoint, "barbican-project": cfg.BarbicanProject, "os-cloud": cfg.OSCloud, "auth-cache-ttl": cfg.AuthCacheTTL.String()} {
 		if v != "" {
 			env = append(env, config.EnvName(k)+"="+v)
 		}
@@ -143,6 +143,12 @@ func bootstrapEnv(cfg config.Config) ([]string, error) {
 	}
 	if v, ok := os.LookupEnv("CLUSTERKEYS_PKCS11_PIN"); ok {
 		env = append(env, "CLUSTERKEYS_PKCS11_PIN="+v)
+	}
+	// OpenStack service credentials (clouds.yaml location, OS_* settings).
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "OS_") {
+			env = append(env, kv)
+		}
 	}
 	if v, ok := os.LookupEnv("SOFTHSM2_CONF"); ok {
 		env = append(env, "SOFTHSM2_CONF="+v)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/clusterkeys/clusterkeys/pkg/auth"
+	"github.com/clusterkeys/clusterkeys/pkg/auth/keystone"
 	"github.com/clusterkeys/clusterkeys/pkg/config"
 )
 
@@ -14,6 +15,8 @@ func Authenticator(ctx context.Context, cfg config.Config, log *slog.Logger) (au
 	switch cfg.Auth {
 	case "token-file":
 		return auth.LoadTokenFile(cfg.TokenAuthFile)
+	case "keystone":
+		return keystone.New(ctx, keystone.Config{Cloud: cfg.OSCloud, CacheTTL: cfg.AuthCacheTTL})
 	}
 	return nil, fmt.Errorf("authentication %q is not built in yet", cfg.Auth)
 }

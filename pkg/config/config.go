@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 )
@@ -51,6 +52,8 @@ type Config struct {
 	// with no Keystone (tests) requests carry X-Project-Id BarbicanProject.
 	BarbicanEndpoint string
 	BarbicanProject  string
+	// AuthCacheTTL bounds how long a Keystone token validation is reused.
+	AuthCacheTTL time.Duration
 	// LogLevel is debug, info, warn or error; LogFormat is text or json.
 	LogLevel  string
 	LogFormat string
@@ -60,12 +63,13 @@ type Config struct {
 // all in ./.clusterkeys, serving on 127.0.0.1:8080.
 func Default() Config {
 	return Config{
-		Listen:    "127.0.0.1:8080",
-		StateDir:  ".clusterkeys",
-		Auth:      "token-file",
-		Keys:      "software",
-		LogLevel:  "info",
-		LogFormat: "text",
+		Listen:       "127.0.0.1:8080",
+		StateDir:     ".clusterkeys",
+		Auth:         "token-file",
+		Keys:         "software",
+		AuthCacheTTL: 10 * time.Second,
+		LogLevel:     "info",
+		LogFormat:    "text",
 	}
 }
 
@@ -84,6 +88,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.OSCloud, "os-cloud", c.OSCloud, "clouds.yaml entry with the service credentials for Barbican and Keystone (default: OS_* variables)")
 	fs.StringVar(&c.BarbicanEndpoint, "barbican-endpoint", c.BarbicanEndpoint, "Barbican endpoint, overriding the Keystone catalog (e.g. http://127.0.0.1:9311)")
 	fs.StringVar(&c.BarbicanProject, "barbican-project", c.BarbicanProject, "with --barbican-endpoint and no Keystone: the X-Project-Id to use")
+	fs.DurationVar(&c.AuthCacheTTL, "auth-cache-ttl", c.AuthCacheTTL, "with --auth keystone: how long a token validation is reused (a revoked token works at most this long)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
 }

@@ -57,8 +57,15 @@ func run(m *testing.M) (int, error) {
 		}
 		binDir = dir
 	}
-	return m.Run(), nil
+	code := m.Run()
+	for i := len(atExit) - 1; i >= 0; i-- {
+		atExit[i]()
+	}
+	return code, nil
 }
+
+// atExit runs after every test of the package: shared servers stop there.
+var atExit []func()
 
 // buildAll builds what make build and make lambda build.
 func buildAll(dir string) error {

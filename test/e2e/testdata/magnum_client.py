@@ -2,6 +2,8 @@
 
 Run with Debian's python3 (python3-magnumclient):
     magnum_client.py URL TOKEN CLUSTER CSR_FILE
+TOKEN "keystone" logs in to Keystone with OS_AUTH_URL, OS_USERNAME,
+OS_PASSWORD and OS_PROJECT_NAME instead.
 Prints one JSON object with what the client saw; exits non-zero on failure.
 The token comes from the CLUSTERKEYS_TOKEN variable when TOKEN is "-",
 so that it does not show in the process list.
@@ -23,7 +25,16 @@ def main():
         csr = f.read()
     # The keystoneauth session client is what `openstack coe` uses; the
     # legacy auth_token + magnum_url client crashes in rotate_ca on its own.
-    sess = session.Session(auth=Token(url, token))
+    if token == "keystone":
+        # A password session against Keystone, as `openstack coe` has:
+        # the token clusterkeys sees is one Keystone issued.
+        from keystoneauth1.identity import v3
+        sess = session.Session(auth=v3.Password(
+            auth_url=os.environ["OS_AUTH_URL"], username=os.environ["OS_USERNAME"],
+            password=os.environ["OS_PASSWORD"], project_name=os.environ["OS_PROJECT_NAME"],
+            user_domain_name="Default", project_domain_name="Default"))
+    else:
+        sess = session.Session(auth=Token(url, token))
     c = client.Client(session=sess, endpoint_override=url, api_version="latest")
     out = {}
 

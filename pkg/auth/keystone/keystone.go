@@ -1,0 +1,182 @@
+// Package keystone authenticates requests with OpenStack Keystone: a token
+// from X-Auth-Token or Authorization: Bearer is validated against Keystone
+// (identity v3, GET /v3/auth/tokens) with clusterkeys' own service
+// credentials, and mapped onto the same policy as the static token file:
+// the token's project is the principal's project and Keystone's default
+// roles admin, member and reader keep their names (implied roles included,
+// as Keystone lists them).
+//
+// Validations are cached briefly, keyed by a SHA-256 digest of the token
+// (never the token), never past the token's own expiry, and bounded in
+// size. When Keystone cannot be reached the authenticator fails closed:
+// api.ErrUnavailable, 503, never a guess.
+package keystone
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack"
+	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
+	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
+
+	"github.com/clusterkeys/clusterkeys/pkg/api"
+	"github.com/clusterkeys/clusterkeys/pkg/auth"
+)
+
+// Config says where the service credentials come from and how long to cache.
+type Config struct {
+	// Cloud names a clouds.yaml entry (OS_CLOUD); empty reads OS_* variables.
+	Cloud string
+	// CacheTTL bounds how long a validation is reused; 10 s when 0. A
+	// revoked token keeps working for at most this long.
+	CacheTTL time.Duration
+	// CacheSize bounds the cache; 10000 entries when 0.
+	CacheSize int
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// Authenticator validates Keystone tokens.
+type Authenticator struct {
+	identity *gophercloud.ServiceClient
+	ttl      time.Duration
+	size     int
+	now      func() time.Time
+
+	mu    sync.Mutex
+	cache map[[32]byte]entry
+}
+
+type entry struct {
+	p       auth.Principal
+	expires time.Time
+}
+
+var _ auth.Authenticator = (*Authenticator)(nil)
+
+// New logs in to Keystone with the service credentials cfg names.
+func New(ctx context.Context, cfg Config) (*Authenticator, error) {
+	var (
+		ao  gophercloud.AuthOptions
+		eo  gophercloud.EndpointOpts
+		err error
+	)
+	if cfg.Cloud != "" {
+		ao, eo, _, err = clouds.Parse(clouds.WithCloudName(cfg.Cloud))
+	} else {
+		ao, err = openstack.AuthOptionsFromEnv()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("keystone: service credentials: %w", err)
+	}
+	ao.AllowReauth = true
+	pc, err := openstack.AuthenticatedClient(ctx, ao)
+	if err != nil {
+		return nil, fmt.Errorf("keystone: log in as the clusterkeys service user: %w", mapError(err))
+	}
+	pc.HTTPClient.Timeout = 10 * time.Second
+	identity, err := openstack.NewIdentityV3(pc, eo)
+	if err != nil {
+		return nil, fmt.Errorf("keystone: identity endpoint: %w", err)
+	}
+	return newAuthenticator(identity, cfg), nil
+}
+
+func newAuthenticator(identity *gophercloud.ServiceClient, cfg Config) *Authenticator {
+	if cfg.CacheTTL == 0 {
+		cfg.CacheTTL = 10 * time.Second
+	}
+	if cfg.CacheSize == 0 {
+		cfg.CacheSize = 10000
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Authenticator{identity: identity, ttl: cfg.CacheTTL, size: cfg.CacheSize, now: cfg.Now, cache: map[[32]byte]entry{}}
+}
+
+// Authenticate validates token with Keystone, or answers from the cache.
+func (a *Authenticator) Authenticate(ctx context.Context, token string) (auth.Principal, error) {
+	if token == "" || len(token) > 8192 {
+		return auth.Principal{}, fmt.Errorf("keystone: malformed token: %w", api.ErrUnauthenticated)
+	}
+	key := sha256.Sum256([]byte(token))
+	now := a.now()
+	a.mu.Lock()
+	e, ok := a.cache[key]
+	a.mu.Unlock()
+	if ok && now.Before(e.expires) {
+		return e.p, nil
+	}
+	res := tokens.Get(ctx, a.identity, token)
+	t, err := res.ExtractToken()
+	if err != nil {
+		return auth.Principal{}, fmt.Errorf("keystone: validate token: %w", mapError(err))
+	}
+	user, err := res.ExtractUser()
+	if err != nil {
+		return auth.Principal{}, fmt.Errorf("keystone: token user: %w", err)
+	}
+	roles, err := res.ExtractRoles()
+	if err != nil {
+		return auth.Principal{}, fmt.Errorf("keystone: token roles: %w", err)
+	}
+	p := auth.Principal{User: user.Name}
+	if project, err := res.ExtractProject(); err == nil && project != nil {
+		p.Project = project.ID
+	}
+	for _, r := range roles {
+		p.Roles = append(p.Roles, r.Name)
+	}
+	expires := now.Add(a.ttl)
+	if !t.ExpiresAt.IsZero() && t.ExpiresAt.Before(expires) {
+		expires = t.ExpiresAt
+	}
+	if !now.Before(expires) {
+		return auth.Principal{}, fmt.Errorf("keystone: token expired: %w", api.ErrUnauthenticated)
+	}
+	a.mu.Lock()
+	if len(a.cache) >= a.size {
+		for k, v := range a.cache { // drop expired entries, or one entry
+			if !now.Before(v.expires) || len(a.cache) >= a.size {
+				delete(a.cache, k)
+			}
+			if len(a.cache) < a.size*9/10 {
+				break
+			}
+		}
+	}
+	a.cache[key] = entry{p: p, expires: expires}
+	a.mu.Unlock()
+	return p, nil
+}
+
+// mapError maps what Keystone said: a token it does not accept is
+// unauthenticated; anything else (unreachable, 5xx) is unavailable.
+func mapError(err error) error {
+	var code gophercloud.ErrUnexpectedResponseCode
+	if errors.As(err, &code) {
+		switch code.Actual {
+		case http.StatusNotFound, http.StatusUnauthorized:
+			return fmt.Errorf("keystone does not accept the token: %w", api.ErrUnauthenticated)
+		case http.StatusForbidden:
+			return fmt.Errorf("keystone refuses to let the clusterkeys service user validate tokens (give it the service role): %w", api.ErrBackend)
+		}
+		return fmt.Errorf("keystone answered HTTP %d: %w", code.Actual, api.ErrUnavailable)
+	}
+	var ne net.Error
+	var ue *url.Error
+	if errors.As(err, &ne) || errors.As(err, &ue) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("keystone unreachable: %w: %w", api.ErrUnavailable, err)
+	}
+	return err
+}

@@ -1,0 +1,229 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// keystoneTokenLifetime is short so that the expired-token case is quick.
+const keystoneTokenLifetime = 10 * time.Second
+
+// keystone is Debian's Keystone on loopback, shared by the package's tests
+// (its first set-up takes about a minute).
+type keystone struct {
+	URL string // .../v3
+	dir string
+	err error
+}
+
+var (
+	sharedKeystone     keystone
+	sharedKeystoneOnce sync.Once
+)
+
+func keystoneScript() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "scripts", "keystone.sh")
+}
+
+func startKeystone(t *testing.T) *keystone {
+	t.Helper()
+	if _, err := os.Stat("/usr/bin/keystone-manage"); err != nil {
+		if err := exec.Command("bash", keystoneScript(), "install").Run(); err != nil {
+			msg := "Keystone is missing: apt-get install python3-keystone python3-keystoneclient uwsgi-core uwsgi-plugin-python3 (or make deps)"
+			if os.Getenv("CI") == "true" {
+				t.Fatal(msg)
+			}
+			t.Skip(msg)
+		}
+	}
+	sharedKeystoneOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "ck-keystone")
+		if err != nil {
+			sharedKeystone.err = err
+			return
+		}
+		port := strings.TrimPrefix(freeAddr(t), "127.0.0.1:")
+		start := time.Now()
+		cmd := exec.Command("bash", keystoneScript(), "start", dir, port)
+		cmd.Env = append(os.Environ(), fmt.Sprintf("KEYSTONE_TOKEN_EXPIRATION=%d", int(keystoneTokenLifetime.Seconds())))
+		out, err := cmd.Output()
+		if err != nil {
+			sharedKeystone.err = fmt.Errorf("keystone.sh start: %v", err)
+			return
+		}
+		fmt.Fprintf(os.Stderr, "e2e: Keystone set up and started in %v\n", time.Since(start).Round(time.Millisecond))
+		sharedKeystone.URL, sharedKeystone.dir = strings.TrimSpace(string(out)), dir
+		atExit = append(atExit, func() {
+			_ = exec.Command("bash", keystoneScript(), "stop", dir).Run()
+			os.RemoveAll(dir)
+		})
+	})
+	if sharedKeystone.err != nil {
+		t.Fatal(sharedKeystone.err)
+	}
+	return &sharedKeystone
+}
+
+// token logs user in to project and returns the Keystone token.
+func (k *keystone) token(t *testing.T, user, project string) string {
+	t.Helper()
+	body := fmt.Sprintf(`{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":%q,"domain":{"id":"default"},"password":%q}}},
+		"scope":{"project":{"name":%q,"domain":{"id":"default"}}}}}`, user, user+"pw", project)
+	resp, err := client.Post(k.URL+"/auth/tokens", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 201 {
+		t.Fatalf("log in %s: %d", user, resp.StatusCode)
+	}
+	return resp.Header.Get("X-Subject-Token")
+}
+
+func (k *keystone) revoke(t *testing.T, tok string) {
+	t.Helper()
+	req, _ := http.NewRequest("DELETE", k.URL+"/auth/tokens", nil)
+	req.Header.Set("X-Auth-Token", tok)
+	req.Header.Set("X-Subject-Token", tok)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 204 {
+		t.Fatalf("revoke: %d", resp.StatusCode)
+	}
+}
+
+// keystoneServer starts localrun with --auth keystone and the service user
+// svc from a clouds.yaml of its own.
+func keystoneServer(t *testing.T, k *keystone) *server {
+	t.Helper()
+	cloudsYAML := filepath.Join(t.TempDir(), "clouds.yaml")
+	content := fmt.Sprintf("clouds:\n  ck:\n    auth:\n      auth_url: %s\n      username: svc\n      password: svcpw\n"+
+		"      project_name: service\n      user_domain_name: Default\n      project_domain_name: Default\n    region_name: RegionOne\n", k.URL)
+	if err := os.WriteFile(cloudsYAML, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return startServer(t, serverOpts{
+		args: []string{"--auth", "keystone", "--os-cloud", "ck", "--auth-cache-ttl", "1s"},
+		env:  []string{"OS_CLIENT_CONFIG_FILE=" + cloudsYAML},
+	})
+}
+
+// TestKeystoneAuthentication maps Keystone tokens onto the policy: project
+// and roles, revocation and expiry, and fails closed without Keystone.
+func TestKeystoneAuthentication(t *testing.T) {
+	k := startKeystone(t)
+	s := keystoneServer(t, k)
+	alice := k.token(t, "alice", "team-a")
+	if r := do(t, "PUT", s.URL+"/v1/clusters/ks-1/ca", alice, `{}`); r.Status != 201 {
+		t.Fatalf("a member creates a CA in her project: %d %s", r.Status, r.Body)
+	}
+	tests := []struct {
+		name   string
+		user   string
+		proj   string
+		method string
+		path   string
+		body   any
+		want   int
+	}{
+		{"a reader of the project shows the CA", "rita", "team-a", "GET", "/v1/clusters/ks-1/ca", nil, 200},
+		{"a reader may not sign", "rita", "team-a", "POST", "/v1/clusters/ks-1/certificates", map[string]any{"csr": "x"}, 403},
+		{"a member of another project may not see it", "bob", "team-b", "GET", "/v1/clusters/ks-1/ca", nil, 403},
+		{"a role clusterkeys does not know gives nothing", "olga", "team-a", "GET", "/v1/clusters/ks-1/ca", nil, 403},
+		{"the member signs", "alice", "team-a", "POST", "/v1/clusters/ks-1/certificates", map[string]any{"csr": newCSR(t, p256(t), "alice", nil), "profile": "client"}, 201},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if r := do(t, tt.method, s.URL+tt.path, k.token(t, tt.user, tt.proj), tt.body); r.Status != tt.want {
+				t.Fatalf("%d, want %d: %s", r.Status, tt.want, r.Body)
+			}
+		})
+	}
+	t.Run("a token Keystone never issued is 401", func(t *testing.T) {
+		if r := do(t, "GET", s.URL+"/v1/clusters/ks-1/ca", "gAAAAABnot-a-real-token", nil); r.Status != 401 {
+			t.Fatalf("%d", r.Status)
+		}
+	})
+	t.Run("a revoked token stops working once the short cache lapses", func(t *testing.T) {
+		tok := k.token(t, "alice", "team-a")
+		if r := do(t, "GET", s.URL+"/v1/clusters/ks-1/ca", tok, nil); r.Status != 200 {
+			t.Fatalf("before revocation: %d", r.Status)
+		}
+		k.revoke(t, tok)
+		time.Sleep(1500 * time.Millisecond) // --auth-cache-ttl 1s
+		if r := do(t, "GET", s.URL+"/v1/clusters/ks-1/ca", tok, nil); r.Status != 401 {
+			t.Fatalf("after revocation: %d", r.Status)
+		}
+	})
+	t.Run("an expired token is 401", func(t *testing.T) {
+		tok := k.token(t, "alice", "team-a")
+		time.Sleep(keystoneTokenLifetime + time.Second)
+		if r := do(t, "GET", s.URL+"/v1/clusters/ks-1/ca", tok, nil); r.Status != 401 {
+			t.Fatalf("%d", r.Status)
+		}
+	})
+}
+
+// TestMagnumClientThroughKeystone is `openstack coe ca` end to end:
+// python-magnumclient logs in to Keystone with a password and drives the
+// Magnum-compatible routes with the token Keystone issued.
+func TestMagnumClientThroughKeystone(t *testing.T) {
+	requireMagnumClient(t)
+	k := startKeystone(t)
+	s := keystoneServer(t, k)
+	const cluster = "7f0f3c3e-4c5e-4a53-9d5b-2b8f3f1b6a10"
+	alice := k.token(t, "alice", "team-a")
+	first := createCA(t, s, alice, cluster, nil)
+	csrFile := filepath.Join(t.TempDir(), "csr.pem")
+	if err := os.WriteFile(csrFile, []byte(newCSR(t, p256(t), "magnum-ks", nil)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(debianPython, "testdata/magnum_client.py", s.URL+"/v1", "keystone", cluster, csrFile)
+	cmd.Env = append(os.Environ(), "OS_AUTH_URL="+k.URL, "OS_USERNAME=alice", "OS_PASSWORD=alicepw", "OS_PROJECT_NAME=team-a")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("magnum client through Keystone: %v\n%s", err, stderr.String())
+	}
+	var got struct {
+		CAPEM        string `json:"ca_pem"`
+		CertPEM      string `json:"cert_pem"`
+		RotatedCAPEM string `json:"rotated_ca_pem"`
+	}
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(got.CAPEM) != strings.TrimSpace(first.Certificate) || got.CertPEM == "" || got.RotatedCAPEM == got.CAPEM {
+		t.Fatalf("magnum client saw %+v", got)
+	}
+}
+
+// TestKeystoneDownFailsClosed stops a Keystone of its own under a running
+// service: a token not yet cached gets 503, never a guess.
+func TestKeystoneDownFailsClosed(t *testing.T) {
+	k := startKeystone(t)
+	s := keystoneServer(t, k)
+	tok := k.token(t, "alice", "team-a")
+	_ = exec.Command("bash", keystoneScript(), "stop", k.dir).Run()
+	// Keystone stays down: tests after this one that need it fail clearly.
+	sharedKeystone.err = fmt.Errorf("the shared Keystone was stopped by TestKeystoneDownFailsClosed")
+	r := do(t, "GET", s.URL+"/v1/clusters/any/ca", tok, nil)
+	if r.Status != 503 || r.problemCode(t) != "backend_unavailable" {
+		t.Fatalf("with Keystone down: %d %s", r.Status, r.Body)
+	}
+}
