@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/clusterkeys/clusterkeys/pkg/ca"
@@ -20,6 +21,7 @@ import (
 	"github.com/clusterkeys/clusterkeys/pkg/keys/pkcs11"
 	"github.com/clusterkeys/clusterkeys/pkg/keys/software"
 	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
+	"github.com/clusterkeys/clusterkeys/pkg/openstackauth"
 	"github.com/clusterkeys/clusterkeys/pkg/store/sqlite"
 )
 
@@ -109,7 +111,26 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, reg promethe
 		b.Custody = c
 		b.closers = append(b.closers, c.Close)
 	case "barbican":
-		c, err := barbican.Open(barbican.Config{Endpoint: cfg.BarbicanEndpoint, Project: cfg.BarbicanProject}, db)
+		bc := barbican.Config{Endpoint: cfg.BarbicanEndpoint, Project: cfg.BarbicanProject}
+		if bc.Project == "" {
+			// Keystone: the service user's own token, Barbican from the
+			// catalog unless --barbican-endpoint overrides it.
+			pc, eo, err := openstackauth.Provider(ctx, cfg.OSCloud)
+			if err != nil {
+				b.Close()
+				return nil, fmt.Errorf("barbican custody: %w", err)
+			}
+			bc.Client = pc
+			if bc.Endpoint == "" {
+				sc, err := openstack.NewKeyManagerV1(pc, eo)
+				if err != nil {
+					b.Close()
+					return nil, fmt.Errorf("barbican custody: no key-manager in the catalog: %w", err)
+				}
+				bc.Endpoint = sc.Endpoint
+			}
+		}
+		c, err := barbican.Open(bc, db)
 		if err != nil {
 			b.Close()
 			return nil, err

@@ -25,8 +25,9 @@ func barbicanScript() string {
 	return filepath.Join(filepath.Dir(file), "..", "scripts", "barbican.sh")
 }
 
-// startBarbican starts a Barbican of its own for t (about 3 s here).
-func startBarbican(t testing.TB) *barbican {
+// startBarbican starts a Barbican of its own for t (about 3 s here), with
+// extra environment for barbican.sh.
+func startBarbican(t testing.TB, env ...string) *barbican {
 	t.Helper()
 	if _, err := os.Stat("/usr/bin/uwsgi"); err != nil {
 		if err := exec.Command("bash", barbicanScript(), "install").Run(); err != nil {
@@ -40,7 +41,9 @@ func startBarbican(t testing.TB) *barbican {
 	b := &barbican{dir: t.TempDir()}
 	port := strings.TrimPrefix(freeAddr(t), "127.0.0.1:")
 	start := time.Now()
-	out, err := exec.Command("bash", barbicanScript(), "start", b.dir, port).Output()
+	cmd := exec.Command("bash", barbicanScript(), "start", b.dir, port)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("barbican.sh start: %v", err)
 	}

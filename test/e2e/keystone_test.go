@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -108,7 +109,7 @@ func (k *keystone) revoke(t *testing.T, tok string) {
 
 // keystoneServer starts localrun with --auth keystone and the service user
 // svc from a clouds.yaml of its own.
-func keystoneServer(t *testing.T, k *keystone) *server {
+func keystoneServer(t *testing.T, k *keystone, extra ...string) *server {
 	t.Helper()
 	cloudsYAML := filepath.Join(t.TempDir(), "clouds.yaml")
 	content := fmt.Sprintf("clouds:\n  ck:\n    auth:\n      auth_url: %s\n      username: svc\n      password: svcpw\n"+
@@ -117,7 +118,7 @@ func keystoneServer(t *testing.T, k *keystone) *server {
 		t.Fatal(err)
 	}
 	return startServer(t, serverOpts{
-		args: []string{"--auth", "keystone", "--os-cloud", "ck", "--auth-cache-ttl", "1s"},
+		args: append([]string{"--auth", "keystone", "--os-cloud", "ck", "--auth-cache-ttl", "1s"}, extra...),
 		env:  []string{"OS_CLIENT_CONFIG_FILE=" + cloudsYAML},
 	})
 }
@@ -210,6 +211,33 @@ func TestMagnumClientThroughKeystone(t *testing.T) {
 	}
 	if strings.TrimSpace(got.CAPEM) != strings.TrimSpace(first.Certificate) || got.CertPEM == "" || got.RotatedCAPEM == got.CAPEM {
 		t.Fatalf("magnum client saw %+v", got)
+	}
+}
+
+// TestBarbicanCustodyThroughKeystone keeps CA keys in a Barbican that
+// authenticates with Keystone: clusterkeys uses its service user's token,
+// and the keys belong to its service project.
+func TestBarbicanCustodyThroughKeystone(t *testing.T) {
+	k := startKeystone(t)
+	b := startBarbican(t, "BARBICAN_KEYSTONE_URL="+k.URL)
+	s := keystoneServer(t, k, "--keys", "barbican", "--barbican-endpoint", b.URL)
+	alice := k.token(t, "alice", "team-a")
+	ca := createCA(t, s, alice, "ks-bb", nil)
+	c := sign(t, s, alice, "ks-bb", map[string]any{"csr": newCSR(t, p256(t), "alice", nil), "profile": "client"})
+	if err := verifies(t, c.Certificate, ca.TrustBundle, x509.ExtKeyUsageClientAuth); err != nil {
+		t.Fatal(err)
+	}
+	// Barbican itself refuses anyone without a token: the keys are not
+	// reachable by project header alone.
+	req, _ := http.NewRequest("GET", b.URL+"/v1/secrets", nil)
+	req.Header.Set("X-Project-Id", "service")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Fatalf("Barbican without a token answered %d", resp.StatusCode)
 	}
 }
 

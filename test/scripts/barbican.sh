@@ -7,7 +7,9 @@
 #
 # Barbican runs unauthenticated ("barbican_api" paste pipeline): the project
 # comes from the X-Project-Id header, which is how clusterkeys' tests act as
-# different projects without Keystone. Secrets are encrypted by the
+# different projects without Keystone. With BARBICAN_KEYSTONE_URL set (a
+# Keystone from keystone.sh) it runs the "barbican-api-keystone" pipeline
+# instead and validates tokens as the service user svc/svcpw. Secrets are encrypted by the
 # simple_crypto plugin under a random Fernet KEK kept in DIR. Nothing under
 # /etc is written: oslo.config finds DIR/.barbican/barbican.conf because the
 # server runs with HOME=DIR.
@@ -80,7 +82,24 @@ enable = False
 enable = False
 EOF
   chmod 600 "$d/.barbican/barbican.conf"
-  sed -e "s#^/v1: .*#/v1: barbican_api#" \
+  local pipeline=barbican_api
+  if [[ -n ${BARBICAN_KEYSTONE_URL:-} ]]; then
+    pipeline=barbican-api-keystone
+    cat >> "$d/.barbican/barbican.conf" <<EOF
+
+[keystone_authtoken]
+www_authenticate_uri = $BARBICAN_KEYSTONE_URL
+auth_url = $BARBICAN_KEYSTONE_URL
+auth_type = password
+project_domain_name = Default
+user_domain_name = Default
+project_name = service
+username = svc
+password = svcpw
+region_name = RegionOne
+EOF
+  fi
+  sed -e "s#^/v1: .*#/v1: $pipeline#" \
       -e "s#/etc/barbican/healthcheck_disable#$d/healthcheck_disable#" \
       -e "s#/etc/barbican/api_audit_map.conf#$d/api_audit_map.conf#" \
       /etc/barbican/barbican-api-paste.ini > "$d/barbican-api-paste.ini"
@@ -111,7 +130,7 @@ EOF
     running "$d" || { tail -n 30 "$d/log/server.log" >&2; die "Barbican exited during start-up (logs in $d/log)"; }
     code=$(curl -s -o /dev/null -w '%{http_code}' -H 'X-Project-Id: healthcheck' -H 'Accept: application/json' \
       "http://127.0.0.1:$port/v1/secrets?limit=1" 2>/dev/null || true)
-    [[ $code == 200 ]] && break
+    [[ $code == 200 || ( $code == 401 && -n ${BARBICAN_KEYSTONE_URL:-} ) ]] && break
     (( $(date +%s) < deadline )) || { cmd_stop "$d"; die "Barbican did not answer in time (last HTTP code $code)"; }
     sleep 0.2
   done

@@ -25,11 +25,11 @@ import (
 
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack"
-	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
 
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/auth"
+	"github.com/clusterkeys/clusterkeys/pkg/openstackauth"
 )
 
 // Config says where the service credentials come from and how long to cache.
@@ -65,25 +65,10 @@ var _ auth.Authenticator = (*Authenticator)(nil)
 
 // New logs in to Keystone with the service credentials cfg names.
 func New(ctx context.Context, cfg Config) (*Authenticator, error) {
-	var (
-		ao  gophercloud.AuthOptions
-		eo  gophercloud.EndpointOpts
-		err error
-	)
-	if cfg.Cloud != "" {
-		ao, eo, _, err = clouds.Parse(clouds.WithCloudName(cfg.Cloud))
-	} else {
-		ao, err = openstack.AuthOptionsFromEnv()
-	}
+	pc, eo, err := openstackauth.Provider(ctx, cfg.Cloud)
 	if err != nil {
-		return nil, fmt.Errorf("keystone: service credentials: %w", err)
+		return nil, fmt.Errorf("keystone: %w", mapError(err))
 	}
-	ao.AllowReauth = true
-	pc, err := openstack.AuthenticatedClient(ctx, ao)
-	if err != nil {
-		return nil, fmt.Errorf("keystone: log in as the clusterkeys service user: %w", mapError(err))
-	}
-	pc.HTTPClient.Timeout = 10 * time.Second
 	identity, err := openstack.NewIdentityV3(pc, eo)
 	if err != nil {
 		return nil, fmt.Errorf("keystone: identity endpoint: %w", err)
