@@ -18,6 +18,7 @@ import (
 
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/auth"
+	"github.com/clusterkeys/clusterkeys/pkg/authn"
 	"github.com/clusterkeys/clusterkeys/pkg/backends"
 	"github.com/clusterkeys/clusterkeys/pkg/ca"
 	"github.com/clusterkeys/clusterkeys/pkg/config"
@@ -85,7 +86,7 @@ func openStack(ctx context.Context, cfg config.Config, log *slog.Logger) (*stack
 			return nil, err
 		}
 	}
-	if s.auth, err = backends.Authenticator(ctx, cfg, log); err != nil {
+	if s.auth, err = authn.New(ctx, cfg); err != nil {
 		b.Close()
 		return nil, err
 	}
@@ -93,7 +94,7 @@ func openStack(ctx context.Context, cfg config.Config, log *slog.Logger) (*stack
 	s.keywrap = keywrap.New(b.Store, b.Custody, keywrap.Options{Logger: log, Registerer: s.reg})
 	vopts := tlsbundle.Options{Registerer: s.reg}
 	if cfg.BarbicanEndpoint != "" {
-		loader, err := barbican.NewContainers(barbican.Config{Endpoint: cfg.BarbicanEndpoint})
+		loader, err := barbican.NewContainers(barbican.Config{Endpoint: cfg.BarbicanEndpoint, CallerToken: cfg.Auth == "keystone"})
 		if err != nil {
 			b.Close()
 			return nil, err

@@ -12,7 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/clusterkeys/clusterkeys/pkg/auth"
+	"github.com/clusterkeys/clusterkeys/pkg/authn"
 	"github.com/clusterkeys/clusterkeys/pkg/config"
 	"github.com/clusterkeys/clusterkeys/pkg/gateway"
 	"github.com/clusterkeys/clusterkeys/pkg/keys/barbican"
@@ -27,7 +27,7 @@ func main() {
 	}
 }
 
-func run(context.Context) error {
+func run(ctx context.Context) error {
 	cfg, err := config.FromEnv()
 	if err != nil {
 		return err
@@ -36,19 +36,19 @@ func run(context.Context) error {
 	if err != nil {
 		return err
 	}
-	tf, err := auth.LoadTokenFile(cfg.TokenAuthFile)
+	authenticator, err := authn.New(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	reg := prometheus.NewRegistry()
 	opts := tlsbundle.Options{Registerer: reg}
 	if cfg.BarbicanEndpoint != "" {
-		if opts.ContainerLoader, err = barbican.NewContainers(barbican.Config{Endpoint: cfg.BarbicanEndpoint}); err != nil {
+		if opts.ContainerLoader, err = barbican.NewContainers(barbican.Config{Endpoint: cfg.BarbicanEndpoint, CallerToken: cfg.Auth == "keystone"}); err != nil {
 			return err
 		}
 	}
 	v := tlsbundle.NewValidator(opts)
-	g, err := gateway.New(gateway.Config{Auth: tf, Logger: log.With("function", "validatebundle"), Registry: reg},
+	g, err := gateway.New(gateway.Config{Auth: authenticator, Logger: log.With("function", "validatebundle"), Registry: reg},
 		tlsbundle.Routes(v)...)
 	if err != nil {
 		return err

@@ -86,3 +86,18 @@ func FromContext(ctx context.Context) (p Principal, ok bool) {
 	p, ok = ctx.Value(principalKey{}).(Principal)
 	return p, ok
 }
+
+type tokenKey struct{}
+
+// WithToken returns a context carrying the caller's own bearer token, for a
+// backend that must act as the caller (Barbican reading the caller's TLS
+// containers with the caller's Keystone token). It never leaves memory.
+func WithToken(ctx context.Context, token string) context.Context {
+	return context.WithValue(ctx, tokenKey{}, token)
+}
+
+// TokenFromContext returns the caller's bearer token, or "".
+func TokenFromContext(ctx context.Context) string {
+	s, _ := ctx.Value(tokenKey{}).(string)
+	return s
+}

@@ -176,12 +176,12 @@ func (g *Gateway) wrap(rt api.Route) http.Handler {
 			}
 			r.Body = http.MaxBytesReader(rw, r.Body, limit)
 			if !rt.Public {
-				p, err := g.authenticate(r)
+				p, token, err := g.authenticate(r)
 				if err != nil {
 					return err
 				}
 				user = p.User
-				r = r.WithContext(auth.WithPrincipal(r.Context(), p))
+				r = r.WithContext(auth.WithToken(auth.WithPrincipal(r.Context(), p), token))
 			}
 			return rt.Handler(rw, r)
 		}()
@@ -217,29 +217,29 @@ func (g *Gateway) wrap(rt api.Route) http.Handler {
 }
 
 // authenticate reads the token from Authorization: Bearer or X-Auth-Token.
-func (g *Gateway) authenticate(r *http.Request) (auth.Principal, error) {
+func (g *Gateway) authenticate(r *http.Request) (auth.Principal, string, error) {
 	token := r.Header.Get("X-Auth-Token")
 	if h := r.Header.Get("Authorization"); h != "" {
 		scheme, rest, ok := strings.Cut(h, " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") {
-			return auth.Principal{}, api.New(http.StatusUnauthorized, api.CodeUnauthorized,
+			return auth.Principal{}, "", api.New(http.StatusUnauthorized, api.CodeUnauthorized,
 				"Authorization must use the Bearer scheme")
 		}
 		token = strings.TrimSpace(rest)
 	}
 	if token == "" {
-		return auth.Principal{}, api.New(http.StatusUnauthorized, api.CodeUnauthorized,
+		return auth.Principal{}, "", api.New(http.StatusUnauthorized, api.CodeUnauthorized,
 			"missing credentials: send Authorization: Bearer <token> or X-Auth-Token")
 	}
 	p, err := g.cfg.Auth.Authenticate(r.Context(), token)
 	if err != nil {
 		if errors.Is(err, api.ErrUnauthenticated) {
-			return auth.Principal{}, api.New(http.StatusUnauthorized, api.CodeUnauthorized,
+			return auth.Principal{}, "", api.New(http.StatusUnauthorized, api.CodeUnauthorized,
 				"invalid or expired token").Wrap(err)
 		}
-		return auth.Principal{}, fmt.Errorf("authenticate: %w", err)
+		return auth.Principal{}, "", fmt.Errorf("authenticate: %w", err)
 	}
-	return p, nil
+	return p, token, nil
 }
 
 // responseWriter records whether and what a handler wrote.

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/clusterkeys/clusterkeys/pkg/api"
+	"github.com/clusterkeys/clusterkeys/pkg/authn"
 	"github.com/clusterkeys/clusterkeys/pkg/backends"
 	"github.com/clusterkeys/clusterkeys/pkg/config"
 	"github.com/clusterkeys/clusterkeys/pkg/gateway"
@@ -44,11 +45,11 @@ func Run(ctx context.Context, name string, routes func(Deps) []api.Route) error 
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	defer b.Close()
-	authn, err := backends.Authenticator(ctx, cfg, log)
+	authenticator, err := authn.New(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
-	g, err := gateway.New(gateway.Config{Auth: authn, Logger: log, Registry: reg, Ready: b.Ready},
+	g, err := gateway.New(gateway.Config{Auth: authenticator, Logger: log, Registry: reg, Ready: b.Ready},
 		routes(Deps{Backends: b, Logger: log, Registry: reg})...)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)

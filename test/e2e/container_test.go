@@ -13,12 +13,17 @@ import (
 	"testing"
 )
 
-// post sends a JSON body to Barbican as project and returns the *_ref field.
+// post sends a JSON body to Barbican as project (or, with a "token:"
+// prefix, with that Keystone token) and returns the *_ref field.
 func (b *barbican) post(t testing.TB, project, path string, body any) string {
 	t.Helper()
 	j, _ := json.Marshal(body)
 	req, _ := http.NewRequest("POST", b.URL+path, bytes.NewReader(j))
-	req.Header.Set("X-Project-Id", project)
+	if tok, ok := strings.CutPrefix(project, "token:"); ok {
+		req.Header.Set("X-Auth-Token", tok)
+	} else {
+		req.Header.Set("X-Project-Id", project)
+	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
 	resp, err := client.Do(req)

@@ -239,6 +239,19 @@ func TestBarbicanCustodyThroughKeystone(t *testing.T) {
 	if resp.StatusCode != 401 {
 		t.Fatalf("Barbican without a token answered %d", resp.StatusCode)
 	}
+
+	t.Run("container_ref is read with the caller's own Keystone token", func(t *testing.T) {
+		chain := newTLSChain(t)
+		ref := b.tlsContainer(t, "token:"+alice, chain, chain.encryptedKey)
+		r := do(t, "POST", s.URL+"/v1/tls/validate", alice, map[string]any{"container_ref": ref})
+		if r.Status != 200 {
+			t.Fatalf("the owner validates her container: %d %s", r.Status, r.Body)
+		}
+		r = do(t, "POST", s.URL+"/v1/tls/validate", k.token(t, "bob", "team-b"), map[string]any{"container_ref": ref})
+		if r.Status != 403 || r.problemCode(t) != "forbidden" {
+			t.Fatalf("another project's user: %d %s", r.Status, r.Body)
+		}
+	})
 }
 
 // TestKeystoneDownFailsClosed stops a Keystone of its own under a running

@@ -8,7 +8,7 @@
 # What it sets up (idempotent, password of every user: <name>pw):
 #   projects service, team-a, team-b
 #   svc    service + admin in service   clusterkeys' own service user (validates tokens)
-#   alice  member in team-a             rita   reader in team-a
+#   alice  member, creator in team-a    rita   reader in team-a  (creator: Barbican's role to store secrets)
 #   bob    member in team-b             olga   observer (a role clusterkeys ignores) in team-a
 #   admin  admin in admin (keystone-manage bootstrap)
 # Token lifetime: KEYSTONE_TOKEN_EXPIRATION seconds (default 3600).
@@ -112,7 +112,7 @@ def get_or(create, lst, name, **kw):
 project = lambda n: get_or(ks.projects.create, ks.projects.list, n, domain='default')
 role = lambda n: get_or(ks.roles.create, ks.roles.list, n)
 user = lambda n: get_or(ks.users.create, ks.users.list, n, domain='default', password=n + 'pw')
-for u, p, roles in [('svc', 'service', ('service', 'admin')), ('alice', 'team-a', ('member',)),
+for u, p, roles in [('svc', 'service', ('service', 'admin')), ('alice', 'team-a', ('member', 'creator')),
                     ('rita', 'team-a', ('reader',)), ('bob', 'team-b', ('member',)), ('olga', 'team-a', ('observer',))]:
     for r in roles:
         ks.roles.grant(role(r), user=user(u), project=project(p))

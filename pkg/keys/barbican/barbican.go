@@ -62,6 +62,9 @@ type Config struct {
 	Client *gophercloud.ProviderClient
 	// Timeout bounds each Barbican call; 10 s when 0.
 	Timeout time.Duration
+	// CallerToken (Containers only): Barbican authenticates with Keystone,
+	// so containers are read with the caller's own token.
+	CallerToken bool
 }
 
 // Custody keeps keys as Barbican secrets.

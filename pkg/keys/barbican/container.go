@@ -33,8 +33,11 @@ const maxSecretPayload = tlsbundle.MaxInputBytes
 // 403 forbidden.
 type Containers struct {
 	endpoint *url.URL
-	timeout  time.Duration
-	hc       http.Client
+	// callerToken: Barbican authenticates with Keystone, so act with the
+	// caller's own token rather than as its project by header.
+	callerToken bool
+	timeout     time.Duration
+	hc          http.Client
 }
 
 var _ tlsbundle.ContainerLoader = (*Containers)(nil)
@@ -51,7 +54,7 @@ func NewContainers(cfg Config) (*Containers, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 10 * time.Second
 	}
-	return &Containers{endpoint: u, timeout: cfg.Timeout, hc: http.Client{Timeout: cfg.Timeout}}, nil
+	return &Containers{endpoint: u, timeout: cfg.Timeout, hc: http.Client{Timeout: cfg.Timeout}, callerToken: cfg.CallerToken}, nil
 }
 
 var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
@@ -85,6 +88,17 @@ func (c *Containers) client(ctx context.Context) (*gophercloud.ServiceClient, er
 		return nil, fmt.Errorf("load container: no project to act as: %w", api.ErrForbidden)
 	}
 	base := c.endpoint.String() + "/"
+	if c.callerToken {
+		token := auth.TokenFromContext(ctx)
+		if token == "" {
+			return nil, fmt.Errorf("load container: no caller token to act with: %w", api.ErrForbidden)
+		}
+		return &gophercloud.ServiceClient{
+			ProviderClient: &gophercloud.ProviderClient{HTTPClient: c.hc},
+			Endpoint:       base, ResourceBase: base + "v1/",
+			MoreHeaders: map[string]string{"X-Auth-Token": token},
+		}, nil
+	}
 	return &gophercloud.ServiceClient{
 		ProviderClient: &gophercloud.ProviderClient{HTTPClient: c.hc},
 		Endpoint:       base, ResourceBase: base + "v1/",
