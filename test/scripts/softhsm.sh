@@ -95,7 +95,7 @@ EOF
     # Random PINs: nothing guessable is left in a test directory.
     pin=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
     sopin=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
-    printf '%s\n' "$pin" >"$dir/pin"
+    (umask 077 && printf '%s\n' "$pin" >"$dir/pin")
     chmod 600 "$dir/pin"
     SOFTHSM2_CONF=$conf "$UTIL" --init-token --free --label "$label" --pin "$pin" --so-pin "$sopin" >/dev/null \
       || die "softhsm2-util --init-token failed"

@@ -80,13 +80,26 @@ func ConfigFromEnv() (Config, error) {
 }
 
 // ReadPINFile returns the PIN stored in path, without surrounding
-// whitespace. An empty file is an error.
+// whitespace. An empty file, or one that group or others may read or
+// write, is an error.
 func ReadPINFile(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", fmt.Errorf("open PKCS#11 PIN file: %w", err)
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("stat PKCS#11 PIN file %s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("PKCS#11 PIN file %s is not a regular file", path)
+	}
+	// As for the master key file and an ssh private key: a PIN others can
+	// read is a PIN already given away, so refuse it rather than use it.
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return "", fmt.Errorf("PKCS#11 PIN file %s has mode %#o: it must not be readable or writable by group or others (chmod 600 it)", path, perm)
+	}
 	b, err := io.ReadAll(io.LimitReader(f, maxPINFile+1))
 	if err != nil {
 		return "", fmt.Errorf("read PKCS#11 PIN file %s: %w", path, err)

@@ -39,6 +39,13 @@ func TestConfigFromEnv(t *testing.T) {
 	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	open := filepath.Join(dir, "group-readable")
+	if err := os.WriteFile(open, []byte("s3cret-pin\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o640); err != nil { // past the umask
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name    string
 		env     map[string]string
@@ -51,6 +58,8 @@ func TestConfigFromEnv(t *testing.T) {
 		{"no PIN is not an error yet", map[string]string{}, "", ""},
 		{"a missing PIN file is an error", map[string]string{EnvPINFile: filepath.Join(dir, "nope")}, "", "open PKCS#11 PIN file"},
 		{"an empty PIN file is an error", map[string]string{EnvPINFile: empty}, "", "is empty"},
+		{"a PIN file the group may read is refused", map[string]string{EnvPINFile: open}, "", "chmod 600"},
+		{"a directory is not a PIN file", map[string]string{EnvPINFile: dir}, "", "not a regular file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
