@@ -428,6 +428,7 @@ func (a *Authority) Rekey(ctx context.Context, cluster string, req RekeyRequest)
 	}
 	a.log.Info("CA rekeyed", "cluster", cluster, "project", c.Project, "user", p.User,
 		"generation", gen.Generation, "grace_period_seconds", int64(grace/time.Second))
+	a.destroyRetired(ctx, cluster, gen.Generation)
 	c.Generation = gen.Generation
 	return a.resource(ctx, c)
 }
@@ -456,6 +457,33 @@ func (a *Authority) stored(ctx context.Context, cluster, keyRef string) bool {
 		}
 	}
 	return false
+}
+
+// destroyRetired destroys the keys of every generation older than active.
+// Once the pointer has moved they sign nothing more (the point of a rekey
+// after a user leaves: the old key cannot issue another credential); their
+// certificates stay in the store for the trust bundle. A key that cannot be
+// destroyed now is tried again at the next rekey, since destroying a
+// missing key is not an error.
+func (a *Authority) destroyRetired(ctx context.Context, cluster string, active int) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	gens, err := a.st.Generations(ctx, cluster)
+	if err != nil {
+		a.log.Warn("cannot list the retired CA keys to destroy; they stay in custody until the next rekey",
+			"cluster", cluster, "err", err)
+		return
+	}
+	for _, g := range gens {
+		if g.Generation >= active {
+			continue
+		}
+		a.signers.remove(g.KeyRef)
+		if err := a.keys.Destroy(ctx, g.KeyRef); err != nil {
+			a.log.Warn("cannot destroy a retired CA key; it stays in custody until the next rekey",
+				"cluster", cluster, "generation", g.Generation, "key_ref", g.KeyRef, "err", err)
+		}
+	}
 }
 
 // destroy deletes a key that never became part of a stored CA.

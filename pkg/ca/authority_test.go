@@ -277,8 +277,8 @@ func TestRekeyWithoutGraceDropsTheOldCAAtOnce(t *testing.T) {
 		}
 	}
 	refs := f.keys.liveRefs()
-	if len(refs) != 2 || !slices.ContainsFunc(refs, func(r string) bool { return strings.HasPrefix(r, "ca/c1/2/") }) {
-		t.Errorf("custody holds %v", refs)
+	if len(refs) != 1 || !strings.HasPrefix(refs[0], "ca/c1/2/") {
+		t.Errorf("custody holds %v, want only the new key: the retired one signs nothing more", refs)
 	}
 }
 
@@ -376,14 +376,14 @@ func TestRekeyThatLosesTheCompareAndSwapDestroysItsKey(t *testing.T) {
 	if c.Generation != 2 || len(gens) != 2 {
 		t.Fatalf("cluster at generation %d with %d generations, want 2 and 2", c.Generation, len(gens))
 	}
+	// Live: the winner's key only. Destroyed: the loser's (never stored)
+	// and the retired generation 1's (destroyed by the winner).
 	live := f.keys.liveRefs()
-	if len(live) != 2 || len(f.keys.destroyed) != 1 || slices.Contains(live, f.keys.destroyed[0]) {
-		t.Fatalf("custody holds %v, destroyed %v: want the two stored keys and the loser's destroyed", live, f.keys.destroyed)
+	if len(live) != 1 || live[0] != gens[0].KeyRef || len(f.keys.destroyed) != 2 {
+		t.Fatalf("custody holds %v, destroyed %v: want only the active key %s", live, f.keys.destroyed, gens[0].KeyRef)
 	}
-	for _, g := range gens {
-		if !slices.Contains(live, g.KeyRef) {
-			t.Fatalf("stored generation %d has no key in custody", g.Generation)
-		}
+	if !slices.Contains(f.keys.destroyed, gens[1].KeyRef) {
+		t.Fatalf("the retired generation's key %s was not destroyed", gens[1].KeyRef)
 	}
 }
 
@@ -400,8 +400,9 @@ func TestRekeyKeepsItsKeyWhenTheStoreCommittedDespiteAnError(t *testing.T) {
 	if err != nil || res.Generation != 2 {
 		t.Fatalf("Rekey = %d, %v; want generation 2", res.Generation, err)
 	}
-	if len(f.keys.destroyed) != 0 || len(f.keys.liveRefs()) != 2 {
-		t.Fatalf("destroyed %v", f.keys.destroyed)
+	gens, _ := f.st.Generations(context.Background(), "c1")
+	if live := f.keys.liveRefs(); len(live) != 1 || live[0] != gens[0].KeyRef {
+		t.Fatalf("custody holds %v, want the new generation's key %s kept", live, gens[0].KeyRef)
 	}
 }
 
@@ -434,5 +435,45 @@ func TestGracePeriodsNeverExtendAnEarlierOne(t *testing.T) {
 	}
 	if res.Generation != 3 || res.TrustBundle != res.Certificate || verifies(t, first.Certificate, res.TrustBundle, f.clock.Now()) {
 		t.Fatal("a rekey with grace 0 kept an older generation trusted")
+	}
+}
+
+func TestRekeyDestroysRetiredKeysAndRetriesThoseItCouldNot(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.mustCreate(t, "c1", CreateRequest{})
+	f.keys.destroyErr = fmt.Errorf("token gone: %w", api.ErrUnavailable)
+	if res, err := f.a.Rekey(as(member), "c1", RekeyRequest{}); err != nil || res.Generation != 2 {
+		t.Fatalf("a rekey whose clean-up fails must still succeed: %d, %v", res.Generation, err)
+	}
+	if live := f.keys.liveRefs(); len(live) != 2 {
+		t.Fatalf("custody holds %v, want both keys while Destroy fails", live)
+	}
+	f.keys.destroyErr = nil
+	res, err := f.a.Rekey(as(member), "c1", RekeyRequest{})
+	if err != nil || res.Generation != 3 {
+		t.Fatalf("second rekey: %d, %v", res.Generation, err)
+	}
+	if live := f.keys.liveRefs(); len(live) != 1 || !strings.HasPrefix(live[0], "ca/c1/3/") {
+		t.Fatalf("custody holds %v, want generation 3's key only: generation 1's is retried", live)
+	}
+}
+
+func TestSignRacingARekeyIsARetryNotAFailure(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.mustCreate(t, "c1", CreateRequest{})
+	// The rekey commits, and destroys generation 1's key, after the sign
+	// read the generations and before it loads the key.
+	f.keys.beforeSigner = func(string) {
+		f.keys.beforeSigner = nil
+		if _, err := f.a.Rekey(as(member), "c1", RekeyRequest{}); err != nil {
+			t.Errorf("concurrent rekey: %v", err)
+		}
+	}
+	_, err := f.a.Sign(as(member), "c1", SignRequest{CSR: makeCSR(t, csrOptions{cn: "alice"})})
+	if status, code := codeOf(err); status != http.StatusConflict || code != api.CodeGenerationMismatch {
+		t.Fatalf("Sign = %v, want 409 generation_mismatch (retry)", err)
+	}
+	if r := signClient(t, f, "c1"); r.CAGeneration != 2 {
+		t.Fatalf("the retry signed with generation %d, want 2", r.CAGeneration)
 	}
 }

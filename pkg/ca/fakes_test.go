@@ -149,6 +149,10 @@ type fakeKeys struct {
 	destroyed   []string
 	generated   []string
 	signerCalls int
+	// destroyErr, when set, makes Destroy fail and keep the key.
+	destroyErr error
+	// beforeSigner, when set, runs at the start of Signer.
+	beforeSigner func(ref string)
 }
 
 func newFakeKeys() *fakeKeys { return &fakeKeys{live: map[string]crypto.Signer{}} }
@@ -169,6 +173,9 @@ func (k *fakeKeys) GenerateSigner(_ context.Context, ref string, alg keys.Algori
 }
 
 func (k *fakeKeys) Signer(_ context.Context, ref string) (crypto.Signer, error) {
+	if k.beforeSigner != nil {
+		k.beforeSigner(ref)
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.signerCalls++
@@ -182,6 +189,9 @@ func (k *fakeKeys) Signer(_ context.Context, ref string) (crypto.Signer, error) 
 func (k *fakeKeys) Destroy(_ context.Context, ref string) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if k.destroyErr != nil {
+		return k.destroyErr
+	}
 	delete(k.live, ref)
 	k.destroyed = append(k.destroyed, ref)
 	return nil

@@ -97,6 +97,11 @@ func (a *Authority) Sign(ctx context.Context, cluster string, req SignRequest) (
 	}
 	key, err := a.signer(ctx, active)
 	if err != nil {
+		// A rekey that committed after we read the generations destroys
+		// the key we were about to load: that is a retry, not a failure.
+		if rerr := a.rekeyedSince(ctx, cluster, active.Generation); rerr != nil {
+			return SignResult{}, rerr
+		}
 		return SignResult{}, err
 	}
 	tmpl, err := leafTemplate(csr, profile, now, notAfter)
@@ -108,6 +113,9 @@ func (a *Authority) Sign(ctx context.Context, cluster string, req SignRequest) (
 		// A custody signer may have gone bad (an HSM session): load it
 		// again next time.
 		a.signers.remove(active.KeyRef)
+		if rerr := a.rekeyedSince(ctx, cluster, active.Generation); rerr != nil {
+			return SignResult{}, rerr
+		}
 		return SignResult{}, fmt.Errorf("sign certificate for cluster %q with generation %d: %w", cluster, active.Generation, err)
 	}
 	serial := hex.EncodeToString(tmpl.SerialNumber.Bytes())
@@ -122,9 +130,8 @@ func (a *Authority) Sign(ctx context.Context, cluster string, req SignRequest) (
 	}
 	// A rekey that committed while this request signed would leave the
 	// certificate outside the registry's revocation: refuse to hand it out.
-	if cur, err := a.st.Cluster(ctx, cluster); err == nil && cur.Generation != active.Generation {
-		return SignResult{}, api.New(http.StatusConflict, api.CodeGenerationMismatch,
-			fmt.Sprintf("the CA of cluster %q was rekeyed while signing; retry", cluster))
+	if err := a.rekeyedSince(ctx, cluster, active.Generation); err != nil {
+		return SignResult{}, err
 	}
 	a.log.Info("certificate issued", "cluster", cluster, "generation", active.Generation,
 		"serial", serial, "profile", profile, "subject", rec.Subject, "user", p.User,
@@ -213,6 +220,17 @@ func leafTemplate(csr *x509.CertificateRequest, profile Profile, now, notAfter t
 type caKey struct {
 	signer crypto.Signer
 	cert   *x509.Certificate
+}
+
+// rekeyedSince returns a 409 generation_mismatch asking for a retry when
+// the cluster's CA is no longer at generation gen, and nil otherwise (or
+// when the store cannot say).
+func (a *Authority) rekeyedSince(ctx context.Context, cluster string, gen int) error {
+	if cur, err := a.st.Cluster(ctx, cluster); err == nil && cur.Generation != gen {
+		return api.New(http.StatusConflict, api.CodeGenerationMismatch,
+			fmt.Sprintf("the CA of cluster %q was rekeyed while signing; retry", cluster))
+	}
+	return nil
 }
 
 // signer returns the CA key of gen, from the cache or from custody.

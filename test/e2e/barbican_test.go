@@ -99,7 +99,8 @@ func barbicanArgs(b *barbican) []string {
 }
 
 // TestCAWithKeysInBarbican runs the CA functions unchanged on Barbican
-// custody: every CA key is a Barbican secret, and nothing else is kept.
+// custody: the active CA key is a Barbican secret, a retired one is deleted
+// from Barbican at the rekey, and nothing else is kept.
 func TestCAWithKeysInBarbican(t *testing.T) {
 	b := startBarbican(t)
 	s := startServer(t, serverOpts{args: barbicanArgs(b)})
@@ -113,8 +114,8 @@ func TestCAWithKeysInBarbican(t *testing.T) {
 		t.Fatalf("rekey: %d %s", r.Status, r.Body)
 	}
 	names := b.secrets(t, "clusterkeys")
-	if len(names) != 2 || !strings.HasPrefix(names[0], "ca/bb-1/") || !strings.HasPrefix(names[1], "ca/bb-1/") {
-		t.Fatalf("Barbican holds %v, want the two CA keys", names)
+	if len(names) != 1 || !strings.HasPrefix(names[0], "ca/bb-1/2/") {
+		t.Fatalf("Barbican holds %v, want generation 2's key only: the retired key is deleted", names)
 	}
 	if _, err := os.Stat(filepath.Join(s.StateDir, "master.key")); err == nil {
 		t.Fatal("Barbican custody created a software master key")
