@@ -32,6 +32,8 @@ type Options struct {
 	MetricsListen string
 	// StatusTTL is how long a healthy Status is reused.
 	StatusTTL time.Duration
+	// StatusTimeout bounds Status's custody round trip.
+	StatusTimeout time.Duration
 	// ShutdownTimeout bounds the graceful shutdown.
 	ShutdownTimeout time.Duration
 	// Registry collects the shim's metrics and is served on MetricsListen;
@@ -46,6 +48,7 @@ func DefaultOptions() Options {
 		Listen:          DefaultListen,
 		Key:             DefaultKeyName,
 		StatusTTL:       DefaultStatusTTL,
+		StatusTimeout:   DefaultProbeTimeout,
 		ShutdownTimeout: 10 * time.Second,
 	}
 }
@@ -57,6 +60,7 @@ func (o *Options) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.KeyProject, "key-project", o.KeyProject, "project that owns the KEK when the shim creates it")
 	fs.StringVar(&o.MetricsListen, "metrics-listen", o.MetricsListen, "TCP address to serve Prometheus /metrics on, e.g. 127.0.0.1:9464 (off when empty)")
 	fs.DurationVar(&o.StatusTTL, "status-cache", o.StatusTTL, "how long a healthy Status round trip is reused")
+	fs.DurationVar(&o.StatusTimeout, "status-timeout", o.StatusTimeout, "how long Status waits for custody's round trip before reporting unhealthy (keep it below kube-apiserver's KMS timeout, 3s by default)")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "how long SIGTERM waits for pending calls")
 }
 
@@ -87,7 +91,7 @@ func Run(ctx context.Context, o Options, b Backend, log *slog.Logger, ready func
 	if err != nil {
 		return err
 	}
-	p, err := New(b, Config{KeyName: o.Key, StatusTTL: o.StatusTTL, Metrics: m, Logger: log})
+	p, err := New(b, Config{KeyName: o.Key, StatusTTL: o.StatusTTL, ProbeTimeout: o.StatusTimeout, Metrics: m, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -33,6 +33,15 @@ type fakeEnvelope struct {
 	creates  int
 	bigOut   bool // Wrap returns an oversized ciphertext
 	wrongOut bool // Unwrap returns other bytes
+	// hang, while set, is received from before a Wrap proceeds: a token
+	// that stops answering (close it to let the calls through).
+	hang chan struct{}
+}
+
+func (f *fakeEnvelope) setHang(c chan struct{}) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.hang = c
 }
 
 func newFakeEnvelope(t testing.TB, name string) *fakeEnvelope {
@@ -100,8 +109,14 @@ func (f *fakeEnvelope) Create(_ context.Context, name, project string) (store.KE
 
 func (f *fakeEnvelope) Wrap(_ context.Context, name string, plaintext, aad []byte) ([]byte, store.KEKVersion, error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
+	hang := f.hang
 	f.wraps++
+	f.mu.Unlock()
+	if hang != nil {
+		<-hang // like a cgo call into a hung module: the context cannot stop it
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if f.down != nil {
 		return nil, store.KEKVersion{}, f.down
 	}

@@ -43,6 +43,11 @@ const (
 // DefaultStatusTTL is how long a healthy Status round trip is reused.
 const DefaultStatusTTL = 5 * time.Second
 
+// DefaultProbeTimeout bounds Status's custody round trip. It is below
+// kube-apiserver's default KMS call timeout (3 s), so that kube-apiserver
+// receives the shim's reason rather than its own deadline.
+const DefaultProbeTimeout = 2 * time.Second
+
 // Envelope is the part of the wrap/unwrap service (pkg/keywrap.Service) the
 // Plugin uses. The ciphertext Wrap returns names the KEK version it was made
 // with; Unwrap finds that version from the ciphertext alone.
@@ -79,6 +84,11 @@ type Config struct {
 	// StatusTTL is how long a healthy Status is reused (DefaultStatusTTL
 	// when zero; negative disables caching).
 	StatusTTL time.Duration
+	// ProbeTimeout bounds the custody round trip of Status
+	// (DefaultProbeTimeout when zero). A custody that does not answer in
+	// time (a hung HSM) is reported unhealthy at once, and no second probe
+	// starts while the stuck one runs.
+	ProbeTimeout time.Duration
 	// Metrics, when set, records every operation.
 	Metrics *Metrics
 	// Logger receives operational events (never key material); discarded
@@ -97,11 +107,23 @@ type Plugin struct {
 	log     *slog.Logger
 	now     func() time.Time
 
+	probeTimeout time.Duration
+
 	mu         sync.Mutex
 	healthyAt  time.Time // zero: no cached healthy status
 	statusResp service.StatusResponse
 	wasHealthy bool
 	checked    bool
+	probe      *probeCall // the round trip in flight, nil when none
+}
+
+// probeCall is one custody round trip of Status, shared by every Status
+// call that arrives while it runs.
+type probeCall struct {
+	started time.Time // real time, for the timeout
+	done    chan struct{}
+	keyID   string // set before done is closed
+	err     error
 }
 
 var _ service.Service = (*Plugin)(nil)
@@ -114,9 +136,12 @@ func New(env Envelope, cfg Config) (*Plugin, error) {
 	if cfg.KeyName == "" {
 		return nil, errors.New("kmsplugin: a KEK name is required")
 	}
-	p := &Plugin{env: env, key: cfg.KeyName, ttl: cfg.StatusTTL, metrics: cfg.Metrics, log: cfg.Logger, now: cfg.Now}
+	p := &Plugin{env: env, key: cfg.KeyName, ttl: cfg.StatusTTL, probeTimeout: cfg.ProbeTimeout, metrics: cfg.Metrics, log: cfg.Logger, now: cfg.Now}
 	if p.ttl == 0 {
 		p.ttl = DefaultStatusTTL
+	}
+	if p.probeTimeout <= 0 {
+		p.probeTimeout = DefaultProbeTimeout
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
@@ -179,36 +204,85 @@ func (p *Plugin) Decrypt(ctx context.Context, uid string, req *service.DecryptRe
 
 // Status reports healthz "ok" and the active key id after a real wrap and
 // unwrap round trip, reusing a healthy answer for the StatusTTL. When the
-// round trip fails, Status returns an error.
+// round trip fails, or does not finish within the ProbeTimeout, Status
+// returns an error. One round trip runs at a time: calls that arrive while
+// it runs wait for it, so a hung custody holds one goroutine, not one per
+// call.
 func (p *Plugin) Status(ctx context.Context) (_ *service.StatusResponse, err error) {
 	start := p.now()
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if !p.healthyAt.IsZero() && p.ttl > 0 && start.Sub(p.healthyAt) < p.ttl {
 		r := p.statusResp
+		p.mu.Unlock()
 		return &r, nil
 	}
+	call := p.probe
+	if call == nil {
+		call = &probeCall{started: time.Now(), done: make(chan struct{})}
+		p.probe = call
+		go p.runProbe(call)
+	}
+	p.mu.Unlock()
 	defer p.observe("status", start, &err)
-	keyID, err := p.roundTrip(ctx)
-	if err != nil {
-		p.healthyAt = time.Time{}
-		if p.wasHealthy || !p.checked {
-			p.log.ErrorContext(ctx, "kms status: custody round trip failed; reporting unhealthy", "key", p.key, "err", err)
+
+	timer := time.NewTimer(p.probeTimeout - time.Since(call.started))
+	defer timer.Stop()
+	select {
+	case <-call.done:
+		if call.err != nil {
+			return nil, p.rpcError(ctx, "status", "", call.err)
 		}
-		p.setHealthy(false)
+		p.mu.Lock()
+		r := p.statusResp
+		p.mu.Unlock()
+		r.KeyID = call.keyID
+		return &r, nil
+	case <-timer.C:
+		err := fmt.Errorf("custody has not answered the health probe for %v: %w",
+			time.Since(call.started).Round(time.Millisecond), api.ErrUnavailable)
+		p.mu.Lock()
+		p.markUnhealthy(err)
+		p.mu.Unlock()
 		return nil, p.rpcError(ctx, "status", "", err)
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
 	}
-	if !p.wasHealthy && p.checked {
-		p.log.InfoContext(ctx, "kms status: custody healthy again", "key", p.key, "key_id", keyID)
-		if p.metrics != nil {
-			p.metrics.recoveries.Inc()
+}
+
+// runProbe makes call's round trip and records its outcome, even when every
+// caller has stopped waiting: a custody that answers late turns healthy then.
+func (p *Plugin) runProbe(call *probeCall) {
+	ctx, cancel := context.WithTimeout(context.Background(), p.probeTimeout)
+	defer cancel()
+	keyID, err := p.roundTrip(ctx)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err != nil {
+		p.markUnhealthy(err)
+	} else {
+		if !p.wasHealthy && p.checked {
+			p.log.Info("kms status: custody healthy again", "key", p.key, "key_id", keyID)
+			if p.metrics != nil {
+				p.metrics.recoveries.Inc()
+			}
 		}
+		p.setHealthy(true)
+		p.healthyAt = p.now()
+		p.statusResp = service.StatusResponse{Version: APIVersion, Healthz: HealthzOK, KeyID: keyID}
 	}
-	p.setHealthy(true)
-	p.healthyAt = p.now()
-	p.statusResp = service.StatusResponse{Version: APIVersion, Healthz: HealthzOK, KeyID: keyID}
-	r := p.statusResp
-	return &r, nil
+	call.keyID, call.err = keyID, err
+	p.probe = nil
+	close(call.done)
+}
+
+// markUnhealthy records a failed or stuck probe, logging the transition
+// once. p.mu must be held.
+func (p *Plugin) markUnhealthy(err error) {
+	p.healthyAt = time.Time{}
+	if p.wasHealthy || !p.checked {
+		p.log.Error("kms status: custody round trip failed; reporting unhealthy", "key", p.key, "err", err)
+	}
+	p.setHealthy(false)
 }
 
 func (p *Plugin) setHealthy(ok bool) {

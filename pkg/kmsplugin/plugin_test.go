@@ -293,6 +293,75 @@ func TestStatus(t *testing.T) {
 			t.Fatal("status within the TTL still healthy after custody failed an encrypt")
 		}
 	})
+	t.Run("a hung custody is unhealthy within the probe timeout, with one probe in flight", func(t *testing.T) {
+		env := newFakeEnvelope(t, "kubernetes-kms")
+		reg := prometheus.NewRegistry()
+		m, err := kmsplugin.NewMetrics(reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := kmsplugin.New(env, kmsplugin.Config{KeyName: "kubernetes-kms", ProbeTimeout: 50 * time.Millisecond, Metrics: m})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hang := make(chan struct{})
+		env.setHang(hang)
+		t.Cleanup(func() {
+			select {
+			case <-hang:
+			default:
+				close(hang)
+			}
+		})
+		// Callers with a generous deadline of their own: the probe
+		// timeout, not theirs, must end the wait.
+		cctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		var wg sync.WaitGroup
+		errs := make([]error, 5)
+		for i := range errs {
+			wg.Go(func() { _, errs[i] = p.Status(cctx) })
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "backend_unavailable") {
+				t.Fatalf("status with a hung custody = %v, want Unavailable backend_unavailable", err)
+			}
+		}
+		if w, _ := env.counts(); w != 1 {
+			t.Fatalf("%d probes started while the first hung, want 1", w)
+		}
+		if h := metricValue(t, reg, "clusterkeys_kms_healthy", nil); h != 0 {
+			t.Fatalf("healthy gauge = %v, want 0", h)
+		}
+		env.setHang(nil)
+		close(hang) // the module answers at last: the stuck probe finishes
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			if r, err := p.Status(ctx); err == nil && r.Healthz == "ok" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("status not healthy again after custody answered")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+	t.Run("a caller whose own deadline ends first gets DeadlineExceeded", func(t *testing.T) {
+		env := newFakeEnvelope(t, "kubernetes-kms")
+		p, err := kmsplugin.New(env, kmsplugin.Config{KeyName: "kubernetes-kms", ProbeTimeout: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hang := make(chan struct{})
+		env.setHang(hang)
+		t.Cleanup(func() { close(hang) })
+		cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		defer cancel()
+		if _, err := p.Status(cctx); status.Code(err) != codes.DeadlineExceeded {
+			t.Fatalf("status = %v, want DeadlineExceeded", err)
+		}
+	})
 	t.Run("a round trip that returns other bytes is unhealthy", func(t *testing.T) {
 		f := newFixture(t)
 		f.env.wrongOut = true
