@@ -12,8 +12,10 @@ GOFILES = $(shell git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -p
 run:
 	$(GO) run ./localrun serve
 
-## test: everything CI checks
-test: lint unit e2e
+## test: everything CI checks. deps comes before unit: some unit tests use
+## SoftHSM2, openssl and python3-magnumclient, and with CI=true a missing one
+## fails them, so a fresh machine must have them installed first.
+test: lint deps unit e2e
 
 ## lint: gofmt, go vet and staticcheck on both modules
 lint:

@@ -59,6 +59,12 @@ func TestMagnumClient(t *testing.T) {
 		RotatedCAPEM  string `json:"rotated_ca_pem"`
 		Missing       string `json:"missing"`
 		BadCSR        string `json:"bad_csr"`
+		// The legacy Client(auth_token=..., magnum_url=...) form.
+		LegacyCAPEM        string `json:"legacy_ca_pem"`
+		LegacyCertPEM      string `json:"legacy_cert_pem"`
+		LegacyRotate       string `json:"legacy_rotate"`
+		LegacyRotatedCAPEM string `json:"legacy_rotated_ca_pem"`
+		LegacyMissing      string `json:"legacy_missing"`
 	}
 	if err := json.Unmarshal(out, &got); err != nil {
 		t.Fatalf("client output %s: %v", out, err)
@@ -84,4 +90,24 @@ func TestMagnumClient(t *testing.T) {
 	if got.BadCSR != "BadRequest" {
 		t.Errorf("a bad CSR raised %s, want BadRequest", got.BadCSR)
 	}
+
+	t.Run("the legacy auth_token + magnum_url client", func(t *testing.T) {
+		if strings.TrimSpace(got.LegacyCAPEM) != strings.TrimSpace(got.RotatedCAPEM) {
+			t.Error("the legacy client's certificates.get returned another CA")
+		}
+		if err := verifies(t, got.LegacyCertPEM, got.RotatedCAPEM, x509.ExtKeyUsageClientAuth); err != nil {
+			t.Errorf("the legacy client's certificate does not verify: %v", err)
+		}
+		// rotate_ca: the server must rotate; the client then fails on its
+		// own (see magnum_client.py), and only that way.
+		if got.LegacyRotate != "ok" && !strings.Contains(got.LegacyRotate, "'_io.StringIO' object has no attribute 'items'") {
+			t.Errorf("legacy rotate_ca: %s", got.LegacyRotate)
+		}
+		if got.LegacyRotatedCAPEM == "" || got.LegacyRotatedCAPEM == got.RotatedCAPEM {
+			t.Error("the legacy client's rotate_ca did not rotate the CA")
+		}
+		if got.LegacyMissing != "NotFound" {
+			t.Errorf("the legacy client raised %s for an unknown cluster, want NotFound", got.LegacyMissing)
+		}
+	})
 }

@@ -24,7 +24,7 @@ def main():
     with open(csr_file) as f:
         csr = f.read()
     # The keystoneauth session client is what `openstack coe` uses; the
-    # legacy auth_token + magnum_url client crashes in rotate_ca on its own.
+    # legacy auth_token + magnum_url client is driven too (below).
     if token == "keystone":
         # A password session against Keystone, as `openstack coe` has:
         # the token clusterkeys sees is one Keystone issued.
@@ -63,7 +63,35 @@ def main():
         out["bad_csr"] = type(e).__name__
         out["bad_csr_message"] = str(e)
 
+    if token != "keystone":
+        legacy(url, token, cluster, csr, c, out)
     print(json.dumps(out))
+
+
+def legacy(url, token, cluster, csr, session_client, out):
+    """The form Magnum's docs show: Client(auth_token=..., magnum_url=...).
+
+    Its rotate_ca cannot succeed against any server: with no request body
+    it goes through raw_request, whose body is an io.StringIO, and
+    Resource() then calls .items() on it (AttributeError). Magnum answers
+    the same 202 {"uuid"}. So the test checks that the server rotated the
+    CA and that the client's failure is exactly that bug.
+    """
+    lc = client.Client(auth_token=token, magnum_url=url)
+    out["legacy_ca_pem"] = lc.certificates.get(cluster_uuid=cluster).pem
+    cert = lc.certificates.create(cluster_uuid=cluster, csr=csr)
+    out["legacy_cert_pem"] = cert.pem
+    try:
+        lc.certificates.rotate_ca(cluster_uuid=cluster)
+        out["legacy_rotate"] = "ok"
+    except AttributeError as e:
+        out["legacy_rotate"] = "client bug: " + str(e)
+    out["legacy_rotated_ca_pem"] = session_client.certificates.get(cluster_uuid=cluster).pem
+    try:
+        lc.certificates.get(cluster_uuid="no-such-cluster")
+        out["legacy_missing"] = "no error"
+    except Exception as e:
+        out["legacy_missing"] = type(e).__name__
 
 
 if __name__ == "__main__":
