@@ -2,19 +2,27 @@ package api
 
 import (
 	"bytes"
+	"cmp"
+	"encoding"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
+	"slices"
 	"strings"
+	"sync"
+	"unicode"
 )
 
-// DecodeJSON reads r's body into v strictly: the content type must be JSON,
-// unknown fields are refused (unknown_field), so is trailing data, and a body
-// over the route's limit (enforced by the gateway with http.MaxBytesReader)
-// gives 413 body_too_large. An empty body decodes as {} when allowEmpty.
+// DecodeJSON reads r's body into v strictly (see DecodeJSONBytes): the
+// content type, if set, must be JSON, unknown fields are refused
+// (unknown_field), so are repeated fields (duplicate_field) and trailing
+// data, and a body over the route's limit (enforced by the gateway with
+// http.MaxBytesReader) gives 413 body_too_large. An empty body decodes as
+// {} when allowEmpty.
 func DecodeJSON(r *http.Request, v any, allowEmpty bool) error {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
@@ -38,8 +46,11 @@ func DecodeJSON(r *http.Request, v any, allowEmpty bool) error {
 }
 
 // CheckJSONContentType refuses a request whose Content-Type is set and is not
-// JSON (415 unsupported_media_type). A missing Content-Type is accepted, as
-// curl -d without -H sends form encoding only when asked to.
+// JSON (415 unsupported_media_type). A missing Content-Type is accepted: the
+// body must still be JSON. Note that curl -d (or --data-binary) without
+// -H 'Content-Type: application/json' sends
+// application/x-www-form-urlencoded, which is refused; curl --json sets the
+// JSON type itself.
 func CheckJSONContentType(r *http.Request) error {
 	ct := r.Header.Get("Content-Type")
 	if ct == "" {
@@ -53,9 +64,23 @@ func CheckJSONContentType(r *http.Request) error {
 	return nil
 }
 
-// DecodeJSONBytes decodes one JSON object from body into v, strictly.
+// DecodeJSONBytes decodes one JSON object from body into v, strictly: every
+// object key must be, exactly (case-sensitively), the JSON name of a field of
+// the struct it decodes into, else 400 unknown_field; a key may appear only
+// once in an object, else 400 duplicate_field. The rule applies to nested
+// structs, slices and arrays of structs and pointers to structs; values
+// decoded into maps, interfaces or types with their own UnmarshalJSON or
+// UnmarshalText (json.RawMessage, time.Time) are not checked. Syntax errors
+// take precedence over these errors, which take precedence over type errors.
 func DecodeJSONBytes(body []byte, v any) error {
+	if t := reflect.TypeOf(v); t != nil && t.Kind() == reflect.Pointer {
+		if err := checkStrict(body, t); err != nil {
+			return err
+		}
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
+	// Redundant where checkStrict has looked, and kept for what it leaves
+	// alone (structs inside maps).
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)
@@ -64,6 +89,320 @@ func DecodeJSONBytes(body []byte, v any) error {
 		return New(http.StatusBadRequest, CodeMalformedJSON, "unexpected data after the JSON object")
 	}
 	return nil
+}
+
+// checkStrict walks the first JSON value of body with Decoder.Token, guided
+// by the type t it will be decoded into, and refuses keys that are not a
+// field's exact JSON name and keys repeated in one object. The walk goes to
+// the end of the value even after a refusal, so that a syntax error later in
+// the value is what is reported. Everything else (types, trailing data) is
+// left to the normal decode.
+func checkStrict(body []byte, t reflect.Type) error {
+	w := strictWalker{dec: json.NewDecoder(bytes.NewReader(body))}
+	// Numbers as json.Number: the walk must not fail on a number that does
+	// not fit a float64, which only the target type can judge.
+	w.dec.UseNumber()
+	if err := w.value(t); err != nil {
+		return jsonError(err)
+	}
+	if w.err != nil {
+		return w.err
+	}
+	return nil
+}
+
+type strictWalker struct {
+	dec  *json.Decoder
+	path []string // JSON names from the root to the current value
+	err  *Error   // the first refusal
+}
+
+func (w *strictWalker) refuse(e *Error) {
+	if w.err == nil {
+		w.err = e
+	}
+}
+
+func (w *strictWalker) fieldPath(key string) string {
+	if len(w.path) == 0 {
+		return key
+	}
+	return strings.Join(w.path, ".") + "." + key
+}
+
+// value consumes the next JSON value, checking it against t. It returns
+// only syntax and read errors; refusals go to w.err.
+func (w *strictWalker) value(t reflect.Type) error {
+	t, walk := strictTarget(t)
+	if !walk {
+		return w.dec.Decode(new(skipValue))
+	}
+	tok, err := w.dec.Token()
+	if err != nil {
+		return err
+	}
+	d, ok := tok.(json.Delim)
+	if !ok {
+		// A scalar (or null) where t wants an object or array: the
+		// decoder reports the mismatch, if it is one.
+		return nil
+	}
+	switch {
+	case d == '{' && t.Kind() == reflect.Struct:
+		return w.object(t)
+	case d == '[' && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array):
+		for w.dec.More() {
+			if err := w.value(t.Elem()); err != nil {
+				return err
+			}
+		}
+		_, err := w.dec.Token() // ']'
+		return err
+	}
+	// A type mismatch, left to the decoder: skip the rest of the
+	// container.
+	for depth := 1; depth > 0; {
+		tok, err := w.dec.Token()
+		if err != nil {
+			return err
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			depth++
+		case json.Delim('}'), json.Delim(']'):
+			depth--
+		}
+	}
+	return nil
+}
+
+// object consumes the members of an object whose '{' has been read.
+func (w *strictWalker) object(t reflect.Type) error {
+	info := strictFieldsOf(t)
+	seen := make([]bool, len(info.fields))
+	for w.dec.More() {
+		tok, err := w.dec.Token()
+		if err != nil {
+			return err
+		}
+		key, _ := tok.(string) // Token returns a string or an error here
+		i, known := info.byName[key]
+		switch {
+		case !known:
+			name := w.fieldPath(key)
+			w.refuse(Invalid(CodeUnknownField, name, fmt.Sprintf("unknown field %q", name)))
+		case seen[i]:
+			name := w.fieldPath(key)
+			w.refuse(Invalid(CodeDuplicateField, name, fmt.Sprintf("field %q appears more than once", name)))
+		default:
+			seen[i] = true
+			w.path = append(w.path, key)
+			err := w.value(info.fields[i].typ)
+			w.path = w.path[:len(w.path)-1]
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if err := w.dec.Decode(new(skipValue)); err != nil {
+			return err
+		}
+	}
+	_, err := w.dec.Token() // '}'
+	return err
+}
+
+// skipValue consumes one JSON value, which Decode still checks for syntax.
+type skipValue struct{}
+
+func (skipValue) UnmarshalJSON([]byte) error { return nil }
+
+var (
+	jsonUnmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
+)
+
+// strictTarget follows the pointers of t and says whether the value it
+// receives is walked: a struct, or a slice or array whose elements may be
+// structs. Types that decode themselves, maps and interfaces are not.
+func strictTarget(t reflect.Type) (reflect.Type, bool) {
+	for range 32 { // a cap against type P *P
+		if decodesItself(t) {
+			return t, false
+		}
+		if t.Kind() != reflect.Pointer {
+			break
+		}
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		return t, true
+	case reflect.Slice, reflect.Array:
+		e := t.Elem()
+		for range 32 {
+			if e.Kind() != reflect.Pointer || decodesItself(e) {
+				break
+			}
+			e = e.Elem()
+		}
+		if decodesItself(e) {
+			return t, false
+		}
+		switch e.Kind() {
+		case reflect.Struct, reflect.Slice, reflect.Array:
+			return t, true
+		}
+	}
+	return t, false
+}
+
+func decodesItself(t reflect.Type) bool {
+	if t.Kind() != reflect.Pointer && t.Kind() != reflect.Interface {
+		t = reflect.PointerTo(t)
+	}
+	return t.Implements(jsonUnmarshalerType) || t.Implements(textUnmarshalerType)
+}
+
+// strictFields are the JSON names of a struct type's fields, as
+// encoding/json sees them (tags, embedded structs, Go's dominance rules).
+type strictFields struct {
+	byName map[string]int
+	fields []strictField
+}
+
+type strictField struct {
+	name  string
+	typ   reflect.Type
+	index []int // path of field indexes, for the dominance rules
+	tag   bool  // the name comes from a json tag
+}
+
+var strictFieldCache sync.Map // reflect.Type → *strictFields
+
+func strictFieldsOf(t reflect.Type) *strictFields {
+	if f, ok := strictFieldCache.Load(t); ok {
+		return f.(*strictFields)
+	}
+	f, _ := strictFieldCache.LoadOrStore(t, buildStrictFields(t))
+	return f.(*strictFields)
+}
+
+// buildStrictFields follows encoding/json's typeFields: a breadth-first walk
+// of embedded structs in which a shallower field hides a deeper one of the
+// same name, a tagged field wins at equal depth, and two fields left at the
+// same depth with the same name both drop out.
+func buildStrictFields(t reflect.Type) *strictFields {
+	type embedded struct {
+		typ   reflect.Type
+		index []int
+	}
+	var all []strictField
+	next := []embedded{{typ: t}}
+	visited := map[reflect.Type]bool{}
+	// How many times each type of current (queued once) was embedded at
+	// this depth.
+	var count, nextCount map[reflect.Type]int
+	for len(next) > 0 {
+		current := next
+		next = nil
+		count, nextCount = nextCount, map[reflect.Type]int{}
+		for _, c := range current {
+			if visited[c.typ] {
+				continue
+			}
+			visited[c.typ] = true
+			for i := range c.typ.NumField() {
+				sf := c.typ.Field(i)
+				if sf.Anonymous {
+					et := sf.Type
+					if et.Kind() == reflect.Pointer {
+						et = et.Elem()
+					}
+					if !sf.IsExported() && et.Kind() != reflect.Struct {
+						continue
+					}
+				} else if !sf.IsExported() {
+					continue
+				}
+				tag := sf.Tag.Get("json")
+				if tag == "-" {
+					continue
+				}
+				name, _, _ := strings.Cut(tag, ",")
+				if !validTagName(name) {
+					name = ""
+				}
+				index := append(append([]int(nil), c.index...), i)
+				ft := sf.Type
+				if ft.Name() == "" && ft.Kind() == reflect.Pointer {
+					ft = ft.Elem()
+				}
+				if name != "" || !sf.Anonymous || ft.Kind() != reflect.Struct {
+					f := strictField{name: name, typ: sf.Type, index: index, tag: name != ""}
+					if f.name == "" {
+						f.name = sf.Name
+					}
+					all = append(all, f)
+					if count[c.typ] > 1 {
+						// The same struct embedded twice at this depth:
+						// a copy makes its fields annihilate.
+						all = append(all, f)
+					}
+					continue
+				}
+				nextCount[ft]++
+				if nextCount[ft] == 1 {
+					next = append(next, embedded{typ: ft, index: index})
+				}
+			}
+		}
+	}
+	slices.SortStableFunc(all, func(a, b strictField) int {
+		if c := strings.Compare(a.name, b.name); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(len(a.index), len(b.index)); c != 0 {
+			return c
+		}
+		if a.tag != b.tag {
+			if a.tag {
+				return -1
+			}
+			return 1
+		}
+		return slices.Compare(a.index, b.index)
+	})
+	out := &strictFields{byName: map[string]int{}}
+	for i := 0; i < len(all); {
+		j := i + 1
+		for j < len(all) && all[j].name == all[i].name {
+			j++
+		}
+		// all[i] dominates unless its first rival is as shallow and as
+		// tagged as it is.
+		if j == i+1 || len(all[i].index) != len(all[i+1].index) || all[i].tag != all[i+1].tag {
+			out.byName[all[i].name] = len(out.fields)
+			out.fields = append(out.fields, all[i])
+		}
+		i = j
+	}
+	return out
+}
+
+// validTagName is encoding/json's isValidTag.
+func validTagName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		switch {
+		case strings.ContainsRune("!#$%&()*+-./:;<=>?@[]^_{|}~ ", c):
+		case !unicode.IsLetter(c) && !unicode.IsDigit(c):
+			return false
+		}
+	}
+	return true
 }
 
 func jsonError(err error) error {

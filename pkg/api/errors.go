@@ -21,6 +21,7 @@ import (
 const (
 	CodeMalformedJSON        = "malformed_json"
 	CodeUnknownField         = "unknown_field"
+	CodeDuplicateField       = "duplicate_field"
 	CodeInvalidField         = "invalid_field"
 	CodeBodyTooLarge         = "body_too_large"
 	CodeUnsupportedMediaType = "unsupported_media_type"
@@ -49,10 +50,12 @@ const (
 	CodeInvalidAlgorithm = "invalid_key_algorithm"
 )
 
-// FieldError is one reason a request was refused, tied to the field concerned.
+// FieldError is one reason a request was refused, tied to the field
+// concerned. Field is "" when the reason concerns no one field; it is sent
+// all the same.
 type FieldError struct {
 	Code    string `json:"code"`
-	Field   string `json:"field,omitempty"`
+	Field   string `json:"field"`
 	Message string `json:"message"`
 }
 

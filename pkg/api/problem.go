@@ -6,14 +6,16 @@ import (
 	"strconv"
 )
 
-// Problem is the RFC 9457 body of every native API error.
+// Problem is the RFC 9457 body of every native API error. Detail and
+// Errors are always present (Detail may be empty, Errors has at least one
+// entry), as is each entry's field, so that clients may index them.
 type Problem struct {
 	Type      string       `json:"type"`
 	Status    int          `json:"status"`
 	Code      string       `json:"code"`
 	Title     string       `json:"title"`
-	Detail    string       `json:"detail,omitempty"`
-	Errors    []FieldError `json:"errors,omitempty"`
+	Detail    string       `json:"detail"`
+	Errors    []FieldError `json:"errors"`
 	RequestID string       `json:"request_id,omitempty"`
 }
 

@@ -217,15 +217,21 @@ func (g *Gateway) wrap(rt api.Route) http.Handler {
 }
 
 // authenticate reads the token from Authorization: Bearer or X-Auth-Token.
+// A Bearer Authorization wins; otherwise X-Auth-Token is used, so that an
+// Authorization of another scheme (Basic, added by a proxy) does not hide
+// it; an Authorization of another scheme alone is refused.
 func (g *Gateway) authenticate(r *http.Request) (auth.Principal, string, error) {
-	token := r.Header.Get("X-Auth-Token")
-	if h := r.Header.Get("Authorization"); h != "" {
-		scheme, rest, ok := strings.Cut(h, " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") {
-			return auth.Principal{}, "", api.New(http.StatusUnauthorized, api.CodeUnauthorized,
-				"Authorization must use the Bearer scheme")
-		}
+	var token string
+	h := r.Header.Get("Authorization")
+	scheme, rest, _ := strings.Cut(strings.TrimSpace(h), " ")
+	switch {
+	case strings.EqualFold(scheme, "Bearer"):
 		token = strings.TrimSpace(rest)
+	case r.Header.Get("X-Auth-Token") != "":
+		token = r.Header.Get("X-Auth-Token")
+	case h != "":
+		return auth.Principal{}, "", api.New(http.StatusUnauthorized, api.CodeUnauthorized,
+			"Authorization must use the Bearer scheme")
 	}
 	if token == "" {
 		return auth.Principal{}, "", api.New(http.StatusUnauthorized, api.CodeUnauthorized,

@@ -78,6 +78,8 @@ func TestGatewayErrors(t *testing.T) {
 		{"an unknown token is 401", "POST", "/v1/echo", "wrong-token-0123456789", "", `{"name":"x"}`, 401, api.CodeUnauthorized, false},
 		{"a known token passes", "POST", "/v1/echo", adminToken, "application/json", `{"name":"x"}`, 200, "", false},
 		{"an unknown field is refused", "POST", "/v1/echo", adminToken, "", `{"name":"x","extra":1}`, 400, api.CodeUnknownField, false},
+		{"a field name in another case is refused", "POST", "/v1/echo", adminToken, "", `{"Name":"x"}`, 400, api.CodeUnknownField, false},
+		{"a repeated field is refused", "POST", "/v1/echo", adminToken, "", `{"name":"x","name":"y"}`, 400, api.CodeDuplicateField, false},
 		{"malformed JSON is refused", "POST", "/v1/echo", adminToken, "", `{"name":`, 400, api.CodeMalformedJSON, false},
 		{"a wrong JSON type names the field", "POST", "/v1/echo", adminToken, "", `{"name":5}`, 400, api.CodeInvalidField, false},
 		{"trailing data is refused", "POST", "/v1/echo", adminToken, "", `{"name":"x"} {}`, 400, api.CodeMalformedJSON, false},
@@ -136,32 +138,81 @@ func TestGatewayErrors(t *testing.T) {
 			if p.Code != tt.wantCode || p.Status != tt.wantStatus || p.RequestID == "" || len(p.Errors) == 0 {
 				t.Errorf("problem = %+v, want code %s", p, tt.wantCode)
 			}
+			// Every member DESIGN lists is present, even when empty.
+			var members map[string]json.RawMessage
+			var items struct {
+				Errors []map[string]json.RawMessage `json:"errors"`
+			}
+			if json.Unmarshal(rec.Body.Bytes(), &members) != nil || json.Unmarshal(rec.Body.Bytes(), &items) != nil {
+				t.Fatalf("not a JSON object: %s", rec.Body)
+			}
+			for _, k := range []string{"type", "status", "code", "title", "detail", "errors", "request_id"} {
+				if _, ok := members[k]; !ok {
+					t.Errorf("problem has no %q: %s", k, rec.Body)
+				}
+			}
+			for _, fe := range items.Errors {
+				for _, k := range []string{"code", "field", "message"} {
+					if _, ok := fe[k]; !ok {
+						t.Errorf("errors[] item has no %q: %s", k, rec.Body)
+					}
+				}
+			}
 		})
 	}
 }
 
 func TestGatewayChecksTokenHeaders(t *testing.T) {
 	g := newTestGateway(t, nil)
+	const (
+		missing   = "missing credentials"
+		notBearer = "must use the Bearer scheme"
+		invalid   = "invalid or expired token"
+	)
 	for _, tt := range []struct {
-		name   string
-		header string
-		value  string
-		want   int
+		name       string
+		headers    map[string]string
+		wantStatus int
+		wantUser   string // on success
+		wantDetail string // on 401, a part of the detail
 	}{
-		{"X-Auth-Token is accepted", "X-Auth-Token", memberToken, 200},
-		{"Bearer is case-insensitive", "Authorization", "bearer " + memberToken, 200},
-		{"Basic is refused", "Authorization", "Basic " + memberToken, 401},
+		{"Bearer is accepted", map[string]string{"Authorization": "Bearer " + memberToken}, 200, "bob", ""},
+		{"X-Auth-Token is accepted", map[string]string{"X-Auth-Token": memberToken}, 200, "bob", ""},
+		{"Bearer is case-insensitive", map[string]string{"Authorization": "bearer " + memberToken}, 200, "bob", ""},
+		{"spaces around a Bearer token are ignored", map[string]string{"Authorization": " Bearer  " + memberToken + " "}, 200, "bob", ""},
+		{"Basic alone is refused as not Bearer", map[string]string{"Authorization": "Basic " + memberToken}, 401, "", notBearer},
+		{"a scheme alone is refused as not Bearer", map[string]string{"Authorization": "Negotiate"}, 401, "", notBearer},
+		{"Basic with X-Auth-Token uses X-Auth-Token", map[string]string{"Authorization": "Basic YWxpY2U6cHc=", "X-Auth-Token": memberToken}, 200, "bob", ""},
+		{"Basic with an invalid X-Auth-Token is an invalid token", map[string]string{"Authorization": "Basic YWxpY2U6cHc=", "X-Auth-Token": "wrong-token-0123456789"}, 401, "", invalid},
+		{"Bearer wins over X-Auth-Token", map[string]string{"Authorization": "Bearer " + adminToken, "X-Auth-Token": memberToken}, 200, "alice", ""},
+		{"an invalid Bearer is not rescued by X-Auth-Token", map[string]string{"Authorization": "Bearer wrong-token-0123456789", "X-Auth-Token": memberToken}, 401, "", invalid},
+		{"an empty Bearer is not rescued by X-Auth-Token", map[string]string{"Authorization": "Bearer ", "X-Auth-Token": memberToken}, 401, "", missing},
+		{"no credentials at all are missing", map[string]string{}, 401, "", missing},
+		{"an empty X-Auth-Token is missing", map[string]string{"X-Auth-Token": ""}, 401, "", missing},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			req := httptest.NewRequest("GET", "/v1/things/a", nil)
-			req.Header.Set(tt.header, tt.value)
+			req := httptest.NewRequest("POST", "/v1/echo", strings.NewReader(`{"name":"x"}`))
+			for k, v := range tt.headers {
+				req.Header.Set(k, v)
+			}
 			rec := httptest.NewRecorder()
 			g.ServeHTTP(rec, req)
-			if rec.Code != tt.want {
-				t.Fatalf("status = %d, want %d", rec.Code, tt.want)
+			if rec.Code != tt.wantStatus {
+				t.Fatalf("status = %d, want %d; body %s", rec.Code, tt.wantStatus, rec.Body)
 			}
-			if tt.want == 401 && rec.Header().Get("WWW-Authenticate") == "" {
+			if tt.wantStatus == 200 {
+				var got map[string]string
+				if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || got["user"] != tt.wantUser {
+					t.Fatalf("user = %q, want %q (%v)", got["user"], tt.wantUser, err)
+				}
+				return
+			}
+			if rec.Header().Get("WWW-Authenticate") == "" {
 				t.Error("401 without WWW-Authenticate")
+			}
+			var p api.Problem
+			if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil || p.Code != api.CodeUnauthorized || !strings.Contains(p.Detail, tt.wantDetail) {
+				t.Fatalf("problem = %+v, want code %s and detail with %q (%v)", p, api.CodeUnauthorized, tt.wantDetail, err)
 			}
 		})
 	}
