@@ -563,14 +563,15 @@ func selfSign(signer crypto.Signer, cn string, now time.Time, days int) ([]byte,
 	return der, cert, nil
 }
 
-// randomSerial returns a positive 128-bit random serial number.
+// randomSerial returns a positive 128-bit random serial number: all 128
+// bits random, so DER may need a 17th (leading zero) octet, well within
+// RFC 5280's 20. Zero, not a valid serial, is drawn again.
 func randomSerial() (*big.Int, error) {
 	var b [16]byte
 	for {
 		if _, err := rand.Read(b[:]); err != nil {
 			return nil, fmt.Errorf("read random serial: %w", err)
 		}
-		b[0] &= 0x7f // positive in DER without a leading zero byte
 		if n := new(big.Int).SetBytes(b[:]); n.Sign() > 0 {
 			return n, nil
 		}

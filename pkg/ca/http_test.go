@@ -104,6 +104,64 @@ func TestNativeRoutes(t *testing.T) {
 	}
 }
 
+// TestMagnumMicroversions: every container-infra 1.x is accepted and the
+// response names the version actually served, the nearest supported one.
+func TestMagnumMicroversions(t *testing.T) {
+	f := newFixture(t, Options{})
+	const uuid = "7ae81bb3-dec3-4289-8d6c-da80bd8001ae"
+	f.mustCreate(t, uuid, CreateRequest{})
+	routes := MagnumRoutes(f.a)
+	tests := []struct {
+		name       string
+		header     string
+		wantStatus int
+		wantServed string
+	}{
+		{"no header is the minimum", "", 200, MagnumMinVersion},
+		{"latest is the maximum", "container-infra latest", 200, MagnumMaxVersion},
+		{"LATEST is the maximum", "container-infra LATEST", 200, MagnumMaxVersion},
+		{"1.0 is served as the minimum", "container-infra 1.0", 200, MagnumMinVersion},
+		{"the minimum is served as asked", "container-infra " + MagnumMinVersion, 200, MagnumMinVersion},
+		{"1.5 is served as asked", "container-infra 1.5", 200, "1.5"},
+		{"leading zeros are the same version", "container-infra 01.005", 200, "1.5"},
+		{"the maximum is served as asked", "container-infra " + MagnumMaxVersion, 200, MagnumMaxVersion},
+		{"1.12 is served as the maximum", "container-infra 1.12", 200, MagnumMaxVersion},
+		{"1.99 is served as the maximum", "container-infra 1.99", 200, MagnumMaxVersion},
+		{"a minor beyond an int is served as the maximum", "container-infra 1.99999999999999999999999", 200, MagnumMaxVersion},
+		{"2.0 is not acceptable", "container-infra 2.0", 406, ""},
+		{"0.9 is not acceptable", "container-infra 0.9", 406, ""},
+		{"a negative minor is not acceptable", "container-infra 1.-1", 406, ""},
+		{"a version without a minor is not acceptable", "container-infra 1", 406, ""},
+		{"three components are not acceptable", "container-infra 1.2.3", 406, ""},
+		{"a word is not acceptable", "container-infra one", 406, ""},
+		{"another service is not acceptable", "compute 1.1", 406, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var h http.Header
+			if tt.header != "" {
+				h = http.Header{"Openstack-Api-Version": {tt.header}}
+			}
+			rec := serve(t, routes, &reader, "GET", "/v1/certificates/"+uuid, "", "", h)
+			if rec.Code != tt.wantStatus {
+				t.Fatalf("status %d, want %d: %s", rec.Code, tt.wantStatus, rec.Body)
+			}
+			if got := rec.Header().Get("OpenStack-API-Minimum-Version"); got != "container-infra "+MagnumMinVersion {
+				t.Errorf("OpenStack-API-Minimum-Version = %q", got)
+			}
+			if got := rec.Header().Get("OpenStack-API-Maximum-Version"); got != "container-infra "+MagnumMaxVersion {
+				t.Errorf("OpenStack-API-Maximum-Version = %q", got)
+			}
+			if tt.wantStatus != http.StatusOK {
+				return
+			}
+			if got := rec.Header().Get("OpenStack-API-Version"); got != "container-infra "+tt.wantServed {
+				t.Errorf("OpenStack-API-Version = %q, want container-infra %s", got, tt.wantServed)
+			}
+		})
+	}
+}
+
 func TestMagnumRoutes(t *testing.T) {
 	f := newFixture(t, Options{})
 	const uuid = "7ae81bb3-dec3-4289-8d6c-da80bd8001ae"
@@ -206,7 +264,8 @@ func TestMagnumRoutes(t *testing.T) {
 		{"GET of another project's cluster is forbidden", &otherMember, "GET", "/v1/clusters/" + uuid, "", nil, 403, api.CodeForbidden},
 		{"PATCH by a reader is forbidden", &reader, "PATCH", "/v1/certificates/" + uuid, "", nil, 403, api.CodeForbidden},
 		{"version 1.5 is accepted", &reader, "GET", "/v1/certificates/" + uuid, "", http.Header{"Openstack-Api-Version": {"container-infra 1.5"}}, 200, ""},
-		{"a version above the maximum is not acceptable", &reader, "GET", "/v1/certificates/" + uuid, "", http.Header{"Openstack-Api-Version": {"container-infra 1.99"}}, 406, CodeUnsupportedVersion},
+		{"version 1.0 is accepted", &reader, "GET", "/v1/certificates/" + uuid, "", http.Header{"Openstack-Api-Version": {"container-infra 1.0"}}, 200, ""},
+		{"a 1.x above the maximum is accepted", &reader, "GET", "/v1/certificates/" + uuid, "", http.Header{"Openstack-Api-Version": {"container-infra 1.99"}}, 200, ""},
 		{"version 2.0 is not acceptable", &reader, "GET", "/v1/certificates/" + uuid, "", http.Header{"Openstack-Api-Version": {"container-infra 2.0"}}, 406, CodeUnsupportedVersion},
 		{"another service's version is not acceptable", &reader, "GET", "/v1/certificates/" + uuid, "", http.Header{"Openstack-Api-Version": {"compute 2.1"}}, 406, CodeUnsupportedVersion},
 		{"a malformed version is not acceptable", &reader, "GET", "/v1/certificates/" + uuid, "", http.Header{"Openstack-Api-Version": {"container-infra one"}}, 406, CodeUnsupportedVersion},

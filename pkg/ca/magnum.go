@@ -13,12 +13,14 @@ import (
 
 // Magnum microversions (magnum/api/controllers/versions.py): requests
 // name one with "OpenStack-API-Version: container-infra 1.x" or "latest";
-// responses echo the version served and the range.
+// responses give the version served and the range. Every 1.x is accepted
+// (the certificate API is the same in all of them) and served as the
+// nearest version of [MagnumMinVersion, MagnumMaxVersion].
 const (
 	MagnumMinVersion = "1.1"
 	MagnumMaxVersion = "1.11"
-	// CodeUnsupportedVersion is the code of a 406 for a microversion
-	// outside [MagnumMinVersion, MagnumMaxVersion] or a malformed header.
+	// CodeUnsupportedVersion is the code of a 406 for a major version
+	// other than 1, another service or a malformed header.
 	CodeUnsupportedVersion = "unsupported_api_version"
 	magnumVersionHeader    = "OpenStack-API-Version"
 	magnumService          = "container-infra"
@@ -84,7 +86,9 @@ func magnumVersioned(h api.HandlerFunc) api.HandlerFunc {
 	}
 }
 
-// magnumVersion returns the microversion a request header asks for.
+// magnumVersion returns the microversion served for a request header:
+// the minimum without one, the maximum for "latest", and for 1.x the
+// requested minor brought into [MagnumMinVersion, MagnumMaxVersion].
 func magnumVersion(h string) (string, error) {
 	if strings.TrimSpace(h) == "" {
 		return MagnumMinVersion, nil
@@ -104,14 +108,22 @@ func magnumVersion(h string) (string, error) {
 	}
 	lo, _ := parseMicroversion(MagnumMinVersion)
 	hi, _ := parseMicroversion(MagnumMaxVersion)
-	if v[0] != lo[0] || v[1] < lo[1] || v[1] > hi[1] {
+	if v[0] != lo[0] {
 		return "", api.New(http.StatusNotAcceptable, CodeUnsupportedVersion,
-			fmt.Sprintf("Version %s was requested but the minor version is not supported by this service. The supported version range is: [%s, %s].",
+			fmt.Sprintf("Version %s was requested but the major version is not supported by this service. The supported version range is: [%s, %s].",
 				truncate(fields[1], 16), MagnumMinVersion, MagnumMaxVersion))
+	}
+	switch {
+	case v[1] < lo[1]:
+		v = lo
+	case v[1] > hi[1]:
+		v = hi
 	}
 	return fmt.Sprintf("%d.%d", v[0], v[1]), nil
 }
 
+// parseMicroversion parses "major.minor". A minor too large for an int is
+// kept as the largest int: it is still a 1.x above the maximum.
 func parseMicroversion(s string) ([2]int, bool) {
 	major, minor, ok := strings.Cut(s, ".")
 	if !ok {
@@ -119,6 +131,9 @@ func parseMicroversion(s string) ([2]int, bool) {
 	}
 	ma, err1 := strconv.Atoi(major)
 	mi, err2 := strconv.Atoi(minor)
+	if errors.Is(err2, strconv.ErrRange) && mi > 0 {
+		err2 = nil
+	}
 	if err1 != nil || err2 != nil || ma < 0 || mi < 0 {
 		return [2]int{}, false
 	}

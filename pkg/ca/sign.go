@@ -63,9 +63,11 @@ func (a *Authority) Sign(ctx context.Context, cluster string, req SignRequest) (
 	if req.CSR == "" {
 		return SignResult{}, csrError(api.CodeInvalidCSR, "csr is required")
 	}
-	if req.ValidityHours < 0 || time.Duration(req.ValidityHours)*time.Hour > a.opts.MaxValidity {
+	// Compared in whole hours: multiplying first would overflow
+	// time.Duration for huge values and wrap to a short validity.
+	if maxHours := int64(a.opts.MaxValidity / time.Hour); req.ValidityHours < 0 || int64(req.ValidityHours) > maxHours {
 		return SignResult{}, api.Invalid(api.CodeInvalidField, "validity_hours",
-			fmt.Sprintf("validity_hours must be between 1 and %d", int64(a.opts.MaxValidity/time.Hour)))
+			fmt.Sprintf("validity_hours must be between 1 and %d", maxHours))
 	}
 	c, err := a.cluster(ctx, cluster)
 	if err != nil {
@@ -172,7 +174,9 @@ func (a *Authority) notAfter(profile Profile, hours int, now, caNotAfter time.Ti
 }
 
 // leafTemplate is the certificate issued for csr: the CSR's CN and O, the
-// profile's key usages, SANs for server and peer, never a CA.
+// profile's key usages, SANs for server and peer, SKI (and the AKI that
+// x509.CreateCertificate adds from the CA), never a CA and no other
+// extension.
 func leafTemplate(csr *x509.CertificateRequest, profile Profile, now, notAfter time.Time) (*x509.Certificate, error) {
 	serial, err := randomSerial()
 	if err != nil {
@@ -201,13 +205,14 @@ func leafTemplate(csr *x509.CertificateRequest, profile Profile, now, notAfter t
 			CommonName:   csr.Subject.CommonName,
 			Organization: csr.Subject.Organization,
 		},
-		NotBefore:             now.Truncate(time.Second).Add(-clockSkew).UTC(),
-		NotAfter:              notAfter.UTC(),
-		KeyUsage:              usage,
-		ExtKeyUsage:           ext,
-		BasicConstraintsValid: true,
-		IsCA:                  false,
-		SubjectKeyId:          ski,
+		NotBefore:   now.Truncate(time.Second).Add(-clockSkew).UTC(),
+		NotAfter:    notAfter.UTC(),
+		KeyUsage:    usage,
+		ExtKeyUsage: ext,
+		// No basicConstraints at all: the policy allows only the
+		// profile's extensions, and without it (and without keyCertSign)
+		// the certificate is not a CA (RFC 5280 §4.2.1.9).
+		SubjectKeyId: ski,
 	}
 	if profile != ProfileClient {
 		tmpl.DNSNames = csr.DNSNames

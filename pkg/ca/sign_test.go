@@ -5,11 +5,13 @@ import (
 	"context"
 	"crypto"
 	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
+	"math"
 	"math/big"
 	"net"
 	"net/http"
@@ -63,6 +65,9 @@ func TestSignPolicy(t *testing.T) {
 		{"validity within the CA is signed", member, "short", SignRequest{CSR: valid, ValidityHours: 12}, 0, ""},
 		{"validity beyond the maximum is refused", member, "c1", SignRequest{CSR: valid, ValidityHours: 3 * 8760}, 400, api.CodeInvalidField},
 		{"negative validity is refused", member, "c1", SignRequest{CSR: valid, ValidityHours: -1}, 400, api.CodeInvalidField},
+		{"validity overflowing a Duration to about an hour is refused", member, "c1", SignRequest{CSR: valid, ValidityHours: 5124095577}, 400, api.CodeInvalidField},
+		{"the largest validity_hours is refused", member, "c1", SignRequest{CSR: valid, ValidityHours: math.MaxInt}, 400, api.CodeInvalidField},
+		{"the smallest validity_hours is refused", member, "c1", SignRequest{CSR: valid, ValidityHours: math.MinInt}, 400, api.CodeInvalidField},
 		{"garbage is not a CSR", member, "c1", SignRequest{CSR: "hello"}, 400, api.CodeInvalidCSR},
 		{"an empty CSR is refused", member, "c1", SignRequest{CSR: ""}, 400, api.CodeInvalidCSR},
 		{"two PEM blocks are refused", member, "c1", SignRequest{CSR: valid + valid}, 400, api.CodeInvalidCSR},
@@ -116,7 +121,6 @@ func TestIssuedCertificateCarriesOnlyTheProfileExtensions(t *testing.T) {
 		ski = "2.5.29.14"
 		ku  = "2.5.29.15"
 		san = "2.5.29.17"
-		bc  = "2.5.29.19"
 		aki = "2.5.29.35"
 		eku = "2.5.29.37"
 	)
@@ -131,16 +135,16 @@ func TestIssuedCertificateCarriesOnlyTheProfileExtensions(t *testing.T) {
 		wantHours time.Duration
 	}{
 		{"a client certificate has clientAuth and no SANs", p256Key(t), ProfileClient,
-			[]string{ski, ku, bc, aki, eku}, x509.KeyUsageDigitalSignature,
+			[]string{ski, ku, aki, eku}, x509.KeyUsageDigitalSignature,
 			[]x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, false, DefaultClientValidity},
 		{"a server certificate has serverAuth and the SANs", p256Key(t), ProfileServer,
-			[]string{ski, ku, san, bc, aki, eku}, x509.KeyUsageDigitalSignature,
+			[]string{ski, ku, san, aki, eku}, x509.KeyUsageDigitalSignature,
 			[]x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, true, DefaultServerValidity},
 		{"a peer certificate has both usages and the SANs", p256Key(t), ProfilePeer,
-			[]string{ski, ku, san, bc, aki, eku}, x509.KeyUsageDigitalSignature,
+			[]string{ski, ku, san, aki, eku}, x509.KeyUsageDigitalSignature,
 			[]x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, true, DefaultServerValidity},
 		{"an RSA key also gets keyEncipherment", rsaKey(2048), ProfileClient,
-			[]string{ski, ku, bc, aki, eku}, x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+			[]string{ski, ku, aki, eku}, x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 			[]x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, false, DefaultClientValidity},
 	}
 	for _, tt := range tests {
@@ -158,8 +162,8 @@ func TestIssuedCertificateCarriesOnlyTheProfileExtensions(t *testing.T) {
 			if got := oids(c); !slices.Equal(got, tt.wantOIDs) {
 				t.Errorf("extensions = %v, want %v", got, tt.wantOIDs)
 			}
-			if !c.BasicConstraintsValid || c.IsCA {
-				t.Errorf("basic constraints valid=%v CA=%v, want CA:FALSE", c.BasicConstraintsValid, c.IsCA)
+			if c.BasicConstraintsValid || c.IsCA || c.KeyUsage&x509.KeyUsageCertSign != 0 {
+				t.Errorf("basic constraints present=%v CA=%v key usage %v, want no basicConstraints and not a CA", c.BasicConstraintsValid, c.IsCA, c.KeyUsage)
 			}
 			if c.KeyUsage != tt.wantKU {
 				t.Errorf("key usage = %v, want %v", c.KeyUsage, tt.wantKU)
@@ -327,20 +331,62 @@ func TestParseCSRAcceptsEveryAllowedKey(t *testing.T) {
 	}
 }
 
-func TestRandomSerialsDiffer(t *testing.T) {
+func TestRandomSerialsAre128BitAndDiffer(t *testing.T) {
 	seen := map[string]bool{}
-	for range 100 {
+	topBit := false
+	// Each serial has the top bit set with probability 1/2: 200 without
+	// it happen with probability 2^-200.
+	for range 200 {
 		s, err := randomSerial()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if s.Sign() <= 0 || s.Cmp(new(big.Int).Lsh(big.NewInt(1), 127)) >= 0 {
+		if s.Sign() <= 0 || s.BitLen() > 128 {
 			t.Fatalf("serial %x out of range", s)
 		}
+		topBit = topBit || s.BitLen() == 128
 		if seen[s.String()] {
 			t.Fatal("serial repeated")
 		}
 		seen[s.String()] = true
+	}
+	if !topBit {
+		t.Error("no serial uses bit 127: serials are not 128-bit")
+	}
+}
+
+func TestLargestSerialIsIssuedIn17Octets(t *testing.T) {
+	caKey := p256Key(t)
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	_, caCert, err := selfSign(caKey, "serial CA", now, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := ParseCSR([]byte(makeCSR(t, csrOptions{cn: "alice"})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := leafTemplate(csr, ProfileClient, now, now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	largest := new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 128), big.NewInt(1))
+	tmpl.SerialNumber = largest
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, csr.PublicKey, caKey)
+	if err != nil {
+		t.Fatalf("a 128-bit serial is not encodable: %v", err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SerialNumber.Cmp(largest) != 0 {
+		t.Errorf("serial %x, want %x", c.SerialNumber, largest)
+	}
+	// INTEGER tag, length 17, a leading zero octet then the 16 of the serial.
+	want := append([]byte{0x02, 17, 0x00}, largest.Bytes()...)
+	if !bytes.Contains(c.RawTBSCertificate, want) {
+		t.Error("serial is not a 17-octet DER INTEGER")
 	}
 }
 
