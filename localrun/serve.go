@@ -20,10 +20,10 @@ import (
 	"github.com/clusterkeys/clusterkeys/pkg/auth"
 	"github.com/clusterkeys/clusterkeys/pkg/authn"
 	"github.com/clusterkeys/clusterkeys/pkg/backends"
+	"github.com/clusterkeys/clusterkeys/pkg/barbicanref"
 	"github.com/clusterkeys/clusterkeys/pkg/ca"
 	"github.com/clusterkeys/clusterkeys/pkg/config"
 	"github.com/clusterkeys/clusterkeys/pkg/gateway"
-	"github.com/clusterkeys/clusterkeys/pkg/keys/barbican"
 	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
 	"github.com/clusterkeys/clusterkeys/pkg/tlsbundle"
 )
@@ -94,7 +94,7 @@ func openStack(ctx context.Context, cfg config.Config, log *slog.Logger) (*stack
 	s.keywrap = keywrap.New(b.Store, b.Custody, keywrap.Options{Logger: log, Registerer: s.reg})
 	vopts := tlsbundle.Options{Registerer: s.reg}
 	if cfg.BarbicanEndpoint != "" {
-		loader, err := barbican.NewContainers(barbican.Config{Endpoint: cfg.BarbicanEndpoint, CallerToken: cfg.Auth == "keystone"})
+		loader, err := barbicanref.New(barbicanref.Config{Endpoint: cfg.BarbicanEndpoint, CallerToken: cfg.Auth == "keystone"})
 		if err != nil {
 			b.Close()
 			return nil, err

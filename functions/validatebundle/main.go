@@ -13,9 +13,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/clusterkeys/clusterkeys/pkg/authn"
+	"github.com/clusterkeys/clusterkeys/pkg/barbicanref"
 	"github.com/clusterkeys/clusterkeys/pkg/config"
 	"github.com/clusterkeys/clusterkeys/pkg/gateway"
-	"github.com/clusterkeys/clusterkeys/pkg/keys/barbican"
 	"github.com/clusterkeys/clusterkeys/pkg/lambdahttp"
 	"github.com/clusterkeys/clusterkeys/pkg/tlsbundle"
 )
@@ -43,7 +43,7 @@ func run(ctx context.Context) error {
 	reg := prometheus.NewRegistry()
 	opts := tlsbundle.Options{Registerer: reg}
 	if cfg.BarbicanEndpoint != "" {
-		if opts.ContainerLoader, err = barbican.NewContainers(barbican.Config{Endpoint: cfg.BarbicanEndpoint, CallerToken: cfg.Auth == "keystone"}); err != nil {
+		if opts.ContainerLoader, err = barbicanref.New(barbicanref.Config{Endpoint: cfg.BarbicanEndpoint, CallerToken: cfg.Auth == "keystone"}); err != nil {
 			return err
 		}
 	}

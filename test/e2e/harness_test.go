@@ -141,6 +141,9 @@ type serverOpts struct {
 	args          []string
 	// env is added to localrun's environment.
 	env []string
+	// unready waits for /healthz only: a backend that refuses clusterkeys
+	// keeps /readyz at 503, which is what such a test checks.
+	unready bool
 }
 
 // startServer runs localrun serve on a free loopback port with a fresh
@@ -215,8 +218,12 @@ func startServer(t testing.TB, o serverOpts) *server {
 		t.Fatalf("localrun did not start in 90 s; logs:\n%s", logs.String())
 	}
 	deadline := time.Now().Add(30 * time.Second)
+	probe := "/readyz"
+	if o.unready {
+		probe = "/healthz"
+	}
 	for {
-		resp, err := http.Get(s.URL + "/readyz")
+		resp, err := http.Get(s.URL + probe)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {

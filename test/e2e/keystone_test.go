@@ -241,6 +241,7 @@ func TestBarbicanCustodyThroughKeystone(t *testing.T) {
 	}
 
 	t.Run("container_ref is read with the caller's own Keystone token", func(t *testing.T) {
+		alice := k.token(t, "alice", "team-a") // fresh: tokens here live 10 s
 		chain := newTLSChain(t)
 		ref := b.tlsContainer(t, "token:"+alice, chain, chain.encryptedKey)
 		r := do(t, "POST", s.URL+"/v1/tls/validate", alice, map[string]any{"container_ref": ref})
@@ -250,6 +251,39 @@ func TestBarbicanCustodyThroughKeystone(t *testing.T) {
 		r = do(t, "POST", s.URL+"/v1/tls/validate", k.token(t, "bob", "team-b"), map[string]any{"container_ref": ref})
 		if r.Status != 403 || r.problemCode(t) != "forbidden" {
 			t.Fatalf("another project's user: %d %s", r.Status, r.Body)
+		}
+	})
+	t.Run("Barbican refusing clusterkeys' credentials is a 502 that says why", func(t *testing.T) {
+		// clusterkeys' service user is rita, a reader: Barbican lets her
+		// in but refuses to store a secret.
+		cloudsYAML := filepath.Join(t.TempDir(), "clouds.yaml")
+		content := fmt.Sprintf("clouds:\n  ck:\n    auth:\n      auth_url: %s\n      username: rita\n      password: ritapw\n"+
+			"      project_name: team-a\n      user_domain_name: Default\n      project_domain_name: Default\n    region_name: RegionOne\n", k.URL)
+		if err := os.WriteFile(cloudsYAML, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		weak := startServer(t, serverOpts{
+			args:    []string{"--keys", "barbican", "--barbican-endpoint", b.URL, "--os-cloud", "ck"},
+			env:     []string{"OS_CLIENT_CONFIG_FILE=" + cloudsYAML},
+			unready: true,
+		})
+		if r := do(t, "GET", weak.URL+"/readyz", "", nil); r.Status != 503 {
+			t.Fatalf("readyz with Barbican refusing the service user: %d %s", r.Status, r.Body)
+		}
+		r := do(t, "PUT", weak.URL+"/v1/clusters/ks-weak/ca", memberToken, `{}`)
+		var p struct {
+			Code   string `json:"code"`
+			Detail string `json:"detail"`
+		}
+		r.json(t, &p)
+		if r.Status != 502 || p.Code != "backend_error" || !strings.Contains(p.Detail, "HTTP 403") {
+			t.Fatalf("create a CA with a service user Barbican refuses: %d %s", r.Status, r.Body)
+		}
+		if strings.Contains(string(r.Body), b.URL) {
+			t.Fatalf("the answer names Barbican's endpoint: %s", r.Body)
+		}
+		if r := do(t, "GET", weak.URL+"/v1/clusters/ks-weak/ca", memberToken, nil); r.Status != 404 {
+			t.Fatalf("a refused create left a CA behind: %d", r.Status)
 		}
 	})
 }

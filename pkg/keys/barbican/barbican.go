@@ -28,7 +28,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -38,6 +37,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/keymanager/v1/secrets"
 
 	"github.com/clusterkeys/clusterkeys/pkg/api"
+	"github.com/clusterkeys/clusterkeys/pkg/barbicanerr"
 	"github.com/clusterkeys/clusterkeys/pkg/keys"
 	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
 )
@@ -62,9 +62,6 @@ type Config struct {
 	Client *gophercloud.ProviderClient
 	// Timeout bounds each Barbican call; 10 s when 0.
 	Timeout time.Duration
-	// CallerToken (Containers only): Barbican authenticates with Keystone,
-	// so containers are read with the caller's own token.
-	CallerToken bool
 }
 
 // Custody keeps keys as Barbican secrets.
@@ -285,24 +282,8 @@ func (c *Custody) Check(ctx context.Context) error {
 	return nil
 }
 
-// classify wraps err with the api sentinel its cause maps to.
+// classify wraps err with the api sentinel its cause maps to (see
+// barbicanerr.Classify), as an error of Barbican custody.
 func classify(what string, err error) error {
-	var code gophercloud.ErrUnexpectedResponseCode
-	if errors.As(err, &code) {
-		switch {
-		case code.Actual == http.StatusUnauthorized || code.Actual == http.StatusForbidden:
-			return fmt.Errorf("barbican custody: %s: Barbican refused our credentials (HTTP %d): %w", what, code.Actual, api.ErrBackend)
-		case code.Actual == http.StatusNotFound:
-			return fmt.Errorf("barbican custody: %s: %w", what, api.ErrNotFound)
-		case code.Actual >= 500:
-			return fmt.Errorf("barbican custody: %s: Barbican answered HTTP %d: %w", what, code.Actual, api.ErrUnavailable)
-		}
-		return fmt.Errorf("barbican custody: %s: Barbican answered HTTP %d: %w", what, code.Actual, api.ErrBackend)
-	}
-	var ne net.Error
-	var ue *url.Error
-	if errors.As(err, &ne) || errors.As(err, &ue) || errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("barbican custody: %s: Barbican unreachable: %w: %w", what, api.ErrUnavailable, err)
-	}
-	return fmt.Errorf("barbican custody: %s: %w", what, err)
+	return fmt.Errorf("barbican custody: %w", barbicanerr.Classify(what, err))
 }

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/clusterkeys/clusterkeys/pkg/api"
-	"github.com/clusterkeys/clusterkeys/pkg/auth"
 	"github.com/clusterkeys/clusterkeys/pkg/keys"
 )
 
@@ -114,55 +113,5 @@ func TestARecordFailureDeletesTheNewSecret(t *testing.T) {
 	}
 	if !deleted {
 		t.Fatal("the orphaned secret was not deleted")
-	}
-}
-
-func TestContainersActAsTheCaller(t *testing.T) {
-	const id = "0b9c1f3e-6f7a-4b1c-9a55-2b3c4d5e6f70"
-	tests := []struct {
-		name        string
-		callerToken bool
-		token       string
-		wantHeaders map[string]string // header → value; "" means absent
-		wantErr     error
-	}{
-		{"noauth Barbican: the caller's project by header", false, "tok-1",
-			map[string]string{"X-Project-Id": "p1", "X-Roles": "observer", "X-Auth-Token": ""}, nil},
-		{"Keystone Barbican: the caller's own token, no project headers", true, "tok-1",
-			map[string]string{"X-Auth-Token": "tok-1", "X-Project-Id": "", "X-Roles": ""}, nil},
-		{"Keystone Barbican without a caller token is refused", true, "", nil, api.ErrForbidden},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var got http.Header
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				got = r.Header.Clone()
-				w.WriteHeader(http.StatusNotFound)
-			}))
-			t.Cleanup(srv.Close)
-			c, err := NewContainers(Config{Endpoint: srv.URL, CallerToken: tt.callerToken})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx := auth.WithPrincipal(context.Background(), auth.Principal{User: "alice", Project: "p1"})
-			if tt.token != "" {
-				ctx = auth.WithToken(ctx, tt.token)
-			}
-			_, err = c.LoadContainer(ctx, id)
-			if tt.wantErr != nil {
-				if !errors.Is(err, tt.wantErr) || got != nil {
-					t.Fatalf("LoadContainer = %v (request sent: %v), want %v and no request", err, got != nil, tt.wantErr)
-				}
-				return
-			}
-			if err == nil || got == nil {
-				t.Fatalf("LoadContainer of a missing container = %v (request sent: %v)", err, got != nil)
-			}
-			for h, want := range tt.wantHeaders {
-				if v := got.Get(h); v != want {
-					t.Errorf("%s = %q, want %q", h, v, want)
-				}
-			}
-		})
 	}
 }

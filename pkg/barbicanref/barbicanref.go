@@ -1,4 +1,24 @@
-package barbican
+// Package barbicanref loads the TLS material a Barbican container_ref
+// names, for validate-TLS-bundle (POST /v1/tls/validate): a certificate
+// container, as Octavia stores it, or a single secret holding a PKCS#12
+// bundle. It reads as the caller, so Barbican's own policy decides what
+// the caller may see.
+//
+// It is apart from Barbican key custody (pkg/keys/barbican) so that the
+// validatebundle function links no custody or store code: it imports
+// neither pkg/keys, pkg/keywrap nor pkg/store.
+//
+// # Errors
+//
+// A container_ref that is not a container or secret of the configured
+// Barbican is api.Invalid (tlsbundle.CodeContainerRefUnsupported), as is a
+// container that is not a certificate or generic container. A missing
+// container or secret wraps api.ErrNotFound; one the caller may not read
+// (Barbican answering 401 or 403) wraps api.ErrForbidden; a secret larger
+// than tlsbundle.MaxInputBytes is 413 (tlsbundle.CodeInputTooLarge).
+// Barbican failing (5xx) or unreachable wraps api.ErrUnavailable, and any
+// other answer api.ErrBackend (see barbicanerr.Classify).
+package barbicanref
 
 import (
 	"context"
@@ -18,6 +38,7 @@ import (
 
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/auth"
+	"github.com/clusterkeys/clusterkeys/pkg/barbicanerr"
 	"github.com/clusterkeys/clusterkeys/pkg/tlsbundle"
 )
 
@@ -25,13 +46,27 @@ import (
 // more than 1 MiB of material in all anyway.
 const maxSecretPayload = tlsbundle.MaxInputBytes
 
-// Containers loads TLS material stored in Barbican for validate-TLS-bundle's
+// Config says which Barbican container_refs are read from, and how.
+type Config struct {
+	// Endpoint is Barbican's base URL, e.g. http://127.0.0.1:9311. Only
+	// refs to this scheme and host are followed.
+	Endpoint string
+	// Timeout bounds each load (all its Barbican calls); 10 s when 0.
+	Timeout time.Duration
+	// CallerToken says Barbican authenticates with Keystone, so refs are
+	// read with the caller's own token. When false (Barbican's
+	// unauthenticated pipeline), refs are read as the caller's project by
+	// header, with Barbican's read-only observer role.
+	CallerToken bool
+}
+
+// Loader loads TLS material stored in Barbican for validate-TLS-bundle's
 // container_ref, as Octavia does: a certificate container (secrets named
 // certificate, private_key, intermediates, private_key_passphrase) or a
 // single secret holding a PKCS#12 bundle. It reads as the caller's project,
 // so Barbican's own policy decides, and a container of another project is
-// 403 forbidden.
-type Containers struct {
+// 403 forbidden. It implements tlsbundle.ContainerLoader.
+type Loader struct {
 	endpoint *url.URL
 	// callerToken: Barbican authenticates with Keystone, so act with the
 	// caller's own token rather than as its project by header.
@@ -40,37 +75,37 @@ type Containers struct {
 	hc          http.Client
 }
 
-var _ tlsbundle.ContainerLoader = (*Containers)(nil)
+var _ tlsbundle.ContainerLoader = (*Loader)(nil)
 
-// NewContainers returns a loader for the Barbican at cfg.Endpoint. Only
-// references to that Barbican are followed: a container_ref naming any
-// other host is refused, so the function cannot be used to reach arbitrary
-// URLs.
-func NewContainers(cfg Config) (*Containers, error) {
+// New returns a loader for the Barbican at cfg.Endpoint. It does not call
+// Barbican. Only references to that Barbican are followed: a container_ref
+// naming any other host is refused, so the function cannot be used to
+// reach arbitrary URLs.
+func New(cfg Config) (*Loader, error) {
 	u, err := url.Parse(strings.TrimSuffix(cfg.Endpoint, "/"))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("barbican containers: endpoint %q is not an http(s) URL", cfg.Endpoint)
+		return nil, fmt.Errorf("barbicanref: endpoint %q is not an http(s) URL", cfg.Endpoint)
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 10 * time.Second
 	}
-	return &Containers{endpoint: u, timeout: cfg.Timeout, hc: http.Client{Timeout: cfg.Timeout}, callerToken: cfg.CallerToken}, nil
+	return &Loader{endpoint: u, timeout: cfg.Timeout, hc: http.Client{Timeout: cfg.Timeout}, callerToken: cfg.CallerToken}, nil
 }
 
 var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
 // parseRef returns the kind ("containers" or "secrets") and id of ref: a
 // full Barbican href of our endpoint, or a bare container id.
-func (c *Containers) parseRef(ref string) (kind, id string, err error) {
+func (l *Loader) parseRef(ref string) (kind, id string, err error) {
 	if uuidRE.MatchString(ref) {
 		return "containers", ref, nil
 	}
 	u, err := url.Parse(ref)
-	if err != nil || u.Scheme != c.endpoint.Scheme || u.Host != c.endpoint.Host || u.RawQuery != "" || u.Fragment != "" {
+	if err != nil || u.Scheme != l.endpoint.Scheme || u.Host != l.endpoint.Host || u.RawQuery != "" || u.Fragment != "" {
 		return "", "", api.Invalid(tlsbundle.CodeContainerRefUnsupported, tlsbundle.FieldContainerRef,
-			"container_ref must be a container or secret of the configured Barbican ("+c.endpoint.Scheme+"://"+c.endpoint.Host+")")
+			"container_ref must be a container or secret of the configured Barbican ("+l.endpoint.Scheme+"://"+l.endpoint.Host+")")
 	}
-	rest, ok := strings.CutPrefix(u.Path, strings.TrimSuffix(c.endpoint.Path, "/")+"/v1/")
+	rest, ok := strings.CutPrefix(u.Path, strings.TrimSuffix(l.endpoint.Path, "/")+"/v1/")
 	if ok {
 		kind, id, ok = strings.Cut(rest, "/")
 	}
@@ -82,25 +117,25 @@ func (c *Containers) parseRef(ref string) (kind, id string, err error) {
 }
 
 // client is a Barbican client acting as the caller's project.
-func (c *Containers) client(ctx context.Context) (*gophercloud.ServiceClient, error) {
+func (l *Loader) client(ctx context.Context) (*gophercloud.ServiceClient, error) {
 	p, ok := auth.FromContext(ctx)
 	if !ok || p.Project == "" {
 		return nil, fmt.Errorf("load container: no project to act as: %w", api.ErrForbidden)
 	}
-	base := c.endpoint.String() + "/"
-	if c.callerToken {
+	base := l.endpoint.String() + "/"
+	if l.callerToken {
 		token := auth.TokenFromContext(ctx)
 		if token == "" {
 			return nil, fmt.Errorf("load container: no caller token to act with: %w", api.ErrForbidden)
 		}
 		return &gophercloud.ServiceClient{
-			ProviderClient: &gophercloud.ProviderClient{HTTPClient: c.hc},
+			ProviderClient: &gophercloud.ProviderClient{HTTPClient: l.hc},
 			Endpoint:       base, ResourceBase: base + "v1/",
 			MoreHeaders: map[string]string{"X-Auth-Token": token},
 		}, nil
 	}
 	return &gophercloud.ServiceClient{
-		ProviderClient: &gophercloud.ProviderClient{HTTPClient: c.hc},
+		ProviderClient: &gophercloud.ProviderClient{HTTPClient: l.hc},
 		Endpoint:       base, ResourceBase: base + "v1/",
 		// observer: Barbican's read-only role, enough to read a project's
 		// non-private secrets and nothing more.
@@ -108,20 +143,23 @@ func (c *Containers) client(ctx context.Context) (*gophercloud.ServiceClient, er
 	}, nil
 }
 
-// LoadContainer fetches the material container_ref names.
-func (c *Containers) LoadContainer(ctx context.Context, ref string) (tlsbundle.Input, error) {
-	kind, id, err := c.parseRef(ref)
+// LoadContainer fetches the material ref names: a bare container id, or
+// the href of a container or secret of the configured Barbican. A
+// certificate container's secrets fill the matching Input fields (PEM as it
+// is, DER as base64); a secret is taken as a PKCS#12 bundle.
+func (l *Loader) LoadContainer(ctx context.Context, ref string) (tlsbundle.Input, error) {
+	kind, id, err := l.parseRef(ref)
 	if err != nil {
 		return tlsbundle.Input{}, err
 	}
-	sc, err := c.client(ctx)
+	sc, err := l.client(ctx)
 	if err != nil {
 		return tlsbundle.Input{}, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
 	if kind == "secrets" {
-		b, _, err := c.secret(ctx, sc, id)
+		b, _, err := l.secret(ctx, sc, id)
 		if err != nil {
 			return tlsbundle.Input{}, err
 		}
@@ -150,7 +188,7 @@ func (c *Containers) LoadContainer(ctx context.Context, ref string) (tlsbundle.I
 		default:
 			continue
 		}
-		b, text, err := c.secret(ctx, sc, secretID(s.SecretRef))
+		b, text, err := l.secret(ctx, sc, secretID(s.SecretRef))
 		if err != nil {
 			return tlsbundle.Input{}, err
 		}
@@ -165,7 +203,7 @@ func (c *Containers) LoadContainer(ctx context.Context, ref string) (tlsbundle.I
 
 // secret fetches a secret's payload in its stored content type; text says
 // whether it is text (PEM) rather than binary (DER, PKCS#12).
-func (c *Containers) secret(ctx context.Context, sc *gophercloud.ServiceClient, id string) (payload []byte, text bool, err error) {
+func (l *Loader) secret(ctx context.Context, sc *gophercloud.ServiceClient, id string) (payload []byte, text bool, err error) {
 	meta, err := secrets.Get(ctx, sc, id).Extract()
 	if err != nil {
 		return nil, false, refError("secret "+id, err)
@@ -196,5 +234,10 @@ func refError(what string, err error) error {
 			return fmt.Errorf("barbican %s is not readable by this project: %w", what, api.ErrForbidden)
 		}
 	}
-	return classify("load "+what, err)
+	return fmt.Errorf("barbican: %w", barbicanerr.Classify("load "+what, err))
+}
+
+// secretID is the id at the end of a secret's href.
+func secretID(href string) string {
+	return href[strings.LastIndex(href, "/")+1:]
 }
