@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/clusterkeys/clusterkeys/pkg/api"
+	"github.com/clusterkeys/clusterkeys/pkg/auth"
 )
 
 // MaxBody is the request body limit of POST /v1/tls/validate: room for
@@ -121,10 +122,11 @@ func (v *Validator) count(rep *Report) {
 	}
 }
 
-// Routes returns POST /v1/tls/validate. Any authenticated principal may
-// call it: it reads no stored data (unless container_ref is used, whose
-// loader enforces its own access). The answer is the Report with 200 when
-// valid and 400 when not; malformed requests are problem+json.
+// Routes returns POST /v1/tls/validate. A principal with any clusterkeys
+// role (admin, member or reader) may call it: it reads no stored data
+// (unless container_ref is used, whose loader enforces its own access). The
+// answer is the Report with 200 when valid and 400 when not; malformed
+// requests are problem+json.
 func Routes(v *Validator) []api.Route {
 	return []api.Route{{
 		Pattern: "POST /v1/tls/validate",
@@ -135,6 +137,14 @@ func Routes(v *Validator) []api.Route {
 }
 
 func (v *Validator) serveValidate(w http.ResponseWriter, r *http.Request) error {
+	p, ok := auth.FromContext(r.Context())
+	if !ok {
+		return fmt.Errorf("validate: no principal: %w", api.ErrUnauthenticated)
+	}
+	if !p.CanRead(p.Project) {
+		return api.New(http.StatusForbidden, api.CodeForbidden,
+			"validating a TLS bundle needs the admin, member or reader role")
+	}
 	var in Input
 	if err := api.DecodeJSON(r, &in, false); err != nil {
 		return err

@@ -144,16 +144,16 @@ type Report struct {
 	Errors []Issue `json:"errors"`
 	// Warnings never make the bundle invalid.
 	Warnings []Issue `json:"warnings"`
-	// Certificate describes the leaf, when it could be read.
-	Certificate *CertInfo `json:"certificate,omitempty"`
-	// HostNames are the leaf's CN and DNS SANs.
-	HostNames *HostNames `json:"host_names,omitempty"`
+	// Certificate describes the leaf; null when it could not be read.
+	Certificate *CertInfo `json:"certificate"`
+	// HostNames are the leaf's CN and DNS SANs; null without a leaf.
+	HostNames *HostNames `json:"host_names"`
 	// Chain is the leaf followed by its issuers in order, ending with the
 	// trusted root when ca_bundle anchors it.
 	Chain []ChainCert `json:"chain"`
 	// ChainPEM is the leaf and its intermediates in order, as PEM, ready to
-	// serve (no self-signed root).
-	ChainPEM string `json:"chain_pem,omitempty"`
+	// serve (no self-signed root); empty without a leaf.
+	ChainPEM string `json:"chain_pem"`
 }
 
 // Has reports whether the report has an error or warning with code.
@@ -438,7 +438,10 @@ func Validate(_ context.Context, in Input, now time.Time) (r Report) {
 				// The leaf itself is pinned as trusted; leaf_is_ca or nothing to say.
 				links[0].trusted = true
 			} else {
-				r.errorf(CodeChainIncomplete, FieldIntermediates, "no intermediate or ca_bundle root issued %s: the intermediate %q is missing",
+				// Without the issuer's certificate nobody can tell a missing
+				// intermediate from a root ca_bundle lacks; untrusted_root is
+				// said only of a chain that ends at a root it carries.
+				r.errorf(CodeChainIncomplete, FieldIntermediates, "no intermediate or ca_bundle root issued %s: its issuer %q is missing (an intermediate not given, or a root ca_bundle does not hold)",
 					last.Subject, last.Issuer.String())
 			}
 		}

@@ -8,9 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -26,10 +30,16 @@ import (
 // context, body limit, errors written as problem+json.
 func newTestServer(t *testing.T, routes []api.Route) *httptest.Server {
 	t.Helper()
+	return newTestServerAs(t, routes, auth.Principal{User: "tester", Project: "p1", Roles: []string{auth.RoleReader}})
+}
+
+// newTestServerAs is newTestServer with the caller p.
+func newTestServerAs(t *testing.T, routes []api.Route, p auth.Principal) *httptest.Server {
+	t.Helper()
 	mux := http.NewServeMux()
 	for _, rt := range routes {
 		mux.HandleFunc(rt.Pattern, func(w http.ResponseWriter, r *http.Request) {
-			r = r.WithContext(auth.WithPrincipal(r.Context(), auth.Principal{User: "tester"}))
+			r = r.WithContext(auth.WithPrincipal(r.Context(), p))
 			limit := rt.MaxBody
 			if limit == 0 {
 				limit = api.DefaultMaxBody
@@ -455,16 +465,39 @@ func TestValidateThroughHTTP(t *testing.T) {
 	}
 }
 
-// TestEveryCodeIsCovered fails when a result code has no case in the table.
+// TestEveryCodeIsCovered fails when a result code has no case in the
+// table. The codes are read from codes.go itself, so a new code cannot be
+// added without a fixture case.
 func TestEveryCodeIsCovered(t *testing.T) {
-	all := []string{CodeInputTooLarge, CodeConflictingInputs, CodeContainerRefUnsupported, CodeCertificateMissing,
-		CodeCertificateUnreadable, CodeKeyMissing, CodeKeyUnreadable, CodeNeedsPassphrase, CodeBadPassphrase,
-		CodeUnsupportedKeyEncryption, CodeWorkFactorTooHigh, CodeKeyMismatch, CodeIntermediateUnreadable,
-		CodeTooManyIntermediates, CodePKCS12Unreadable, CodeCABundleUnreadable, CodeHostnameInvalid,
-		CodeCertificateExpired, CodeCertificateNotYetValid, CodeIntermediateExpired, CodeIntermediateNotYetValid,
-		CodeChainIncomplete, CodeUntrustedRoot, CodeChainInvalid, CodeLeafIsCA, CodeMissingSubject, CodeHostnameMismatch,
-		CodeUnusedIntermediate, CodeIntermediatesOutOfOrder, CodeWeakKey, CodeSHA1Signature, CodeLegacyKeyEncryption,
-		CodeRootInIntermediates}
+	f, err := parser.ParseFile(token.NewFileSet(), "codes.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []string
+	for _, d := range f.Decls {
+		g, ok := d.(*ast.GenDecl)
+		if !ok || g.Tok != token.CONST {
+			continue
+		}
+		for _, spec := range g.Specs {
+			vs := spec.(*ast.ValueSpec)
+			for i, name := range vs.Names {
+				if !strings.HasPrefix(name.Name, "Code") || i >= len(vs.Values) {
+					continue
+				}
+				if lit, ok := vs.Values[i].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+					v, err := strconv.Unquote(lit.Value)
+					if err != nil {
+						t.Fatal(err)
+					}
+					all = append(all, v)
+				}
+			}
+		}
+	}
+	if len(all) < 30 {
+		t.Fatalf("read %d codes from codes.go; the parse is broken", len(all))
+	}
 	seen := map[string]bool{}
 	for _, tc := range validateCases() {
 		for _, c := range append(slices.Clone(tc.wantErrs), tc.wantWarns...) {
@@ -474,6 +507,43 @@ func TestEveryCodeIsCovered(t *testing.T) {
 	for _, c := range all {
 		if !seen[c] {
 			t.Errorf("code %q has no fixture case", c)
+		}
+	}
+}
+
+func TestValidateNeedsARole(t *testing.T) {
+	v := NewValidator(Options{})
+	tests := []struct {
+		name string
+		p    auth.Principal
+		want int
+	}{
+		{"a reader may validate", auth.Principal{User: "r", Project: "p1", Roles: []string{auth.RoleReader}}, http.StatusBadRequest},
+		{"a member may validate", auth.Principal{User: "m", Project: "p1", Roles: []string{auth.RoleMember}}, http.StatusBadRequest},
+		{"an admin may validate", auth.Principal{User: "a", Roles: []string{auth.RoleAdmin}}, http.StatusBadRequest},
+		{"a principal with no clusterkeys role may not", auth.Principal{User: "o", Project: "p1", Roles: []string{"observer"}}, http.StatusForbidden},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newTestServerAs(t, Routes(v), tt.p)
+			// An empty request: 400 certificate_missing once let in.
+			if status, body := post(t, srv, []byte(`{}`)); status != tt.want {
+				t.Fatalf("status %d, want %d: %s", status, tt.want, body)
+			}
+		})
+	}
+}
+
+func TestReportAlwaysHasEveryField(t *testing.T) {
+	srv := newTestServer(t, Routes(NewValidator(Options{})))
+	_, body := post(t, srv, []byte(`{"certificate":"not a certificate"}`))
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"valid", "errors", "warnings", "certificate", "host_names", "chain", "chain_pem"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("a report without a readable leaf lacks %q: %s", k, body)
 		}
 	}
 }
