@@ -38,6 +38,11 @@ const (
 	// MaxAnnotationsSize is the largest total size of annotation keys and
 	// values kube-apiserver accepts.
 	MaxAnnotationsSize = 32 * 1024
+	// MaxPlaintextSize is the largest plaintext Encrypt takes.
+	// kube-apiserver sends a 32-byte seed (or a 32-byte DEK without the
+	// KDF); anything much larger is not KMS v2 traffic and could not fit in
+	// MaxCiphertextSize anyway.
+	MaxPlaintextSize = 512
 )
 
 // DefaultStatusTTL is how long a healthy Status round trip is reused.
@@ -161,6 +166,9 @@ func (p *Plugin) Encrypt(ctx context.Context, uid string, data []byte) (_ *servi
 	defer p.observe("encrypt", p.now(), &err)
 	if len(data) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "encrypt: empty plaintext")
+	}
+	if len(data) > MaxPlaintextSize {
+		return nil, status.Errorf(codes.InvalidArgument, "encrypt: plaintext of %d bytes exceeds %d (KMS v2 encrypts a 32-byte seed)", len(data), MaxPlaintextSize)
 	}
 	ct, v, err := p.env.Wrap(ctx, p.key, data, []byte(AAD))
 	if err != nil {

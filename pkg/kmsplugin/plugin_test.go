@@ -194,6 +194,18 @@ func TestEncryptRefuses(t *testing.T) {
 			t.Fatalf("err = %v, want InvalidArgument", err)
 		}
 	})
+	t.Run("a plaintext far larger than a seed, before custody is asked", func(t *testing.T) {
+		f := newFixture(t)
+		if _, err := f.p.Encrypt(ctx, "", make([]byte, kmsplugin.MaxPlaintextSize+1)); status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("err = %v, want InvalidArgument", err)
+		}
+		if w, _ := f.env.counts(); w != 0 {
+			t.Fatalf("custody was asked to wrap %d times", w)
+		}
+		if _, err := f.p.Encrypt(ctx, "", make([]byte, kmsplugin.MaxPlaintextSize)); err != nil {
+			t.Fatalf("a plaintext at the limit: %v", err)
+		}
+	})
 	t.Run("an answer kube-apiserver would refuse", func(t *testing.T) {
 		f := newFixture(t)
 		f.env.bigOut = true
