@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -116,6 +117,82 @@ func TestCAWithKeysInBarbican(t *testing.T) {
 	names := b.secrets(t, "clusterkeys")
 	if len(names) != 1 || !strings.HasPrefix(names[0], "ca/bb-1/2/") {
 		t.Fatalf("Barbican holds %v, want generation 2's key only: the retired key is deleted", names)
+	}
+	if _, err := os.Stat(filepath.Join(s.StateDir, "master.key")); err == nil {
+		t.Fatal("Barbican custody created a software master key")
+	}
+}
+
+// TestKEKsInBarbican runs wrap/unwrap on Barbican custody: each KEK
+// version is a Barbican secret, loaded for the operation only; ciphertext
+// made under version 1 still unwraps after a rotation, and tampering or a
+// wrong AAD is a 400, never a 500.
+func TestKEKsInBarbican(t *testing.T) {
+	b := startBarbican(t)
+	s := startServer(t, serverOpts{args: barbicanArgs(b)})
+	if r := do(t, "POST", s.URL+"/v1/keys", memberToken, map[string]any{"name": "bb-kek"}); r.Status != 201 {
+		t.Fatalf("create KEK: %d %s", r.Status, r.Body)
+	}
+	type wrapped struct {
+		Ciphertext string `json:"ciphertext"`
+		KeyVersion int    `json:"key_version"`
+	}
+	wrap := func(pt, aad string) wrapped {
+		t.Helper()
+		var w wrapped
+		r := do(t, "POST", s.URL+"/v1/keys/bb-kek/wrap", memberToken, map[string]any{"plaintext": pt, "aad": aad})
+		r.json(t, &w)
+		if r.Status != 200 {
+			t.Fatalf("wrap: %d %s", r.Status, r.Body)
+		}
+		return w
+	}
+	unwrap := func(ct, aad string) (response, string) {
+		t.Helper()
+		var u struct {
+			Plaintext string `json:"plaintext"`
+		}
+		r := do(t, "POST", s.URL+"/v1/keys/bb-kek/unwrap", memberToken, map[string]any{"ciphertext": ct, "aad": aad})
+		if r.Status == 200 {
+			r.json(t, &u)
+		}
+		return r, u.Plaintext
+	}
+	pt1 := base64.StdEncoding.EncodeToString([]byte("a data key under version 1......"))
+	aad := base64.StdEncoding.EncodeToString([]byte("/registry/secrets/default/db"))
+	w1 := wrap(pt1, aad)
+	if r := do(t, "POST", s.URL+"/v1/keys/bb-kek/rotate", memberToken, map[string]any{}); r.Status != 200 {
+		t.Fatalf("rotate: %d %s", r.Status, r.Body)
+	}
+	pt2 := base64.StdEncoding.EncodeToString([]byte("a data key under version 2......"))
+	w2 := wrap(pt2, aad)
+	if w1.KeyVersion != 1 || w2.KeyVersion != 2 {
+		t.Fatalf("key versions %d and %d, want 1 and 2", w1.KeyVersion, w2.KeyVersion)
+	}
+	for _, c := range []struct {
+		w  wrapped
+		pt string
+	}{{w1, pt1}, {w2, pt2}} {
+		if r, got := unwrap(c.w.Ciphertext, aad); r.Status != 200 || got != c.pt {
+			t.Fatalf("unwrap version %d: %d %s", c.w.KeyVersion, r.Status, r.Body)
+		}
+	}
+	if r, _ := unwrap(w1.Ciphertext, base64.StdEncoding.EncodeToString([]byte("other"))); r.Status != 400 {
+		t.Fatalf("unwrap with a wrong AAD: %d %s", r.Status, r.Body)
+	}
+	ct, _ := base64.StdEncoding.DecodeString(w2.Ciphertext)
+	ct[len(ct)-1] ^= 1
+	if r, _ := unwrap(base64.StdEncoding.EncodeToString(ct), aad); r.Status != 400 {
+		t.Fatalf("unwrap of a tampered ciphertext: %d %s", r.Status, r.Body)
+	}
+	var keks []string
+	for _, n := range b.secrets(t, "clusterkeys") {
+		if strings.HasPrefix(n, "kek/bb-kek/") {
+			keks = append(keks, n)
+		}
+	}
+	if len(keks) != 2 {
+		t.Fatalf("Barbican holds KEK secrets %v, want one per version", keks)
 	}
 	if _, err := os.Stat(filepath.Join(s.StateDir, "master.key")); err == nil {
 		t.Fatal("Barbican custody created a software master key")

@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/pem"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -238,6 +239,16 @@ func TestBadInputChangesNothing(t *testing.T) {
 	}
 	tampered := tamperCSR(t, good)
 	url := s.URL + "/v1/clusters/c1/certificates"
+	sign(t, s, memberToken, "c1", map[string]any{"csr": good, "profile": "client"})
+	registry := func() string {
+		t.Helper()
+		r := do(t, "GET", url, memberToken, nil)
+		if r.Status != 200 {
+			t.Fatalf("registry: %d %s", r.Status, r.Body)
+		}
+		return string(r.Body)
+	}
+	registryBefore := registry()
 
 	tests := []struct {
 		name       string
@@ -260,7 +271,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"a server profile without SANs", "POST", url, memberToken, map[string]any{"csr": newCSR(t, p256(t), "web", nil), "profile": "server"}, 400, "missing_san"},
 		{"validity beyond the CA", "POST", url, memberToken, map[string]any{"csr": good, "profile": "client", "validity_hours": 24 * 60}, 400, "validity_exceeds_ca"},
 		{"an unknown profile", "POST", url, memberToken, map[string]any{"csr": good, "profile": "root"}, 400, "invalid_profile"},
-		{"an unknown cluster", "POST", s.URL + "/v1/clusters/nope/certificates", memberToken, map[string]any{"csr": good, "profile": "client"}, 404, ""},
+		{"an unknown cluster", "POST", s.URL + "/v1/clusters/nope/certificates", memberToken, map[string]any{"csr": good, "profile": "client"}, 404, "ca_not_found"},
 		{"no token", "POST", url, "", map[string]any{"csr": good, "profile": "client"}, 401, "unauthorized"},
 		{"a wrong token", "POST", url, "not-a-known-token-at-all", map[string]any{"csr": good, "profile": "client"}, 401, "unauthorized"},
 		{"another project's cluster", "POST", url, otherToken, map[string]any{"csr": good, "profile": "client"}, 403, "forbidden"},
@@ -286,6 +297,28 @@ func TestBadInputChangesNothing(t *testing.T) {
 		})
 	}
 
+	t.Run("a body that is not JSON is 415", func(t *testing.T) {
+		req, err := http.NewRequest("POST", url, strings.NewReader("csr="+good))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded") // what curl -d sends
+		req.Header.Set("Authorization", "Bearer "+memberToken)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		r := response{Status: resp.StatusCode, Header: resp.Header, Body: body}
+		if r.Status != 415 || r.problemCode(t) != "unsupported_media_type" {
+			t.Fatalf("%d %s", r.Status, r.Body)
+		}
+	})
+
+	if got := registry(); got != registryBefore {
+		t.Fatalf("bad requests changed the registry:\nbefore %s\nafter  %s", registryBefore, got)
+	}
 	var after caResource
 	do(t, "GET", s.URL+"/v1/clusters/c1/ca", memberToken, nil).json(t, &after)
 	if after.Generation != ca.Generation || after.FingerprintSHA256 != ca.FingerprintSHA256 {

@@ -66,14 +66,25 @@ func TestExecRunsTheRealBootstraps(t *testing.T) {
 	})
 
 	t.Run("the validate bootstrap answers", func(t *testing.T) {
+		// A certificate without its key: the bootstrap must read the leaf
+		// and say exactly that the key is missing.
 		r := do(t, "POST", s.URL+"/v1/tls/validate", memberToken, map[string]any{"certificate": cert.Certificate})
-		if r.Status != 200 && r.Status != 400 {
-			t.Fatalf("validate: %d %s", r.Status, r.Body)
-		}
 		var v struct {
-			Valid bool `json:"valid"`
+			Valid  bool `json:"valid"`
+			Errors []struct {
+				Code string `json:"code"`
+			} `json:"errors"`
+			Certificate *struct {
+				Serial string `json:"serial"`
+			} `json:"certificate"`
 		}
 		r.json(t, &v)
+		if r.Status != 400 || v.Valid || len(v.Errors) != 1 || v.Errors[0].Code != "key_missing" {
+			t.Fatalf("validate a certificate without its key: %d %s", r.Status, r.Body)
+		}
+		if v.Certificate == nil || !strings.EqualFold(strings.TrimLeft(v.Certificate.Serial, "0"), strings.TrimLeft(cert.Serial, "0")) {
+			t.Fatalf("the report describes another leaf: %s (signed serial %s)", r.Body, cert.Serial)
+		}
 	})
 }
 
