@@ -111,7 +111,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, reg promethe
 		b.Custody = c
 		b.closers = append(b.closers, c.Close)
 	case "barbican":
-		bc := barbican.Config{Endpoint: cfg.BarbicanEndpoint, Project: cfg.BarbicanProject}
+		bc := barbican.Config{Endpoint: cfg.BarbicanEndpoint, Project: cfg.BarbicanProject, Logger: log}
 		if bc.Project == "" {
 			// Keystone: the service user's own token, Barbican from the
 			// catalog unless --barbican-endpoint overrides it.

@@ -9,7 +9,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -229,6 +231,70 @@ func TestBarbicanDownDuringRekey(t *testing.T) {
 	sign(t, s, memberToken, "bb-down", map[string]any{"csr": newCSR(t, p256(t), "after", nil), "profile": "client"})
 	if r := do(t, "POST", s.URL+"/v1/clusters/bb-down/ca/rekey", memberToken, map[string]any{"expected_generation": 1}); r.Status != 200 {
 		t.Fatalf("rekey after Barbican came back: %d %s", r.Status, r.Body)
+	}
+}
+
+// TestBarbicanHangsDuringRekey freezes Barbican (SIGSTOP: connections are
+// accepted, nothing answers) while a rekey creates the new CA key, then lets
+// it resume: the rekey answers 503 and leaves the old CA active, and the
+// secret the frozen Barbican stores late is deleted by clusterkeys, so
+// nothing is orphaned.
+func TestBarbicanHangsDuringRekey(t *testing.T) {
+	b := startBarbican(t)
+	s := startServer(t, serverOpts{args: barbicanArgs(b)})
+	createCA(t, s, memberToken, "bb-hang", nil)
+	before := b.secrets(t, "clusterkeys")
+	pidFile, err := os.ReadFile(filepath.Join(b.dir, "server.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pgid, err := strconv.Atoi(strings.TrimSpace(string(pidFile)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(-pgid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	frozen := true
+	resume := func() {
+		if frozen {
+			frozen = false
+			if err := syscall.Kill(-pgid, syscall.SIGCONT); err != nil {
+				t.Errorf("SIGCONT: %v", err)
+			}
+		}
+	}
+	t.Cleanup(resume)
+
+	t0 := time.Now()
+	r := do(t, "POST", s.URL+"/v1/clusters/bb-hang/ca/rekey", memberToken, map[string]any{"expected_generation": 1})
+	if r.Status != 503 || r.problemCode(t) != "backend_unavailable" {
+		t.Fatalf("rekey with Barbican frozen: %d %s", r.Status, r.Body)
+	}
+	t.Logf("rekey with Barbican frozen answered 503 after %v", time.Since(t0).Round(time.Millisecond))
+	var ca caResource
+	do(t, "GET", s.URL+"/v1/clusters/bb-hang/ca", memberToken, nil).json(t, &ca)
+	if ca.Generation != 1 {
+		t.Fatalf("a failed rekey moved the CA to generation %d", ca.Generation)
+	}
+
+	resume()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		got := b.secrets(t, "clusterkeys")
+		if len(got) == len(before) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Barbican holds %v a minute after it resumed, had %v: an orphaned secret", got, before)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if r := do(t, "POST", s.URL+"/v1/clusters/bb-hang/ca/rekey", memberToken, map[string]any{"expected_generation": 1}); r.Status != 200 {
+		t.Fatalf("rekey after Barbican resumed: %d %s", r.Status, r.Body)
+	}
+	if got := b.secrets(t, "clusterkeys"); len(got) != 1 || !strings.HasPrefix(got[0], "ca/bb-hang/2/") {
+		t.Fatalf("Barbican holds %v after the rekey, want generation 2's key only", got)
 	}
 }
 

@@ -28,9 +28,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
@@ -62,6 +64,9 @@ type Config struct {
 	Client *gophercloud.ProviderClient
 	// Timeout bounds each Barbican call; 10 s when 0.
 	Timeout time.Duration
+	// Logger receives what the reaper of unanswered creates does (never
+	// key material); discarded when nil.
+	Logger *slog.Logger
 }
 
 // Custody keeps keys as Barbican secrets.
@@ -69,6 +74,13 @@ type Custody struct {
 	sc      *gophercloud.ServiceClient
 	blobs   BlobStore
 	timeout time.Duration
+	log     *slog.Logger
+
+	// The reaper of creates whose outcome is unknown (see reap).
+	reapFor    time.Duration // give up when Barbican stays silent this long
+	reapSettle time.Duration // keep looking this long once it answers
+	reapStep   time.Duration // first wait between passes
+	reaping    sync.WaitGroup
 }
 
 // Open returns a custody over Barbican at cfg.Endpoint. It does not call
@@ -96,7 +108,12 @@ func Open(cfg Config, blobs BlobStore) (*Custody, error) {
 	if cfg.Client == nil {
 		sc.MoreHeaders = map[string]string{"X-Project-Id": cfg.Project}
 	}
-	return &Custody{sc: sc, blobs: blobs, timeout: cfg.Timeout}, nil
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Custody{sc: sc, blobs: blobs, timeout: cfg.Timeout, log: log,
+		reapFor: 15 * time.Minute, reapSettle: 30 * time.Second, reapStep: time.Second}, nil
 }
 
 func mappingKey(ref string) string { return "barbican/" + ref }
@@ -112,7 +129,13 @@ func (c *Custody) create(ctx context.Context, ref string, opts secrets.CreateOpt
 	opts.Name = ref
 	s, err := secrets.Create(ctx, c.sc, opts).Extract()
 	if err != nil {
-		return classify(fmt.Sprintf("create secret %q", ref), err)
+		err = classify(fmt.Sprintf("create secret %q", ref), err)
+		if errors.Is(err, api.ErrUnavailable) {
+			// No answer (a timeout, a dropped connection, a 5xx): Barbican
+			// may still store the secret, and nothing would ever name it.
+			c.reapLater(ref)
+		}
+		return err
 	}
 	if err := c.blobs.PutBlob(ctx, mappingKey(ref), []byte(s.SecretRef)); err != nil {
 		if derr := c.deleteSecret(context.WithoutCancel(ctx), s.SecretRef); derr != nil {
@@ -121,6 +144,72 @@ func (c *Custody) create(ctx context.Context, ref string, opts secrets.CreateOpt
 		return fmt.Errorf("barbican custody: record %q: %w", ref, err)
 	}
 	return nil
+}
+
+// reapLater looks, in the background, for a secret named ref that a create
+// without an answer may still leave in Barbican, and deletes it: a failed
+// rekey must leave no orphaned secret, even when Barbican hung rather than
+// refused. It tries until Barbican answers (for at most reapFor), then keeps
+// looking for reapSettle, since a queued create can land after the first
+// answer. A process that exits meanwhile leaves the secret, which the log
+// names.
+func (c *Custody) reapLater(ref string) {
+	c.log.Warn("barbican custody: a create got no answer; its secret will be deleted if it appears", "ref", ref)
+	c.reaping.Add(1)
+	go func() {
+		defer c.reaping.Done()
+		c.reap(ref)
+	}()
+}
+
+func (c *Custody) reap(ref string) {
+	start := time.Now()
+	wait := c.reapStep
+	var answered time.Time
+	for {
+		n, err := c.deleteByName(context.Background(), ref)
+		if n > 0 {
+			c.log.Info("barbican custody: deleted the secret of a create that got no answer", "ref", ref, "secrets", n)
+		}
+		if err == nil && answered.IsZero() {
+			answered = time.Now()
+		}
+		switch {
+		case !answered.IsZero() && time.Since(answered) >= c.reapSettle:
+			return
+		case answered.IsZero() && time.Since(start) >= c.reapFor:
+			c.log.Error("barbican custody: Barbican did not answer; a secret of this name may be orphaned, delete it by hand",
+				"ref", ref, "err", err)
+			return
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 15*time.Second)
+	}
+}
+
+// deleteByName deletes every secret named ref and returns how many.
+func (c *Custody) deleteByName(ctx context.Context, ref string) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	pages, err := secrets.List(c.sc, secrets.ListOpts{Name: ref, Limit: 10}).AllPages(ctx)
+	if err != nil {
+		return 0, classify("list secrets named "+ref, err)
+	}
+	found, err := secrets.ExtractSecrets(pages)
+	if err != nil {
+		return 0, fmt.Errorf("barbican custody: list secrets named %q: %w", ref, err)
+	}
+	n := 0
+	for _, s := range found {
+		if s.Name != ref { // Barbican's name filter is exact; be sure
+			continue
+		}
+		if err := c.deleteSecret(ctx, s.SecretRef); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
 }
 
 func (c *Custody) payload(ctx context.Context, ref string) ([]byte, error) {
