@@ -144,13 +144,18 @@ type serverOpts struct {
 	// unready waits for /healthz only: a backend that refuses clusterkeys
 	// keeps /readyz at 503, which is what such a test checks.
 	unready bool
+	// stateDir, when set, is used instead of a fresh one (a restart).
+	stateDir string
 }
 
 // startServer runs localrun serve on a free loopback port with a fresh
 // state dir, and waits until it is ready.
 func startServer(t testing.TB, o serverOpts) *server {
 	t.Helper()
-	state := t.TempDir()
+	state := o.stateDir
+	if state == "" {
+		state = t.TempDir()
+	}
 	if !o.generateToken {
 		writeTokens(t, state, testTokens...)
 	}
@@ -291,6 +296,16 @@ var client = &http.Client{Timeout: 60 * time.Second}
 // do sends a request with token and body (string, []byte or JSON-encoded value).
 func do(t testing.TB, method, url, token string, body any) response {
 	t.Helper()
+	r, err := tryDo(method, url, token, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// tryDo is do that returns its error, for goroutines and for requests to a
+// server that may be gone.
+func tryDo(method, url, token string, body any) (response, error) {
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -301,13 +316,13 @@ func do(t testing.TB, method, url, token string, body any) response {
 	default:
 		j, err := json.Marshal(b)
 		if err != nil {
-			t.Fatal(err)
+			return response{}, err
 		}
 		rd = bytes.NewReader(j)
 	}
 	req, err := http.NewRequestWithContext(context.Background(), method, url, rd)
 	if err != nil {
-		t.Fatal(err)
+		return response{}, err
 	}
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -317,14 +332,14 @@ func do(t testing.TB, method, url, token string, body any) response {
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
+		return response{}, fmt.Errorf("%s %s: %w", method, url, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatal(err)
+		return response{}, err
 	}
-	return response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	return response{Status: resp.StatusCode, Header: resp.Header, Body: b}, nil
 }
 
 // newCSR makes a PEM CSR for key with the given subject and DNS names.
