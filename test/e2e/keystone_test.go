@@ -288,8 +288,10 @@ func TestBarbicanCustodyThroughKeystone(t *testing.T) {
 	})
 }
 
-// TestKeystoneDownFailsClosed stops a Keystone of its own under a running
-// service: a token not yet cached gets 503, never a guess.
+// TestKeystoneDownFailsClosed stops the shared Keystone under a running
+// service: a token not yet cached gets 503, never a guess. It must stay the
+// last Keystone test (Go runs tests in file order; keystone_test.go holds
+// them all), since setting up another Keystone costs 1–2 minutes of CI.
 func TestKeystoneDownFailsClosed(t *testing.T) {
 	k := startKeystone(t)
 	s := keystoneServer(t, k)

@@ -93,3 +93,28 @@ func TestKeystoneAnswersMapToCodes(t *testing.T) {
 		}
 	})
 }
+
+func TestCacheStaysBounded(t *testing.T) {
+	now := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	sc, calls := fakeIdentity(t, 200, now.Add(time.Hour))
+	const size = 50
+	a := newAuthenticator(sc, Config{CacheTTL: time.Minute, CacheSize: size, Now: func() time.Time { return now }})
+	for i := range 10 * size {
+		if _, err := a.Authenticate(context.Background(), fmt.Sprintf("token-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+		a.mu.Lock()
+		n := len(a.cache)
+		a.mu.Unlock()
+		if n > size {
+			t.Fatalf("after %d distinct tokens the cache holds %d entries, bound %d", i+1, n, size)
+		}
+	}
+	if calls.Load() != 10*size {
+		t.Fatalf("%d Keystone calls for %d distinct tokens", calls.Load(), 10*size)
+	}
+	// The newest token is still cached: eviction made room, not a flush.
+	if _, err := a.Authenticate(context.Background(), fmt.Sprintf("token-%d", 10*size-1)); err != nil || calls.Load() != 10*size {
+		t.Fatalf("the newest token was not served from the cache: %v, %d calls", err, calls.Load())
+	}
+}
