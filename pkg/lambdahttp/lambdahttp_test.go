@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -177,5 +178,68 @@ func BenchmarkHandler(b *testing.B) {
 		if _, err := h(context.Background(), ev); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestAWSOwnEvents runs the HTTP API 2.0 request events that aws-lambda-go
+// keeps as its own test data (captured from API Gateway, read from the
+// module in the build cache, not copied here) through Request, and checks
+// each field the adapter reads against the raw JSON.
+func TestAWSOwnEvents(t *testing.T) {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/aws/aws-lambda-go").Output()
+	dir := strings.TrimSpace(string(out))
+	if err != nil || dir == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("cannot find the aws-lambda-go module (go list -m: %v); run go mod download", err)
+		}
+		t.Skipf("cannot find the aws-lambda-go module (go list -m: %v): run go mod download", err)
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "events", "testdata", "apigw-v2-request-*.json"))
+	if err != nil || len(files) < 3 {
+		t.Fatalf("aws-lambda-go's HTTP API events: %v %v", files, err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ev events.APIGatewayV2HTTPRequest
+			if err := json.Unmarshal(b, &ev); err != nil {
+				t.Fatal(err)
+			}
+			r, err := Request(context.Background(), ev)
+			if err != nil {
+				t.Fatalf("Request: %v", err)
+			}
+			wantURI := ev.RawPath
+			if wantURI == "" {
+				wantURI = "/"
+			}
+			if ev.RawQueryString != "" {
+				wantURI += "?" + ev.RawQueryString
+			}
+			if r.Method != ev.RequestContext.HTTP.Method || r.URL.RequestURI() != wantURI {
+				t.Errorf("request %s %s, event %s %s", r.Method, r.URL.RequestURI(), ev.RequestContext.HTTP.Method, wantURI)
+			}
+			if ev.RawQueryString != "" && len(r.URL.Query()) == 0 {
+				t.Errorf("query %q lost", ev.RawQueryString)
+			}
+			for k, v := range ev.Headers {
+				if got := r.Header.Get(k); got != v {
+					t.Errorf("header %s = %q, event %q", k, got, v)
+				}
+			}
+			if len(ev.Cookies) > 0 && len(r.Cookies()) != len(ev.Cookies) {
+				t.Errorf("cookies %v, event %v", r.Cookies(), ev.Cookies)
+			}
+			body, _ := io.ReadAll(r.Body)
+			if string(body) != ev.Body || r.ContentLength != int64(len(ev.Body)) {
+				t.Errorf("body %q (length %d), event %q", body, r.ContentLength, ev.Body)
+			}
+			if ev.RequestContext.RequestID != "" && r.Header.Get("X-Request-Id") == "" {
+				t.Error("the request id was not carried")
+			}
+		})
 	}
 }
