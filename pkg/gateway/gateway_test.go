@@ -257,6 +257,10 @@ func TestGatewayOps(t *testing.T) {
 	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `clusterkeys_http_requests_total{code="503",route="readyz"} 1`) {
 		t.Fatalf("metrics do not count requests by route and code:\n%s", rec.Body)
 	}
+	// Two readyz requests so far: the latency histogram saw both.
+	if !strings.Contains(rec.Body.String(), `clusterkeys_http_request_duration_seconds_count{route="readyz"} 2`) {
+		t.Fatalf("metrics have no latency histogram of readyz with 2 observations:\n%s", rec.Body)
+	}
 }
 
 func TestNewRefusesAnUnauthenticatedPrivateRoute(t *testing.T) {

@@ -213,12 +213,21 @@ func TestEncryptRefuses(t *testing.T) {
 			t.Fatalf("err = %v, want Internal", err)
 		}
 	})
-	t.Run("custody down is Unavailable", func(t *testing.T) {
+	t.Run("custody down is Unavailable, counted as an error and timed", func(t *testing.T) {
 		f := newFixture(t)
+		if _, err := f.p.Encrypt(ctx, "", seed(t)); err != nil {
+			t.Fatal(err)
+		}
 		f.env.setDown(errCustodyDown)
 		_, err := f.p.Encrypt(ctx, "", seed(t))
 		if status.Code(err) != codes.Unavailable {
 			t.Fatalf("err = %v, want Unavailable", err)
+		}
+		if n := metricValue(t, f.reg, "clusterkeys_kms_errors_total", map[string]string{"op": "encrypt"}); n != 1 {
+			t.Fatalf("errors_total{op=encrypt} = %v, want 1", n)
+		}
+		if n := metricValue(t, f.reg, "clusterkeys_kms_operation_duration_seconds", map[string]string{"op": "encrypt"}); n != 2 {
+			t.Fatalf("duration histogram of encrypt has %v observations, want 2", n)
 		}
 	})
 }
