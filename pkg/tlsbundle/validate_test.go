@@ -13,6 +13,7 @@ import (
 	"go/token"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,10 +25,11 @@ import (
 
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/auth"
+	"github.com/clusterkeys/clusterkeys/pkg/gateway"
 )
 
-// newTestServer serves routes the way the gateway does: principal in the
-// context, body limit, errors written as problem+json.
+// newTestServer serves routes through the real gateway (authentication,
+// body limits, strict errors as problem+json) as a reader of project p1.
 func newTestServer(t *testing.T, routes []api.Route) *httptest.Server {
 	t.Helper()
 	return newTestServerAs(t, routes, auth.Principal{User: "tester", Project: "p1", Roles: []string{auth.RoleReader}})
@@ -36,29 +38,37 @@ func newTestServer(t *testing.T, routes []api.Route) *httptest.Server {
 // newTestServerAs is newTestServer with the caller p.
 func newTestServerAs(t *testing.T, routes []api.Route, p auth.Principal) *httptest.Server {
 	t.Helper()
-	mux := http.NewServeMux()
-	for _, rt := range routes {
-		mux.HandleFunc(rt.Pattern, func(w http.ResponseWriter, r *http.Request) {
-			r = r.WithContext(auth.WithPrincipal(r.Context(), p))
-			limit := rt.MaxBody
-			if limit == 0 {
-				limit = api.DefaultMaxBody
-			}
-			r.Body = http.MaxBytesReader(w, r.Body, limit)
-			if err := rt.Handler(w, r); err != nil {
-				api.WriteError(w, rt.Format, "test", err)
-			}
-		})
+	g, err := gateway.New(gateway.Config{Auth: fixedAuth{p}, Registry: prometheus.NewRegistry()}, routes...)
+	if err != nil {
+		t.Fatal(err)
 	}
-	srv := httptest.NewServer(mux)
+	srv := httptest.NewServer(g)
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+// fixedAuth authenticates testToken as one principal.
+type fixedAuth struct{ p auth.Principal }
+
+const testToken = "tlsbundle-test-token"
+
+func (a fixedAuth) Authenticate(_ context.Context, token string) (auth.Principal, error) {
+	if token != testToken {
+		return auth.Principal{}, api.ErrUnauthenticated
+	}
+	return a.p, nil
 }
 
 // post sends body to POST /v1/tls/validate and returns the status and body.
 func post(t *testing.T, srv *httptest.Server, body []byte) (int, []byte) {
 	t.Helper()
-	resp, err := http.Post(srv.URL+"/v1/tls/validate", "application/json", bytes.NewReader(body))
+	req, err := http.NewRequest("POST", srv.URL+"/v1/tls/validate", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("POST: %v", err)
 	}
@@ -457,6 +467,12 @@ func TestValidateThroughHTTP(t *testing.T) {
 				if is.Message == "" || (in.Passphrase != "" && strings.Contains(is.Message, in.Passphrase)) || strings.Contains(is.Message, "PRIVATE KEY-----") {
 					t.Errorf("issue %+v has no message or leaks a secret", is)
 				}
+				if is.Field == "" && is.Code == CodeInputTooLarge {
+					continue // about the whole input, not one field
+				}
+				if base, _, _ := strings.Cut(is.Field, "["); !slices.Contains(validFields, base) || (base != is.Field && !indexedField.MatchString(is.Field)) {
+					t.Errorf("issue %s names field %q, not one of the request's", is.Code, is.Field)
+				}
 			}
 			if tc.check != nil {
 				tc.check(t, p, rep)
@@ -464,6 +480,12 @@ func TestValidateThroughHTTP(t *testing.T) {
 		})
 	}
 }
+
+// validFields are the request fields an issue may name.
+var validFields = []string{FieldCertificate, FieldPrivateKey, FieldPassphrase, FieldIntermediates, FieldPKCS12, FieldCABundle, FieldHostname, FieldContainerRef}
+
+// indexedField names one of several inputs: intermediates[2].
+var indexedField = regexp.MustCompile(`^[a-z_]+\[[0-9]+\]$`)
 
 // TestEveryCodeIsCovered fails when a result code has no case in the
 // table. The codes are read from codes.go itself, so a new code cannot be
