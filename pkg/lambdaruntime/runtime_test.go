@@ -83,6 +83,17 @@ func TestRuntime(t *testing.T) {
 	}
 	first := pidOf(t, body)
 
+	t.Run("the bootstrap sees the deadline of the function's timeout", func(t *testing.T) {
+		code, body := get(t, rt, "/deadline")
+		var ok bool
+		var ms int64
+		if _, err := fmt.Sscanf(body, "deadline=%t remaining_ms=%d", &ok, &ms); err != nil || code != 200 || !ok {
+			t.Fatalf("deadline: %d %q (%v)", code, body, err)
+		}
+		if ms <= 4000 || ms > 5000 {
+			t.Fatalf("%d ms left at the start of an invocation with a 5 s timeout", ms)
+		}
+	})
 	t.Run("a crash mid-invocation fails that invocation and a new process serves the next", func(t *testing.T) {
 		if code, body := get(t, rt, "/crash"); code != http.StatusBadGateway || !strings.Contains(body, CodeFunctionError) {
 			t.Fatalf("crash: %d %s", code, body)

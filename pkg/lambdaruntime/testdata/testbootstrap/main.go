@@ -1,7 +1,8 @@
 // Command testbootstrap is a Lambda bootstrap for lambdaruntime's tests. Its
 // behaviour depends on the request path: /echo answers with the request,
 // /crash exits mid-invocation, /sleep outlives any test timeout, /panic
-// panics, /error returns a function error. With TESTBOOTSTRAP_INIT_FAIL=1 it
+// panics, /error returns a function error, /deadline says how long the
+// invocation has left. With TESTBOOTSTRAP_INIT_FAIL=1 it
 // reports an init error and exits, as a bootstrap whose set-up failed does.
 package main
 
@@ -49,6 +50,11 @@ func main() {
 			return events.APIGatewayV2HTTPResponse{}, errors.New("refused by the function")
 		case "/slow":
 			time.Sleep(300 * time.Millisecond)
+		case "/deadline":
+			// aws-lambda-go sets ctx's deadline from Lambda-Runtime-Deadline-Ms.
+			d, ok := ctx.Deadline()
+			return events.APIGatewayV2HTTPResponse{StatusCode: 200,
+				Body: fmt.Sprintf("deadline=%v remaining_ms=%d", ok, time.Until(d).Milliseconds())}, nil
 		}
 		return adapter(ctx, ev)
 	})
