@@ -8,6 +8,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -35,7 +36,8 @@ type Config struct {
 	Auth string
 	// Keys is the key custody backend: "software", "pkcs11" or "barbican".
 	Keys string
-	// Store is the metadata store: "sqlite:PATH" or "postgres://…".
+	// Store is the metadata store: "sqlite:PATH" (PostgreSQL is planned,
+	// not built in yet).
 	Store string
 	// MasterKeyFile is software custody's master key.
 	MasterKeyFile string
@@ -80,7 +82,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.TokenAuthFile, "token-auth-file", c.TokenAuthFile, "static token file, CSV token,user,project,\"roles\" (default <state-dir>/tokens.csv)")
 	fs.StringVar(&c.Auth, "auth", c.Auth, "authentication: token-file or keystone")
 	fs.StringVar(&c.Keys, "keys", c.Keys, "key custody: software, pkcs11 or barbican")
-	fs.StringVar(&c.Store, "store", c.Store, "metadata store: sqlite:PATH or postgres://… (default sqlite:<state-dir>/clusterkeys.db)")
+	fs.StringVar(&c.Store, "store", c.Store, "metadata store: sqlite:PATH (default sqlite:<state-dir>/clusterkeys.db)")
 	fs.StringVar(&c.MasterKeyFile, "master-key-file", c.MasterKeyFile, "software custody master key, 32 bytes, mode 0600 (default <state-dir>/master.key)")
 	fs.StringVar(&c.PKCS11Module, "pkcs11-module", c.PKCS11Module, "path of the PKCS#11 library (e.g. libsofthsm2.so)")
 	fs.StringVar(&c.PKCS11TokenLabel, "pkcs11-token-label", c.PKCS11TokenLabel, "label of the PKCS#11 token")
@@ -148,8 +150,18 @@ func (c Config) Resolve() (Config, error) {
 	default:
 		return c, fmt.Errorf("--auth %q: want token-file or keystone", c.Auth)
 	}
-	if !strings.HasPrefix(c.Store, "sqlite:") && !strings.HasPrefix(c.Store, "postgres://") && !strings.HasPrefix(c.Store, "postgresql://") {
-		return c, fmt.Errorf("--store %q: want sqlite:PATH or postgres://…", c.Store)
+	switch {
+	case strings.HasPrefix(c.Store, "sqlite:"):
+	case strings.HasPrefix(c.Store, "postgres://"), strings.HasPrefix(c.Store, "postgresql://"):
+		// Said at start-up, before anything opens; the value may hold a
+		// password, so it is not repeated.
+		return c, errors.New("--store postgres://…: PostgreSQL is not built in yet; use sqlite:PATH")
+	default:
+		scheme, _, _ := strings.Cut(c.Store, ":") // the rest may hold a password
+		if len(scheme) > 16 {
+			scheme = scheme[:16] + "…"
+		}
+		return c, fmt.Errorf("--store %q…: want sqlite:PATH", scheme)
 	}
 	return c, nil
 }

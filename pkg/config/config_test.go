@@ -56,3 +56,31 @@ func TestEnvName(t *testing.T) {
 		t.Fatal(got)
 	}
 }
+
+func TestResolveRefusesStoresNotBuiltIn(t *testing.T) {
+	tests := []struct {
+		name, store, want string
+	}{
+		{"PostgreSQL says it is not built in yet", "postgres://ck:s3cret-pw@db/ck", "not built in yet"},
+		{"another scheme names only its scheme", "mysql://ck:s3cret-pw@db/ck", `"mysql"`},
+		{"a bare path", "/var/lib/ck.db", "want sqlite:PATH"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			c.Store = tt.store
+			_, err := c.Resolve()
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Resolve(%q) = %v, want %q", tt.store, err, tt.want)
+			}
+			if strings.Contains(err.Error(), "s3cret") {
+				t.Fatalf("the error repeats the password: %v", err)
+			}
+		})
+	}
+	c := Default()
+	c.Store = "sqlite:/tmp/x.db"
+	if _, err := c.Resolve(); err != nil {
+		t.Fatalf("sqlite refused: %v", err)
+	}
+}
