@@ -77,7 +77,7 @@ func TestShimReportsAHungCustody(t *testing.T) {
 	bin := shimBinary(t)
 	sock := filepath.Join(socketDir(t), "kms.sock")
 	p := startBinaryWith(t, bin, sock, []string{"--keys", "barbican", "--barbican-endpoint", url,
-		"--barbican-project", "clusterkeys", "--state-dir", t.TempDir(), "--status-cache", "100ms", "--status-timeout", "1s"}, nil)
+		"--barbican-project", "clusterkeys", "--state-dir", t.TempDir(), "--status-cache", "100ms", "--status-timeout", "2s"}, nil)
 	c := kubeClient(t, sock) // 5 s per call, above the shim's probe timeout
 	st, err := c.Status(ctx)
 	if err != nil || st.Healthz != "ok" {
