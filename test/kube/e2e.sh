@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End to end: real etcd + real kube-apiserver + the clusterkeys KMS shim on a
-# unix socket, all on loopback in a temp dir. Checks that a Secret is stored
+# unix socket (software custody, or its KEK in a SoftHSM2 token with
+# KMS_KEYS=pkcs11), all on loopback in a temp dir. Checks that a Secret is stored
 # as k8s:enc:kms:v2:clusterkeys: in etcd (no plaintext), reads back as
 # plaintext through the API, survives a graceful shim restart and a SIGKILL
 # (stale socket) restart, a KEK rotation made through `localrun serve` on the
@@ -13,6 +14,9 @@
 #   KUBE_APISERVER [$(build-kube-apiserver.sh)]  ETCD [etcd]  ETCDCTL [etcdctl]
 #   KMSSHIM, LOCALRUN [built from this repo into the temp dir]  KEEP=1 keeps the temp dir
 #   ROTATE_WAIT [120] seconds to wait for kube-apiserver to use the rotated key_id (it polls Status every 60 s)
+#   KMS_KEYS [software] the shim's custody: software, or pkcs11 (a fresh SoftHSM2 token
+#     made by test/scripts/softhsm.sh; the KEK versions are then generated in the token,
+#     and the rotation through localrun uses the same token)
 # Exit status: 0 pass, 1 fail, 2 a component is missing.
 set -Eeuo pipefail
 
@@ -64,6 +68,23 @@ SOCK=$WORK/kms.sock
 TOKEN=$(openssl rand -hex 16)
 API=https://127.0.0.1:$APORT
 log "work dir $WORK; etcd :$EPORT apiserver :$APORT shim $SOCK metrics :$MPORT"
+KMS_KEYS=${KMS_KEYS:-software}
+case $KMS_KEYS in
+  software) ;;
+  pkcs11)
+    # Exports SOFTHSM2_CONF and CLUSTERKEYS_PKCS11_* (PIN in a 0600 file), for
+    # the shim and for localrun alike.
+    eval "$(bash "$ROOT/test/scripts/softhsm.sh" init "$WORK/hsm" kube-e2e)" || { echo "softhsm.sh init failed" >&2; exit 2; }
+    log "custody: pkcs11, SoftHSM2 token '$CLUSTERKEYS_PKCS11_TOKEN_LABEL'"
+    ;;
+  *) echo "KMS_KEYS=$KMS_KEYS: want software or pkcs11" >&2; exit 2 ;;
+esac
+token_keks() { # the KEK objects in the token, as pkcs11-tool sees them
+  # The PIN through the environment (env:), not on a command line.
+  CK_PIN=$(cat "$CLUSTERKEYS_PKCS11_PIN_FILE") pkcs11-tool --module "$CLUSTERKEYS_PKCS11_MODULE" \
+    --token-label "$CLUSTERKEYS_PKCS11_TOKEN_LABEL" --login --pin env:CK_PIN --list-objects 2>/dev/null |
+    grep -c 'label: *kek/kubernetes-kms/' || true
+}
 
 # ---------- the shim ----------
 if [[ -z ${KMSSHIM:-} ]]; then
@@ -111,7 +132,7 @@ log "etcd ready in $(el "$ts")s"
 # ---------- shim ----------
 start_shim() {
   local ts; ts=$(now)
-  "$KMSSHIM" --listen "unix://$SOCK" --keys software --state-dir "$WORK/state" --key kubernetes-kms \
+  "$KMSSHIM" --listen "unix://$SOCK" --keys "$KMS_KEYS" --state-dir "$WORK/state" --key kubernetes-kms \
     --metrics-listen "127.0.0.1:$MPORT" >>"$WORK/kmsshim.log" 2>&1 &
   PIDS[kmsshim]=$!
   for _ in $(seq 200); do
@@ -204,7 +225,7 @@ log "kmsshim replaced the stale socket after SIGKILL"
 OLDID=$(grep -aoE '[0-9a-f]{32}' "$WORK/.raw" | head -1 || true)   # key_id of kms-e2e-2, last checked
 CKTOKEN=$(openssl rand -hex 16)
 echo "$CKTOKEN,e2e-admin,e2e,admin" > "$WORK/ck-tokens.csv"; chmod 600 "$WORK/ck-tokens.csv"
-"$LOCALRUN" serve --listen "127.0.0.1:$LPORT" --state-dir "$WORK/state" --token-auth-file "$WORK/ck-tokens.csv" >>"$WORK/localrun.log" 2>&1 &
+"$LOCALRUN" serve --listen "127.0.0.1:$LPORT" --state-dir "$WORK/state" --keys "$KMS_KEYS" --token-auth-file "$WORK/ck-tokens.csv" >>"$WORK/localrun.log" 2>&1 &
 PIDS[localrun]=$!
 for _ in $(seq 200); do curl -sf -m 1 "http://127.0.0.1:$LPORT/healthz" >/dev/null 2>&1 && break; kill -0 "${PIDS[localrun]}" 2>/dev/null || fail "localrun exited"; sleep 0.05; done
 c=$(curl -s -m 10 -o "$WORK/.rot" -w '%{http_code}' -X POST -H "Authorization: Bearer $CKTOKEN" "http://127.0.0.1:$LPORT/v1/keys/kubernetes-kms/rotate" || true)
@@ -213,6 +234,12 @@ NEWID=$(jq -r '.versions[-1].key_id' < "$WORK/.rot")
 [[ -n $NEWID && $NEWID != null && $NEWID != "$OLDID" ]] || fail "rotation gave key_id '$NEWID' (old '$OLDID')"
 stop localrun
 log "rotated the KEK through localrun on the shared state dir: key_id $OLDID -> $NEWID"
+if [[ $KMS_KEYS == pkcs11 ]]; then
+  k=$(token_keks)
+  (( k >= 2 )) || fail "the token holds $k KEK objects after the rotation, want one per version (2)"
+  log "the SoftHSM2 token holds $k KEK versions (pkcs11-tool)"
+  [[ -e $WORK/state/master.key ]] && fail "pkcs11 custody left a software master key"
+fi
 ts=$(now); n=0; rotated=0
 while (( $(awk -v a="$ts" -v b="$(now)" 'BEGIN{print int(b-a)}') < ${ROTATE_WAIT:-120} )); do
   n=$((n+1)); V="rot-$n-$(openssl rand -hex 6)"
@@ -237,4 +264,4 @@ d1=$(metric 'clusterkeys_kms_operations_total\{code="OK",op="decrypt"\}')
 (( d1 > d0 )) || fail "no Decrypt reached the shim after the kube-apiserver restart ($d0 -> $d1)"
 log "Decrypt calls through the shim after the kube-apiserver restart: $((d1 - d0))"
 log "shim errors: $(metric 'clusterkeys_kms_errors_total') connections: $(metric 'clusterkeys_kms_connections_total')"
-log "PASS"
+log "PASS ($KMS_KEYS custody)"
