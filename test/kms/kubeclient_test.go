@@ -230,7 +230,7 @@ func TestCustodyOutage(t *testing.T) {
 
 // BenchmarkShimRoundTrip measures Encrypt+Decrypt of a seed through the
 // socket with kube-apiserver's client, the shim in process (software
-// custody, in-memory store).
+// custody, SQLite store).
 func BenchmarkShimRoundTrip(b *testing.B) {
 	sock, _ := startShim(b, "bench-kms", time.Second)
 	benchRoundTrips(b, sock)

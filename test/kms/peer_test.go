@@ -152,7 +152,7 @@ func TestMockApproachIsAFairPeer(t *testing.T) {
 // BenchmarkKMSv2SoftHSM compares, in one process and on one SoftHSM2
 // token, Encrypt+Decrypt round trips through kube-apiserver's KMS v2 client
 // to the shim (kmsplugin over keywrap over PKCS#11 custody, in process,
-// with an in-memory store) and to the mock plugin's approach. The ratio of
+// with its SQLite store) and to the mock plugin's approach. The ratio of
 // the two is the cost of versioned KEKs, health checks and fault recovery.
 func BenchmarkKMSv2SoftHSM(b *testing.B) {
 	cfg := softHSMConfig(b)
@@ -162,7 +162,7 @@ func BenchmarkKMSv2SoftHSM(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { c.Close() })
-		kw := keywrap.New(newMemStore(), c, keywrap.Options{})
+		kw := keywrap.New(newStore(b), c, keywrap.Options{})
 		sock, _, _ := startShimOver(b, kw, fmt.Sprintf("bench-%d", time.Now().UnixNano()), time.Second)
 		benchRoundTrips(b, sock)
 	})

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,7 +25,7 @@ import (
 	"github.com/clusterkeys/clusterkeys/pkg/keys/software"
 	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
 	"github.com/clusterkeys/clusterkeys/pkg/kmsplugin"
-	"github.com/clusterkeys/clusterkeys/pkg/store"
+	"github.com/clusterkeys/clusterkeys/pkg/store/sqlite"
 )
 
 // providerName is the KMS provider name, as in an EncryptionConfiguration.
@@ -35,122 +34,15 @@ const providerName = "clusterkeys"
 // prefix is what kube-apiserver puts before a KMS v2 value in etcd.
 const prefix = "k8s:enc:kms:v2:" + providerName + ":"
 
-// memStore keeps KEK records and custody blobs in memory: the metadata store
-// part of the stack; custody (software) and the wrap service are the real ones.
-type memStore struct {
-	mu       sync.Mutex
-	keks     map[string]store.KEK
-	versions map[string][]store.KEKVersion
-	blobs    map[string][]byte
-}
-
-var (
-	_ keywrap.Store      = (*memStore)(nil)
-	_ software.BlobStore = (*memStore)(nil)
-)
-
-func newMemStore() *memStore {
-	return &memStore{keks: map[string]store.KEK{}, versions: map[string][]store.KEKVersion{}, blobs: map[string][]byte{}}
-}
-
-func (m *memStore) CreateKEK(_ context.Context, k store.KEK, first store.KEKVersion) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.keks[k.Name]; ok {
-		return fmt.Errorf("kek %q: %w", k.Name, api.ErrConflict)
+// newStore opens the real SQLite metadata store in a fresh directory.
+func newStore(t testing.TB) *sqlite.DB {
+	t.Helper()
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "clusterkeys.db"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	m.keks[k.Name] = k
-	m.versions[k.Name] = []store.KEKVersion{first}
-	return nil
-}
-
-func (m *memStore) KEK(_ context.Context, name string) (store.KEK, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	k, ok := m.keks[name]
-	if !ok {
-		return store.KEK{}, fmt.Errorf("kek %q: %w", name, api.ErrNotFound)
-	}
-	return k, nil
-}
-
-func (m *memStore) KEKVersions(_ context.Context, name string) ([]store.KEKVersion, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.keks[name]; !ok {
-		return nil, fmt.Errorf("kek %q: %w", name, api.ErrNotFound)
-	}
-	return append([]store.KEKVersion(nil), m.versions[name]...), nil
-}
-
-func (m *memStore) KEKVersion(_ context.Context, name string, version int) (store.KEKVersion, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, v := range m.versions[name] {
-		if v.Version == version {
-			return v, nil
-		}
-	}
-	return store.KEKVersion{}, fmt.Errorf("kek %q version %d: %w", name, version, api.ErrNotFound)
-}
-
-func (m *memStore) RotateKEK(_ context.Context, name string, expected int, next store.KEKVersion) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	k, ok := m.keks[name]
-	if !ok {
-		return fmt.Errorf("kek %q: %w", name, api.ErrNotFound)
-	}
-	if k.ActiveVersion != expected {
-		return fmt.Errorf("kek %q: %w", name, api.ErrGenerationMismatch)
-	}
-	k.ActiveVersion = next.Version
-	m.keks[name] = k
-	m.versions[name] = append(m.versions[name], next)
-	return nil
-}
-
-func (m *memStore) KEKVersionByKeyID(_ context.Context, keyID string) (store.KEKVersion, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, vs := range m.versions {
-		for _, v := range vs {
-			if v.KeyID == keyID {
-				return v, nil
-			}
-		}
-	}
-	return store.KEKVersion{}, fmt.Errorf("key id: %w", api.ErrNotFound)
-}
-
-func (m *memStore) PutBlob(_ context.Context, ref string, blob []byte) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.blobs[ref]; ok {
-		return fmt.Errorf("blob %q: %w", ref, api.ErrConflict)
-	}
-	m.blobs[ref] = append([]byte(nil), blob...)
-	return nil
-}
-
-func (m *memStore) GetBlob(_ context.Context, ref string) ([]byte, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	b, ok := m.blobs[ref]
-	if !ok {
-		return nil, fmt.Errorf("blob %q: %w", ref, api.ErrNotFound)
-	}
-	return append([]byte(nil), b...), nil
-}
-
-func (m *memStore) DeleteBlob(_ context.Context, ref string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.blobs[ref]; !ok {
-		return fmt.Errorf("blob %q: %w", ref, api.ErrNotFound)
-	}
-	delete(m.blobs, ref)
-	return nil
+	t.Cleanup(func() { db.Close() })
+	return db
 }
 
 // switchableCustody is real custody that can be made unavailable, as an
@@ -182,7 +74,7 @@ func (c *switchableCustody) Open(ctx context.Context, ref string, ciphertext, aa
 }
 
 // newKeywrap returns the real wrap service over software custody with a
-// fresh master key and an in-memory store.
+// fresh master key and the SQLite store.
 func newKeywrap(t testing.TB) *keywrap.Service {
 	t.Helper()
 	kw, _ := newSwitchableKeywrap(t)
@@ -196,7 +88,7 @@ func newSwitchableKeywrap(t testing.TB) (*keywrap.Service, *switchableCustody) {
 	if _, err := rand.Read(mk); err != nil {
 		t.Fatal(err)
 	}
-	st := newMemStore()
+	st := newStore(t)
 	c, err := software.New(mk, st)
 	if err != nil {
 		t.Fatal(err)
