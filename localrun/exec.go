@@ -61,7 +61,7 @@ func execHandler(ctx context.Context, cfg config.Config, log *slog.Logger, binDi
 		for _, r := range f.routes(s.authority, s.keywrap, s.validator) {
 			routes = append(routes, api.Route{
 				Pattern: r.Pattern, Name: f.name + ":" + r.Name, Public: true,
-				MaxBody: 6 << 20, Format: r.Format,
+				MaxBody: lambdaruntime.MaxPayload, Format: r.Format,
 				Handler: forward(rt),
 			})
 		}
@@ -74,9 +74,13 @@ func execHandler(ctx context.Context, cfg config.Config, log *slog.Logger, binDi
 	return g, cleanup, s.newToken, nil
 }
 
-// forward hands the request to a function's runtime.
+// forward hands the request to a function's runtime, carrying the front
+// gateway's request id, so that both gateways and the answer name one id.
 func forward(rt *lambdaruntime.Runtime) api.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
+		if rid := gateway.RequestID(r.Context()); rid != "" {
+			r.Header.Set("X-Request-Id", rid)
+		}
 		rt.ServeHTTP(w, r)
 		return nil
 	}

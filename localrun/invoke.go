@@ -13,10 +13,11 @@ import (
 
 	"github.com/clusterkeys/clusterkeys/pkg/config"
 	"github.com/clusterkeys/clusterkeys/pkg/lambdahttp"
+	"github.com/clusterkeys/clusterkeys/pkg/lambdaruntime"
 )
 
 // maxEvent bounds an event file: Lambda's own synchronous payload limit.
-const maxEvent = 6 << 20
+const maxEvent = lambdaruntime.MaxPayload
 
 // invoke sends one HTTP API (payload 2.0) event through one function, in
 // process, and prints the Lambda response as JSON, like `sam local invoke`.

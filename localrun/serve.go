@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -109,20 +110,11 @@ func openStack(ctx context.Context, cfg config.Config, log *slog.Logger) (*stack
 func (s *stack) gateway(names ...string) (*gateway.Gateway, error) {
 	var routes []api.Route
 	for _, f := range functions {
-		if len(names) == 0 || contains(names, f.name) {
+		if len(names) == 0 || slices.Contains(names, f.name) {
 			routes = append(routes, f.routes(s.authority, s.keywrap, s.validator)...)
 		}
 	}
 	return gateway.New(gateway.Config{Auth: s.auth, Logger: s.log, Registry: s.reg, Ready: s.backends.Ready}, routes...)
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -63,7 +63,8 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, reg promethe
 	b := &Backends{}
 	path, ok := strings.CutPrefix(cfg.Store, "sqlite:")
 	if !ok {
-		return nil, fmt.Errorf("store %q: only sqlite is built in so far", cfg.Store)
+		scheme, _, _ := strings.Cut(cfg.Store, ":") // the rest may hold a password
+		return nil, fmt.Errorf("store %q…: only sqlite is built in so far", scheme)
 	}
 	db, err := sqlite.Open(ctx, path)
 	if err != nil {
@@ -86,22 +87,12 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, reg promethe
 		}
 		b.Custody = c
 	case "pkcs11":
-		pc, err := pkcs11.ConfigFromEnv()
+		// cfg already holds the flags and their CLUSTERKEYS_* variables: the
+		// PIN file is read once, and a flag beats the environment.
+		pc, err := pkcs11.NewConfig(cfg.PKCS11Module, cfg.PKCS11TokenLabel, cfg.PKCS11PinFile)
 		if err != nil {
 			b.Close()
 			return nil, fmt.Errorf("pkcs11 custody: %w", err)
-		}
-		if cfg.PKCS11Module != "" {
-			pc.Module = cfg.PKCS11Module
-		}
-		if cfg.PKCS11TokenLabel != "" {
-			pc.TokenLabel = cfg.PKCS11TokenLabel
-		}
-		if cfg.PKCS11PinFile != "" {
-			if pc.PIN, err = pkcs11.ReadPINFile(cfg.PKCS11PinFile); err != nil {
-				b.Close()
-				return nil, fmt.Errorf("pkcs11 custody: %w", err)
-			}
 		}
 		c, err := pkcs11.Open(pc, pkcs11.Options{Logger: log, Registerer: reg})
 		if err != nil {

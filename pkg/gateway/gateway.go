@@ -51,7 +51,6 @@ type Gateway struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *metrics
-	routes  []api.Route
 }
 
 var _ http.Handler = (*Gateway)(nil)
@@ -83,7 +82,6 @@ func New(cfg Config, routes ...api.Route) (*Gateway, error) {
 		if err := register(g.mux, rt.Pattern, g.wrap(rt)); err != nil {
 			return nil, err
 		}
-		g.routes = append(g.routes, rt)
 	}
 	return g, nil
 }
@@ -99,9 +97,6 @@ func register(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
 	mux.Handle(pattern, h)
 	return nil
 }
-
-// Routes returns the routes the gateway serves, operational ones included.
-func (g *Gateway) Routes() []api.Route { return g.routes }
 
 // ServeHTTP routes r. Unknown paths get 404 and known paths with another
 // method 405 with an Allow header, both in the API's error format.
@@ -193,7 +188,7 @@ func (g *Gateway) wrap(rt api.Route) http.Handler {
 				if e.Status == http.StatusUnauthorized {
 					rw.Header().Set("WWW-Authenticate", `Bearer realm="clusterkeys"`)
 				}
-				api.WriteError(rw, rt.Format, rid, err)
+				api.WriteError(rw, rt.Format, rid, e)
 				level := slog.LevelInfo
 				if e.Status >= 500 {
 					level = slog.LevelError
@@ -306,6 +301,7 @@ func plainID(s string) bool {
 }
 
 func (g *Gateway) opsRoutes() []api.Route {
+	metrics := promhttp.HandlerFor(g.cfg.Registry, promhttp.HandlerOpts{})
 	return []api.Route{
 		{Pattern: "GET /healthz", Name: "healthz", Public: true, Handler: func(w http.ResponseWriter, r *http.Request) error {
 			return api.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -320,7 +316,7 @@ func (g *Gateway) opsRoutes() []api.Route {
 			return api.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 		}},
 		{Pattern: "GET /metrics", Name: "metrics", Public: true, Handler: func(w http.ResponseWriter, r *http.Request) error {
-			promhttp.HandlerFor(g.cfg.Registry, promhttp.HandlerOpts{}).ServeHTTP(w, r)
+			metrics.ServeHTTP(w, r)
 			return nil
 		}},
 	}

@@ -29,6 +29,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -301,9 +302,9 @@ func (s *slot) runOnce(log *slog.Logger) error {
 		"AWS_REGION=local",
 		"AWS_DEFAULT_REGION=local",
 		"_HANDLER=bootstrap",
-		"LAMBDA_TASK_ROOT=" + dir(f.Path),
+		"LAMBDA_TASK_ROOT=" + filepath.Dir(f.Path),
 	}, f.Env...)
-	cmd.Dir = dir(f.Path)
+	cmd.Dir = filepath.Dir(f.Path)
 	// Its own process group, so a kill reaches anything it started. No
 	// Pdeathsig: Linux sends it when the forking thread exits, which Go's
 	// scheduler does not promise to keep. An orphaned bootstrap exits on
@@ -339,15 +340,6 @@ func (s *slot) runOnce(log *slog.Logger) error {
 		err = errors.New("exit status 0")
 	}
 	return err
-}
-
-func dir(path string) string {
-	for i := len(path) - 1; i >= 0; i-- {
-		if path[i] == '/' {
-			return path[:i+1]
-		}
-	}
-	return "."
 }
 
 // killIfHolding kills the process if it holds inv.

@@ -65,6 +65,16 @@ func TestExecRunsTheRealBootstraps(t *testing.T) {
 		}
 	})
 
+	t.Run("one request id from the front gateway to the bootstrap's answer", func(t *testing.T) {
+		r := do(t, "POST", s.URL+"/v1/clusters/lambda-1/certificates", memberToken, `{"csr":`)
+		var p struct {
+			RequestID string `json:"request_id"`
+		}
+		r.json(t, &p)
+		if r.Status != 400 || p.RequestID == "" || p.RequestID != r.Header.Get("X-Request-Id") {
+			t.Fatalf("body request_id %q, header %q: %d %s", p.RequestID, r.Header.Get("X-Request-Id"), r.Status, r.Body)
+		}
+	})
 	t.Run("the validate bootstrap answers", func(t *testing.T) {
 		// A certificate without its key: the bootstrap must read the leaf
 		// and say exactly that the key is missing.

@@ -37,6 +37,7 @@ import (
 
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack/keymanager/v1/secrets"
+	"github.com/gophercloud/gophercloud/v2/pagination"
 
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/barbicanerr"
@@ -81,6 +82,8 @@ type Custody struct {
 	reapSettle time.Duration // keep looking this long once it answers
 	reapStep   time.Duration // first wait between passes
 	reaping    sync.WaitGroup
+
+	hrefs sync.Map // ref → secret href, read from the store once
 }
 
 // Open returns a custody over Barbican at cfg.Endpoint. It does not call
@@ -205,21 +208,36 @@ func (c *Custody) deleteByName(ctx context.Context, ref string) (int, error) {
 			continue
 		}
 		if err := c.deleteSecret(ctx, s.SecretRef); err != nil {
-			return n, err
+			return n, classify("delete secret named "+ref, err)
 		}
 		n++
 	}
 	return n, nil
 }
 
+// href returns the secret href of ref. The mapping never changes while the
+// key exists, so it is read from the store once per process; the key
+// material itself is fetched from Barbican for every operation.
+func (c *Custody) href(ctx context.Context, ref string) (string, error) {
+	if h, ok := c.hrefs.Load(ref); ok {
+		return h.(string), nil
+	}
+	b, err := c.blobs.GetBlob(ctx, mappingKey(ref))
+	if err != nil {
+		return "", err
+	}
+	c.hrefs.Store(ref, string(b))
+	return string(b), nil
+}
+
 func (c *Custody) payload(ctx context.Context, ref string) ([]byte, error) {
-	href, err := c.blobs.GetBlob(ctx, mappingKey(ref))
+	href, err := c.href(ctx, ref)
 	if err != nil {
 		return nil, fmt.Errorf("barbican custody: key %q: %w", ref, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	b, err := secrets.GetPayload(ctx, c.sc, secretID(string(href)), secrets.GetPayloadOpts{PayloadContentType: "application/octet-stream"}).Extract()
+	b, err := secrets.GetPayload(ctx, c.sc, secretID(href), secrets.GetPayloadOpts{PayloadContentType: "application/octet-stream"}).Extract()
 	if err != nil {
 		return nil, classify(fmt.Sprintf("fetch secret of key %q", ref), err)
 	}
@@ -288,6 +306,7 @@ func (c *Custody) Signer(ctx context.Context, ref string) (crypto.Signer, error)
 // Destroy deletes the secret of ref and its record; a missing one is not
 // an error.
 func (c *Custody) Destroy(ctx context.Context, ref string) error {
+	c.hrefs.Delete(ref)
 	href, err := c.blobs.GetBlob(ctx, mappingKey(ref))
 	if errors.Is(err, api.ErrNotFound) {
 		return nil
@@ -363,11 +382,14 @@ func (c *Custody) Open(ctx context.Context, ref string, ciphertext, aad []byte) 
 func (c *Custody) Check(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	page, err := secrets.List(c.sc, secrets.ListOpts{Limit: 1}).AllPages(ctx)
+	// One page only: AllPages would follow Barbican's next links and cost
+	// a request per secret on every readiness probe.
+	err := secrets.List(c.sc, secrets.ListOpts{Limit: 1}).EachPage(ctx, func(context.Context, pagination.Page) (bool, error) {
+		return false, nil
+	})
 	if err != nil {
 		return classify("list secrets", err)
 	}
-	_ = page
 	return nil
 }
 

@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 )
 
-// Environment variables ConfigFromEnv reads.
+// Environment variables of the PKCS#11 settings (pkg/config binds the first
+// three to flags; the PIN itself is only ever an environment variable).
 const (
 	EnvModule     = "CLUSTERKEYS_PKCS11_MODULE"
 	EnvTokenLabel = "CLUSTERKEYS_PKCS11_TOKEN_LABEL"
@@ -43,6 +45,10 @@ func (c Config) String() string {
 // GoString is String, so that %#v does not print the PIN either.
 func (c Config) GoString() string { return c.String() }
 
+// LogValue is String, so that a Config given to slog (JSON handlers
+// marshal structs field by field) never shows the PIN.
+func (c Config) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
 // Validate reports what is missing from c.
 func (c Config) Validate() error {
 	var errs []error
@@ -58,17 +64,15 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// ConfigFromEnv reads CLUSTERKEYS_PKCS11_MODULE, CLUSTERKEYS_PKCS11_TOKEN_LABEL
-// and the PIN: from the file CLUSTERKEYS_PKCS11_PIN_FILE names (trimmed), or
-// else from CLUSTERKEYS_PKCS11_PIN. Missing settings are not an error here
-// (flags may fill them in); Open validates. A PIN file that cannot be read is.
-func ConfigFromEnv() (Config, error) {
-	c := Config{
-		Module:     os.Getenv(EnvModule),
-		TokenLabel: os.Getenv(EnvTokenLabel),
-	}
-	if path := os.Getenv(EnvPINFile); path != "" {
-		pin, err := ReadPINFile(path)
+// NewConfig returns the settings for module and label (already resolved from
+// flags and CLUSTERKEYS_* variables by pkg/config) with the PIN read once:
+// from pinFile (trimmed) when set, or else from CLUSTERKEYS_PKCS11_PIN.
+// Missing settings are not an error here; Open validates. A PIN file that
+// cannot be read, or is readable by others, is.
+func NewConfig(module, label, pinFile string) (Config, error) {
+	c := Config{Module: module, TokenLabel: label}
+	if pinFile != "" {
+		pin, err := ReadPINFile(pinFile)
 		if err != nil {
 			return Config{}, err
 		}

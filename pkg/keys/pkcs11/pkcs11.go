@@ -100,15 +100,13 @@ type Custody struct {
 
 	// mu is held for reading while a call uses cx, and for writing while cx
 	// is replaced or closed, so a context is never closed under a call.
-	mu           sync.RWMutex
-	cx           *crypto11.Context
-	gen          uint64      // incremented with every new context
-	health       cipher.AEAD // GCM of the health key in cx
-	down         error       // why cx is nil; nil when up
-	closed       bool
-	reconnecting bool
-	stop         chan struct{}
-	loopDone     chan struct{}
+	mu       sync.RWMutex
+	cx       *crypto11.Context
+	gen      uint64      // incremented with every new context
+	health   cipher.AEAD // GCM of the health key in cx
+	closed   bool
+	stop     chan struct{}
+	loopDone chan struct{}
 
 	// cacheMu guards the handles found in cx (cleared with cx).
 	cacheMu sync.Mutex
@@ -418,15 +416,12 @@ func (c *Custody) markDown(gen uint64, cause error) {
 	if c.closed || c.cx == nil || c.gen != gen {
 		return
 	}
+	// cx was up, so no reconnection loop runs: start one.
 	c.closeLocked()
-	c.down = cause
 	c.up.Set(0)
 	c.log.Warn("PKCS#11 token fault: context closed, reconnecting", "token", c.cfg.TokenLabel, "err", cause)
-	if !c.reconnecting {
-		c.reconnecting = true
-		c.loopDone = make(chan struct{})
-		go c.reconnectLoop(c.loopDone)
-	}
+	c.loopDone = make(chan struct{})
+	go c.reconnectLoop(c.loopDone)
 }
 
 // closeLocked closes the current context and forgets its handles.
@@ -458,9 +453,6 @@ func (c *Custody) reconnectLoop(done chan struct{}) {
 		}
 		cx, health, err := c.configure()
 		if err != nil {
-			c.mu.Lock()
-			c.down = err
-			c.mu.Unlock()
 			if attempt == 1 || attempt%20 == 0 {
 				c.log.Warn("PKCS#11 reconnect failed", "token", c.cfg.TokenLabel, "attempt", attempt, "err", err)
 			}
@@ -473,9 +465,8 @@ func (c *Custody) reconnectLoop(done chan struct{}) {
 			_ = safely(cx.Close)
 			return
 		}
-		c.cx, c.health, c.down = cx, health, nil
+		c.cx, c.health = cx, health
 		c.gen++
-		c.reconnecting = false
 		c.mu.Unlock()
 		c.reconnects.Inc()
 		c.up.Set(1)

@@ -12,6 +12,7 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"os"
 	"os/exec"
@@ -29,7 +30,7 @@ import (
 	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
 )
 
-func TestConfigFromEnv(t *testing.T) {
+func TestNewConfig(t *testing.T) {
 	dir := t.TempDir()
 	pinFile := filepath.Join(dir, "pin")
 	if err := os.WriteFile(pinFile, []byte("  s3cret-pin\n"), 0o600); err != nil {
@@ -63,12 +64,8 @@ func TestConfigFromEnv(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			for _, k := range []string{EnvModule, EnvTokenLabel, EnvPINFile, EnvPIN} {
-				t.Setenv(k, tt.env[k])
-			}
-			t.Setenv(EnvModule, "/lib/x.so")
-			t.Setenv(EnvTokenLabel, "tok")
-			c, err := ConfigFromEnv()
+			t.Setenv(EnvPIN, tt.env[EnvPIN])
+			c, err := NewConfig("/lib/x.so", "tok", tt.env[EnvPINFile])
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tt.wantErr)
@@ -76,13 +73,15 @@ func TestConfigFromEnv(t *testing.T) {
 				return
 			}
 			if err != nil || c.PIN != tt.wantPIN || c.Module != "/lib/x.so" || c.TokenLabel != "tok" {
-				t.Fatalf("ConfigFromEnv = %v (pin ok %v), %v", c, c.PIN == tt.wantPIN, err)
+				t.Fatalf("NewConfig = %v (pin ok %v), %v", c, c.PIN == tt.wantPIN, err)
 			}
 		})
 	}
 	t.Run("the PIN is never printed", func(t *testing.T) {
 		c := Config{Module: "/m.so", TokenLabel: "t", PIN: "s3cret-pin"}
-		for _, s := range []string{c.String(), fmt.Sprintf("%v", c), fmt.Sprintf("%+v", c), fmt.Sprintf("%#v", c), fmt.Sprint(c)} {
+		var logged bytes.Buffer
+		slog.New(slog.NewJSONHandler(&logged, nil)).Info("config", "pkcs11", c)
+		for _, s := range []string{c.String(), fmt.Sprintf("%v", c), fmt.Sprintf("%+v", c), fmt.Sprintf("%#v", c), fmt.Sprint(c), logged.String()} {
 			if strings.Contains(s, "s3cret") {
 				t.Fatalf("config printed with its PIN: %s", s)
 			}
