@@ -17,7 +17,7 @@ run:
 ## fails them, so a fresh machine must have them installed first.
 test: lint deps unit e2e
 
-## lint: gofmt, go vet and staticcheck on both modules
+## lint: gofmt and go vet on both modules, staticcheck on the main one
 lint:
 	@out=$$(gofmt -l $(GOFILES)); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...

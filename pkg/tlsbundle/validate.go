@@ -182,7 +182,9 @@ func (r *Report) warnf(code, field, format string, args ...any) {
 	r.Warnings = append(r.Warnings, Issue{Code: code, Field: field, Message: fmt.Sprintf(format, args...)})
 }
 
-func (r *Report) keyIssue(field string, err error) {
+// keyIssue reports a key or PKCS#12 parse error: its own code, or fallback
+// for an error that carries none.
+func (r *Report) keyIssue(field, fallback string, err error) {
 	code := KeyErrorCode(err)
 	msg := err.Error()
 	var ke *keyError
@@ -190,7 +192,7 @@ func (r *Report) keyIssue(field string, err error) {
 		msg = ke.msg
 	}
 	if code == "" {
-		code = CodeKeyUnreadable
+		code = fallback
 	}
 	if code == CodeBadPassphrase {
 		field = FieldPassphrase // the passphrase is the thing to fix
@@ -256,14 +258,7 @@ func Validate(_ context.Context, in Input, now time.Time) (r Report) {
 		}
 		p, err := parsePKCS12(der, in.Passphrase)
 		if err != nil {
-			code := KeyErrorCode(err)
-			field := FieldPKCS12
-			if code == CodeBadPassphrase {
-				field = FieldPassphrase
-			}
-			var ke *keyError
-			errors.As(err, &ke)
-			r.errorf(code, field, "%s", ke.msg)
+			r.keyIssue(FieldPKCS12, CodePKCS12Unreadable, err)
 			break
 		}
 		leaf, key = p.leaf, p.key
@@ -315,7 +310,7 @@ func Validate(_ context.Context, in Input, now time.Time) (r Report) {
 		} else {
 			pk, err := parsePrivateKey([]byte(in.PrivateKey), in.Passphrase)
 			if err != nil {
-				r.keyIssue(FieldPrivateKey, err)
+				r.keyIssue(FieldPrivateKey, CodeKeyUnreadable, err)
 			} else {
 				key = pk.key
 				if pk.legacy {
@@ -331,7 +326,7 @@ func Validate(_ context.Context, in Input, now time.Time) (r Report) {
 		err := readCertificates([]byte(in.Intermediates), MaxIntermediates+1,
 			func(c *x509.Certificate, i int) { addInter(c, interField(i)) },
 			func(i int, err error) {
-				r.errorf(CodeIntermediateUnreadable, fmt.Sprintf("%s[%d]", FieldIntermediates, i), "%v", err)
+				r.errorf(CodeIntermediateUnreadable, interField(i), "%v", err)
 			})
 		if errors.Is(err, errTooMany) {
 			tooMany = true
@@ -567,9 +562,6 @@ func isSHA1(a x509.SignatureAlgorithm) bool {
 }
 
 func interField(i int) string {
-	if i < 0 {
-		return FieldIntermediates
-	}
 	return fmt.Sprintf("%s[%d]", FieldIntermediates, i)
 }
 

@@ -96,7 +96,6 @@ func validateHTTP(t *testing.T, srv *httptest.Server, in Input) (int, Report) {
 
 type validateCase struct {
 	name      string
-	openssl   bool // needs the openssl-made fixtures
 	in        func(t *testing.T, p *pki) Input
 	wantErrs  []string
 	wantWarns []string
@@ -185,35 +184,35 @@ func validateCases() []validateCase {
 		{name: "a certificate field holding the whole chain is valid", wantErrs: none, wantWarns: none, in: func(t *testing.T, p *pki) Input {
 			return Input{Certificate: certPEM(p.leaf, p.inter2, p.inter1), PrivateKey: p.get(t, "leaf.key")}
 		}, check: chainIsOrdered},
-		{name: "encrypted PKCS#8 AES-256/PBKDF2-SHA256 is valid", openssl: true, wantErrs: none, wantWarns: none,
+		{name: "encrypted PKCS#8 AES-256/PBKDF2-SHA256 is valid", wantErrs: none, wantWarns: none,
 			in: func(t *testing.T, p *pki) Input { return withKey(t, p, "key.p8.aes256-sha256.pem", testPassphrase) }},
-		{name: "encrypted PKCS#8 AES-128/PBKDF2-SHA1 is valid", openssl: true, wantErrs: none, wantWarns: none,
+		{name: "encrypted PKCS#8 AES-128/PBKDF2-SHA1 is valid", wantErrs: none, wantWarns: none,
 			in: func(t *testing.T, p *pki) Input { return withKey(t, p, "key.p8.aes128-sha1.pem", testPassphrase) }},
-		{name: "encrypted PKCS#8 AES-192/PBKDF2-SHA512 is valid", openssl: true, wantErrs: none, wantWarns: none,
+		{name: "encrypted PKCS#8 AES-192/PBKDF2-SHA512 is valid", wantErrs: none, wantWarns: none,
 			in: func(t *testing.T, p *pki) Input { return withKey(t, p, "key.p8.aes192-sha512.pem", testPassphrase) }},
-		{name: "encrypted PKCS#8 3DES is valid", openssl: true, wantErrs: none, wantWarns: none,
+		{name: "encrypted PKCS#8 3DES is valid", wantErrs: none, wantWarns: none,
 			in: func(t *testing.T, p *pki) Input { return withKey(t, p, "key.p8.des3.pem", testPassphrase) }},
-		{name: "encrypted PKCS#8 with scrypt is valid", openssl: true, wantErrs: none, wantWarns: none,
+		{name: "encrypted PKCS#8 with scrypt is valid", wantErrs: none, wantWarns: none,
 			in: func(t *testing.T, p *pki) Input { return withKey(t, p, "key.p8.scrypt.pem", testPassphrase) }},
-		{name: "encrypted PKCS#8 as base64 DER is valid", openssl: true, wantErrs: none, wantWarns: none,
+		{name: "encrypted PKCS#8 as base64 DER is valid", wantErrs: none, wantWarns: none,
 			in: func(t *testing.T, p *pki) Input { return withKey(t, p, "key.p8.aes256.der", testPassphrase) }},
-		{name: "a legacy encrypted PEM key is read with a warning", openssl: true, wantErrs: none, wantWarns: []string{CodeLegacyKeyEncryption},
+		{name: "a legacy encrypted PEM key is read with a warning", wantErrs: none, wantWarns: []string{CodeLegacyKeyEncryption},
 			in: func(t *testing.T, p *pki) Input { return withKey(t, p, "key.legacy.pem", testPassphrase) }},
-		{name: "PKCS#7 PEM intermediates are valid", openssl: true, wantErrs: none, wantWarns: none, in: func(t *testing.T, p *pki) Input {
+		{name: "PKCS#7 PEM intermediates are valid", wantErrs: none, wantWarns: none, in: func(t *testing.T, p *pki) Input {
 			in := good(t, p)
 			in.Intermediates = p.openssl(t, "inters.p7b.pem")
 			return in
 		}, check: chainIsOrdered},
-		{name: "PKCS#7 DER intermediates are valid", openssl: true, wantErrs: none, wantWarns: none, in: func(t *testing.T, p *pki) Input {
+		{name: "PKCS#7 DER intermediates are valid", wantErrs: none, wantWarns: none, in: func(t *testing.T, p *pki) Input {
 			in := good(t, p)
 			in.Intermediates = p.openssl(t, "inters.p7b.der")
 			return in
 		}, check: chainIsOrdered},
-		{name: "a PKCS#12 bundle with a passphrase is valid", openssl: true, wantErrs: none, wantWarns: none,
+		{name: "a PKCS#12 bundle with a passphrase is valid", wantErrs: none, wantWarns: none,
 			in: func(t *testing.T, p *pki) Input { return p12(t, p, "bundle.p12", testPassphrase) }, check: chainIsOrdered},
-		{name: "a PKCS#12 bundle without a passphrase is valid", openssl: true, wantErrs: none, wantWarns: none,
+		{name: "a PKCS#12 bundle without a passphrase is valid", wantErrs: none, wantWarns: none,
 			in: func(t *testing.T, p *pki) Input { return p12(t, p, "bundle.nopass.p12", "") }},
-		{name: "a 3DES/SHA-1 PKCS#12 bundle is valid", openssl: true, wantErrs: none, wantWarns: none,
+		{name: "a 3DES/SHA-1 PKCS#12 bundle is valid", wantErrs: none, wantWarns: none,
 			in: func(t *testing.T, p *pki) Input { return p12(t, p, "bundle.3des.p12", testPassphrase) }},
 		{name: "a chain to a root in ca_bundle is valid and ends at the trusted root", wantErrs: none, wantWarns: none, in: func(t *testing.T, p *pki) Input {
 			in := good(t, p)
@@ -243,7 +242,7 @@ func validateCases() []validateCase {
 			in.Intermediates = strings.Repeat("x", MaxInputBytes)
 			return in
 		}},
-		{name: "pkcs12 together with a certificate conflicts", openssl: true, wantErrs: []string{CodeConflictingInputs}, wantWarns: none, in: func(t *testing.T, p *pki) Input {
+		{name: "pkcs12 together with a certificate conflicts", wantErrs: []string{CodeConflictingInputs}, wantWarns: none, in: func(t *testing.T, p *pki) Input {
 			in := p12(t, p, "bundle.p12", testPassphrase)
 			in.Certificate = p.get(t, "leaf.pem")
 			return in
@@ -281,30 +280,30 @@ func validateCases() []validateCase {
 			in.PrivateKey = "not a key at all!"
 			return in
 		}},
-		{name: "an encrypted PKCS#8 key without a passphrase", openssl: true, wantErrs: []string{CodeNeedsPassphrase}, wantWarns: none,
+		{name: "an encrypted PKCS#8 key without a passphrase", wantErrs: []string{CodeNeedsPassphrase}, wantWarns: none,
 			in: func(t *testing.T, p *pki) Input { return withKey(t, p, "key.p8.aes256-sha256.pem", "") }},
-		{name: "an encrypted PKCS#8 key with a wrong passphrase", openssl: true, wantErrs: []string{CodeBadPassphrase}, wantWarns: none,
+		{name: "an encrypted PKCS#8 key with a wrong passphrase", wantErrs: []string{CodeBadPassphrase}, wantWarns: none,
 			in: func(t *testing.T, p *pki) Input { return withKey(t, p, "key.p8.aes256-sha256.pem", "wrong") },
 			check: func(t *testing.T, _ *pki, r Report) {
 				if r.Errors[0].Field != FieldPassphrase {
 					t.Errorf("bad_passphrase field = %q, want passphrase", r.Errors[0].Field)
 				}
 			}},
-		{name: "a legacy PEM key without a passphrase", openssl: true, wantErrs: []string{CodeNeedsPassphrase}, wantWarns: none,
+		{name: "a legacy PEM key without a passphrase", wantErrs: []string{CodeNeedsPassphrase}, wantWarns: none,
 			in: func(t *testing.T, p *pki) Input { return withKey(t, p, "key.legacy.pem", "") }},
-		{name: "a legacy PEM key with a wrong passphrase", openssl: true, wantErrs: []string{CodeBadPassphrase}, wantWarns: none,
+		{name: "a legacy PEM key with a wrong passphrase", wantErrs: []string{CodeBadPassphrase}, wantWarns: none,
 			in: func(t *testing.T, p *pki) Input { return withKey(t, p, "key.legacy.pem", "wrong") }},
-		{name: "a PBES1-encrypted key is unsupported", openssl: true, wantErrs: []string{CodeUnsupportedKeyEncryption}, wantWarns: none,
+		{name: "a PBES1-encrypted key is unsupported", wantErrs: []string{CodeUnsupportedKeyEncryption}, wantWarns: none,
 			in: func(t *testing.T, p *pki) Input { return withKey(t, p, "key.p8.pbes1.pem", testPassphrase) }},
-		{name: "a PBKDF2 work factor of 50 M iterations is refused", openssl: true, wantErrs: []string{CodeWorkFactorTooHigh}, wantWarns: none,
+		{name: "a PBKDF2 work factor of 50 M iterations is refused", wantErrs: []string{CodeWorkFactorTooHigh}, wantWarns: none,
 			in: func(t *testing.T, p *pki) Input { return withKey(t, p, "key.p8.slow-pbkdf2.pem", testPassphrase) }},
-		{name: "an scrypt work factor of N=2^20 is refused", openssl: true, wantErrs: []string{CodeWorkFactorTooHigh}, wantWarns: none,
+		{name: "an scrypt work factor of N=2^20 is refused", wantErrs: []string{CodeWorkFactorTooHigh}, wantWarns: none,
 			in: func(t *testing.T, p *pki) Input { return withKey(t, p, "key.p8.slow-scrypt.pem", testPassphrase) }},
-		{name: "a PKCS#12 bundle with 1.2 M iterations is refused", openssl: true, wantErrs: []string{CodeWorkFactorTooHigh}, wantWarns: none,
+		{name: "a PKCS#12 bundle with 1.2 M iterations is refused", wantErrs: []string{CodeWorkFactorTooHigh}, wantWarns: none,
 			in: func(t *testing.T, p *pki) Input { return p12(t, p, "bundle.slow.p12", testPassphrase) }},
-		{name: "a PKCS#12 bundle without its passphrase", openssl: true, wantErrs: []string{CodeNeedsPassphrase}, wantWarns: none,
+		{name: "a PKCS#12 bundle without its passphrase", wantErrs: []string{CodeNeedsPassphrase}, wantWarns: none,
 			in: func(t *testing.T, p *pki) Input { return p12(t, p, "bundle.p12", "") }},
-		{name: "a PKCS#12 bundle with a wrong passphrase", openssl: true, wantErrs: []string{CodeBadPassphrase}, wantWarns: none,
+		{name: "a PKCS#12 bundle with a wrong passphrase", wantErrs: []string{CodeBadPassphrase}, wantWarns: none,
 			in: func(t *testing.T, p *pki) Input { return p12(t, p, "bundle.p12", "wrong") }},
 		{name: "an unreadable PKCS#12 bundle", wantErrs: []string{CodePKCS12Unreadable}, wantWarns: none,
 			in: func(t *testing.T, p *pki) Input {

@@ -146,6 +146,9 @@ type serverOpts struct {
 	unready bool
 	// stateDir, when set, is used instead of a fresh one (a restart).
 	stateDir string
+	// noLogDump keeps the logs out of a failed test's output: for a test
+	// that fails when the logs hold a secret, printing them spreads it.
+	noLogDump bool
 }
 
 // startServer runs localrun serve on a free loopback port with a fresh
@@ -184,7 +187,7 @@ func startServer(t testing.TB, o serverOpts) *server {
 			_ = cmd.Process.Kill()
 			<-done
 		}
-		if t.Failed() {
+		if t.Failed() && !o.noLogDump {
 			t.Logf("localrun logs:\n%s", logs.String())
 		}
 	})

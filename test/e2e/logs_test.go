@@ -16,7 +16,7 @@ import (
 // tokens, plaintexts to wrap, passphrases right and wrong, private keys —
 // and checks that none of them, nor the master key, reaches its logs.
 func TestNoSecretInTheLogs(t *testing.T) {
-	s := startServer(t, serverOpts{args: []string{"--log-level", "debug"}})
+	s := startServer(t, serverOpts{args: []string{"--log-level", "debug"}, noLogDump: true})
 	const wrongToken = "e2e-wrong-token-SECRET-4d1c9f"
 	plaintext := "data-key-SECRET-1f2e3d4c5b6a7980"
 	ptB64 := base64.StdEncoding.EncodeToString([]byte(plaintext))
@@ -53,7 +53,7 @@ func TestNoSecretInTheLogs(t *testing.T) {
 
 	logs := s.out.String()
 	if !strings.Contains(logs, "logs-1") {
-		t.Fatalf("debug logs do not mention the requests, so this test proves nothing:\n%s", logs)
+		t.Fatalf("debug logs (%d bytes) do not mention the requests, so this test proves nothing", len(logs))
 	}
 	master, err := os.ReadFile(filepath.Join(s.StateDir, "master.key"))
 	if err != nil {

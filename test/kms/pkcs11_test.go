@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -81,38 +82,36 @@ func TestBuiltShimBinaryPKCS11(t *testing.T) {
 	}
 }
 
-// softHSMToken initialises an isolated SoftHSM2 token for this test and
-// returns the environment that points kmsshim at it, and its PIN (to check
-// that no log shows it).
+// softHSMToken makes an isolated SoftHSM2 token with the project's own
+// script (random PINs, the user PIN in a 0600 file) and returns the
+// environment that points kmsshim at it, and its PIN (to check that no log
+// shows it).
 func softHSMToken(t testing.TB) (env []string, pin string) {
 	t.Helper()
-	module := softHSMModule(t)
-	dir := t.TempDir()
-	tokens := filepath.Join(dir, "tokens")
-	if err := os.Mkdir(tokens, 0o700); err != nil {
-		t.Fatal(err)
+	softHSMModule(t) // fail under CI, skip elsewhere, when SoftHSM2 is missing
+	_, file, _, _ := runtime.Caller(0)
+	script := filepath.Join(filepath.Dir(file), "..", "scripts", "softhsm.sh")
+	out, err := exec.Command("bash", script, "init", t.TempDir(), "ck-kms-test").Output()
+	if err != nil {
+		t.Fatalf("softhsm.sh init: %v", err)
 	}
-	conf := filepath.Join(dir, "softhsm2.conf")
-	if err := os.WriteFile(conf, []byte("directories.tokendir = "+tokens+"\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n"), 0o600); err != nil {
-		t.Fatal(err)
+	for _, line := range strings.Split(string(out), "\n") {
+		if kv, ok := strings.CutPrefix(line, "export "); ok {
+			k, v, _ := strings.Cut(kv, "=")
+			env = append(env, k+"="+strings.Trim(v, `'"`))
+			if k == "CLUSTERKEYS_PKCS11_PIN_FILE" {
+				b, err := os.ReadFile(strings.Trim(v, `'"`))
+				if err != nil {
+					t.Fatal(err)
+				}
+				pin = strings.TrimSpace(string(b))
+			}
+		}
 	}
-	const label = "ck-kms-test"
-	pin = "87654321"
-	initToken := exec.Command("softhsm2-util", "--init-token", "--free", "--label", label, "--pin", pin, "--so-pin", "12345678")
-	initToken.Env = append(os.Environ(), "SOFTHSM2_CONF="+conf)
-	if out, err := initToken.CombinedOutput(); err != nil {
-		t.Fatalf("softhsm2-util --init-token: %v\n%s", err, out)
+	if len(env) < 4 || pin == "" {
+		t.Fatalf("softhsm.sh printed %q", out)
 	}
-	pinFile := filepath.Join(dir, "pin")
-	if err := os.WriteFile(pinFile, []byte(pin+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return []string{
-		"SOFTHSM2_CONF=" + conf,
-		"CLUSTERKEYS_PKCS11_MODULE=" + module,
-		"CLUSTERKEYS_PKCS11_TOKEN_LABEL=" + label,
-		"CLUSTERKEYS_PKCS11_PIN_FILE=" + pinFile,
-	}, pin
+	return env, pin
 }
 
 // BenchmarkShimBinaryRoundTripPKCS11 measures round trips through the built
