@@ -600,19 +600,22 @@ func pemCert(der []byte) string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }
 
+// activeGeneration returns the active generation of c among gens.
+func activeGeneration(c store.Cluster, gens []store.CAGeneration) (store.CAGeneration, error) {
+	for _, g := range gens {
+		if g.Generation == c.Generation {
+			return g, nil
+		}
+	}
+	return store.CAGeneration{}, fmt.Errorf("cluster %q: active generation %d missing from the store", c.Name, c.Generation)
+}
+
 // activeAndTrusted returns the active generation of c and the PEM trust
 // bundle: the active CA first, then retired ones trusted after now.
 func activeAndTrusted(c store.Cluster, gens []store.CAGeneration, now time.Time) (store.CAGeneration, string, error) {
-	var active store.CAGeneration
-	found := false
-	for _, g := range gens {
-		if g.Generation == c.Generation {
-			active, found = g, true
-			break
-		}
-	}
-	if !found {
-		return store.CAGeneration{}, "", fmt.Errorf("cluster %q: active generation %d missing from the store", c.Name, c.Generation)
+	active, err := activeGeneration(c, gens)
+	if err != nil {
+		return store.CAGeneration{}, "", err
 	}
 	bundle := pemCert(active.CertificateDER)
 	for _, g := range gens {

@@ -89,7 +89,7 @@ func (a *Authority) Sign(ctx context.Context, cluster string, req SignRequest) (
 		return SignResult{}, fmt.Errorf("read CA generations of cluster %q: %w", cluster, err)
 	}
 	now := a.now()
-	active, _, err := activeAndTrusted(c, gens, now)
+	active, err := activeGeneration(c, gens) // a sign needs no trust bundle
 	if err != nil {
 		return SignResult{}, err
 	}

@@ -22,9 +22,6 @@ type Store interface {
 	// api.ErrGenerationMismatch), inserts next (Version expected+1) and
 	// makes it active.
 	RotateKEK(ctx context.Context, name string, expected int, next store.KEKVersion) error
-	// KEKVersionByKeyID returns the version whose KeyID is keyID
-	// (api.ErrNotFound when absent).
-	KEKVersionByKeyID(ctx context.Context, keyID string) (store.KEKVersion, error)
 }
 
 // Custody is the part of key custody the wrap/unwrap function uses: KEKs

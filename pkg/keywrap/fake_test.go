@@ -88,19 +88,6 @@ func (m *memStore) RotateKEK(_ context.Context, name string, expected int, next 
 	return nil
 }
 
-func (m *memStore) KEKVersionByKeyID(_ context.Context, keyID string) (store.KEKVersion, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, vs := range m.versions {
-		for _, v := range vs {
-			if v.KeyID == keyID {
-				return v, nil
-			}
-		}
-	}
-	return store.KEKVersion{}, fmt.Errorf("key id %q: %w", keyID, api.ErrNotFound)
-}
-
 func (m *memStore) PutBlob(_ context.Context, ref string, blob []byte) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
