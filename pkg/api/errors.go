@@ -34,20 +34,33 @@ const (
 	CodeBackendUnavailable   = "backend_unavailable"
 	CodeBackendError         = "backend_error"
 	CodeInternal             = "internal_error"
+	// CodeProjectRequired: the caller has no project and is not an admin,
+	// so it owns nothing and may create nothing.
+	CodeProjectRequired = "project_required"
+	// CodeOverloaded: the instance is at its in-flight limit (503, with
+	// Retry-After).
+	CodeOverloaded = "overloaded"
+	// CodeRateLimited: too many failed authentications from one client
+	// address (429, with Retry-After).
+	CodeRateLimited = "rate_limited"
 
 	// Certificate authority and signing.
-	CodeInvalidCSR       = "invalid_csr"
-	CodeCSRSignature     = "csr_signature_invalid"
-	CodeWeakKey          = "weak_key"
-	CodeUnsupportedKey   = "unsupported_key"
-	CodeCARequested      = "ca_not_allowed"
-	CodeSystemMasters    = "system_masters_requires_admin"
-	CodeMissingSAN       = "missing_san"
-	CodeValidityTooLong  = "validity_exceeds_ca"
-	CodeInvalidProfile   = "invalid_profile"
-	CodeCAExists         = "ca_exists"
-	CodeCANotFound       = "ca_not_found"
-	CodeInvalidAlgorithm = "invalid_key_algorithm"
+	CodeInvalidCSR     = "invalid_csr"
+	CodeCSRSignature   = "csr_signature_invalid"
+	CodeWeakKey        = "weak_key"
+	CodeUnsupportedKey = "unsupported_key"
+	CodeCARequested    = "ca_not_allowed"
+	CodeSystemMasters  = "system_masters_requires_admin"
+	// CodeSubjectNotAllowed: a CSR subject the caller may not obtain (a
+	// name Kubernetes treats as powerful, another user's name, control
+	// characters, a wildcard under a public suffix).
+	CodeSubjectNotAllowed = "subject_not_allowed"
+	CodeMissingSAN        = "missing_san"
+	CodeValidityTooLong   = "validity_exceeds_ca"
+	CodeInvalidProfile    = "invalid_profile"
+	CodeCAExists          = "ca_exists"
+	CodeCANotFound        = "ca_not_found"
+	CodeInvalidAlgorithm  = "invalid_key_algorithm"
 )
 
 // FieldError is one reason a request was refused, tied to the field
