@@ -1,10 +1,9 @@
-package sqlite
+package storetest
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"reflect"
 	"sync"
 	"testing"
@@ -14,10 +13,10 @@ import (
 	"github.com/clusterkeys/clusterkeys/pkg/store"
 )
 
-func TestClusterRoundTrip(t *testing.T) {
+func testClusterRoundTrip(t *testing.T, newStore NewStore) {
 	ctx := context.Background()
-	d := openTest(t)
-	c, g := testCluster("prod"), testGeneration("prod", 1)
+	d, _ := newStore(t)
+	c, g := Cluster("prod"), Generation("prod", 1)
 	if err := d.CreateCluster(ctx, c, g); err != nil {
 		t.Fatal(err)
 	}
@@ -46,16 +45,16 @@ func TestClusterRoundTrip(t *testing.T) {
 	}
 }
 
-func TestClusterErrors(t *testing.T) {
+func testClusterErrors(t *testing.T, newStore NewStore) {
 	ctx := context.Background()
-	d := openTest(t)
-	createCluster(t, d, "taken")
+	d, _ := newStore(t)
+	CreateCluster(t, d, "taken")
 
-	otherRef := testGeneration("taken", 1)
+	otherRef := Generation("taken", 1)
 	otherRef.KeyRef = "ca/other/1"
-	reusedRef := testGeneration("fresh", 1)
-	reusedRef.KeyRef = testGeneration("taken", 1).KeyRef
-	mismatched := testCluster("odd")
+	reusedRef := Generation("fresh", 1)
+	reusedRef.KeyRef = Generation("taken", 1).KeyRef
+	mismatched := Cluster("odd")
 	mismatched.Generation = 2
 
 	tests := []struct {
@@ -64,10 +63,10 @@ func TestClusterErrors(t *testing.T) {
 		first store.CAGeneration
 		want  error
 	}{
-		{"an existing cluster is a conflict", testCluster("taken"), otherRef, api.ErrConflict},
-		{"a key ref already used is a conflict", testCluster("fresh"), reusedRef, api.ErrConflict},
-		{"a first generation that is not the cluster's is refused", mismatched, testGeneration("odd", 1), nil},
-		{"a first generation of another cluster is refused", testCluster("x"), testGeneration("y", 1), nil},
+		{"an existing cluster is a conflict", Cluster("taken"), otherRef, api.ErrConflict},
+		{"a key ref already used is a conflict", Cluster("fresh"), reusedRef, api.ErrConflict},
+		{"a first generation that is not the cluster's is refused", mismatched, Generation("odd", 1), nil},
+		{"a first generation of another cluster is refused", Cluster("x"), Generation("y", 1), nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -96,22 +95,22 @@ func TestClusterErrors(t *testing.T) {
 	})
 }
 
-func TestCertificates(t *testing.T) {
+func testCertificates(t *testing.T, newStore NewStore) {
 	ctx := context.Background()
-	d := openTest(t)
-	createCluster(t, d, "c")
-	createCluster(t, d, "other")
+	d, _ := newStore(t)
+	CreateCluster(t, d, "c")
+	CreateCluster(t, d, "other")
 
 	var want []store.IssuedCertificate
 	for n := 1; n <= 3; n++ {
-		ic := testCert("c", 1, n)
+		ic := Cert("c", 1, n)
 		if err := d.RecordCertificate(ctx, ic); err != nil {
 			t.Fatal(err)
 		}
 		ic.NotBefore, ic.NotAfter, ic.IssuedAt = utc(ic.NotBefore), utc(ic.NotAfter), utc(ic.IssuedAt)
 		want = append([]store.IssuedCertificate{ic}, want...)
 	}
-	if err := d.RecordCertificate(ctx, testCert("other", 1, 9)); err != nil {
+	if err := d.RecordCertificate(ctx, Cert("other", 1, 9)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -125,7 +124,7 @@ func TestCertificates(t *testing.T) {
 		}
 	})
 	t.Run("certificates issued at the same instant come back in reverse order of recording", func(t *testing.T) {
-		a, b := testCert("other", 1, 10), testCert("other", 1, 11)
+		a, b := Cert("other", 1, 10), Cert("other", 1, 11)
 		b.IssuedAt = a.IssuedAt
 		for _, ic := range []store.IssuedCertificate{a, b} {
 			if err := d.RecordCertificate(ctx, ic); err != nil {
@@ -146,9 +145,9 @@ func TestCertificates(t *testing.T) {
 		ic   store.IssuedCertificate
 		want error
 	}{
-		{"a serial the cluster has is a conflict", testCert("c", 1, 2), api.ErrConflict},
-		{"an unknown cluster is not found", testCert("nope", 1, 1), api.ErrNotFound},
-		{"an unknown generation is not found", testCert("c", 7, 100), api.ErrNotFound},
+		{"a serial the cluster has is a conflict", Cert("c", 1, 2), api.ErrConflict},
+		{"an unknown cluster is not found", Cert("nope", 1, 1), api.ErrNotFound},
+		{"an unknown generation is not found", Cert("c", 7, 100), api.ErrNotFound},
 	}
 	for _, tt := range errs {
 		t.Run(tt.name, func(t *testing.T) {
@@ -158,7 +157,7 @@ func TestCertificates(t *testing.T) {
 		})
 	}
 	t.Run("the same serial in another cluster is fine", func(t *testing.T) {
-		if err := d.RecordCertificate(ctx, testCert("other", 1, 2)); err != nil {
+		if err := d.RecordCertificate(ctx, Cert("other", 1, 2)); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -172,20 +171,20 @@ func serials(cs []store.IssuedCertificate) []string {
 	return s
 }
 
-func TestRekey(t *testing.T) {
+func testRekey(t *testing.T, newStore NewStore) {
 	ctx := context.Background()
-	now := t0.Add(48 * time.Hour)
+	now := T0.Add(48 * time.Hour)
+	d, _ := newStore(t)
+	CreateCluster(t, d, "c")
+	for n := 1; n <= 2; n++ {
+		if err := d.RecordCertificate(ctx, Cert("c", 1, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	until := now.Add(time.Hour)
 
 	t.Run("a rekey retires the old generation and revokes what it signed", func(t *testing.T) {
-		d := openTest(t)
-		createCluster(t, d, "c")
-		for n := 1; n <= 2; n++ {
-			if err := d.RecordCertificate(ctx, testCert("c", 1, n)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		until := now.Add(time.Hour)
-		if err := d.Rekey(ctx, "c", 1, testGeneration("c", 2), now, until); err != nil {
+		if err := d.Rekey(ctx, "c", 1, Generation("c", 2), now, until); err != nil {
 			t.Fatal(err)
 		}
 		c, err := d.Cluster(ctx, "c")
@@ -214,69 +213,73 @@ func TestRekey(t *testing.T) {
 				t.Fatalf("certificate %s revoked at %v, want %v", ic.Serial, ic.RevokedAt, until)
 			}
 		}
-
-		t.Run("a certificate recorded for a retired generation is stored revoked", func(t *testing.T) {
-			if err := d.RecordCertificate(ctx, testCert("c", 1, 3)); err != nil {
-				t.Fatal(err)
-			}
-			if err := d.RecordCertificate(ctx, testCert("c", 2, 4)); err != nil {
-				t.Fatal(err)
-			}
-			certs, _ := d.Certificates(ctx, "c")
-			byserial := map[string]store.IssuedCertificate{}
-			for _, ic := range certs {
-				byserial[ic.Serial] = ic
-			}
-			if late := byserial[testCert("c", 1, 3).Serial]; !late.RevokedAt.Equal(until) {
-				t.Fatalf("late certificate of generation 1 revoked at %v, want %v", late.RevokedAt, until)
-			}
-			if cur := byserial[testCert("c", 2, 4).Serial]; !cur.RevokedAt.IsZero() {
-				t.Fatalf("certificate of the active generation revoked at %v", cur.RevokedAt)
-			}
-		})
-
-		t.Run("a second rekey with no grace caps the earlier grace", func(t *testing.T) {
-			now2 := now.Add(time.Minute)
-			if err := d.Rekey(ctx, "c", 2, testGeneration("c", 3), now2, now2); err != nil {
-				t.Fatal(err)
-			}
-			gens, _ := d.Generations(ctx, "c")
-			if len(gens) != 3 {
-				t.Fatalf("%d generations", len(gens))
-			}
-			for _, g := range gens[1:] {
-				if !g.TrustedUntil.Equal(now2) {
-					t.Fatalf("generation %d trusted until %v, want %v", g.Generation, g.TrustedUntil, now2)
-				}
-			}
-			if !gens[2].RetiredAt.Equal(now) || !gens[1].RetiredAt.Equal(now2) {
-				t.Fatalf("retirement times moved: %v, %v", gens[2].RetiredAt, gens[1].RetiredAt)
-			}
-			certs, _ := d.Certificates(ctx, "c")
-			for _, ic := range certs {
-				if !ic.RevokedAt.Equal(now2) {
-					t.Fatalf("certificate %s of generation %d revoked at %v, want %v", ic.Serial, ic.Generation, ic.RevokedAt, now2)
-				}
-			}
-		})
-
-		t.Run("a later rekey with a longer grace never extends trust", func(t *testing.T) {
-			now3 := now.Add(2 * time.Minute)
-			if err := d.Rekey(ctx, "c", 3, testGeneration("c", 4), now3, now3.Add(24*time.Hour)); err != nil {
-				t.Fatal(err)
-			}
-			gens, _ := d.Generations(ctx, "c")
-			for _, g := range gens[2:] {
-				if !g.TrustedUntil.Equal(now.Add(time.Minute)) {
-					t.Fatalf("generation %d trusted until %v, extended", g.Generation, g.TrustedUntil)
-				}
-			}
-			if !gens[1].TrustedUntil.Equal(now3.Add(24 * time.Hour)) {
-				t.Fatalf("generation 3 trusted until %v", gens[1].TrustedUntil)
-			}
-		})
 	})
 
+	t.Run("a certificate recorded for a retired generation is stored revoked", func(t *testing.T) {
+		if err := d.RecordCertificate(ctx, Cert("c", 1, 3)); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.RecordCertificate(ctx, Cert("c", 2, 4)); err != nil {
+			t.Fatal(err)
+		}
+		certs, _ := d.Certificates(ctx, "c")
+		byserial := map[string]store.IssuedCertificate{}
+		for _, ic := range certs {
+			byserial[ic.Serial] = ic
+		}
+		if late := byserial[Cert("c", 1, 3).Serial]; !late.RevokedAt.Equal(until) {
+			t.Fatalf("late certificate of generation 1 revoked at %v, want %v", late.RevokedAt, until)
+		}
+		if cur := byserial[Cert("c", 2, 4).Serial]; !cur.RevokedAt.IsZero() {
+			t.Fatalf("certificate of the active generation revoked at %v", cur.RevokedAt)
+		}
+	})
+
+	t.Run("a second rekey with no grace caps the earlier grace", func(t *testing.T) {
+		now2 := now.Add(time.Minute)
+		if err := d.Rekey(ctx, "c", 2, Generation("c", 3), now2, now2); err != nil {
+			t.Fatal(err)
+		}
+		gens, _ := d.Generations(ctx, "c")
+		if len(gens) != 3 {
+			t.Fatalf("%d generations", len(gens))
+		}
+		for _, g := range gens[1:] {
+			if !g.TrustedUntil.Equal(now2) {
+				t.Fatalf("generation %d trusted until %v, want %v", g.Generation, g.TrustedUntil, now2)
+			}
+		}
+		if !gens[2].RetiredAt.Equal(now) || !gens[1].RetiredAt.Equal(now2) {
+			t.Fatalf("retirement times moved: %v, %v", gens[2].RetiredAt, gens[1].RetiredAt)
+		}
+		certs, _ := d.Certificates(ctx, "c")
+		for _, ic := range certs {
+			if !ic.RevokedAt.Equal(now2) {
+				t.Fatalf("certificate %s of generation %d revoked at %v, want %v", ic.Serial, ic.Generation, ic.RevokedAt, now2)
+			}
+		}
+	})
+
+	t.Run("a later rekey with a longer grace never extends trust", func(t *testing.T) {
+		now3 := now.Add(2 * time.Minute)
+		if err := d.Rekey(ctx, "c", 3, Generation("c", 4), now3, now3.Add(24*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		gens, _ := d.Generations(ctx, "c")
+		for _, g := range gens[2:] {
+			if !g.TrustedUntil.Equal(now.Add(time.Minute)) {
+				t.Fatalf("generation %d trusted until %v, extended", g.Generation, g.TrustedUntil)
+			}
+		}
+		if !gens[1].TrustedUntil.Equal(now3.Add(24 * time.Hour)) {
+			t.Fatalf("generation 3 trusted until %v", gens[1].TrustedUntil)
+		}
+	})
+}
+
+func testRekeyErrors(t *testing.T, newStore NewStore) {
+	ctx := context.Background()
+	now := T0.Add(48 * time.Hour)
 	errs := []struct {
 		name     string
 		cluster  string
@@ -284,21 +287,21 @@ func TestRekey(t *testing.T) {
 		next     store.CAGeneration
 		want     error
 	}{
-		{"a stale expected generation is a mismatch", "c", 0, testGeneration("c", 1), api.ErrGenerationMismatch},
-		{"a future expected generation is a mismatch", "c", 5, testGeneration("c", 6), api.ErrGenerationMismatch},
-		{"a next generation that skips is a mismatch", "c", 1, testGeneration("c", 3), api.ErrGenerationMismatch},
-		{"a missing cluster is not found", "nope", 1, testGeneration("nope", 2), api.ErrNotFound},
+		{"a stale expected generation is a mismatch", "c", 0, Generation("c", 1), api.ErrGenerationMismatch},
+		{"a future expected generation is a mismatch", "c", 5, Generation("c", 6), api.ErrGenerationMismatch},
+		{"a next generation that skips is a mismatch", "c", 1, Generation("c", 3), api.ErrGenerationMismatch},
+		{"a missing cluster is not found", "nope", 1, Generation("nope", 2), api.ErrNotFound},
 		{"a reused key ref is a conflict", "c", 1, func() store.CAGeneration {
-			g := testGeneration("c", 2)
-			g.KeyRef = testGeneration("c", 1).KeyRef
+			g := Generation("c", 2)
+			g.KeyRef = Generation("c", 1).KeyRef
 			return g
 		}(), api.ErrConflict},
 	}
 	for _, tt := range errs {
 		t.Run(tt.name, func(t *testing.T) {
-			d := openTest(t)
-			createCluster(t, d, "c")
-			if err := d.RecordCertificate(ctx, testCert("c", 1, 1)); err != nil {
+			d, _ := newStore(t)
+			CreateCluster(t, d, "c")
+			if err := d.RecordCertificate(ctx, Cert("c", 1, 1)); err != nil {
 				t.Fatal(err)
 			}
 			err := d.Rekey(ctx, tt.cluster, tt.expected, tt.next, now, now)
@@ -319,8 +322,7 @@ func TestRekey(t *testing.T) {
 // rekeyRace makes every handle in dbs try, from workers goroutines, to
 // rekey cluster "c" from the same expected generation, and returns how many
 // won and the errors of the others.
-func rekeyRace(t *testing.T, dbs []*DB, workers, expected int) (wins int, losses []error) {
-	t.Helper()
+func rekeyRace(dbs []Store, workers, expected int) (wins int, losses []error) {
 	ctx := context.Background()
 	var (
 		mu    sync.Mutex
@@ -330,10 +332,10 @@ func rekeyRace(t *testing.T, dbs []*DB, workers, expected int) (wins int, losses
 	for i := range workers {
 		wg.Go(func() {
 			d := dbs[i%len(dbs)]
-			next := testGeneration("c", expected+1)
+			next := Generation("c", expected+1)
 			next.KeyRef = fmt.Sprintf("ca/c/%d/worker-%d", expected+1, i)
 			<-start
-			err := d.Rekey(ctx, "c", expected, next, t0, t0)
+			err := d.Rekey(ctx, "c", expected, next, T0, T0)
 			mu.Lock()
 			defer mu.Unlock()
 			if err == nil {
@@ -350,7 +352,7 @@ func rekeyRace(t *testing.T, dbs []*DB, workers, expected int) (wins int, losses
 
 // checkChain fails t unless cluster c has generations 1..want, one each,
 // the pointer on want, and every older one retired.
-func checkChain(t *testing.T, d *DB, want int) {
+func checkChain(t *testing.T, d Store, want int) {
 	t.Helper()
 	ctx := context.Background()
 	c, err := d.Cluster(ctx, "c")
@@ -374,26 +376,26 @@ func checkChain(t *testing.T, d *DB, want int) {
 	}
 }
 
-func TestRekeyRace(t *testing.T) {
+func testRekeyRace(t *testing.T, newStore NewStore) {
 	tests := []struct {
 		name    string
 		handles int
 	}{
 		{"16 goroutines on one handle: exactly one rekey wins", 1},
-		{"16 goroutines on two handles of one file, like two instances: exactly one wins", 2},
+		{"16 goroutines on two handles of one database, like two instances: exactly one wins", 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "race.db")
-			var dbs []*DB
-			for range tt.handles {
-				dbs = append(dbs, openAt(t, path))
+			first, another := newStore(t)
+			dbs := []Store{first}
+			for len(dbs) < tt.handles {
+				dbs = append(dbs, another())
 			}
-			createCluster(t, dbs[0], "c")
+			CreateCluster(t, dbs[0], "c")
 			for round := 1; round <= 3; round++ {
-				wins, losses := rekeyRace(t, dbs, 16, round)
+				wins, losses := rekeyRace(dbs, 16, round)
 				if wins != 1 || len(losses) != 15 {
-					t.Fatalf("round %d: %d wins, %d losses, want 1 and 15", round, wins, len(losses))
+					t.Fatalf("round %d: %d wins, %d losses (%v), want 1 and 15", round, wins, len(losses), losses)
 				}
 				for _, err := range losses {
 					if !errors.Is(err, api.ErrGenerationMismatch) {
@@ -408,13 +410,13 @@ func TestRekeyRace(t *testing.T) {
 	}
 }
 
-func TestRekeyRetryLoop(t *testing.T) {
+func testRekeyRetryLoop(t *testing.T, newStore NewStore) {
 	// Each worker rekeys a given number of times, re-reading the generation
 	// after each lost race: every success must be one link of one chain.
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "loop.db")
-	dbs := []*DB{openAt(t, path), openAt(t, path)}
-	createCluster(t, dbs[0], "c")
+	first, another := newStore(t)
+	dbs := []Store{first, another()}
+	CreateCluster(t, dbs[0], "c")
 	const workers, each = 8, 3
 	var wg sync.WaitGroup
 	errs := make(chan error, workers)
@@ -427,9 +429,9 @@ func TestRekeyRetryLoop(t *testing.T) {
 					errs <- err
 					return
 				}
-				next := testGeneration("c", c.Generation+1)
+				next := Generation("c", c.Generation+1)
 				next.KeyRef = fmt.Sprintf("ca/c/w%d/%d", w, done)
-				err = d.Rekey(ctx, "c", c.Generation, next, t0, t0)
+				err = d.Rekey(ctx, "c", c.Generation, next, T0, T0)
 				switch {
 				case err == nil:
 					done++
@@ -446,4 +448,43 @@ func TestRekeyRetryLoop(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkChain(t, dbs[1], 1+workers*each)
+}
+
+func testTimesOutOfRange(t *testing.T, newStore NewStore) {
+	ctx := context.Background()
+	d, _ := newStore(t)
+	g := Generation("far", 1)
+	g.NotAfter = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+	if err := d.CreateCluster(ctx, Cluster("far"), g); err == nil {
+		t.Fatal("CreateCluster stored year 10000")
+	}
+	if _, err := d.Cluster(ctx, "far"); !errors.Is(err, api.ErrNotFound) {
+		t.Fatalf("Cluster(far) = %v, want ErrNotFound", err)
+	}
+}
+
+func testClosed(t *testing.T, newStore NewStore) {
+	ctx := context.Background()
+	d, _ := newStore(t)
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	checks := map[string]error{
+		"Ping":          d.Ping(ctx),
+		"CreateCluster": d.CreateCluster(ctx, Cluster("x"), Generation("x", 1)),
+		"PutBlob":       d.PutBlob(ctx, "r", []byte("b")),
+		"Rekey":         d.Rekey(ctx, "x", 1, Generation("x", 2), T0, T0),
+		"RotateKEK":     d.RotateKEK(ctx, "x", 1, KEKVersion("x", 2)),
+	}
+	_, checks["Cluster"] = d.Cluster(ctx, "x")
+	_, checks["KEKVersions"] = d.KEKVersions(ctx, "x")
+	_, checks["GetBlob"] = d.GetBlob(ctx, "r")
+	for name, err := range checks {
+		if !errors.Is(err, api.ErrUnavailable) {
+			t.Errorf("%s after Close: %v, want ErrUnavailable", name, err)
+		}
+	}
 }
