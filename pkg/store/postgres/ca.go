@@ -1,0 +1,224 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/clusterkeys/clusterkeys/pkg/api"
+	"github.com/clusterkeys/clusterkeys/pkg/store"
+)
+
+// CreateCluster stores a cluster and its first CA generation in one
+// transaction. It fails with an error wrapping api.ErrConflict when the
+// cluster (or the generation's key ref) already exists. c.Generation must
+// equal first.Generation.
+func (d *DB) CreateCluster(ctx context.Context, c store.Cluster, first store.CAGeneration) error {
+	if c.Name == "" || first.KeyRef == "" || c.Generation < 1 || first.Generation != c.Generation ||
+		(first.Cluster != "" && first.Cluster != c.Name) {
+		return fmt.Errorf("create cluster %q: invalid record (name, key ref, generation %d vs first %d, first's cluster %q)",
+			c.Name, c.Generation, first.Generation, first.Cluster)
+	}
+	if err := checkTimes(c.CreatedAt, first.NotBefore, first.NotAfter, first.CreatedAt, first.RetiredAt, first.TrustedUntil); err != nil {
+		return fmt.Errorf("create cluster %q: %w", c.Name, err)
+	}
+	err := d.write(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO clusters
+			(name, project, generation, key_algorithm, common_name, validity_days, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			c.Name, c.Project, c.Generation, c.KeyAlgorithm, c.CommonName, c.ValidityDays, ts(c.CreatedAt))
+		if err != nil {
+			return d.wrap(err, "insert cluster")
+		}
+		return d.insertGeneration(ctx, tx, c.Name, first)
+	})
+	if err != nil {
+		return fmt.Errorf("create cluster %q: %w", c.Name, err)
+	}
+	return nil
+}
+
+func (d *DB) insertGeneration(ctx context.Context, tx pgx.Tx, cluster string, g store.CAGeneration) error {
+	_, err := tx.Exec(ctx, `INSERT INTO ca_generations
+		(cluster, generation, key_ref, certificate_der, key_algorithm, not_before, not_after, created_at, retired_at, trusted_until)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		cluster, g.Generation, g.KeyRef, nonNil(g.CertificateDER), g.KeyAlgorithm,
+		ts(g.NotBefore), ts(g.NotAfter), ts(g.CreatedAt), ts(g.RetiredAt), ts(g.TrustedUntil))
+	if err != nil {
+		return d.wrap(err, "insert CA generation %d", g.Generation)
+	}
+	return nil
+}
+
+// Cluster returns a cluster (api.ErrNotFound when absent).
+func (d *DB) Cluster(ctx context.Context, name string) (store.Cluster, error) {
+	c := store.Cluster{Name: name}
+	err := d.pool.QueryRow(ctx, `SELECT project, generation, key_algorithm, common_name, validity_days, created_at
+		FROM clusters WHERE name = $1`, name).
+		Scan(&c.Project, &c.Generation, &c.KeyAlgorithm, &c.CommonName, &c.ValidityDays, tm(&c.CreatedAt))
+	if err != nil {
+		return store.Cluster{}, d.wrap(err, "read cluster %q", name)
+	}
+	return c, nil
+}
+
+// Generations returns every CA generation of a cluster, newest first. A
+// cluster that does not exist has none (and no error).
+func (d *DB) Generations(ctx context.Context, cluster string) ([]store.CAGeneration, error) {
+	rows, err := d.pool.Query(ctx, `SELECT generation, key_ref, certificate_der, key_algorithm,
+			not_before, not_after, created_at, retired_at, trusted_until
+		FROM ca_generations WHERE cluster = $1 ORDER BY generation DESC`, cluster)
+	if err != nil {
+		return nil, d.wrap(err, "read CA generations of cluster %q", cluster)
+	}
+	defer rows.Close()
+	var gens []store.CAGeneration
+	for rows.Next() {
+		g := store.CAGeneration{Cluster: cluster}
+		if err := rows.Scan(&g.Generation, &g.KeyRef, &g.CertificateDER, &g.KeyAlgorithm,
+			tm(&g.NotBefore), tm(&g.NotAfter), tm(&g.CreatedAt), tm(&g.RetiredAt), tm(&g.TrustedUntil)); err != nil {
+			return nil, d.wrap(err, "read CA generations of cluster %q", cluster)
+		}
+		gens = append(gens, g)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, d.wrap(err, "read CA generations of cluster %q", cluster)
+	}
+	return gens, nil
+}
+
+// Rekey atomically checks that the cluster's active generation is expected
+// (else an error wrapping api.ErrGenerationMismatch; a missing cluster gives
+// api.ErrNotFound), inserts next (whose Generation must be expected+1),
+// marks every older generation still trusted as retired at now and trusted
+// until trustedUntil (never later than a TrustedUntil it already has),
+// marks the certificates they issued as revoked at trustedUntil (never
+// later than a RevokedAt they already have), and moves the pointer. All of
+// it is one transaction: a crash or a lost connection leaves either
+// everything or nothing.
+//
+// The pointer moves first, with UPDATE … WHERE generation = expected: a
+// concurrent rekey of the same cluster, on this instance or another, waits
+// for the row, then finds it moved and loses.
+func (d *DB) Rekey(ctx context.Context, cluster string, expected int, next store.CAGeneration, now, trustedUntil time.Time) error {
+	if next.Cluster != "" && next.Cluster != cluster {
+		return fmt.Errorf("rekey cluster %q: next generation belongs to cluster %q", cluster, next.Cluster)
+	}
+	if next.KeyRef == "" {
+		return fmt.Errorf("rekey cluster %q: next generation has no key ref", cluster)
+	}
+	if next.Generation != expected+1 {
+		return fmt.Errorf("rekey cluster %q: next generation %d does not follow expected %d: %w",
+			cluster, next.Generation, expected, api.ErrGenerationMismatch)
+	}
+	if err := checkTimes(now, trustedUntil, next.NotBefore, next.NotAfter, next.CreatedAt, next.RetiredAt, next.TrustedUntil); err != nil {
+		return fmt.Errorf("rekey cluster %q: %w", cluster, err)
+	}
+	nowT, until := ts(now), ts(trustedUntil)
+	err := d.write(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, "UPDATE clusters SET generation = $1 WHERE name = $2 AND generation = $3",
+			next.Generation, cluster, expected)
+		if err != nil {
+			return d.wrap(err, "move the generation pointer")
+		}
+		if tag.RowsAffected() != 1 {
+			var active int
+			if err := tx.QueryRow(ctx, "SELECT generation FROM clusters WHERE name = $1", cluster).Scan(&active); err != nil {
+				return d.wrap(err, "read the active generation")
+			}
+			return fmt.Errorf("active generation is %d, not %d: %w", active, expected, api.ErrGenerationMismatch)
+		}
+		// Cap the generations retired earlier whose grace outlasts this one.
+		if _, err := tx.Exec(ctx, `UPDATE ca_generations SET trusted_until = $1
+			WHERE cluster = $2 AND generation <= $3 AND retired_at IS NOT NULL AND trusted_until > $1`,
+			until, cluster, expected); err != nil {
+			return d.wrap(err, "cap retired generations")
+		}
+		if _, err := tx.Exec(ctx, `UPDATE ca_generations SET retired_at = $1, trusted_until = $2
+			WHERE cluster = $3 AND generation <= $4 AND retired_at IS NULL`,
+			nowT, until, cluster, expected); err != nil {
+			return d.wrap(err, "retire generation %d", expected)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE issued_certificates SET revoked_at = $1
+			WHERE cluster = $2 AND generation <= $3 AND (revoked_at IS NULL OR revoked_at > $1)`,
+			until, cluster, expected); err != nil {
+			return d.wrap(err, "revoke the certificates of retired generations")
+		}
+		return d.insertGeneration(ctx, tx, cluster, next)
+	})
+	if err != nil {
+		return fmt.Errorf("rekey cluster %q from generation %d: %w", cluster, expected, err)
+	}
+	return nil
+}
+
+// RecordCertificate adds an issued certificate to the registry. The
+// cluster and generation must exist (else api.ErrNotFound); a serial the
+// cluster already has gives api.ErrConflict. A certificate recorded for a
+// generation that a rekey already retired is stored as revoked when that
+// generation leaves the trust bundle.
+//
+// The generation's row is read FOR SHARE: a rekey retiring it at the same
+// time (which updates that row) either commits first, and the certificate
+// is stored revoked, or waits for this insert, and then revokes it.
+func (d *DB) RecordCertificate(ctx context.Context, c store.IssuedCertificate) error {
+	if c.Cluster == "" || c.Serial == "" {
+		return errors.New("record certificate: cluster and serial are required")
+	}
+	if err := checkTimes(c.NotBefore, c.NotAfter, c.IssuedAt, c.RevokedAt); err != nil {
+		return fmt.Errorf("record certificate %s of cluster %q: %w", c.Serial, c.Cluster, err)
+	}
+	err := d.write(ctx, func(tx pgx.Tx) error {
+		var trustedUntil time.Time
+		err := tx.QueryRow(ctx, "SELECT trusted_until FROM ca_generations WHERE cluster = $1 AND generation = $2 FOR SHARE",
+			c.Cluster, c.Generation).Scan(tm(&trustedUntil))
+		if err != nil {
+			return d.wrap(err, "lock CA generation")
+		}
+		revoked := c.RevokedAt
+		if revoked.IsZero() {
+			revoked = trustedUntil
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO issued_certificates
+			(cluster, serial, generation, subject, profile, user_name, project, not_before, not_after, issued_at, revoked_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+			c.Cluster, c.Serial, c.Generation, c.Subject, c.Profile, c.User, c.Project,
+			ts(c.NotBefore), ts(c.NotAfter), ts(c.IssuedAt), ts(revoked))
+		if err != nil {
+			return d.wrap(err, "insert")
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record certificate %s of cluster %q generation %d: %w", c.Serial, c.Cluster, c.Generation, err)
+	}
+	return nil
+}
+
+// Certificates lists the certificates issued for a cluster, newest first
+// (by IssuedAt, then by the order they were recorded).
+func (d *DB) Certificates(ctx context.Context, cluster string) ([]store.IssuedCertificate, error) {
+	rows, err := d.pool.Query(ctx, `SELECT serial, generation, subject, profile, user_name, project,
+			not_before, not_after, issued_at, revoked_at
+		FROM issued_certificates WHERE cluster = $1 ORDER BY issued_at DESC NULLS LAST, id DESC`, cluster)
+	if err != nil {
+		return nil, d.wrap(err, "list certificates of cluster %q", cluster)
+	}
+	defer rows.Close()
+	var certs []store.IssuedCertificate
+	for rows.Next() {
+		c := store.IssuedCertificate{Cluster: cluster}
+		if err := rows.Scan(&c.Serial, &c.Generation, &c.Subject, &c.Profile, &c.User, &c.Project,
+			tm(&c.NotBefore), tm(&c.NotAfter), tm(&c.IssuedAt), tm(&c.RevokedAt)); err != nil {
+			return nil, d.wrap(err, "list certificates of cluster %q", cluster)
+		}
+		certs = append(certs, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, d.wrap(err, "list certificates of cluster %q", cluster)
+	}
+	return certs, nil
+}
