@@ -29,7 +29,7 @@ func (d *DB) PutBlob(ctx context.Context, ref string, blob []byte) error {
 // GetBlob returns the blob stored under ref (api.ErrNotFound when absent).
 func (d *DB) GetBlob(ctx context.Context, ref string) ([]byte, error) {
 	var blob []byte
-	if err := d.pool.QueryRow(ctx, "SELECT blob FROM blobs WHERE ref = $1", ref).Scan(&blob); err != nil {
+	if err := d.queryRow(ctx, "SELECT blob FROM blobs WHERE ref = $1", []any{ref}, &blob); err != nil {
 		return nil, d.wrap(err, "get blob %q", ref)
 	}
 	return nonNil(blob), nil
@@ -38,7 +38,11 @@ func (d *DB) GetBlob(ctx context.Context, ref string) ([]byte, error) {
 // DeleteBlob deletes the blob stored under ref. Deleting a missing ref is
 // not an error.
 func (d *DB) DeleteBlob(ctx context.Context, ref string) error {
-	if _, err := d.pool.Exec(ctx, "DELETE FROM blobs WHERE ref = $1", ref); err != nil {
+	err := d.attempt(ctx, func() error {
+		_, err := d.pool.Exec(ctx, "DELETE FROM blobs WHERE ref = $1", ref)
+		return err
+	})
+	if err != nil {
 		return d.wrap(err, "delete blob %q", ref)
 	}
 	return nil

@@ -56,9 +56,9 @@ func (d *DB) insertGeneration(ctx context.Context, tx pgx.Tx, cluster string, g 
 // Cluster returns a cluster (api.ErrNotFound when absent).
 func (d *DB) Cluster(ctx context.Context, name string) (store.Cluster, error) {
 	c := store.Cluster{Name: name}
-	err := d.pool.QueryRow(ctx, `SELECT project, generation, key_algorithm, common_name, validity_days, created_at
-		FROM clusters WHERE name = $1`, name).
-		Scan(&c.Project, &c.Generation, &c.KeyAlgorithm, &c.CommonName, &c.ValidityDays, tm(&c.CreatedAt))
+	err := d.queryRow(ctx, `SELECT project, generation, key_algorithm, common_name, validity_days, created_at
+		FROM clusters WHERE name = $1`, []any{name},
+		&c.Project, &c.Generation, &c.KeyAlgorithm, &c.CommonName, &c.ValidityDays, tm(&c.CreatedAt))
 	if err != nil {
 		return store.Cluster{}, d.wrap(err, "read cluster %q", name)
 	}
@@ -68,23 +68,19 @@ func (d *DB) Cluster(ctx context.Context, name string) (store.Cluster, error) {
 // Generations returns every CA generation of a cluster, newest first. A
 // cluster that does not exist has none (and no error).
 func (d *DB) Generations(ctx context.Context, cluster string) ([]store.CAGeneration, error) {
-	rows, err := d.pool.Query(ctx, `SELECT generation, key_ref, certificate_der, key_algorithm,
-			not_before, not_after, created_at, retired_at, trusted_until
-		FROM ca_generations WHERE cluster = $1 ORDER BY generation DESC`, cluster)
-	if err != nil {
-		return nil, d.wrap(err, "read CA generations of cluster %q", cluster)
-	}
-	defer rows.Close()
 	var gens []store.CAGeneration
-	for rows.Next() {
+	err := d.query(ctx, func() { gens = nil }, func(rows pgx.Rows) error {
 		g := store.CAGeneration{Cluster: cluster}
 		if err := rows.Scan(&g.Generation, &g.KeyRef, &g.CertificateDER, &g.KeyAlgorithm,
 			tm(&g.NotBefore), tm(&g.NotAfter), tm(&g.CreatedAt), tm(&g.RetiredAt), tm(&g.TrustedUntil)); err != nil {
-			return nil, d.wrap(err, "read CA generations of cluster %q", cluster)
+			return err
 		}
 		gens = append(gens, g)
-	}
-	if err := rows.Err(); err != nil {
+		return nil
+	}, `SELECT generation, key_ref, certificate_der, key_algorithm,
+			not_before, not_after, created_at, retired_at, trusted_until
+		FROM ca_generations WHERE cluster = $1 ORDER BY generation DESC`, cluster)
+	if err != nil {
 		return nil, d.wrap(err, "read CA generations of cluster %q", cluster)
 	}
 	return gens, nil
@@ -201,23 +197,19 @@ func (d *DB) RecordCertificate(ctx context.Context, c store.IssuedCertificate) e
 // Certificates lists the certificates issued for a cluster, newest first
 // (by IssuedAt, then by the order they were recorded).
 func (d *DB) Certificates(ctx context.Context, cluster string) ([]store.IssuedCertificate, error) {
-	rows, err := d.pool.Query(ctx, `SELECT serial, generation, subject, profile, user_name, project,
-			not_before, not_after, issued_at, revoked_at
-		FROM issued_certificates WHERE cluster = $1 ORDER BY issued_at DESC NULLS LAST, id DESC`, cluster)
-	if err != nil {
-		return nil, d.wrap(err, "list certificates of cluster %q", cluster)
-	}
-	defer rows.Close()
 	var certs []store.IssuedCertificate
-	for rows.Next() {
+	err := d.query(ctx, func() { certs = nil }, func(rows pgx.Rows) error {
 		c := store.IssuedCertificate{Cluster: cluster}
 		if err := rows.Scan(&c.Serial, &c.Generation, &c.Subject, &c.Profile, &c.User, &c.Project,
 			tm(&c.NotBefore), tm(&c.NotAfter), tm(&c.IssuedAt), tm(&c.RevokedAt)); err != nil {
-			return nil, d.wrap(err, "list certificates of cluster %q", cluster)
+			return err
 		}
 		certs = append(certs, c)
-	}
-	if err := rows.Err(); err != nil {
+		return nil
+	}, `SELECT serial, generation, subject, profile, user_name, project,
+			not_before, not_after, issued_at, revoked_at
+		FROM issued_certificates WHERE cluster = $1 ORDER BY issued_at DESC NULLS LAST, id DESC`, cluster)
+	if err != nil {
 		return nil, d.wrap(err, "list certificates of cluster %q", cluster)
 	}
 	return certs, nil

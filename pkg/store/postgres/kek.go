@@ -48,8 +48,8 @@ func (d *DB) insertKEKVersion(ctx context.Context, tx pgx.Tx, name string, v sto
 // KEK returns the named KEK (api.ErrNotFound when absent).
 func (d *DB) KEK(ctx context.Context, name string) (store.KEK, error) {
 	k := store.KEK{Name: name}
-	err := d.pool.QueryRow(ctx, "SELECT project, active_version, created_at FROM keks WHERE name = $1", name).
-		Scan(&k.Project, &k.ActiveVersion, tm(&k.CreatedAt))
+	err := d.queryRow(ctx, "SELECT project, active_version, created_at FROM keks WHERE name = $1", []any{name},
+		&k.Project, &k.ActiveVersion, tm(&k.CreatedAt))
 	if err != nil {
 		return store.KEK{}, d.wrap(err, "read KEK %q", name)
 	}
@@ -58,29 +58,24 @@ func (d *DB) KEK(ctx context.Context, name string) (store.KEK, error) {
 
 const kekVersionColumns = "name, version, key_ref, key_id, created_at"
 
-func scanKEKVersion(row pgx.Row) (store.KEKVersion, error) {
-	var v store.KEKVersion
-	err := row.Scan(&v.Name, &v.Version, &v.KeyRef, &v.KeyID, tm(&v.CreatedAt))
-	return v, err
+// kekVersionDest returns the scan destinations of kekVersionColumns in v.
+func kekVersionDest(v *store.KEKVersion) []any {
+	return []any{&v.Name, &v.Version, &v.KeyRef, &v.KeyID, tm(&v.CreatedAt)}
 }
 
 // KEKVersions returns every version of the named KEK, newest first. A KEK
 // that does not exist has none (and no error).
 func (d *DB) KEKVersions(ctx context.Context, name string) ([]store.KEKVersion, error) {
-	rows, err := d.pool.Query(ctx, "SELECT "+kekVersionColumns+" FROM kek_versions WHERE name = $1 ORDER BY version DESC", name)
-	if err != nil {
-		return nil, d.wrap(err, "read versions of KEK %q", name)
-	}
-	defer rows.Close()
 	var vs []store.KEKVersion
-	for rows.Next() {
-		v, err := scanKEKVersion(rows)
-		if err != nil {
-			return nil, d.wrap(err, "read versions of KEK %q", name)
+	err := d.query(ctx, func() { vs = nil }, func(rows pgx.Rows) error {
+		var v store.KEKVersion
+		if err := rows.Scan(kekVersionDest(&v)...); err != nil {
+			return err
 		}
 		vs = append(vs, v)
-	}
-	if err := rows.Err(); err != nil {
+		return nil
+	}, "SELECT "+kekVersionColumns+" FROM kek_versions WHERE name = $1 ORDER BY version DESC", name)
+	if err != nil {
 		return nil, d.wrap(err, "read versions of KEK %q", name)
 	}
 	return vs, nil
@@ -89,8 +84,9 @@ func (d *DB) KEKVersions(ctx context.Context, name string) ([]store.KEKVersion, 
 // KEKVersion returns one version of the named KEK (api.ErrNotFound when
 // absent).
 func (d *DB) KEKVersion(ctx context.Context, name string, version int) (store.KEKVersion, error) {
-	v, err := scanKEKVersion(d.pool.QueryRow(ctx,
-		"SELECT "+kekVersionColumns+" FROM kek_versions WHERE name = $1 AND version = $2", name, version))
+	var v store.KEKVersion
+	err := d.queryRow(ctx, "SELECT "+kekVersionColumns+" FROM kek_versions WHERE name = $1 AND version = $2",
+		[]any{name, version}, kekVersionDest(&v)...)
 	if err != nil {
 		return store.KEKVersion{}, d.wrap(err, "read version %d of KEK %q", version, name)
 	}
@@ -100,8 +96,9 @@ func (d *DB) KEKVersion(ctx context.Context, name string, version int) (store.KE
 // KEKVersionByKeyID returns the version whose KeyID is keyID
 // (api.ErrNotFound when absent).
 func (d *DB) KEKVersionByKeyID(ctx context.Context, keyID string) (store.KEKVersion, error) {
-	v, err := scanKEKVersion(d.pool.QueryRow(ctx,
-		"SELECT "+kekVersionColumns+" FROM kek_versions WHERE key_id = $1", keyID))
+	var v store.KEKVersion
+	err := d.queryRow(ctx, "SELECT "+kekVersionColumns+" FROM kek_versions WHERE key_id = $1",
+		[]any{keyID}, kekVersionDest(&v)...)
 	if err != nil {
 		return store.KEKVersion{}, d.wrap(err, "read KEK version with key id %q", keyID)
 	}

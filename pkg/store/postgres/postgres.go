@@ -172,7 +172,7 @@ func (d *DB) Close() error {
 // Ping reports whether the database answers a query now (for /readyz).
 func (d *DB) Ping(ctx context.Context) error {
 	var one int
-	if err := d.pool.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil {
+	if err := d.attempt(ctx, func() error { return d.pool.QueryRow(ctx, "SELECT 1").Scan(&one) }); err != nil {
 		return d.wrap(err, "ping postgres store")
 	}
 	return nil
@@ -181,7 +181,9 @@ func (d *DB) Ping(ctx context.Context) error {
 // SchemaVersion returns the highest migration applied to the database.
 func (d *DB) SchemaVersion(ctx context.Context) (int, error) {
 	var v int
-	err := d.pool.QueryRow(ctx, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations").Scan(&v)
+	err := d.attempt(ctx, func() error {
+		return d.pool.QueryRow(ctx, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations").Scan(&v)
+	})
 	if err != nil {
 		return 0, d.wrap(err, "read schema version")
 	}
@@ -288,18 +290,27 @@ func (d *DB) migrate(ctx context.Context, fsys fs.FS) error {
 	})
 }
 
-// write runs fn in a transaction and commits when fn returns nil. A
-// serialization failure or a deadlock runs it again, up to MaxAttempts
-// times in all; then the error wraps api.ErrConflict.
+// write runs fn in a transaction and commits when fn returns nil, with
+// the retries of attempt.
 func (d *DB) write(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	return d.attempt(ctx, func() error { return d.writeOnce(ctx, fn) })
+}
+
+// attempt runs fn, and runs it again, up to MaxAttempts times in all, while
+// it fails in a way that leaves nothing done: a serialization failure or a
+// deadlock (the transaction was rolled back; the error wraps
+// api.ErrConflict if it persists), or a failure before anything reached
+// the server, such as a pooled connection the server closed when it
+// restarted.
+func (d *DB) attempt(ctx context.Context, fn func() error) error {
 	var err error
 	for range MaxAttempts {
-		err = d.writeOnce(ctx, fn)
-		if !retryable(err) {
+		err = fn()
+		if err == nil || ctx.Err() != nil || !(retryable(err) || pgconn.SafeToRetry(err)) {
 			return err
 		}
 	}
-	return fmt.Errorf("gave up after %d attempts: %w: %w", MaxAttempts, api.ErrConflict, err)
+	return err
 }
 
 func (d *DB) writeOnce(ctx context.Context, fn func(tx pgx.Tx) error) error {
@@ -317,6 +328,31 @@ func (d *DB) writeOnce(ctx context.Context, fn func(tx pgx.Tx) error) error {
 		return d.wrap(err, "commit")
 	}
 	return nil
+}
+
+// queryRow runs a query of one row and scans it into dest, with the
+// retries of attempt.
+func (d *DB) queryRow(ctx context.Context, sql string, args []any, dest ...any) error {
+	return d.attempt(ctx, func() error { return d.pool.QueryRow(ctx, sql, args...).Scan(dest...) })
+}
+
+// query runs a query and calls each for every row, with the retries of
+// attempt; reset is called before every attempt.
+func (d *DB) query(ctx context.Context, reset func(), each func(pgx.Rows) error, sql string, args ...any) error {
+	return d.attempt(ctx, func() error {
+		reset()
+		rows, err := d.pool.Query(ctx, sql, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			if err := each(rows); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	})
 }
 
 // SQLSTATE codes the store tells apart.

@@ -450,6 +450,64 @@ func testRekeyRetryLoop(t *testing.T, newStore NewStore) {
 	checkChain(t, dbs[1], 1+workers*each)
 }
 
+// testRecordRacingRekey records certificates of generation 1 from several
+// goroutines on two handles while another rekeys: whichever commits first,
+// every certificate of the retired generation ends revoked when it leaves
+// the trust bundle, and none of the new generation is.
+func testRecordRacingRekey(t *testing.T, newStore NewStore) {
+	ctx := context.Background()
+	first, another := newStore(t)
+	dbs := []Store{first, another()}
+	CreateCluster(t, dbs[0], "c")
+	until := T0.Add(time.Hour)
+	const workers, each = 4, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, workers+1)
+	start := make(chan struct{})
+	for w := range workers {
+		wg.Go(func() {
+			<-start
+			for i := range each {
+				n := 1 + w*each + i
+				if err := dbs[w%2].RecordCertificate(ctx, Cert("c", 1, n)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		<-start
+		if err := dbs[1].Rekey(ctx, "c", 1, Generation("c", 2), T0, until); err != nil {
+			errs <- err
+		}
+	})
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if err := dbs[0].RecordCertificate(ctx, Cert("c", 2, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	certs, err := dbs[0].Certificates(ctx, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(certs) != workers*each+1 {
+		t.Fatalf("%d certificates, want %d", len(certs), workers*each+1)
+	}
+	for _, ic := range certs {
+		switch {
+		case ic.Generation == 1 && !ic.RevokedAt.Equal(until):
+			t.Fatalf("certificate %s of the retired generation revoked at %v, want %v", ic.Serial, ic.RevokedAt, until)
+		case ic.Generation == 2 && !ic.RevokedAt.IsZero():
+			t.Fatalf("certificate %s of the active generation revoked at %v", ic.Serial, ic.RevokedAt)
+		}
+	}
+}
+
 func testTimesOutOfRange(t *testing.T, newStore NewStore) {
 	ctx := context.Background()
 	d, _ := newStore(t)

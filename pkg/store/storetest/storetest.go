@@ -66,6 +66,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"RekeyErrors", testRekeyErrors},
 		{"RekeyRace", testRekeyRace},
 		{"RekeyRetryLoop", testRekeyRetryLoop},
+		{"RecordRacingRekey", testRecordRacingRekey},
 		{"KEKs", testKEKRoundTrip},
 		{"KEKErrors", testKEKErrors},
 		{"RotateKEKRace", testRotateKEKRace},
