@@ -200,7 +200,7 @@ func printBanner(w io.Writer, cfg config.Config, addr, newToken string, execMode
 		mode = "as Lambda bootstraps behind a local Runtime API"
 	}
 	fmt.Fprintf(w, "clusterkeys serving on http://%s (functions %s)\n", addr, mode)
-	fmt.Fprintf(w, "  state:  %s (store %s, keys %s)\n", cfg.StateDir, cfg.Store, cfg.Keys)
+	fmt.Fprintf(w, "  state:  %s (store %s, keys %s)\n", cfg.StateDir, cfg.StoreName(), cfg.Keys)
 	fmt.Fprintf(w, "  tokens: %s\n", cfg.TokenAuthFile)
 	if newToken != "" {
 		fmt.Fprintf(w, "\nA new admin token was created. It is shown only this once (it is kept in %s):\n\n", cfg.TokenAuthFile)
