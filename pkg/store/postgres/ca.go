@@ -157,9 +157,10 @@ func (d *DB) Rekey(ctx context.Context, cluster string, expected int, next store
 // generation that a rekey already retired is stored as revoked when that
 // generation leaves the trust bundle.
 //
-// The generation's row is read FOR SHARE: a rekey retiring it at the same
-// time (which updates that row) either commits first, and the certificate
-// is stored revoked, or waits for this insert, and then revokes it.
+// It is one statement, so one round trip: the generation's row is read
+// FOR SHARE, and a rekey retiring it at the same time (which updates that
+// row) either commits first, and the certificate is stored revoked, or
+// waits for this insert, and then revokes it.
 func (d *DB) RecordCertificate(ctx context.Context, c store.IssuedCertificate) error {
 	if c.Cluster == "" || c.Serial == "" {
 		return errors.New("record certificate: cluster and serial are required")
@@ -167,24 +168,18 @@ func (d *DB) RecordCertificate(ctx context.Context, c store.IssuedCertificate) e
 	if err := checkTimes(c.NotBefore, c.NotAfter, c.IssuedAt, c.RevokedAt); err != nil {
 		return fmt.Errorf("record certificate %s of cluster %q: %w", c.Serial, c.Cluster, err)
 	}
-	err := d.write(ctx, func(tx pgx.Tx) error {
-		var trustedUntil time.Time
-		err := tx.QueryRow(ctx, "SELECT trusted_until FROM ca_generations WHERE cluster = $1 AND generation = $2 FOR SHARE",
-			c.Cluster, c.Generation).Scan(tm(&trustedUntil))
-		if err != nil {
-			return d.wrap(err, "lock CA generation")
-		}
-		revoked := c.RevokedAt
-		if revoked.IsZero() {
-			revoked = trustedUntil
-		}
-		_, err = tx.Exec(ctx, `INSERT INTO issued_certificates
+	err := d.attempt(ctx, func() error {
+		tag, err := d.pool.Exec(ctx, `INSERT INTO issued_certificates
 			(cluster, serial, generation, subject, profile, user_name, project, not_before, not_after, issued_at, revoked_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+			SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, COALESCE($11, g.trusted_until)
+			FROM (SELECT trusted_until FROM ca_generations WHERE cluster = $1 AND generation = $3 FOR SHARE) AS g`,
 			c.Cluster, c.Serial, c.Generation, c.Subject, c.Profile, c.User, c.Project,
-			ts(c.NotBefore), ts(c.NotAfter), ts(c.IssuedAt), ts(revoked))
+			ts(c.NotBefore), ts(c.NotAfter), ts(c.IssuedAt), ts(c.RevokedAt))
 		if err != nil {
 			return d.wrap(err, "insert")
+		}
+		if tag.RowsAffected() != 1 {
+			return fmt.Errorf("no CA generation %d: %w", c.Generation, api.ErrNotFound)
 		}
 		return nil
 	})
