@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -59,6 +60,12 @@ type Config struct {
 	// LogLevel is debug, info, warn or error; LogFormat is text or json.
 	LogLevel  string
 	LogFormat string
+	// Limits: requests served at once (all routes; POST /v1/tls/validate)
+	// and failed authentications allowed per client address in a window;
+	// 0 means no limit.
+	MaxInFlight, MaxInFlightValidate int
+	MaxAuthFailures                  int
+	AuthFailureWindow                time.Duration
 }
 
 // Default returns the embedded defaults: software keys, SQLite, a token file,
@@ -72,6 +79,11 @@ func Default() Config {
 		AuthCacheTTL: 10 * time.Second,
 		LogLevel:     "info",
 		LogFormat:    "text",
+		// The same as gateway.DefaultLimits (a test keeps them equal).
+		MaxInFlight:         64,
+		MaxInFlightValidate: max(1, runtime.GOMAXPROCS(0)/2),
+		MaxAuthFailures:     20,
+		AuthFailureWindow:   time.Minute,
 	}
 }
 
@@ -93,6 +105,10 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.AuthCacheTTL, "auth-cache-ttl", c.AuthCacheTTL, "with --auth keystone: how long a token validation is reused (a revoked token works at most this long)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
+	fs.IntVar(&c.MaxInFlight, "max-in-flight", c.MaxInFlight, "requests served at once by this instance, beyond which 503 overloaded (0: no limit; /healthz, /readyz, /metrics never count)")
+	fs.IntVar(&c.MaxInFlightValidate, "max-in-flight-validate", c.MaxInFlightValidate, "POST /v1/tls/validate requests served at once (default half of GOMAXPROCS, at least 1; 0: no limit)")
+	fs.IntVar(&c.MaxAuthFailures, "max-auth-failures", c.MaxAuthFailures, "failed authentications per client address in --auth-failure-window before 429 rate_limited (0: no limit)")
+	fs.DurationVar(&c.AuthFailureWindow, "auth-failure-window", c.AuthFailureWindow, "window of --max-auth-failures; one failure is allowed back every window/max")
 }
 
 // EnvName returns the environment variable that sets flag name.
@@ -139,6 +155,9 @@ func (c Config) Resolve() (Config, error) {
 	}
 	if c.MasterKeyFile == "" {
 		c.MasterKeyFile = filepath.Join(c.StateDir, "master.key")
+	}
+	if c.MaxInFlight < 0 || c.MaxInFlightValidate < 0 || c.MaxAuthFailures < 0 || c.AuthFailureWindow < 0 {
+		return c, errors.New("--max-in-flight, --max-in-flight-validate, --max-auth-failures and --auth-failure-window must not be negative (0 means no limit)")
 	}
 	switch c.Keys {
 	case "software", "pkcs11", "barbican":

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/spf13/pflag"
+
+	"github.com/clusterkeys/clusterkeys/pkg/gateway"
 )
 
 func TestFlagsAndEnvironment(t *testing.T) {
@@ -82,5 +84,55 @@ func TestResolveRefusesStoresNotBuiltIn(t *testing.T) {
 	c.Store = "sqlite:/tmp/x.db"
 	if _, err := c.Resolve(); err != nil {
 		t.Fatalf("sqlite refused: %v", err)
+	}
+}
+
+func TestLimitFlags(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		want    [4]int // max-in-flight, -validate, max-auth-failures, window seconds
+		wantErr string
+	}{
+		{"defaults", nil, nil, [4]int{64, Default().MaxInFlightValidate, 20, 60}, ""},
+		{"flags set them", []string{"--max-in-flight", "8", "--max-in-flight-validate", "1", "--max-auth-failures", "5", "--auth-failure-window", "10s"}, nil, [4]int{8, 1, 5, 10}, ""},
+		{"the environment sets them", nil, map[string]string{"CLUSTERKEYS_MAX_IN_FLIGHT": "0", "CLUSTERKEYS_MAX_AUTH_FAILURES": "0"}, [4]int{0, Default().MaxInFlightValidate, 0, 60}, ""},
+		{"a negative limit is refused", []string{"--max-in-flight-validate", "-1"}, nil, [4]int{}, "must not be negative"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+			c.BindFlags(fs)
+			if err := fs.Parse(tt.args); err != nil {
+				t.Fatal(err)
+			}
+			if err := ApplyEnv(fs, func(k string) (string, bool) { v, ok := tt.env[k]; return v, ok }); err != nil {
+				t.Fatal(err)
+			}
+			got, err := c.Resolve()
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g := [4]int{got.MaxInFlight, got.MaxInFlightValidate, got.MaxAuthFailures, int(got.AuthFailureWindow.Seconds())}; g != tt.want {
+				t.Errorf("got %v, want %v", g, tt.want)
+			}
+		})
+	}
+}
+
+func TestLimitDefaultsAreTheGatewaysDefaults(t *testing.T) {
+	c, g := Default(), gateway.DefaultLimits()
+	if c.MaxInFlight != g.MaxInFlight || c.MaxInFlightValidate != g.RouteMaxInFlight[gateway.ValidateRoute] ||
+		c.MaxAuthFailures != g.MaxAuthFailures || c.AuthFailureWindow != g.AuthFailureWindow {
+		t.Errorf("config defaults %d/%d/%d/%s differ from gateway.DefaultLimits %+v",
+			c.MaxInFlight, c.MaxInFlightValidate, c.MaxAuthFailures, c.AuthFailureWindow, g)
 	}
 }
