@@ -141,26 +141,22 @@ func verify(t *testing.T, pub crypto.PublicKey, digest, sig []byte) {
 // attr reads one boolean attribute of the private or secret key labelled ref.
 func attr(t *testing.T, c *Custody, ref string, secret bool, typ uint) bool {
 	t.Helper()
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	var key any
-	if secret {
-		k, err := c.cx.FindKey(nil, []byte(ref))
+	var a *crypto11.Attribute
+	withConn(t, c, func(cn *conn) {
+		var key any
+		var err error
+		if secret {
+			key, err = cn.cx.FindKey(nil, []byte(ref))
+		} else {
+			key, err = cn.cx.FindKeyPair(nil, []byte(ref))
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		key = k
-	} else {
-		k, err := c.cx.FindKeyPair(nil, []byte(ref))
-		if err != nil {
+		if a, err = cn.cx.GetAttribute(key, typ); err != nil {
 			t.Fatal(err)
 		}
-		key = k
-	}
-	a, err := c.cx.GetAttribute(key, typ)
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	return len(a.Value) == 1 && a.Value[0] == 1
 }
 
@@ -345,14 +341,13 @@ func TestKEKs(t *testing.T) {
 		}
 	})
 	t.Run("a label carried by two keys is refused, not guessed", func(t *testing.T) {
-		c.mu.RLock()
-		for range 2 {
-			if _, err := c.cx.GenerateSecretKeyWithLabel([]byte("dup"), []byte("kek/dup"), 256, crypto11.CipherAES); err != nil {
-				c.mu.RUnlock()
-				t.Fatal(err)
+		withConn(t, c, func(cn *conn) {
+			for range 2 {
+				if _, err := cn.cx.GenerateSecretKeyWithLabel([]byte("dup"), []byte("kek/dup"), 256, crypto11.CipherAES); err != nil {
+					t.Fatal(err)
+				}
 			}
-		}
-		c.mu.RUnlock()
+		})
 		_, err := c.Seal(ctx, "kek/dup", pt, nil)
 		if err == nil || !strings.Contains(err.Error(), "refusing to guess") {
 			t.Fatalf("err = %v", err)
