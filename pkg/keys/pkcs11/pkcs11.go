@@ -606,12 +606,6 @@ func (c *Custody) overdue() int {
 	return n
 }
 
-// run calls f with the current crypto11 context under the call deadline;
-// see runConn.
-func (c *Custody) run(ctx context.Context, what string, f func(cx *crypto11.Context) error) error {
-	return c.runConn(ctx, what, false, func(cn *conn) error { return f(cn.cx) })
-}
-
 // runConn calls f with the current conn under the call deadline and, when
 // it fails, tells a token fault from a refusal with a health probe. On a
 // fault it starts reconnecting and returns an error wrapping
