@@ -94,7 +94,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, reg promethe
 			b.Close()
 			return nil, fmt.Errorf("pkcs11 custody: %w", err)
 		}
-		c, err := pkcs11.Open(pc, pkcs11.Options{Logger: log, Registerer: reg})
+		c, err := pkcs11.Open(pc, pkcs11.Options{Logger: log, Registerer: reg, CallTimeout: cfg.PKCS11CallTimeout})
 		if err != nil {
 			b.Close()
 			return nil, fmt.Errorf("pkcs11 custody: %w", err)

@@ -47,6 +47,9 @@ type Config struct {
 	PKCS11Module     string
 	PKCS11TokenLabel string
 	PKCS11PinFile    string
+	// PKCS11CallTimeout bounds each call into the PKCS#11 token (key
+	// generation gets six times as long).
+	PKCS11CallTimeout time.Duration
 	// OSCloud names the clouds.yaml entry (OS_CLOUD) whose credentials
 	// clusterkeys uses as a service: for Barbican custody and to validate
 	// Keystone tokens. Without it the OS_* variables are used.
@@ -84,6 +87,9 @@ func Default() Config {
 		MaxInFlightValidate: max(1, runtime.GOMAXPROCS(0)/2),
 		MaxAuthFailures:     20,
 		AuthFailureWindow:   time.Minute,
+
+		// pkcs11.DefaultCallTimeout, without importing cgo here.
+		PKCS11CallTimeout: 10 * time.Second,
 	}
 }
 
@@ -99,6 +105,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.PKCS11Module, "pkcs11-module", c.PKCS11Module, "path of the PKCS#11 library (e.g. libsofthsm2.so)")
 	fs.StringVar(&c.PKCS11TokenLabel, "pkcs11-token-label", c.PKCS11TokenLabel, "label of the PKCS#11 token")
 	fs.StringVar(&c.PKCS11PinFile, "pkcs11-pin-file", c.PKCS11PinFile, "file holding the PKCS#11 user PIN (or set CLUSTERKEYS_PKCS11_PIN)")
+	fs.DurationVar(&c.PKCS11CallTimeout, "pkcs11-call-timeout", c.PKCS11CallTimeout, "how long one call into the PKCS#11 token may take before it fails as unavailable (key generation: 6x)")
 	fs.StringVar(&c.OSCloud, "os-cloud", c.OSCloud, "clouds.yaml entry with the service credentials for Barbican and Keystone (default: OS_* variables)")
 	fs.StringVar(&c.BarbicanEndpoint, "barbican-endpoint", c.BarbicanEndpoint, "Barbican endpoint, overriding the Keystone catalog (e.g. http://127.0.0.1:9311)")
 	fs.StringVar(&c.BarbicanProject, "barbican-project", c.BarbicanProject, "with --barbican-endpoint and no Keystone: the X-Project-Id to use")
