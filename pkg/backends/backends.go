@@ -75,7 +75,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, reg promethe
 
 	switch cfg.Keys {
 	case "software":
-		mk, err := software.LoadOrCreateMasterKey(cfg.MasterKeyFile)
+		mk, err := software.LoadOrCreateMasterKey(ctx, cfg.MasterKeyFile, db)
 		if err != nil {
 			b.Close()
 			return nil, fmt.Errorf("software custody: %w", err)

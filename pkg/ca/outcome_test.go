@@ -85,7 +85,7 @@ func newRealFixture(t *testing.T) *realFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	mk, err := software.LoadOrCreateMasterKey(filepath.Join(dir, "master.key"))
+	mk, err := software.LoadOrCreateMasterKey(context.Background(), filepath.Join(dir, "master.key"), db)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,7 +33,7 @@ func openSQLite(t *testing.T, path string) *sqlite.DB {
 func TestOnTheSQLiteStore(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "clusterkeys.db")
-	mk, err := software.LoadOrCreateMasterKey(filepath.Join(filepath.Dir(path), "master.key"))
+	mk, err := software.LoadOrCreateMasterKey(ctx, filepath.Join(filepath.Dir(path), "master.key"), openSQLite(t, path))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestAKEKWhoseStoreOutcomeIsUnknownIsKept(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			db := openSQLite(t, filepath.Join(dir, "clusterkeys.db"))
-			mk, err := software.LoadOrCreateMasterKey(filepath.Join(dir, "master.key"))
+			mk, err := software.LoadOrCreateMasterKey(ctx, filepath.Join(dir, "master.key"), db)
 			if err != nil {
 				t.Fatal(err)
 			}

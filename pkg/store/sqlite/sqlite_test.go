@@ -23,6 +23,7 @@ var (
 	_ ca.Store                   = (*DB)(nil)
 	_ keywrap.Store              = (*DB)(nil)
 	_ software.BlobStore         = (*DB)(nil)
+	_ software.BlobLister        = (*DB)(nil)
 	_ interface{ Close() error } = (*DB)(nil)
 )
 
