@@ -71,7 +71,11 @@ func execHandler(ctx context.Context, cfg config.Config, log *slog.Logger, binDi
 		cleanup()
 		return nil, nil, "", err
 	}
-	return g, cleanup, s.newToken, nil
+	// The bootstraps are Lambda-like and short-lived; the front process
+	// lives as long as localrun and runs the custody reconciler.
+	rctx, stop := context.WithCancel(ctx)
+	wait := s.backends.StartReconciler(rctx, cfg, log, s.reg)
+	return g, func() { stop(); wait(); cleanup() }, s.newToken, nil
 }
 
 // forward hands the request to a function's runtime, carrying the front

@@ -159,7 +159,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		cleanup = func() { s.backends.Close() }
+		rctx, stop := context.WithCancel(ctx)
+		wait := s.backends.StartReconciler(rctx, cfg, log, s.reg)
+		cleanup = func() { stop(); wait(); s.backends.Close() }
 		g, err := s.gateway()
 		if err != nil {
 			cleanup()

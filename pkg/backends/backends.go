@@ -17,11 +17,13 @@ import (
 
 	"github.com/clusterkeys/clusterkeys/pkg/ca"
 	"github.com/clusterkeys/clusterkeys/pkg/config"
+	"github.com/clusterkeys/clusterkeys/pkg/keys"
 	"github.com/clusterkeys/clusterkeys/pkg/keys/barbican"
 	"github.com/clusterkeys/clusterkeys/pkg/keys/pkcs11"
 	"github.com/clusterkeys/clusterkeys/pkg/keys/software"
 	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
 	"github.com/clusterkeys/clusterkeys/pkg/openstackauth"
+	"github.com/clusterkeys/clusterkeys/pkg/reconcile"
 	"github.com/clusterkeys/clusterkeys/pkg/store/sqlite"
 )
 
@@ -29,6 +31,7 @@ import (
 type Store interface {
 	ca.Store
 	keywrap.Store
+	reconcile.Store
 	Ping(ctx context.Context) error
 	Close() error
 }
@@ -37,6 +40,8 @@ type Store interface {
 type Custody interface {
 	ca.Keys
 	keywrap.Custody
+	// ListKeys lists what custody holds, for the reconciler.
+	ListKeys(ctx context.Context) ([]keys.Listed, error)
 	// Check reports whether custody works now (a real round trip).
 	Check(ctx context.Context) error
 }
@@ -75,7 +80,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, reg promethe
 
 	switch cfg.Keys {
 	case "software":
-		mk, err := software.LoadOrCreateMasterKey(cfg.MasterKeyFile)
+		mk, err := software.LoadOrCreateMasterKey(ctx, cfg.MasterKeyFile, db)
 		if err != nil {
 			b.Close()
 			return nil, fmt.Errorf("software custody: %w", err)
@@ -133,6 +138,26 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, reg promethe
 		return nil, fmt.Errorf("key custody %q is not built in yet", cfg.Keys)
 	}
 	return b, nil
+}
+
+// StartReconciler runs the custody reconciler (pkg/reconcile) in the
+// background, at once and every cfg.ReconcileInterval, until ctx ends;
+// the returned function waits for it to stop. An interval of 0 starts
+// nothing. For long-running processes (localrun serve, the KMS shim): a
+// Lambda sandbox is frozen between invocations.
+func (b *Backends) StartReconciler(ctx context.Context, cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (wait func()) {
+	if cfg.ReconcileInterval <= 0 {
+		return func() {}
+	}
+	r := reconcile.New(b.Store, b.Custody, reconcile.Options{
+		SafetyWindow: cfg.OrphanSafetyWindow, Interval: cfg.ReconcileInterval, Logger: log, Registerer: reg,
+	})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.Run(ctx)
+	}()
+	return func() { <-done }
 }
 
 // Ready reports whether the store and custody both answer.

@@ -60,6 +60,12 @@ type Config struct {
 	BarbicanProject  string
 	// AuthCacheTTL bounds how long a Keystone token validation is reused.
 	AuthCacheTTL time.Duration
+	// ReconcileInterval is the time between two runs of the custody
+	// reconciler (pkg/reconcile) in long-running processes; 0 disables it.
+	// OrphanSafetyWindow is how old a key no row names must be before the
+	// reconciler destroys it.
+	ReconcileInterval  time.Duration
+	OrphanSafetyWindow time.Duration
 	// LogLevel is debug, info, warn or error; LogFormat is text or json.
 	LogLevel  string
 	LogFormat string
@@ -90,6 +96,9 @@ func Default() Config {
 
 		// pkcs11.DefaultCallTimeout, without importing cgo here.
 		PKCS11CallTimeout: 10 * time.Second,
+
+		ReconcileInterval:  15 * time.Minute,
+		OrphanSafetyWindow: time.Hour,
 	}
 }
 
@@ -110,6 +119,8 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.BarbicanEndpoint, "barbican-endpoint", c.BarbicanEndpoint, "Barbican endpoint, overriding the Keystone catalog (e.g. http://127.0.0.1:9311)")
 	fs.StringVar(&c.BarbicanProject, "barbican-project", c.BarbicanProject, "with --barbican-endpoint and no Keystone: the X-Project-Id to use")
 	fs.DurationVar(&c.AuthCacheTTL, "auth-cache-ttl", c.AuthCacheTTL, "with --auth keystone: how long a token validation is reused (a revoked token works at most this long)")
+	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", c.ReconcileInterval, "time between runs of the custody reconciler (at start, then this often; one instance at a time); 0 disables it")
+	fs.DurationVar(&c.OrphanSafetyWindow, "orphan-safety-window", c.OrphanSafetyWindow, "how old a custody key that no row names must be before the reconciler destroys it")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
 	fs.IntVar(&c.MaxInFlight, "max-in-flight", c.MaxInFlight, "requests served at once by this instance, beyond which 503 overloaded (0: no limit; /healthz, /readyz, /metrics never count)")
@@ -165,6 +176,10 @@ func (c Config) Resolve() (Config, error) {
 	}
 	if c.MaxInFlight < 0 || c.MaxInFlightValidate < 0 || c.MaxAuthFailures < 0 || c.AuthFailureWindow < 0 {
 		return c, errors.New("--max-in-flight, --max-in-flight-validate, --max-auth-failures and --auth-failure-window must not be negative (0 means no limit)")
+	}
+	if c.ReconcileInterval < 0 || c.OrphanSafetyWindow <= 0 {
+		return c, fmt.Errorf("--reconcile-interval %v, --orphan-safety-window %v: want an interval ≥ 0 and a positive window (longer than any create or rekey takes)",
+			c.ReconcileInterval, c.OrphanSafetyWindow)
 	}
 	switch c.Keys {
 	case "software", "pkcs11", "barbican":

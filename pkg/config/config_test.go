@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -134,5 +135,38 @@ func TestLimitDefaultsAreTheGatewaysDefaults(t *testing.T) {
 		c.MaxAuthFailures != g.MaxAuthFailures || c.AuthFailureWindow != g.AuthFailureWindow {
 		t.Errorf("config defaults %d/%d/%d/%s differ from gateway.DefaultLimits %+v",
 			c.MaxInFlight, c.MaxInFlightValidate, c.MaxAuthFailures, c.AuthFailureWindow, g)
+	}
+}
+
+func TestReconcileFlags(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		interval time.Duration
+		window   time.Duration
+		wantErr  bool
+	}{
+		{"defaults: every 15 minutes, a one-hour window", nil, 15 * time.Minute, time.Hour, false},
+		{"both set", []string{"--reconcile-interval", "1s", "--orphan-safety-window", "2s"}, time.Second, 2 * time.Second, false},
+		{"an interval of 0 disables it", []string{"--reconcile-interval", "0"}, 0, time.Hour, false},
+		{"a negative interval is refused", []string{"--reconcile-interval", "-1s"}, 0, 0, true},
+		{"a zero window is refused", []string{"--orphan-safety-window", "0"}, 0, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+			c.BindFlags(fs)
+			if err := fs.Parse(tt.args); err != nil {
+				t.Fatal(err)
+			}
+			got, err := c.Resolve()
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("Resolve = %v, want error %v", err, tt.wantErr)
+			}
+			if err == nil && (got.ReconcileInterval != tt.interval || got.OrphanSafetyWindow != tt.window) {
+				t.Fatalf("interval %v window %v", got.ReconcileInterval, got.OrphanSafetyWindow)
+			}
+		})
 	}
 }
