@@ -72,7 +72,11 @@ func execHandler(ctx context.Context, cfg config.Config, log *slog.Logger, binDi
 		cleanup()
 		return nil, nil, "", err
 	}
-	return g, cleanup, s.newToken, nil
+	// The bootstraps are Lambda-like and short-lived; the front process
+	// lives as long as localrun and runs the custody reconciler.
+	rctx, stop := context.WithCancel(ctx)
+	wait := s.backends.StartReconciler(rctx, cfg, log, s.reg)
+	return g, func() { stop(); wait(); cleanup() }, s.newToken, nil
 }
 
 // forward hands the request to a function's runtime, carrying the front
@@ -132,7 +136,7 @@ func bootstrapEnv(cfg config.Config) ([]string, error) {
 			env = append(env, config.EnvName(k)+"="+v)
 		}
 	}
-	for k, v := range map[string]string{"barbican-endpoint": cfg.BarbicanEndpoint, "barbican-project": cfg.BarbicanProject, "os-cloud": cfg.OSCloud, "auth-cache-ttl": cfg.AuthCacheTTL.String()} {
+	for k, v := range map[string]string{"barbican-endpoint": cfg.BarbicanEndpoint, "barbican-project": cfg.BarbicanProject, "os-cloud": cfg.OSCloud, "auth-cache-ttl": cfg.AuthCacheTTL.String(), "pkcs11-call-timeout": cfg.PKCS11CallTimeout.String()} {
 		if v != "" {
 			env = append(env, config.EnvName(k)+"="+v)
 		}

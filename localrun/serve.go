@@ -114,7 +114,9 @@ func (s *stack) gateway(names ...string) (*gateway.Gateway, error) {
 			routes = append(routes, f.routes(s.authority, s.keywrap, s.validator)...)
 		}
 	}
-	return gateway.New(gateway.Config{Auth: s.auth, Logger: s.log, Registry: s.reg, Ready: s.backends.Ready}, routes...)
+	return gateway.New(gateway.Config{Auth: s.auth, Logger: s.log, Registry: s.reg, Ready: s.backends.Ready,
+		Limits: &gateway.Limits{MaxInFlight: s.cfg.MaxInFlight, RouteMaxInFlight: map[string]int{gateway.ValidateRoute: s.cfg.MaxInFlightValidate},
+			MaxAuthFailures: s.cfg.MaxAuthFailures, AuthFailureWindow: s.cfg.AuthFailureWindow}}, routes...)
 }
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -157,7 +159,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		cleanup = func() { s.backends.Close() }
+		rctx, stop := context.WithCancel(ctx)
+		wait := s.backends.StartReconciler(rctx, cfg, log, s.reg)
+		cleanup = func() { stop(); wait(); s.backends.Close() }
 		g, err := s.gateway()
 		if err != nil {
 			cleanup()

@@ -17,11 +17,13 @@ import (
 
 	"github.com/clusterkeys/clusterkeys/pkg/ca"
 	"github.com/clusterkeys/clusterkeys/pkg/config"
+	"github.com/clusterkeys/clusterkeys/pkg/keys"
 	"github.com/clusterkeys/clusterkeys/pkg/keys/barbican"
 	"github.com/clusterkeys/clusterkeys/pkg/keys/pkcs11"
 	"github.com/clusterkeys/clusterkeys/pkg/keys/software"
 	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
 	"github.com/clusterkeys/clusterkeys/pkg/openstackauth"
+	"github.com/clusterkeys/clusterkeys/pkg/reconcile"
 	"github.com/clusterkeys/clusterkeys/pkg/store/postgres"
 	"github.com/clusterkeys/clusterkeys/pkg/store/sqlite"
 )
@@ -30,6 +32,7 @@ import (
 type Store interface {
 	ca.Store
 	keywrap.Store
+	reconcile.Store
 	Ping(ctx context.Context) error
 	Close() error
 }
@@ -38,6 +41,8 @@ type Store interface {
 type Custody interface {
 	ca.Keys
 	keywrap.Custody
+	// ListKeys lists what custody holds, for the reconciler.
+	ListKeys(ctx context.Context) ([]keys.Listed, error)
 	// Check reports whether custody works now (a real round trip).
 	Check(ctx context.Context) error
 }
@@ -75,7 +80,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, reg promethe
 		// environment (Lambda) or as a file.
 		mk, fromEnv, err := software.MasterKeyFromEnv(os.LookupEnv)
 		if err == nil && !fromEnv {
-			mk, err = software.LoadOrCreateMasterKey(cfg.MasterKeyFile)
+			mk, err = software.LoadOrCreateMasterKey(ctx, cfg.MasterKeyFile, db)
 		}
 		if err != nil {
 			b.Close()
@@ -95,7 +100,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, reg promethe
 			b.Close()
 			return nil, fmt.Errorf("pkcs11 custody: %w", err)
 		}
-		c, err := pkcs11.Open(pc, pkcs11.Options{Logger: log, Registerer: reg})
+		c, err := pkcs11.Open(pc, pkcs11.Options{Logger: log, Registerer: reg, CallTimeout: cfg.PKCS11CallTimeout})
 		if err != nil {
 			b.Close()
 			return nil, fmt.Errorf("pkcs11 custody: %w", err)
@@ -137,10 +142,11 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, reg promethe
 }
 
 // storeWithBlobs is a store that also keeps the blobs of software and
-// Barbican custody.
+// Barbican custody, and lists them.
 type storeWithBlobs interface {
 	Store
 	software.BlobStore
+	software.BlobLister
 }
 
 // openStore opens the store cfg.Store names: sqlite:PATH or a PostgreSQL
@@ -161,6 +167,26 @@ func openStore(ctx context.Context, cfg config.Config) (storeWithBlobs, error) {
 		return db, nil
 	}
 	return nil, errors.New("not built in: want sqlite:PATH or postgres://…")
+}
+
+// StartReconciler runs the custody reconciler (pkg/reconcile) in the
+// background, at once and every cfg.ReconcileInterval, until ctx ends;
+// the returned function waits for it to stop. An interval of 0 starts
+// nothing. For long-running processes (localrun serve, the KMS shim): a
+// Lambda sandbox is frozen between invocations.
+func (b *Backends) StartReconciler(ctx context.Context, cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (wait func()) {
+	if cfg.ReconcileInterval <= 0 {
+		return func() {}
+	}
+	r := reconcile.New(b.Store, b.Custody, reconcile.Options{
+		SafetyWindow: cfg.OrphanSafetyWindow, Interval: cfg.ReconcileInterval, Logger: log, Registerer: reg,
+	})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.Run(ctx)
+	}()
+	return func() { <-done }
 }
 
 // Ready reports whether the store and custody both answer.

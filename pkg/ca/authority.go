@@ -16,7 +16,11 @@
 // n+1 and stores both completely before Store.Rekey moves the generation
 // pointer with a compare-and-swap. If the swap loses, the new key is
 // destroyed, so no key is orphaned in custody, and the caller gets 409
-// generation_mismatch.
+// generation_mismatch. The new key is destroyed only when the store says
+// for sure that nothing was written (store.NotWritten); after an error of
+// unknown outcome (a dropped connection, a cancelled request) it is kept,
+// since the write may have committed, and the reconciler (pkg/reconcile)
+// destroys it later if no generation names it.
 //
 // # Policy
 //
@@ -318,7 +322,14 @@ func (a *Authority) CreateCA(ctx context.Context, cluster string, req CreateRequ
 		ValidityDays: req.ValidityDays, CreatedAt: now,
 	}
 	if err := a.st.CreateCluster(ctx, c, gen); err != nil {
-		if a.stored(ctx, cluster, gen.KeyRef) {
+		if !store.NotWritten(err) {
+			if !a.stored(ctx, cluster, gen.KeyRef) {
+				// The write may still have committed: keep the key. The
+				// reconciler destroys it once it is old and unreferenced.
+				a.log.Warn("cluster creation failed with an unknown outcome; the new CA key is kept",
+					"cluster", cluster, "key_ref", gen.KeyRef, "err", err)
+				return Resource{}, false, fmt.Errorf("store cluster %q: %w", cluster, err)
+			}
 			// The store committed although it reported an error.
 			a.log.Warn("cluster creation reported an error but was stored", "cluster", cluster, "err", err)
 		} else {
@@ -417,11 +428,18 @@ func (a *Authority) Rekey(ctx context.Context, cluster string, req RekeyRequest)
 		return Resource{}, err
 	}
 	if err := a.st.Rekey(ctx, cluster, expected, gen, now, now.Add(grace)); err != nil {
-		if errors.Is(err, api.ErrGenerationMismatch) || !a.stored(ctx, cluster, gen.KeyRef) {
+		switch {
+		case store.NotWritten(err):
 			a.destroy(ctx, gen.KeyRef)
 			if errors.Is(err, api.ErrGenerationMismatch) {
 				return Resource{}, generationMismatch(cluster, expected, 0, err)
 			}
+			return Resource{}, fmt.Errorf("rekey cluster %q to generation %d: %w", cluster, gen.Generation, err)
+		case !a.stored(ctx, cluster, gen.KeyRef):
+			// The write may still have committed: keep the key. The
+			// reconciler destroys it once it is old and unreferenced.
+			a.log.Warn("rekey failed with an unknown outcome; the new CA key is kept",
+				"cluster", cluster, "generation", gen.Generation, "key_ref", gen.KeyRef, "err", err)
 			return Resource{}, fmt.Errorf("rekey cluster %q to generation %d: %w", cluster, gen.Generation, err)
 		}
 		a.log.Warn("rekey reported an error but was stored", "cluster", cluster, "err", err)
@@ -444,11 +462,18 @@ func generationMismatch(cluster string, expected, actual int, err error) error {
 	return api.New(http.StatusConflict, api.CodeGenerationMismatch, detail).Wrap(err)
 }
 
-// stored reports whether the generation with keyRef is in the store: after
-// a store error of unknown outcome, the key must be kept if it was.
+// stored reports whether the generation with keyRef is in the store, after
+// a store error of unknown outcome. False means "not seen", not "not
+// written": a read error, or a commit still in flight, also answers false,
+// so the caller keeps the key either way and only uses the answer to tell
+// the client the truth. The request may have been cancelled; the read gets
+// its own short deadline.
 func (a *Authority) stored(ctx context.Context, cluster, keyRef string) bool {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
 	gens, err := a.st.Generations(ctx, cluster)
 	if err != nil {
+		a.log.Warn("cannot tell whether a CA write committed", "cluster", cluster, "key_ref", keyRef, "err", err)
 		return false
 	}
 	for _, g := range gens {
@@ -459,28 +484,29 @@ func (a *Authority) stored(ctx context.Context, cluster, keyRef string) bool {
 	return false
 }
 
-// destroyRetired destroys the keys of every generation older than active.
-// Once the pointer has moved they sign nothing more (the point of a rekey
-// after a user leaves: the old key cannot issue another credential); their
-// certificates stay in the store for the trust bundle. A key that cannot be
-// destroyed now is tried again at the next rekey, since destroying a
-// missing key is not an error.
+// destroyRetired destroys the key of the generation this rekey retired
+// (active-1). Once the pointer has moved it signs nothing more (the point of
+// a rekey after a user leaves: the old key cannot issue another
+// credential); its certificate stays in the store for the trust bundle. A
+// key that cannot be destroyed now (an error, or a crash before this runs)
+// is destroyed by the reconciler (pkg/reconcile), which destroys the key of
+// every retired generation.
 func (a *Authority) destroyRetired(ctx context.Context, cluster string, active int) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	gens, err := a.st.Generations(ctx, cluster)
 	if err != nil {
-		a.log.Warn("cannot list the retired CA keys to destroy; they stay in custody until the next rekey",
+		a.log.Warn("cannot read the retired CA key to destroy; the reconciler will destroy it",
 			"cluster", cluster, "err", err)
 		return
 	}
 	for _, g := range gens {
-		if g.Generation >= active {
+		if g.Generation != active-1 {
 			continue
 		}
 		a.signers.remove(g.KeyRef)
 		if err := a.keys.Destroy(ctx, g.KeyRef); err != nil {
-			a.log.Warn("cannot destroy a retired CA key; it stays in custody until the next rekey",
+			a.log.Warn("cannot destroy a retired CA key; the reconciler will destroy it",
 				"cluster", cluster, "generation", g.Generation, "key_ref", g.KeyRef, "err", err)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -52,6 +53,9 @@ type Config struct {
 	PKCS11Module     string
 	PKCS11TokenLabel string
 	PKCS11PinFile    string
+	// PKCS11CallTimeout bounds each call into the PKCS#11 token (key
+	// generation gets six times as long).
+	PKCS11CallTimeout time.Duration
 	// OSCloud names the clouds.yaml entry (OS_CLOUD) whose credentials
 	// clusterkeys uses as a service: for Barbican custody and to validate
 	// Keystone tokens. Without it the OS_* variables are used.
@@ -62,9 +66,21 @@ type Config struct {
 	BarbicanProject  string
 	// AuthCacheTTL bounds how long a Keystone token validation is reused.
 	AuthCacheTTL time.Duration
+	// ReconcileInterval is the time between two runs of the custody
+	// reconciler (pkg/reconcile) in long-running processes; 0 disables it.
+	// OrphanSafetyWindow is how old a key no row names must be before the
+	// reconciler destroys it.
+	ReconcileInterval  time.Duration
+	OrphanSafetyWindow time.Duration
 	// LogLevel is debug, info, warn or error; LogFormat is text or json.
 	LogLevel  string
 	LogFormat string
+	// Limits: requests served at once (all routes; POST /v1/tls/validate)
+	// and failed authentications allowed per client address in a window;
+	// 0 means no limit.
+	MaxInFlight, MaxInFlightValidate int
+	MaxAuthFailures                  int
+	AuthFailureWindow                time.Duration
 }
 
 // Default returns the embedded defaults: software keys, SQLite, a token file,
@@ -78,6 +94,17 @@ func Default() Config {
 		AuthCacheTTL: 10 * time.Second,
 		LogLevel:     "info",
 		LogFormat:    "text",
+		// The same as gateway.DefaultLimits (a test keeps them equal).
+		MaxInFlight:         64,
+		MaxInFlightValidate: max(1, runtime.GOMAXPROCS(0)/2),
+		MaxAuthFailures:     20,
+		AuthFailureWindow:   time.Minute,
+
+		// pkcs11.DefaultCallTimeout, without importing cgo here.
+		PKCS11CallTimeout: 10 * time.Second,
+
+		ReconcileInterval:  15 * time.Minute,
+		OrphanSafetyWindow: time.Hour,
 	}
 }
 
@@ -94,12 +121,19 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.PKCS11Module, "pkcs11-module", c.PKCS11Module, "path of the PKCS#11 library (e.g. libsofthsm2.so)")
 	fs.StringVar(&c.PKCS11TokenLabel, "pkcs11-token-label", c.PKCS11TokenLabel, "label of the PKCS#11 token")
 	fs.StringVar(&c.PKCS11PinFile, "pkcs11-pin-file", c.PKCS11PinFile, "file holding the PKCS#11 user PIN (or set CLUSTERKEYS_PKCS11_PIN)")
+	fs.DurationVar(&c.PKCS11CallTimeout, "pkcs11-call-timeout", c.PKCS11CallTimeout, "how long one call into the PKCS#11 token may take before it fails as unavailable (key generation: 6x)")
 	fs.StringVar(&c.OSCloud, "os-cloud", c.OSCloud, "clouds.yaml entry with the service credentials for Barbican and Keystone (default: OS_* variables)")
 	fs.StringVar(&c.BarbicanEndpoint, "barbican-endpoint", c.BarbicanEndpoint, "Barbican endpoint, overriding the Keystone catalog (e.g. http://127.0.0.1:9311)")
 	fs.StringVar(&c.BarbicanProject, "barbican-project", c.BarbicanProject, "with --barbican-endpoint and no Keystone: the X-Project-Id to use")
 	fs.DurationVar(&c.AuthCacheTTL, "auth-cache-ttl", c.AuthCacheTTL, "with --auth keystone: how long a token validation is reused (a revoked token works at most this long)")
+	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", c.ReconcileInterval, "time between runs of the custody reconciler (at start, then this often; one instance at a time); 0 disables it")
+	fs.DurationVar(&c.OrphanSafetyWindow, "orphan-safety-window", c.OrphanSafetyWindow, "how old a custody key that no row names must be before the reconciler destroys it")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
+	fs.IntVar(&c.MaxInFlight, "max-in-flight", c.MaxInFlight, "requests served at once by this instance, beyond which 503 overloaded (0: no limit; /healthz, /readyz, /metrics never count)")
+	fs.IntVar(&c.MaxInFlightValidate, "max-in-flight-validate", c.MaxInFlightValidate, "POST /v1/tls/validate requests served at once (default half of GOMAXPROCS, at least 1; 0: no limit)")
+	fs.IntVar(&c.MaxAuthFailures, "max-auth-failures", c.MaxAuthFailures, "failed authentications per client address in --auth-failure-window before 429 rate_limited (0: no limit)")
+	fs.DurationVar(&c.AuthFailureWindow, "auth-failure-window", c.AuthFailureWindow, "window of --max-auth-failures; one failure is allowed back every window/max")
 }
 
 // EnvName returns the environment variable that sets flag name.
@@ -156,6 +190,13 @@ func (c Config) Resolve() (Config, error) {
 	}
 	if c.MasterKeyFile == "" {
 		c.MasterKeyFile = filepath.Join(c.StateDir, "master.key")
+	}
+	if c.MaxInFlight < 0 || c.MaxInFlightValidate < 0 || c.MaxAuthFailures < 0 || c.AuthFailureWindow < 0 {
+		return c, errors.New("--max-in-flight, --max-in-flight-validate, --max-auth-failures and --auth-failure-window must not be negative (0 means no limit)")
+	}
+	if c.ReconcileInterval < 0 || c.OrphanSafetyWindow <= 0 {
+		return c, fmt.Errorf("--reconcile-interval %v, --orphan-safety-window %v: want an interval ≥ 0 and a positive window (longer than any create or rekey takes)",
+			c.ReconcileInterval, c.OrphanSafetyWindow)
 	}
 	switch c.Keys {
 	case "software", "pkcs11", "barbican":

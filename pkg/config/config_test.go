@@ -5,8 +5,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/clusterkeys/clusterkeys/pkg/gateway"
 )
 
 func TestFlagsAndEnvironment(t *testing.T) {
@@ -172,6 +175,89 @@ func TestStoreFile(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), "s3cret") {
 				t.Fatalf("the error shows the password: %v", err)
+			}
+		})
+	}
+}
+
+func TestLimitFlags(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		want    [4]int // max-in-flight, -validate, max-auth-failures, window seconds
+		wantErr string
+	}{
+		{"defaults", nil, nil, [4]int{64, Default().MaxInFlightValidate, 20, 60}, ""},
+		{"flags set them", []string{"--max-in-flight", "8", "--max-in-flight-validate", "1", "--max-auth-failures", "5", "--auth-failure-window", "10s"}, nil, [4]int{8, 1, 5, 10}, ""},
+		{"the environment sets them", nil, map[string]string{"CLUSTERKEYS_MAX_IN_FLIGHT": "0", "CLUSTERKEYS_MAX_AUTH_FAILURES": "0"}, [4]int{0, Default().MaxInFlightValidate, 0, 60}, ""},
+		{"a negative limit is refused", []string{"--max-in-flight-validate", "-1"}, nil, [4]int{}, "must not be negative"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+			c.BindFlags(fs)
+			if err := fs.Parse(tt.args); err != nil {
+				t.Fatal(err)
+			}
+			if err := ApplyEnv(fs, func(k string) (string, bool) { v, ok := tt.env[k]; return v, ok }); err != nil {
+				t.Fatal(err)
+			}
+			got, err := c.Resolve()
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g := [4]int{got.MaxInFlight, got.MaxInFlightValidate, got.MaxAuthFailures, int(got.AuthFailureWindow.Seconds())}; g != tt.want {
+				t.Errorf("got %v, want %v", g, tt.want)
+			}
+		})
+	}
+}
+
+func TestLimitDefaultsAreTheGatewaysDefaults(t *testing.T) {
+	c, g := Default(), gateway.DefaultLimits()
+	if c.MaxInFlight != g.MaxInFlight || c.MaxInFlightValidate != g.RouteMaxInFlight[gateway.ValidateRoute] ||
+		c.MaxAuthFailures != g.MaxAuthFailures || c.AuthFailureWindow != g.AuthFailureWindow {
+		t.Errorf("config defaults %d/%d/%d/%s differ from gateway.DefaultLimits %+v",
+			c.MaxInFlight, c.MaxInFlightValidate, c.MaxAuthFailures, c.AuthFailureWindow, g)
+	}
+}
+
+func TestReconcileFlags(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		interval time.Duration
+		window   time.Duration
+		wantErr  bool
+	}{
+		{"defaults: every 15 minutes, a one-hour window", nil, 15 * time.Minute, time.Hour, false},
+		{"both set", []string{"--reconcile-interval", "1s", "--orphan-safety-window", "2s"}, time.Second, 2 * time.Second, false},
+		{"an interval of 0 disables it", []string{"--reconcile-interval", "0"}, 0, time.Hour, false},
+		{"a negative interval is refused", []string{"--reconcile-interval", "-1s"}, 0, 0, true},
+		{"a zero window is refused", []string{"--orphan-safety-window", "0"}, 0, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+			c.BindFlags(fs)
+			if err := fs.Parse(tt.args); err != nil {
+				t.Fatal(err)
+			}
+			got, err := c.Resolve()
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("Resolve = %v, want error %v", err, tt.wantErr)
+			}
+			if err == nil && (got.ReconcileInterval != tt.interval || got.OrphanSafetyWindow != tt.window) {
+				t.Fatalf("interval %v window %v", got.ReconcileInterval, got.OrphanSafetyWindow)
 			}
 		})
 	}

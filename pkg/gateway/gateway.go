@@ -1,6 +1,7 @@
 // Package gateway routes requests to the functions' handlers and applies
 // what every route shares: request ids, panic recovery, body limits,
-// authentication, error bodies (RFC 9457 problem+json, or Magnum's format on
+// in-flight limits, throttling of failed authentications per client
+// address, authentication, error bodies (RFC 9457 problem+json, or Magnum's format on
 // the Magnum-compatible routes), structured logs and Prometheus metrics.
 // It also serves the operational endpoints /healthz, /readyz and /metrics.
 //
@@ -43,6 +44,11 @@ type Config struct {
 	Ready func(ctx context.Context) error
 	// Timeout bounds each request's context; 0 means 30 s.
 	Timeout time.Duration
+	// Limits bound concurrent work and failed authentications; nil means
+	// DefaultLimits().
+	Limits *Limits
+	// Now is the throttle's clock; nil means time.Now.
+	Now func() time.Time
 }
 
 // Gateway is an http.Handler serving the routes it was built with.
@@ -51,6 +57,11 @@ type Gateway struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *metrics
+	// inFlight is the instance-wide limit, routeInFlight the per-route
+	// ones; throttle counts failed authentications. Each is nil when off.
+	inFlight      *inFlight
+	routeInFlight map[string]*inFlight
+	throttle      *authThrottle
 }
 
 var _ http.Handler = (*Gateway)(nil)
@@ -71,19 +82,49 @@ func New(cfg Config, routes ...api.Route) (*Gateway, error) {
 		return nil, err
 	}
 	g := &Gateway{mux: http.NewServeMux(), cfg: cfg, log: cfg.Logger, metrics: m}
-	all := append(g.opsRoutes(), routes...)
-	for _, rt := range all {
+	if err := g.setLimits(cfg); err != nil {
+		return nil, err
+	}
+	ops := g.opsRoutes()
+	all := append(ops, routes...)
+	for i, rt := range all {
 		if rt.Handler == nil || rt.Pattern == "" {
 			return nil, fmt.Errorf("gateway: route %q has no handler or pattern", rt.Name)
 		}
 		if !rt.Public && cfg.Auth == nil {
 			return nil, fmt.Errorf("gateway: route %q needs authentication but no authenticator is configured", rt.Name)
 		}
-		if err := register(g.mux, rt.Pattern, g.wrap(rt)); err != nil {
+		if err := register(g.mux, rt.Pattern, g.wrap(rt, i < len(ops))); err != nil {
 			return nil, err
 		}
 	}
 	return g, nil
+}
+
+// setLimits builds the limiters cfg.Limits asks for.
+func (g *Gateway) setLimits(cfg Config) error {
+	l := DefaultLimits()
+	if cfg.Limits != nil {
+		l = *cfg.Limits
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if l.MaxInFlight > 0 {
+		g.inFlight = &inFlight{limit: int64(l.MaxInFlight), gauge: g.metrics.inFlight.WithLabelValues("all")}
+	}
+	g.routeInFlight = map[string]*inFlight{}
+	for name, n := range l.RouteMaxInFlight {
+		if n > 0 {
+			g.routeInFlight[name] = &inFlight{limit: int64(n), gauge: g.metrics.inFlight.WithLabelValues(name)}
+		}
+	}
+	t, err := newAuthThrottle(l, cfg.Now)
+	if err != nil {
+		return fmt.Errorf("gateway: auth throttle: %w", err)
+	}
+	g.throttle = t
+	return nil
 }
 
 // register adds a pattern, turning ServeMux's panic on a conflicting or
@@ -138,11 +179,20 @@ func (s *statusRecorder) Header() http.Header         { return s.header }
 func (s *statusRecorder) Write(b []byte) (int, error) { return len(b), nil }
 func (s *statusRecorder) WriteHeader(code int)        { s.status = code }
 
-// wrap applies the shared middleware to one route.
-func (g *Gateway) wrap(rt api.Route) http.Handler {
+// wrap applies the shared middleware to one route. Operational routes
+// (ops) are exempt from the in-flight limits.
+func (g *Gateway) wrap(rt api.Route, ops bool) http.Handler {
 	limit := rt.MaxBody
 	if limit == 0 {
 		limit = api.DefaultMaxBody
+	}
+	global := g.inFlight
+	if ops {
+		global = nil
+	}
+	route := g.routeInFlight[rt.Name]
+	if ops {
+		route = nil
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -165,6 +215,21 @@ func (g *Gateway) wrap(rt api.Route) http.Handler {
 					err = fmt.Errorf("panic in handler %s", rt.Name)
 				}
 			}()
+			var addr string
+			if !rt.Public && g.throttle != nil {
+				addr = clientAddr(r)
+				if err := g.throttle.check(addr); err != nil {
+					g.metrics.rejected.WithLabelValues("auth_throttled").Inc()
+					return err
+				}
+			}
+			if global != nil {
+				if err := global.acquire(); err != nil {
+					g.metrics.rejected.WithLabelValues("in_flight").Inc()
+					return err
+				}
+				defer global.release()
+			}
 			if r.ContentLength > limit {
 				return api.New(http.StatusRequestEntityTooLarge, api.CodeBodyTooLarge,
 					fmt.Sprintf("request body exceeds %d bytes", limit))
@@ -173,10 +238,20 @@ func (g *Gateway) wrap(rt api.Route) http.Handler {
 			if !rt.Public {
 				p, token, err := g.authenticate(r)
 				if err != nil {
+					if g.throttle != nil && api.ErrorFor(err).Status == http.StatusUnauthorized {
+						g.throttle.fail(addr)
+					}
 					return err
 				}
 				user = p.User
 				r = r.WithContext(auth.WithToken(auth.WithPrincipal(r.Context(), p), token))
+			}
+			if route != nil {
+				if err := route.acquire(); err != nil {
+					g.metrics.rejected.WithLabelValues("in_flight_" + rt.Name).Inc()
+					return err
+				}
+				defer route.release()
 			}
 			return rt.Handler(rw, r)
 		}()
@@ -325,6 +400,8 @@ func (g *Gateway) opsRoutes() []api.Route {
 type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	inFlight *prometheus.GaugeVec
+	rejected *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -338,8 +415,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "HTTP request latency by route.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"route"}),
+		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "clusterkeys", Name: "http_in_flight_requests",
+			Help: "Requests being served, by limit: all (instance-wide) or a route name with its own limit.",
+		}, []string{"limit"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "clusterkeys", Name: "http_rejected_requests_total",
+			Help: "Requests refused by a limit: in_flight, in_flight_<route>, or auth_throttled.",
+		}, []string{"reason"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.inFlight, m.rejected} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register gateway metrics: %w", err)
 		}

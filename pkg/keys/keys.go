@@ -17,7 +17,20 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"fmt"
+	"time"
 )
+
+// Listed is a key that custody holds, as its listing shows it: a name,
+// never key material. The reconciler (pkg/reconcile) compares listings with
+// the refs the metadata store names.
+type Listed struct {
+	// Ref is the key's clusterkeys ref (a PKCS#11 label, a Barbican secret
+	// name, a software blob's ref).
+	Ref string
+	// Created is when custody made the key; zero when the backend cannot
+	// tell (PKCS#11 objects carry no creation time).
+	Created time.Time
+}
 
 // Algorithm is a CA key algorithm, spelt as on the wire.
 type Algorithm string

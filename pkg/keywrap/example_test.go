@@ -27,7 +27,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	defer db.Close()
-	mk, err := software.LoadOrCreateMasterKey(filepath.Join(dir, "master.key"))
+	mk, err := software.LoadOrCreateMasterKey(ctx, filepath.Join(dir, "master.key"), db)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -219,6 +219,15 @@ func (s *Service) newVersion(ctx context.Context, name string, v int) (store.KEK
 	}, nil
 }
 
+// kept logs a new KEK version kept in custody after a store write of
+// unknown outcome: the write may have committed, so destroying the key
+// could destroy a KEK in use. The reconciler (pkg/reconcile) destroys it
+// once it is old and no version names it.
+func (s *Service) kept(v store.KEKVersion, op string, err error) {
+	s.log.Warn("KEK "+op+" failed with an unknown outcome; the new key is kept",
+		"key", v.Name, "version", v.Version, "ref", v.KeyRef, "err", err)
+}
+
 // destroy removes a custody key that no store record points to.
 func (s *Service) destroy(ref string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -251,6 +260,10 @@ func (s *Service) Create(ctx context.Context, name, project string) (k store.KEK
 	}
 	k = store.KEK{Name: name, Project: project, ActiveVersion: 1, CreatedAt: first.CreatedAt}
 	if err := s.st.CreateKEK(ctx, k, first); err != nil {
+		if !store.NotWritten(err) {
+			s.kept(first, "create", err)
+			return store.KEK{}, store.KEKVersion{}, false, fmt.Errorf("store KEK %q: %w", name, err)
+		}
 		s.destroy(first.KeyRef)
 		if errors.Is(err, api.ErrConflict) {
 			// Another instance created it first.
@@ -526,7 +539,11 @@ func (s *Service) Rotate(ctx context.Context, name string, expected int) (v stor
 		return store.KEKVersion{}, err
 	}
 	if err := s.st.RotateKEK(ctx, name, expected, next); err != nil {
-		s.destroy(next.KeyRef)
+		if store.NotWritten(err) {
+			s.destroy(next.KeyRef)
+		} else {
+			s.kept(next, "rotate", err)
+		}
 		return store.KEKVersion{}, fmt.Errorf("rotate KEK %q: %w", name, err)
 	}
 	k.ActiveVersion = next.Version

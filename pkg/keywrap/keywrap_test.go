@@ -149,15 +149,15 @@ func TestCreate(t *testing.T) {
 			wantCode(t, err, http.StatusBadRequest, keywrap.CodeInvalidKeyName)
 		})
 	}
-	t.Run("a store failure leaves no orphan key in custody", func(t *testing.T) {
+	t.Run("a store failure of unknown outcome keeps the new key for the reconciler", func(t *testing.T) {
 		f := newFixture(t)
 		f.st.failCreate = fmt.Errorf("disk full: %w", api.ErrUnavailable)
 		_, _, _, err := f.svc.Create(ctx, "etcd", "p1")
 		if !errors.Is(err, api.ErrUnavailable) {
 			t.Fatalf("err = %v", err)
 		}
-		if n := f.st.blobCount(); n != 0 {
-			t.Fatalf("%d custody keys left behind", n)
+		if n := f.st.blobCount(); n != 1 {
+			t.Fatalf("%d custody keys, want the new one kept", n)
 		}
 	})
 	t.Run("instances racing to create one key agree on it and leave no orphan", func(t *testing.T) {

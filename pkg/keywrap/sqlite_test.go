@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/keys/software"
 	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
+	"github.com/clusterkeys/clusterkeys/pkg/store"
 	"github.com/clusterkeys/clusterkeys/pkg/store/sqlite"
 )
 
@@ -31,7 +33,7 @@ func openSQLite(t *testing.T, path string) *sqlite.DB {
 func TestOnTheSQLiteStore(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "clusterkeys.db")
-	mk, err := software.LoadOrCreateMasterKey(filepath.Join(filepath.Dir(path), "master.key"))
+	mk, err := software.LoadOrCreateMasterKey(ctx, filepath.Join(filepath.Dir(path), "master.key"), openSQLite(t, path))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,4 +110,82 @@ func TestOnTheSQLiteStore(t *testing.T) {
 			t.Fatalf("Key = %+v %+v, %v", k, vs, err)
 		}
 	})
+}
+
+// lossyStore is the real SQLite store whose next KEK write commits and then
+// reports errAfter, as a store whose connection drops after the commit.
+type lossyStore struct {
+	*sqlite.DB
+	errAfter error
+}
+
+func (s *lossyStore) after(err error) error {
+	if err == nil && s.errAfter != nil {
+		err, s.errAfter = s.errAfter, nil
+	}
+	return err
+}
+
+func (s *lossyStore) CreateKEK(ctx context.Context, k store.KEK, first store.KEKVersion) error {
+	return s.after(s.DB.CreateKEK(ctx, k, first))
+}
+
+func (s *lossyStore) RotateKEK(ctx context.Context, name string, expected int, next store.KEKVersion) error {
+	return s.after(s.DB.RotateKEK(ctx, name, expected, next))
+}
+
+func TestAKEKWhoseStoreOutcomeIsUnknownIsKept(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		err  error
+	}{
+		{"a dropped connection", fmt.Errorf("connection reset: %w", api.ErrUnavailable)},
+		{"a cancelled request", fmt.Errorf("commit: %w", context.Canceled)},
+		{"an error of no known kind", errors.New("driver: bad connection")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			db := openSQLite(t, filepath.Join(dir, "clusterkeys.db"))
+			mk, err := software.LoadOrCreateMasterKey(ctx, filepath.Join(dir, "master.key"), db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := software.New(mk, db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := &lossyStore{DB: db}
+			svc := keywrap.New(st, c, keywrap.Options{ActiveTTL: -1})
+
+			st.errAfter = tt.err
+			if _, _, _, err := svc.Create(ctx, "etcd", "p1"); err == nil {
+				t.Fatal("Create reported no error")
+			}
+			// The KEK committed: it must wrap, so its key must be there.
+			ct, v, err := svc.Wrap(ctx, "etcd", []byte("seed"), nil)
+			if err != nil || v.Version != 1 {
+				t.Fatalf("Wrap after a create of unknown outcome = v%d, %v", v.Version, err)
+			}
+			st.errAfter = tt.err
+			if _, err := svc.Rotate(ctx, "etcd", 1); err == nil {
+				t.Fatal("Rotate reported no error")
+			}
+			if _, v, err := svc.Wrap(ctx, "etcd", []byte("seed"), nil); err != nil || v.Version != 2 {
+				t.Fatalf("Wrap after a rotate of unknown outcome = v%d, %v", v.Version, err)
+			}
+			if pt, _, err := svc.Unwrap(ctx, "etcd", ct, nil); err != nil || string(pt) != "seed" {
+				t.Fatalf("Unwrap = %q, %v", pt, err)
+			}
+			// A rotation refused for sure destroys its key.
+			if _, err := svc.Rotate(ctx, "etcd", 1); !errors.Is(err, api.ErrGenerationMismatch) {
+				t.Fatalf("stale Rotate = %v", err)
+			}
+			blobs, err := db.ListBlobs(ctx, "")
+			if err != nil || len(blobs) != 2 {
+				t.Fatalf("custody holds %d keys (%v), want versions 1 and 2 only", len(blobs), err)
+			}
+		})
+	}
 }

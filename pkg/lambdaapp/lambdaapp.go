@@ -49,7 +49,11 @@ func Run(ctx context.Context, name string, routes func(Deps) []api.Route) error 
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
-	g, err := gateway.New(gateway.Config{Auth: authenticator, Logger: log, Registry: reg, Ready: b.Ready},
+	// In-flight limits matter little here (a Lambda sandbox serves one
+	// request at a time), but the same flags mean the same thing everywhere.
+	limits := &gateway.Limits{MaxInFlight: cfg.MaxInFlight, RouteMaxInFlight: map[string]int{gateway.ValidateRoute: cfg.MaxInFlightValidate},
+		MaxAuthFailures: cfg.MaxAuthFailures, AuthFailureWindow: cfg.AuthFailureWindow}
+	g, err := gateway.New(gateway.Config{Auth: authenticator, Logger: log, Registry: reg, Ready: b.Ready, Limits: limits},
 		routes(Deps{Backends: b, Logger: log, Registry: reg})...)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)

@@ -35,9 +35,11 @@ const (
 	// CodeUnsupportedKeyEncryption: the key or PKCS#12 bundle is encrypted
 	// with a scheme this service does not implement (e.g. PBES1, RC2).
 	CodeUnsupportedKeyEncryption = "unsupported_key_encryption"
-	// CodeWorkFactorTooHigh: decrypting would take seconds (PBKDF2 or
-	// PKCS#12 iterations above MaxKDFIterations, scrypt above MaxScryptCost);
-	// the work is refused, not computed.
+	// CodeWorkFactorTooHigh: decrypting would cost more than one request's
+	// key-derivation budget (PBKDF2 or PKCS#12 KDF work above MaxKDFWork,
+	// about half a second of CPU; scrypt above MaxScryptCost or
+	// MaxScryptMemory); the work is refused before any of it is done. The
+	// field is private_key or pkcs12.
 	CodeWorkFactorTooHigh = "work_factor_too_high"
 	// CodeKeyMismatch: the private key is not the key of the certificate.
 	CodeKeyMismatch = "key_mismatch"

@@ -26,9 +26,9 @@
 //
 //   - More than [MaxInputBytes] of material or more than [MaxIntermediates]
 //     intermediates: bounded parsing and chain building per request.
-//   - A key-derivation work factor above [MaxKDFIterations] PBKDF2 or
-//     PKCS#12 iterations in total (the PKCS#12 MAC and every encrypted bag
-//     are added up before anything is derived), or scrypt above
+//   - Key derivation above the per-request budget [MaxKDFWork] (PBKDF2
+//     iterations weighted by output blocks and hash; the PKCS#12 MAC and
+//     every encrypted bag are added up before anything is derived), or scrypt above
 //     [MaxScryptCost] / [MaxScryptMemory]: one request must not cost
 //     seconds of CPU or hundreds of MiB (CodeWorkFactorTooHigh).
 //   - PBES1 and PKCS#12-PBE-encrypted PKCS#8 keys (DES, RC2, MD5), and

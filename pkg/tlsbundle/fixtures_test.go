@@ -371,6 +371,35 @@ func (p *pki) craftSlowKeys() error {
 	if err != nil {
 		return fmt.Errorf("craft slow pbkdf2: %w", err)
 	}
+	// The former limit (1 M iterations, each counted once) let these two
+	// through; the budget refuses them before deriving anything.
+	err = rewrite("key.p8.aes256-sha256.pem", "key.p8.1m-pbkdf2.pem", func(kdf *pkix.AlgorithmIdentifier) error {
+		var kp pbkdf2Params
+		if _, err := asn1.Unmarshal(kdf.Parameters.FullBytes, &kp); err != nil {
+			return err
+		}
+		kp.Iterations = 1_000_000
+		b, err := asn1.Marshal(kp)
+		kdf.Parameters = asn1.RawValue{FullBytes: b}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("craft 1M pbkdf2: %w", err)
+	}
+	err = rewrite("key.p8.aes256-sha256.pem", "key.p8.400k-sha1-aes256.pem", func(kdf *pkix.AlgorithmIdentifier) error {
+		var kp pbkdf2Params
+		if _, err := asn1.Unmarshal(kdf.Parameters.FullBytes, &kp); err != nil {
+			return err
+		}
+		// HMAC-SHA1 (the default PRF) makes a 32-byte key in two blocks.
+		kp.Iterations, kp.PRF = 400_000, pkix.AlgorithmIdentifier{}
+		b, err := asn1.Marshal(kp)
+		kdf.Parameters = asn1.RawValue{FullBytes: b}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("craft sha1 pbkdf2: %w", err)
+	}
 	err = rewrite("key.p8.scrypt.pem", "key.p8.slow-scrypt.pem", func(kdf *pkix.AlgorithmIdentifier) error {
 		var sp scryptParams
 		if _, err := asn1.Unmarshal(kdf.Parameters.FullBytes, &sp); err != nil {

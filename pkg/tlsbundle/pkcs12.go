@@ -3,6 +3,7 @@ package tlsbundle
 import (
 	"crypto"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/asn1"
 	"errors"
 	"fmt"
@@ -40,8 +41,8 @@ func parsePKCS12(der []byte, passphrase string) (*pkcs12Result, error) {
 	if passphrase == "" {
 		work *= 2 // go-pkcs12 tries two encodings of the empty password
 	}
-	if work > MaxKDFIterations {
-		return nil, keyErr(CodeWorkFactorTooHigh, "PKCS#12 key derivation totals %d iterations, above the limit of %d", work, MaxKDFIterations)
+	if work > MaxKDFWork {
+		return nil, keyErr(CodeWorkFactorTooHigh, "PKCS#12 key derivation totals %d work units, above the budget of %d", work, MaxKDFWork)
 	}
 	key, leaf, chain, err := pkcs12.DecodeChain(der, passphrase)
 	if err != nil {
@@ -67,11 +68,14 @@ func parsePKCS12(der []byte, passphrase string) (*pkcs12Result, error) {
 // maxDERDepth bounds the recursion of the work-factor scan.
 const maxDERDepth = 24
 
-// pkcs12Work returns the total key-derivation iterations a PFX asks for:
-// its MacData iterations plus every PKCS#12 PBE and PBKDF2 iteration count
-// found anywhere in it (also inside OCTET STRINGs), with scrypt costs
-// converted to iterations. Integers too large for the limit count as
-// math.MaxInt32.
+// pkcs12Work returns the total key-derivation work a PFX asks for, in
+// MaxKDFWork units: its MacData's plus that of every PKCS#12 PBE, PBKDF2
+// and scrypt parameter set found anywhere in it (also inside OCTET
+// STRINGs, and PBMAC1's PBKDF2 in the MacData). The PKCS#12 KDF (RFC 7292
+// appendix B) hashes one block per iteration, half an HMAC iteration: the
+// MAC key is one such chain (half a unit per iteration, times the hash's
+// weight), a PBE's key and IV up to three (3DES: 1.5 units). Integers too
+// large for the budget count as math.MaxInt32.
 func pkcs12Work(der []byte) (int, error) {
 	var pfx struct {
 		Version  int
@@ -84,21 +88,29 @@ func pkcs12Work(der []byte) (int, error) {
 	total := 0
 	if len(pfx.MacData.FullBytes) > 0 {
 		var mac struct {
-			Mac        asn1.RawValue
+			Mac struct {
+				Algo   pkix.AlgorithmIdentifier
+				Digest []byte
+			}
 			Salt       []byte
 			Iterations asn1.RawValue `asn1:"optional"`
 		}
 		if _, err := asn1.Unmarshal(pfx.MacData.FullBytes, &mac); err != nil {
 			return 0, fmt.Errorf("PKCS#12 MacData does not parse: %w", err)
 		}
+		iterations := 1
 		if len(mac.Iterations.FullBytes) > 0 {
-			total = addWork(total, intValue(mac.Iterations))
-		} else {
-			total = addWork(total, 1)
+			iterations = intValue(mac.Iterations)
 		}
+		weight := 4
+		if a := mac.Mac.Algo.Algorithm; a.Equal(oidSHA1) || a.Equal(oidSHA224) || a.Equal(oidSHA256) {
+			weight = 1
+		}
+		total = mulWork(iterations/2+iterations%2, weight)
 	}
 	w := 0
 	scanWork(pfx.AuthSafe.FullBytes, 0, &w)
+	scanWork(pfx.MacData.FullBytes, 0, &w) // PBMAC1 (RFC 9579) names a PBKDF2
 	return addWork(total, w), nil
 }
 
@@ -180,24 +192,40 @@ func algorithmWork(body []byte) (int, bool) {
 	fields := splitDER(params.Bytes, 5)
 	switch {
 	case hasPrefix(oid, oidPKCS12PBE), hasPrefix(oid, oidPKCS5PBES1) && !oid.Equal(oidPBES2) && !oid.Equal(oidPBKDF2):
-		// pkcs-12PbeParams / PBEParameter ::= SEQUENCE { salt, iterations }
+		// pkcs-12PbeParams / PBEParameter ::= SEQUENCE { salt, iterations }:
+		// key and IV, up to three one-block-per-iteration chains.
 		if len(fields) >= 2 {
-			return intValue(fields[1]), true
+			n := intValue(fields[1])
+			return mulWork(n/2+n%2, 3), true
 		}
 	case oid.Equal(oidPBKDF2):
+		// PBKDF2-params ::= SEQUENCE { salt, iterationCount,
+		// keyLength INTEGER OPTIONAL, prf AlgorithmIdentifier DEFAULT SHA-1 }
 		if len(fields) >= 2 {
-			return intValue(fields[1]), true
+			keyLen := 32 // AES-256, the longest key go-pkcs12 derives
+			var prf asn1.ObjectIdentifier
+			for _, f := range fields[2:] {
+				switch {
+				case f.Class == asn1.ClassUniversal && f.Tag == asn1.TagInteger:
+					keyLen = intValue(f)
+				case f.Class == asn1.ClassUniversal && f.Tag == asn1.TagSequence:
+					if _, err := asn1.Unmarshal(f.Bytes, &prf); err != nil {
+						prf = asn1.ObjectIdentifier{0} // unknown: counted as the most expensive
+					}
+				}
+			}
+			return pbkdf2Work(intValue(fields[1]), keyLen, prf), true
 		}
 	case oid.Equal(oidScrypt):
-		// scrypt's cost in PBKDF2-iteration units: N*r*p scaled so that
-		// MaxScryptCost maps to MaxKDFIterations.
+		// scrypt's cost in work units: N*r*p scaled so that MaxScryptCost
+		// maps to MaxKDFWork.
 		if len(fields) >= 4 {
 			n, r, p := int64(intValue(fields[1])), int64(intValue(fields[2])), int64(intValue(fields[3]))
 			cost := n * r * p
 			if cost > int64(MaxScryptCost) || 128*n*r > int64(MaxScryptMemory) {
 				return math.MaxInt32, true
 			}
-			return int(cost * MaxKDFIterations / MaxScryptCost), true
+			return int(cost * MaxKDFWork / MaxScryptCost), true
 		}
 	}
 	return 0, false

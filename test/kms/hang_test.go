@@ -137,3 +137,77 @@ func TestShimReportsAHungCustody(t *testing.T) {
 		t.Fatal("the shim exited; it must recover without a restart")
 	}
 }
+
+// TestShimReportsAHungHSM runs the kmsshim binary on a PKCS#11 module that
+// forwards to SoftHSM2 but holds C_Decrypt while a file exists (the shim of
+// pkg/keys/pkcs11/testdata/hangshim.c): a token that stops answering in the
+// middle of a call. Status must answer Unavailable within --status-timeout
+// every time, and the same process must be healthy again once the token
+// answers.
+func TestShimReportsAHungHSM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the kmsshim binary")
+	}
+	gcc, err := exec.LookPath("gcc")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("gcc is missing and CI=true: apt-get install gcc")
+		}
+		t.Skip("gcc is missing (it builds the hung-token module): apt-get install gcc")
+	}
+	ctx := context.Background()
+	bin := shimBinary(t)
+	env, _ := softHSMToken(t)
+	dir := t.TempDir()
+	module, hold := filepath.Join(dir, "hangshim.so"), filepath.Join(dir, "hold")
+	for i, kv := range env {
+		if real, ok := strings.CutPrefix(kv, "CLUSTERKEYS_PKCS11_MODULE="); ok {
+			out, err := exec.Command(gcc, "-shared", "-fPIC", "-o", module,
+				"-DREAL_MODULE="+strconv.Quote(real), "-DHOLD_FILE="+strconv.Quote(hold),
+				filepath.Join("..", "..", "pkg", "keys", "pkcs11", "testdata", "hangshim.c"), "-ldl").CombinedOutput()
+			if err != nil {
+				t.Fatalf("build the hung-token module: %v\n%s", err, out)
+			}
+			env[i] = "CLUSTERKEYS_PKCS11_MODULE=" + module
+		}
+	}
+	sock := filepath.Join(socketDir(t), "kms.sock")
+	p := startBinaryWith(t, bin, sock, []string{"--keys", "pkcs11", "--state-dir", filepath.Join(t.TempDir(), "state"),
+		"--status-cache", "100ms", "--status-timeout", "1s", "--pkcs11-call-timeout", "2s"}, env)
+	c := kubeClient(t, sock)
+	if st, err := c.Status(ctx); err != nil || st.Healthz != "ok" {
+		t.Fatalf("Status before the hang = %+v, %v\n%s", st, err, p.log.String())
+	}
+	if err := os.WriteFile(hold, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Remove(hold) })
+	time.Sleep(200 * time.Millisecond) // past the status cache
+	for i := range 4 {
+		t0 := time.Now()
+		_, err := c.Status(ctx)
+		took := time.Since(t0)
+		if status.Code(err) != codes.Unavailable {
+			t.Fatalf("Status %d with the HSM hung = %v after %v, want Unavailable from the shim\n%s", i, err, took, p.log.String())
+		}
+		t.Logf("Status %d with the HSM hung: %v after %v", i, status.Code(err), took.Round(time.Millisecond))
+	}
+	if err := os.Remove(hold); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for {
+		st, err := c.Status(ctx)
+		if err == nil && st.Healthz == "ok" {
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("not healthy 10 s after the HSM answered again: %v\n%s", err, p.log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("healthy again %v after the HSM answered", time.Since(start).Round(time.Millisecond))
+	if p.cmd.ProcessState != nil {
+		t.Fatal("the shim exited; it must recover without a restart")
+	}
+}

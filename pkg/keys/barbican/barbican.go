@@ -304,11 +304,15 @@ func (c *Custody) Signer(ctx context.Context, ref string) (crypto.Signer, error)
 }
 
 // Destroy deletes the secret of ref and its record; a missing one is not
-// an error.
+// an error. Without a record (a process that died between creating the
+// secret and recording it) it deletes every secret named ref.
 func (c *Custody) Destroy(ctx context.Context, ref string) error {
 	c.hrefs.Delete(ref)
 	href, err := c.blobs.GetBlob(ctx, mappingKey(ref))
 	if errors.Is(err, api.ErrNotFound) {
+		if _, err := c.deleteByName(ctx, ref); err != nil {
+			return fmt.Errorf("barbican custody: destroy %q: %w", ref, err)
+		}
 		return nil
 	}
 	if err != nil {

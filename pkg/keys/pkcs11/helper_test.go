@@ -103,3 +103,14 @@ func openCustody(t testing.TB, tok token, opts Options) *Custody {
 	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
+
+// withConn runs f with custody's current conn, held as a call holds it.
+func withConn(t testing.TB, c *Custody, f func(cn *conn)) {
+	t.Helper()
+	cn, err := c.acquire("test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.release(cn)
+	f(cn)
+}

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -141,26 +142,22 @@ func verify(t *testing.T, pub crypto.PublicKey, digest, sig []byte) {
 // attr reads one boolean attribute of the private or secret key labelled ref.
 func attr(t *testing.T, c *Custody, ref string, secret bool, typ uint) bool {
 	t.Helper()
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	var key any
-	if secret {
-		k, err := c.cx.FindKey(nil, []byte(ref))
+	var a *crypto11.Attribute
+	withConn(t, c, func(cn *conn) {
+		var key any
+		var err error
+		if secret {
+			key, err = cn.cx.FindKey(nil, []byte(ref))
+		} else {
+			key, err = cn.cx.FindKeyPair(nil, []byte(ref))
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		key = k
-	} else {
-		k, err := c.cx.FindKeyPair(nil, []byte(ref))
-		if err != nil {
+		if a, err = cn.cx.GetAttribute(key, typ); err != nil {
 			t.Fatal(err)
 		}
-		key = k
-	}
-	a, err := c.cx.GetAttribute(key, typ)
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	return len(a.Value) == 1 && a.Value[0] == 1
 }
 
@@ -345,14 +342,13 @@ func TestKEKs(t *testing.T) {
 		}
 	})
 	t.Run("a label carried by two keys is refused, not guessed", func(t *testing.T) {
-		c.mu.RLock()
-		for range 2 {
-			if _, err := c.cx.GenerateSecretKeyWithLabel([]byte("dup"), []byte("kek/dup"), 256, crypto11.CipherAES); err != nil {
-				c.mu.RUnlock()
-				t.Fatal(err)
+		withConn(t, c, func(cn *conn) {
+			for range 2 {
+				if _, err := cn.cx.GenerateSecretKeyWithLabel([]byte("dup"), []byte("kek/dup"), 256, crypto11.CipherAES); err != nil {
+					t.Fatal(err)
+				}
 			}
-		}
-		c.mu.RUnlock()
+		})
 		_, err := c.Seal(ctx, "kek/dup", pt, nil)
 		if err == nil || !strings.Contains(err.Error(), "refusing to guess") {
 			t.Fatalf("err = %v", err)
@@ -687,5 +683,105 @@ func TestOtherProcesses(t *testing.T) {
 	}
 	if err := c.Check(ctx); err != nil {
 		t.Fatalf("custody unhealthy: %v", err)
+	}
+}
+
+// labelledObjects counts the objects of any class labelled ref.
+func labelledObjects(t *testing.T, c *Custody, ref string) int {
+	t.Helper()
+	var n int
+	withConn(t, c, func(cn *conn) {
+		hs, err := cn.raw.labelled(ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n = len(hs)
+	})
+	return n
+}
+
+// TestDestroyTakesLoneHalves: a generation that failed half way (or another
+// tool) can leave the private or the public half of a pair alone in the
+// token. Destroy removes it, so the ref can be used again.
+func TestDestroyTakesLoneHalves(t *testing.T) {
+	tok := newToken(t)
+	c := openCustody(t, tok, Options{})
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name  string
+		leave uint // the class of the half left behind
+	}{
+		{"a lone private key", p11.CKO_PRIVATE_KEY},
+		{"a lone public key", p11.CKO_PUBLIC_KEY},
+	} {
+		t.Run(tt.name+" is destroyed and the ref is free again", func(t *testing.T) {
+			ref := "ca/half-" + strconv.FormatUint(uint64(tt.leave), 10)
+			if _, err := c.GenerateSigner(ctx, ref, keys.ECDSAP256); err != nil {
+				t.Fatal(err)
+			}
+			other := uint(p11.CKO_PUBLIC_KEY)
+			if tt.leave == p11.CKO_PUBLIC_KEY {
+				other = p11.CKO_PRIVATE_KEY
+			}
+			withConn(t, c, func(cn *conn) {
+				err := cn.raw.with(func(s p11.SessionHandle) error {
+					hs, err := cn.raw.find(s, []*p11.Attribute{
+						p11.NewAttribute(p11.CKA_CLASS, other),
+						p11.NewAttribute(p11.CKA_LABEL, []byte(ref)),
+					})
+					if err != nil || len(hs) != 1 {
+						return fmt.Errorf("find the other half: %d objects, %v", len(hs), err)
+					}
+					return cn.raw.mod.DestroyObject(s, hs[0])
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+			})
+			if n := labelledObjects(t, c, ref); n != 1 {
+				t.Fatalf("%d objects labelled %q, want the lone half", n, ref)
+			}
+			if _, err := c.GenerateSigner(ctx, ref, keys.ECDSAP256); !errors.Is(err, api.ErrConflict) {
+				t.Fatalf("GenerateSigner over a lone half = %v, want ErrConflict", err)
+			}
+			if err := c.Destroy(ctx, ref); err != nil {
+				t.Fatal(err)
+			}
+			if n := labelledObjects(t, c, ref); n != 0 {
+				t.Fatalf("%d objects labelled %q after Destroy", n, ref)
+			}
+			if _, err := c.GenerateSigner(ctx, ref, keys.ECDSAP256); err != nil {
+				t.Fatalf("GenerateSigner after Destroy: %v", err)
+			}
+		})
+	}
+}
+
+// TestTamperedCiphertextCarriesTheTokenCode: a ciphertext that does not
+// authenticate is ErrDecrypt, recognised by what C_Decrypt returned (the
+// PKCS#11 code travels in the error), and custody stays healthy.
+func TestTamperedCiphertextCarriesTheTokenCode(t *testing.T) {
+	tok := newToken(t)
+	c := openCustody(t, tok, Options{})
+	ctx := context.Background()
+	if err := c.GenerateKEK(ctx, "kek"); err != nil {
+		t.Fatal(err)
+	}
+	ct, err := c.Seal(ctx, "kek", []byte("a 32-byte data encryption key..."), []byte("aad"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct[len(ct)-1] ^= 1
+	_, err = c.Open(ctx, "kek", ct, []byte("aad"))
+	if !errors.Is(err, keywrap.ErrDecrypt) {
+		t.Fatalf("Open of a tampered ciphertext = %v, want ErrDecrypt", err)
+	}
+	var code p11.Error
+	if !errors.As(err, &code) {
+		t.Fatalf("the error %q carries no PKCS#11 return value", err)
+	}
+	t.Logf("the token answered %v", code)
+	if err := c.Check(ctx); err != nil {
+		t.Fatalf("custody unhealthy after a tampered ciphertext: %v", err)
 	}
 }

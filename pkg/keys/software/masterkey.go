@@ -1,6 +1,7 @@
 package software
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
@@ -10,20 +11,39 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/clusterkeys/clusterkeys/pkg/store"
 )
 
 // MasterKeySize is the length of the master key in bytes (AES-256).
 const MasterKeySize = 32
 
+// BlobLister lists the blobs of a store, never their contents;
+// pkg/store/sqlite implements it.
+type BlobLister interface {
+	// ListBlobs returns the blobs whose ref starts with prefix.
+	ListBlobs(ctx context.Context, prefix string) ([]store.Blob, error)
+}
+
+// barbicanPrefix starts the refs of the blobs Barbican custody keeps in the
+// same table (secret hrefs, not sealed under the master key).
+const barbicanPrefix = "barbican/"
+
 // LoadOrCreateMasterKey returns the master key stored at path. When the file
 // does not exist it creates it (O_EXCL, mode 0600) with MasterKeySize random
-// bytes, creating the parent directory (0700) if needed. An existing file that
-// is not exactly MasterKeySize bytes long, is not a regular file, or can be
-// read by its group or by others is refused with an error that says why;
-// nothing is ever repaired silently.
-func LoadOrCreateMasterKey(path string) ([]byte, error) {
+// bytes, creating the parent directory (0700) if needed, but only while
+// blobs holds no sealed key: a missing file next to sealed keys means the
+// key was lost or the path is wrong, and a new key would make every stored
+// key unreadable, so that is refused with an error naming the file. An
+// existing file that is not exactly MasterKeySize bytes long, is not a
+// regular file, or can be read by its group or by others is refused with an
+// error that says why; nothing is ever repaired silently.
+func LoadOrCreateMasterKey(ctx context.Context, path string, blobs BlobLister) ([]byte, error) {
 	if path == "" {
 		return nil, errors.New("master key file: no path given")
+	}
+	if blobs == nil {
+		return nil, errors.New("master key file: no blob store to check")
 	}
 	for range 3 {
 		key, err := readMasterKey(path)
@@ -31,6 +51,9 @@ func LoadOrCreateMasterKey(path string) ([]byte, error) {
 			return key, nil
 		}
 		if !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		if err := refuseIfSealed(ctx, path, blobs); err != nil {
 			return nil, err
 		}
 		key, err = createMasterKey(path)
@@ -44,6 +67,25 @@ func LoadOrCreateMasterKey(path string) ([]byte, error) {
 		// read what it wrote.
 	}
 	return nil, fmt.Errorf("master key file %s: created and removed concurrently", path)
+}
+
+// refuseIfSealed fails when blobs holds keys sealed under a master key.
+func refuseIfSealed(ctx context.Context, path string, blobs BlobLister) error {
+	all, err := blobs.ListBlobs(ctx, "")
+	if err != nil {
+		return fmt.Errorf("master key file %s is missing and the store cannot say whether it holds keys sealed under it: %w", path, err)
+	}
+	sealed := 0
+	for _, b := range all {
+		if !strings.HasPrefix(b.Ref, barbicanPrefix) {
+			sealed++
+		}
+	}
+	if sealed > 0 {
+		return fmt.Errorf("master key file %s is missing but the store holds %d keys sealed under a master key: "+
+			"restore the file (or point --master-key-file at it); a new master key would make every one of them unreadable", path, sealed)
+	}
+	return nil
 }
 
 func readMasterKey(path string) ([]byte, error) {

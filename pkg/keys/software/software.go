@@ -27,6 +27,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/ca"
@@ -265,6 +266,27 @@ func (c *Custody) Open(ctx context.Context, ref string, ciphertext, aad []byte) 
 		return nil, fmt.Errorf("software custody: KEK %q: %w", ref, keywrap.ErrDecrypt)
 	}
 	return plaintext, nil
+}
+
+// ListKeys lists every key blob (ref and creation time, never contents)
+// for the reconciler. It needs a blob store that can list (BlobLister).
+func (c *Custody) ListKeys(ctx context.Context) ([]keys.Listed, error) {
+	l, ok := c.blobs.(BlobLister)
+	if !ok {
+		return nil, errors.New("software custody: the blob store cannot list its blobs")
+	}
+	blobs, err := l.ListBlobs(ctx, "")
+	if err != nil {
+		return nil, fmt.Errorf("software custody: list keys: %w", err)
+	}
+	out := make([]keys.Listed, 0, len(blobs))
+	for _, b := range blobs {
+		if strings.HasPrefix(b.Ref, barbicanPrefix) {
+			continue
+		}
+		out = append(out, keys.Listed{Ref: b.Ref, Created: b.CreatedAt})
+	}
+	return out, nil
 }
 
 // Check is the readiness probe: a real seal and open round trip under the

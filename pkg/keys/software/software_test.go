@@ -89,7 +89,7 @@ func newCustody(t testing.TB) (*Custody, *memBlobs, []byte) {
 func TestLoadOrCreateMasterKey(t *testing.T) {
 	t.Run("creates a 0600 file of 32 random bytes and reads the same key back", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "state", "master.key")
-		k1, err := LoadOrCreateMasterKey(path)
+		k1, err := LoadOrCreateMasterKey(context.Background(), path, emptyStore(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -103,7 +103,7 @@ func TestLoadOrCreateMasterKey(t *testing.T) {
 		if bytes.Equal(k1, make([]byte, MasterKeySize)) {
 			t.Fatal("master key is all zero")
 		}
-		k2, err := LoadOrCreateMasterKey(path)
+		k2, err := LoadOrCreateMasterKey(context.Background(), path, emptyStore(t))
 		if err != nil || !bytes.Equal(k1, k2) {
 			t.Fatalf("second load: %v, same key %v", err, bytes.Equal(k1, k2))
 		}
@@ -139,7 +139,7 @@ func TestLoadOrCreateMasterKey(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "master.key")
 			tt.setup(t, path)
 			before, _ := os.ReadFile(path)
-			_, err := LoadOrCreateMasterKey(path)
+			_, err := LoadOrCreateMasterKey(context.Background(), path, emptyStore(t))
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("err = %v, want it to contain %q", err, tt.wantErr)
 			}

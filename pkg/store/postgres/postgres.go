@@ -43,14 +43,14 @@
 // # Schema
 //
 // The schema is a numbered list of SQL files embedded in the binary
-// (migrations/NNNN_name.sql, the same numbers as SQLite's). Open applies
-// those not yet recorded in schema_migrations, in one transaction that
-// first takes a transaction-scoped advisory lock (pg_advisory_xact_lock):
-// when many instances start at once, one migrates and the others wait, then
-// find nothing left to do. A database whose schema is newer than the binary
-// is refused (ErrSchemaTooNew). The store uses the connection's search_path,
-// so several stores can share a database in separate schemas
-// (search_path=NAME in the connection string).
+// (migrations/NNNN_name.sql, the same numbers as SQLite's; numbers may have
+// gaps). Open applies those not yet recorded in schema_migrations, in order,
+// in one transaction that first takes a transaction-scoped advisory lock
+// (pg_advisory_xact_lock): when many instances start at once, one migrates
+// and the others wait, then find nothing left to do. A database that has a
+// migration the binary does not know is refused (ErrSchemaTooNew). The
+// store uses the connection's search_path, so several stores can share a
+// database in separate schemas (search_path=NAME in the connection string).
 package postgres
 
 import (
@@ -220,8 +220,9 @@ func parseMigrationName(file string) (int, string, error) {
 	return v, name, nil
 }
 
-// loadMigrations reads the migrations under migrations/ in fsys, in order,
-// and checks that their versions are 1, 2, 3… without a gap or a repeat.
+// loadMigrations reads the migrations under migrations/ in fsys, in order
+// of version, and refuses a version given twice. Gaps are allowed, as in
+// the SQLite store: branches number their migrations ahead of time.
 func loadMigrations(fsys fs.FS) ([]migration, error) {
 	entries, err := fs.ReadDir(fsys, "migrations")
 	if err != nil {
@@ -240,17 +241,18 @@ func loadMigrations(fsys fs.FS) ([]migration, error) {
 		ms = append(ms, migration{version: v, name: name, sql: string(b)})
 	}
 	slices.SortFunc(ms, func(a, b migration) int { return a.version - b.version })
-	for i, m := range ms {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("migration %d (%s): versions must be 1, 2, 3… without gaps or repeats", m.version, m.name)
+	for i := 1; i < len(ms); i++ {
+		if ms[i].version == ms[i-1].version {
+			return nil, fmt.Errorf("migrations %s and %s: version %d given twice", ms[i-1].name, ms[i].name, ms[i].version)
 		}
 	}
 	return ms, nil
 }
 
-// migrate applies, in one transaction under the migration advisory lock,
-// the migrations of fsys that the database has not recorded, and refuses a
-// database newer than fsys knows.
+// migrate applies, in one transaction under the migration advisory lock
+// and in order of version, the migrations of fsys that the database has not
+// recorded (also one below the highest recorded, which fills a gap), and
+// refuses a database that recorded a migration fsys does not know.
 func (d *DB) migrate(ctx context.Context, fsys fs.FS) error {
 	ms, err := loadMigrations(fsys)
 	if err != nil {
@@ -270,14 +272,27 @@ func (d *DB) migrate(ctx context.Context, fsys fs.FS) error {
 		if err != nil {
 			return d.wrap(err, "create schema_migrations")
 		}
-		var have int
-		if err := tx.QueryRow(ctx, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations").Scan(&have); err != nil {
+		rows, err := tx.Query(ctx, "SELECT version FROM schema_migrations")
+		if err != nil {
 			return d.wrap(err, "read schema version")
 		}
-		if have > len(ms) {
-			return fmt.Errorf("schema version %d, this binary knows up to %d: %w", have, len(ms), ErrSchemaTooNew)
+		applied, err := pgx.CollectRows(rows, pgx.RowTo[int])
+		if err != nil {
+			return d.wrap(err, "read schema version")
 		}
-		for _, m := range ms[have:] {
+		known := map[int]bool{}
+		for _, m := range ms {
+			known[m.version] = true
+		}
+		for _, v := range applied {
+			if !known[v] {
+				return fmt.Errorf("schema has migration %d, which this binary does not know: %w", v, ErrSchemaTooNew)
+			}
+		}
+		for _, m := range ms {
+			if slices.Contains(applied, m.version) {
+				continue
+			}
 			if _, err := tx.Exec(ctx, m.sql); err != nil {
 				return d.wrap(err, "apply migration %d (%s)", m.version, m.name)
 			}

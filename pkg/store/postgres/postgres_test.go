@@ -5,6 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +28,7 @@ func TestMigrations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	latest := known[len(known)-1].version
 	countRows := func(t *testing.T, d *DB) int {
 		t.Helper()
 		var n int
@@ -68,8 +73,8 @@ func TestMigrations(t *testing.T) {
 		storetest.CreateCluster(t, openDSN(t, dsn), "kept")
 		for range 3 {
 			d := openDSN(t, dsn)
-			if v, err := d.SchemaVersion(ctx); err != nil || v != len(known) || countRows(t, d) != len(known) {
-				t.Fatalf("version %d (%v); want %d", v, err, len(known))
+			if v, err := d.SchemaVersion(ctx); err != nil || v != latest || countRows(t, d) != len(known) {
+				t.Fatalf("version %d (%v); want %d", v, err, latest)
 			}
 			if _, err := d.Cluster(ctx, "kept"); err != nil {
 				t.Fatalf("data lost on reopen: %v", err)
@@ -87,31 +92,64 @@ func TestMigrations(t *testing.T) {
 	t.Run("a new migration is applied alone on an existing database", func(t *testing.T) {
 		d := openDSN(t, newSchema(t))
 		next := withKnown(fstest.MapFS{
-			fmt.Sprintf("migrations/%04d_extra.sql", len(known)+1): {Data: []byte("CREATE TABLE extra (x integer);")},
+			fmt.Sprintf("migrations/%04d_extra.sql", latest+1): {Data: []byte("CREATE TABLE extra (x integer);")},
 		})
 		for range 2 {
 			if err := d.migrate(ctx, next); err != nil {
 				t.Fatalf("migrate: %v", err)
 			}
 		}
-		if v, _ := d.SchemaVersion(ctx); v != len(known)+1 {
-			t.Fatalf("version %d, want %d", v, len(known)+1)
+		if v, _ := d.SchemaVersion(ctx); v != latest+1 {
+			t.Fatalf("version %d, want %d", v, latest+1)
 		}
 		if _, err := d.pool.Exec(ctx, "INSERT INTO extra (x) VALUES (1)"); err != nil {
 			t.Fatalf("the new migration was not applied: %v", err)
 		}
 	})
 
+	// Branches number their migrations ahead of time (0002, 0003 and 0004
+	// written at once): a database migrated by the binary that had only
+	// 0001 and 0004 gets 0002 and 0003 when a later binary brings them.
+	t.Run("a migration that fills a gap is applied later, in order", func(t *testing.T) {
+		d := openDSN(t, newSchema(t))
+		gapped := withKnown(fstest.MapFS{
+			fmt.Sprintf("migrations/%04d_late.sql", latest+5): {Data: []byte("CREATE TABLE late (x integer);")},
+		})
+		if err := d.migrate(ctx, gapped); err != nil {
+			t.Fatalf("migrate with a gap: %v", err)
+		}
+		filled := fstest.MapFS{}
+		for k, v := range gapped {
+			filled[k] = v
+		}
+		filled[fmt.Sprintf("migrations/%04d_filler.sql", latest+2)] = &fstest.MapFile{Data: []byte("CREATE TABLE filler (x integer);")}
+		if err := d.migrate(ctx, filled); err != nil {
+			t.Fatalf("migrate the filler: %v", err)
+		}
+		for _, table := range []string{"late", "filler"} {
+			if _, err := d.pool.Exec(ctx, "INSERT INTO "+table+" (x) VALUES (1)"); err != nil {
+				t.Fatalf("table %s missing: %v", table, err)
+			}
+		}
+		if rows := countRows(t, d); rows != len(known)+2 {
+			t.Fatalf("%d migrations recorded, want %d", rows, len(known)+2)
+		}
+		// The old binary, without the filler, now meets an unknown one.
+		if err := d.migrate(ctx, gapped); !errors.Is(err, ErrSchemaTooNew) {
+			t.Fatalf("migrate without the filler = %v, want ErrSchemaTooNew", err)
+		}
+	})
+
 	t.Run("a failing migration leaves the schema as it was", func(t *testing.T) {
 		d := openDSN(t, newSchema(t))
 		broken := withKnown(fstest.MapFS{
-			fmt.Sprintf("migrations/%04d_half.sql", len(known)+1): {Data: []byte("CREATE TABLE half (x integer); SELECT * FROM no_such_table;")},
+			fmt.Sprintf("migrations/%04d_half.sql", latest+1): {Data: []byte("CREATE TABLE half (x integer); SELECT * FROM no_such_table;")},
 		})
 		if err := d.migrate(ctx, broken); err == nil {
 			t.Fatal("broken migration applied")
 		}
-		if v, _ := d.SchemaVersion(ctx); v != len(known) {
-			t.Fatalf("version %d, want %d", v, len(known))
+		if v, _ := d.SchemaVersion(ctx); v != latest {
+			t.Fatalf("version %d, want %d", v, latest)
 		}
 		if _, err := d.pool.Exec(ctx, "INSERT INTO half (x) VALUES (1)"); err == nil {
 			t.Fatal("half of a failed migration was kept")
@@ -121,7 +159,7 @@ func TestMigrations(t *testing.T) {
 	t.Run("a database from a newer binary is refused", func(t *testing.T) {
 		dsn := newSchema(t)
 		d := openDSN(t, dsn)
-		if _, err := d.pool.Exec(ctx, "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, 'future', now())", len(known)+1); err != nil {
+		if _, err := d.pool.Exec(ctx, "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, 'future', now())", latest+1); err != nil {
 			t.Fatal(err)
 		}
 		d2, err := Open(ctx, dsn)
@@ -135,15 +173,26 @@ func TestMigrations(t *testing.T) {
 	})
 }
 
-// The SQLite and PostgreSQL stores number their migrations alike, so that
-// a schema version means the same on both.
+// The SQLite and PostgreSQL stores have the same migrations, by number and
+// name, so that a schema version means the same on both: a migration added
+// to one and not ported to the other fails here.
 func TestMigrationNames(t *testing.T) {
-	ms, err := loadMigrations(migrationFiles)
-	if err != nil {
-		t.Fatal(err)
+	names := func(fsys fs.FS) []string {
+		t.Helper()
+		ms, err := loadMigrations(fsys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, m := range ms {
+			out = append(out, fmt.Sprintf("%04d_%s", m.version, m.name))
+		}
+		return out
 	}
-	if len(ms) == 0 || ms[0].name != "initial" {
-		t.Fatalf("migrations %v: want 0001_initial first", ms)
+	got := names(migrationFiles)
+	want := names(os.DirFS(filepath.Join("..", "sqlite")))
+	if len(got) == 0 || got[0] != "0001_initial" || !slices.Equal(got, want) {
+		t.Fatalf("postgres migrations %v, sqlite migrations %v: want the same, 0001_initial first", got, want)
 	}
 }
 

@@ -33,9 +33,10 @@
 // # Schema
 //
 // The schema is a numbered list of SQL files embedded in the binary
-// (migrations/NNNN_name.sql). Open applies, in one transaction, those not
-// yet recorded in the schema_migrations table, and refuses a database whose
-// schema is newer than the binary knows (ErrSchemaTooNew).
+// (migrations/NNNN_name.sql; numbers may have gaps). Open applies, in one
+// transaction and in order, those not yet recorded in the schema_migrations
+// table, and refuses a database that has a migration the binary does not
+// know (ErrSchemaTooNew).
 package sqlite
 
 import (
@@ -119,12 +120,19 @@ func open(ctx context.Context, path string, busyTimeout time.Duration) (*DB, err
 
 // dsn returns the modernc.org/sqlite data source name of path: WAL journal,
 // a busy timeout, foreign keys enforced, and BEGIN IMMEDIATE for every
-// read-write transaction.
+// read-write transaction. Every connection also gets:
+//
+//   - synchronous(FULL): a commit is on disk before it returns. A rekey
+//     destroys the retired key right after its commit; with NORMAL, a power
+//     loss could undo the commit after the key is gone, losing the CA.
+//   - secure_delete(ON): deleted content is overwritten with zeros, so a
+//     destroyed software key blob does not linger in free pages.
 func dsn(path string, busyTimeout time.Duration) string {
 	return path + "?_pragma=busy_timeout(" + strconv.FormatInt(busyTimeout.Milliseconds(), 10) + ")" +
 		"&_pragma=foreign_keys(1)" +
 		"&_pragma=journal_mode(WAL)" +
-		"&_pragma=synchronous(NORMAL)" +
+		"&_pragma=synchronous(FULL)" +
+		"&_pragma=secure_delete(ON)" +
 		"&_txlock=immediate"
 }
 
@@ -205,8 +213,10 @@ func parseMigrationName(file string) (int, string, error) {
 	return v, name, nil
 }
 
-// loadMigrations reads the migrations under migrations/ in fsys, in order,
-// and checks that their versions are 1, 2, 3… without a gap or a repeat.
+// loadMigrations reads the migrations under migrations/ in fsys, in order
+// of version, and refuses a version given twice. Gaps are allowed: work
+// done on separate branches numbers its migrations ahead of time, and a
+// branch may be merged before the migrations numbered below its own.
 func loadMigrations(fsys fs.FS) ([]migration, error) {
 	entries, err := fs.ReadDir(fsys, "migrations")
 	if err != nil {
@@ -225,16 +235,18 @@ func loadMigrations(fsys fs.FS) ([]migration, error) {
 		ms = append(ms, migration{version: v, name: name, sql: string(b)})
 	}
 	slices.SortFunc(ms, func(a, b migration) int { return a.version - b.version })
-	for i, m := range ms {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("migration %d (%s): versions must be 1, 2, 3… without gaps or repeats", m.version, m.name)
+	for i := 1; i < len(ms); i++ {
+		if ms[i].version == ms[i-1].version {
+			return nil, fmt.Errorf("migrations %s and %s: version %d given twice", ms[i-1].name, ms[i].name, ms[i].version)
 		}
 	}
 	return ms, nil
 }
 
-// migrate applies, in one write transaction, the migrations of fsys that the
-// database has not recorded, and refuses a database newer than fsys knows.
+// migrate applies, in one write transaction and in order of version, the
+// migrations of fsys that the database has not recorded (also one below
+// the highest recorded, which fills a gap), and refuses a database that
+// recorded a migration fsys does not know.
 func (d *DB) migrate(ctx context.Context, fsys fs.FS) error {
 	ms, err := loadMigrations(fsys)
 	if err != nil {
@@ -249,15 +261,24 @@ func (d *DB) migrate(ctx context.Context, fsys fs.FS) error {
 		if err != nil {
 			return d.wrap(err, "create schema_migrations")
 		}
-		var have int
-		if err := tx.QueryRowContext(ctx, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations").Scan(&have); err != nil {
+		applied, err := appliedMigrations(ctx, tx)
+		if err != nil {
 			return d.wrap(err, "read schema version")
 		}
-		if have > len(ms) {
-			return fmt.Errorf("schema version %d, this binary knows up to %d: %w", have, len(ms), ErrSchemaTooNew)
+		known := map[int]bool{}
+		for _, m := range ms {
+			known[m.version] = true
+		}
+		for v := range applied {
+			if !known[v] {
+				return fmt.Errorf("schema has migration %d, which this binary does not know: %w", v, ErrSchemaTooNew)
+			}
 		}
 		now := formatTime(time.Now())
-		for _, m := range ms[have:] {
+		for _, m := range ms {
+			if applied[m.version] {
+				continue
+			}
 			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
 				return d.wrap(err, "apply migration %d (%s)", m.version, m.name)
 			}
@@ -268,6 +289,24 @@ func (d *DB) migrate(ctx context.Context, fsys fs.FS) error {
 		}
 		return nil
 	})
+}
+
+// appliedMigrations returns the versions schema_migrations records.
+func appliedMigrations(ctx context.Context, tx *sql.Tx) (map[int]bool, error) {
+	rows, err := tx.QueryContext(ctx, "SELECT version FROM schema_migrations")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	applied := map[int]bool{}
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		applied[v] = true
+	}
+	return applied, rows.Err()
 }
 
 // write runs fn in a read-write transaction (BEGIN IMMEDIATE) and commits

@@ -10,9 +10,11 @@
 // The cases cover clusters and CA generations, the rekey compare-and-swap
 // (including concurrent rekeys from several handles, of which exactly one
 // wins), the issued-certificate registry, KEKs and their versions with the
-// rotation compare-and-swap, the blob store of software custody, and the
-// errors the contract names: api.ErrNotFound, api.ErrConflict,
-// api.ErrGenerationMismatch, and api.ErrUnavailable after Close.
+// rotation compare-and-swap, the blob store of software custody, what the
+// custody reconciler reads and writes (key refs, blob listings, leases,
+// first-seen times), and the errors the contract names: api.ErrNotFound,
+// api.ErrConflict, api.ErrGenerationMismatch, and api.ErrUnavailable after
+// Close.
 //
 // Times are compared to the microsecond: a store may keep more precision
 // (SQLite keeps nanoseconds), never less.
@@ -27,6 +29,7 @@ import (
 	"github.com/clusterkeys/clusterkeys/pkg/ca"
 	"github.com/clusterkeys/clusterkeys/pkg/keys/software"
 	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
+	"github.com/clusterkeys/clusterkeys/pkg/reconcile"
 	"github.com/clusterkeys/clusterkeys/pkg/store"
 )
 
@@ -36,6 +39,8 @@ type Store interface {
 	ca.Store
 	keywrap.Store
 	software.BlobStore
+	software.BlobLister
+	reconcile.Store
 	// KEKVersionByKeyID returns the version whose KeyID is keyID
 	// (api.ErrNotFound when absent).
 	KEKVersionByKeyID(ctx context.Context, keyID string) (store.KEKVersion, error)
@@ -72,6 +77,10 @@ func Run(t *testing.T, newStore NewStore) {
 		{"RotateKEKRace", testRotateKEKRace},
 		{"Blobs", testBlobs},
 		{"SoftwareCustody", testSoftwareCustody},
+		{"KeyRefs", testKeyRefs},
+		{"ListBlobs", testListBlobs},
+		{"Lease", testLease},
+		{"FirstSeen", testFirstSeen},
 		{"TimesOutOfRange", testTimesOutOfRange},
 		{"Closed", testClosed},
 	}

@@ -41,6 +41,10 @@ ossl pkcs12 -export -inkey leaf.key -in leaf.pem -certfile chain.pem -passout en
 ossl pkcs12 -export -inkey leaf.key -in leaf.pem -certfile chain.pem -passout pass: -out bundle.nopass.p12
 ossl pkcs12 -export -inkey leaf.key -in leaf.pem -certfile chain.pem -passout env:PASS \
 	-keypbe PBE-SHA1-3DES -certpbe PBE-SHA1-3DES -macalg sha1 -out bundle.3des.p12
-# 3 x 400,000 iterations (key, certificates, MAC) = 1.2 M, above the limit.
+# 400,000 iterations for key, certificates and MAC: 1,000,000 work units,
+# above the budget of 600,000.
 ossl pkcs12 -export -inkey leaf.key -in leaf.pem -certfile chain.pem -passout env:PASS -iter 400000 -out bundle.slow.p12
+# 250,000 iterations: 625,000 units (the SHA-256 MAC counts half), just above
+# the budget; the former limit of 1 M iterations let it through.
+ossl pkcs12 -export -inkey leaf.key -in leaf.pem -certfile chain.pem -passout env:PASS -iter 250000 -out bundle.250k.p12
 echo "gen.sh: wrote $(ls | wc -l) files into $dir"
