@@ -33,9 +33,13 @@
 // # Schema
 //
 // The schema is a numbered list of SQL files embedded in the binary
-// (migrations/NNNN_name.sql). Open applies, in one transaction, those not
-// yet recorded in the schema_migrations table, and refuses a database whose
-// schema is newer than the binary knows (ErrSchemaTooNew).
+// (migrations/NNNN_name.sql). Open applies, in one transaction and in
+// version order, every one not yet recorded in the schema_migrations table,
+// and refuses a database that records a migration the binary does not know
+// (ErrSchemaTooNew). Versions need not be contiguous, and one merged later
+// with a lower number than one already applied is still applied: branches
+// developed in parallel each add their own file, so every migration must
+// stand on its own (create or drop its own tables and indexes only).
 package sqlite
 
 import (
@@ -205,8 +209,8 @@ func parseMigrationName(file string) (int, string, error) {
 	return v, name, nil
 }
 
-// loadMigrations reads the migrations under migrations/ in fsys, in order,
-// and checks that their versions are 1, 2, 3… without a gap or a repeat.
+// loadMigrations reads the migrations under migrations/ in fsys, in
+// version order, and checks that no version repeats. Gaps are allowed.
 func loadMigrations(fsys fs.FS) ([]migration, error) {
 	entries, err := fs.ReadDir(fsys, "migrations")
 	if err != nil {
@@ -225,16 +229,17 @@ func loadMigrations(fsys fs.FS) ([]migration, error) {
 		ms = append(ms, migration{version: v, name: name, sql: string(b)})
 	}
 	slices.SortFunc(ms, func(a, b migration) int { return a.version - b.version })
-	for i, m := range ms {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("migration %d (%s): versions must be 1, 2, 3… without gaps or repeats", m.version, m.name)
+	for i := 1; i < len(ms); i++ {
+		if ms[i].version == ms[i-1].version {
+			return nil, fmt.Errorf("migrations %s and %s: version %d repeats", ms[i-1].name, ms[i].name, ms[i].version)
 		}
 	}
 	return ms, nil
 }
 
-// migrate applies, in one write transaction, the migrations of fsys that the
-// database has not recorded, and refuses a database newer than fsys knows.
+// migrate applies, in one write transaction and in version order, the
+// migrations of fsys that the database has not recorded, and refuses a
+// database that records a migration fsys does not have.
 func (d *DB) migrate(ctx context.Context, fsys fs.FS) error {
 	ms, err := loadMigrations(fsys)
 	if err != nil {
@@ -249,15 +254,20 @@ func (d *DB) migrate(ctx context.Context, fsys fs.FS) error {
 		if err != nil {
 			return d.wrap(err, "create schema_migrations")
 		}
-		var have int
-		if err := tx.QueryRowContext(ctx, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations").Scan(&have); err != nil {
-			return d.wrap(err, "read schema version")
+		have, err := d.appliedMigrations(ctx, tx)
+		if err != nil {
+			return err
 		}
-		if have > len(ms) {
-			return fmt.Errorf("schema version %d, this binary knows up to %d: %w", have, len(ms), ErrSchemaTooNew)
+		for v := range have {
+			if !slices.ContainsFunc(ms, func(m migration) bool { return m.version == v }) {
+				return fmt.Errorf("schema has migration %d, which this binary does not know: %w", v, ErrSchemaTooNew)
+			}
 		}
 		now := formatTime(time.Now())
-		for _, m := range ms[have:] {
+		for _, m := range ms {
+			if have[m.version] {
+				continue
+			}
 			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
 				return d.wrap(err, "apply migration %d (%s)", m.version, m.name)
 			}
@@ -268,6 +278,27 @@ func (d *DB) migrate(ctx context.Context, fsys fs.FS) error {
 		}
 		return nil
 	})
+}
+
+// appliedMigrations returns the versions recorded in schema_migrations.
+func (d *DB) appliedMigrations(ctx context.Context, tx *sql.Tx) (map[int]bool, error) {
+	rows, err := tx.QueryContext(ctx, "SELECT version FROM schema_migrations")
+	if err != nil {
+		return nil, d.wrap(err, "read applied migrations")
+	}
+	defer rows.Close()
+	have := map[int]bool{}
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			return nil, d.wrap(err, "read applied migrations")
+		}
+		have[v] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, d.wrap(err, "read applied migrations")
+	}
+	return have, nil
 }
 
 // write runs fn in a read-write transaction (BEGIN IMMEDIATE) and commits
