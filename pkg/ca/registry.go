@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -87,15 +88,8 @@ func parseListRequest(rawQuery string) (ListRequest, error) {
 	if err != nil {
 		return ListRequest{}, api.Invalid(api.CodeInvalidField, "query", "the query string is malformed")
 	}
-	names := slices.Sorted(func(yield func(string) bool) {
-		for k := range values {
-			if !yield(k) {
-				return
-			}
-		}
-	})
 	var req ListRequest
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(values)) {
 		vs := values[name]
 		if !slices.Contains(listParams, name) {
 			shown := name
