@@ -654,11 +654,12 @@ func activeAndTrusted(c store.Cluster, gens []store.CAGeneration, now time.Time)
 
 // resource builds the API view of c.
 func (a *Authority) resource(ctx context.Context, c store.Cluster) (Resource, error) {
-	gens, err := a.st.Generations(ctx, c.Name)
+	now := a.now()
+	gens, err := a.st.TrustedGenerations(ctx, c.Name, c.Generation, now)
 	if err != nil {
-		return Resource{}, fmt.Errorf("read CA generations of cluster %q: %w", c.Name, err)
+		return Resource{}, fmt.Errorf("read trusted CA generations of cluster %q: %w", c.Name, err)
 	}
-	active, bundle, err := activeAndTrusted(c, gens, a.now())
+	active, bundle, err := activeAndTrusted(c, gens, now)
 	if err != nil {
 		return Resource{}, err
 	}

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -69,7 +70,7 @@ func (a *Authority) Sign(ctx context.Context, cluster string, req SignRequest) (
 		return SignResult{}, api.Invalid(api.CodeInvalidField, "validity_hours",
 			fmt.Sprintf("validity_hours must be between 1 and %d", maxHours))
 	}
-	c, err := a.cluster(ctx, cluster)
+	c, active, err := a.activeCA(ctx, cluster)
 	if err != nil {
 		return SignResult{}, err
 	}
@@ -84,15 +85,7 @@ func (a *Authority) Sign(ctx context.Context, cluster string, req SignRequest) (
 		return SignResult{}, err
 	}
 
-	gens, err := a.st.Generations(ctx, cluster)
-	if err != nil {
-		return SignResult{}, fmt.Errorf("read CA generations of cluster %q: %w", cluster, err)
-	}
 	now := a.now()
-	active, err := activeGeneration(c, gens) // a sign needs no trust bundle
-	if err != nil {
-		return SignResult{}, err
-	}
 	notAfter, err := a.notAfter(profile, req.ValidityHours, now, active.NotAfter)
 	if err != nil {
 		return SignResult{}, err
@@ -254,4 +247,17 @@ func (a *Authority) signer(ctx context.Context, gen store.CAGeneration) (caKey, 
 	k := caKey{signer: s, cert: cert}
 	a.signers.put(gen.KeyRef, k)
 	return k, nil
+}
+
+// activeCA reads a cluster and its active generation (a sign needs no
+// other), mapping absence to 404 ca_not_found.
+func (a *Authority) activeCA(ctx context.Context, cluster string) (store.Cluster, store.CAGeneration, error) {
+	c, g, err := a.st.ActiveCA(ctx, cluster)
+	if errors.Is(err, api.ErrNotFound) {
+		return store.Cluster{}, store.CAGeneration{}, caNotFound(cluster, err)
+	}
+	if err != nil {
+		return store.Cluster{}, store.CAGeneration{}, fmt.Errorf("read cluster %q and its active CA: %w", cluster, err)
+	}
+	return c, g, nil
 }

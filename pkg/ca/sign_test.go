@@ -212,7 +212,7 @@ func TestSignRecordsTheCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	certs, _ := f.st.Certificates(context.Background(), "c1")
+	certs := f.st.all("c1")
 	if len(certs) != 1 {
 		t.Fatalf("%d certificates recorded, want 1", len(certs))
 	}

@@ -116,7 +116,7 @@ func TestCertificates(t *testing.T) {
 	}
 
 	t.Run("certificates come back newest first, only the cluster's", func(t *testing.T) {
-		got, err := d.Certificates(ctx, "c")
+		got, err := d.Certificates(ctx, all("c"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -124,7 +124,7 @@ func TestCertificates(t *testing.T) {
 			t.Fatalf("Certificates =\n%+v\nwant\n%+v", got, want)
 		}
 	})
-	t.Run("certificates issued at the same instant come back in reverse order of recording", func(t *testing.T) {
+	t.Run("certificates issued at the same instant come back by descending serial", func(t *testing.T) {
 		a, b := testCert("other", 1, 10), testCert("other", 1, 11)
 		b.IssuedAt = a.IssuedAt
 		for _, ic := range []store.IssuedCertificate{a, b} {
@@ -132,7 +132,7 @@ func TestCertificates(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		got, err := d.Certificates(ctx, "other")
+		got, err := d.Certificates(ctx, all("other"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -205,7 +205,7 @@ func TestRekey(t *testing.T) {
 		if !gens[1].RetiredAt.Equal(now) || !gens[1].TrustedUntil.Equal(until) {
 			t.Fatalf("generation 1 retired %v until %v, want %v until %v", gens[1].RetiredAt, gens[1].TrustedUntil, now, until)
 		}
-		certs, err := d.Certificates(ctx, "c")
+		certs, err := d.Certificates(ctx, all("c"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -222,7 +222,7 @@ func TestRekey(t *testing.T) {
 			if err := d.RecordCertificate(ctx, testCert("c", 2, 4)); err != nil {
 				t.Fatal(err)
 			}
-			certs, _ := d.Certificates(ctx, "c")
+			certs, _ := d.Certificates(ctx, all("c"))
 			byserial := map[string]store.IssuedCertificate{}
 			for _, ic := range certs {
 				byserial[ic.Serial] = ic
@@ -252,7 +252,7 @@ func TestRekey(t *testing.T) {
 			if !gens[2].RetiredAt.Equal(now) || !gens[1].RetiredAt.Equal(now2) {
 				t.Fatalf("retirement times moved: %v, %v", gens[2].RetiredAt, gens[1].RetiredAt)
 			}
-			certs, _ := d.Certificates(ctx, "c")
+			certs, _ := d.Certificates(ctx, all("c"))
 			for _, ic := range certs {
 				if !ic.RevokedAt.Equal(now2) {
 					t.Fatalf("certificate %s of generation %d revoked at %v, want %v", ic.Serial, ic.Generation, ic.RevokedAt, now2)
@@ -308,7 +308,7 @@ func TestRekey(t *testing.T) {
 			// Nothing moved.
 			gens, _ := d.Generations(ctx, "c")
 			c, _ := d.Cluster(ctx, "c")
-			certs, _ := d.Certificates(ctx, "c")
+			certs, _ := d.Certificates(ctx, all("c"))
 			if c.Generation != 1 || len(gens) != 1 || !gens[0].RetiredAt.IsZero() || !certs[0].RevokedAt.IsZero() {
 				t.Fatalf("a failed rekey changed the store: %+v %+v %+v", c, gens, certs)
 			}

@@ -90,3 +90,8 @@ func utc(t time.Time) time.Time {
 	}
 	return t.UTC()
 }
+
+// all is the query of the first 1000 registry entries of cluster.
+func all(cluster string) store.CertificateQuery {
+	return store.CertificateQuery{Cluster: cluster, Limit: 1000}
+}
