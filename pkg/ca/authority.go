@@ -252,6 +252,9 @@ func (a *Authority) normalize(cluster string, p auth.Principal, req CreateReques
 	if len(req.CommonName) > 64 {
 		return req, api.Invalid(api.CodeInvalidField, "common_name", "common_name must be at most 64 bytes")
 	}
+	if err := CheckName("common_name", req.CommonName); err != nil {
+		return req, err
+	}
 	if req.ValidityDays == 0 {
 		req.ValidityDays = a.opts.CAValidityDays
 	}
