@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,6 +60,10 @@ type Config struct {
 	// LogLevel is debug, info, warn or error; LogFormat is text or json.
 	LogLevel  string
 	LogFormat string
+	// PublicURL is the address clients reach clusterkeys at (e.g.
+	// https://keys.example.com), from which Magnum's links are built; links
+	// are relative ("/v1/…") when it is empty. Never taken from a request.
+	PublicURL string
 }
 
 // Default returns the embedded defaults: software keys, SQLite, a token file,
@@ -93,6 +98,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.AuthCacheTTL, "auth-cache-ttl", c.AuthCacheTTL, "with --auth keystone: how long a token validation is reused (a revoked token works at most this long)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
+	fs.StringVar(&c.PublicURL, "public-url", c.PublicURL, "URL clients reach clusterkeys at, for the links of Magnum responses (default: relative links)")
 }
 
 // EnvName returns the environment variable that sets flag name.
@@ -163,7 +169,28 @@ func (c Config) Resolve() (Config, error) {
 		}
 		return c, fmt.Errorf("--store %q…: want sqlite:PATH", scheme)
 	}
+	pub, err := checkPublicURL(c.PublicURL)
+	if err != nil {
+		return c, err
+	}
+	c.PublicURL = pub
 	return c, nil
+}
+
+// checkPublicURL returns u without a trailing slash, or an error unless it
+// is empty or an absolute http or https URL with a host and no user
+// information, query or fragment.
+func checkPublicURL(u string) (string, error) {
+	if u == "" {
+		return "", nil
+	}
+	p, err := url.Parse(u)
+	if err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" || p.User != nil ||
+		p.RawQuery != "" || p.ForceQuery || p.Fragment != "" || p.Opaque != "" {
+		// Not echoed: a user part may hold a password.
+		return "", errors.New("--public-url: want an http or https URL such as https://keys.example.com, without user, query or fragment")
+	}
+	return strings.TrimRight(u, "/"), nil
 }
 
 // NewLogger returns the slog logger c asks for, writing to w.
