@@ -42,6 +42,9 @@ type IssuedCertificate struct {
 	RevokedAt *time.Time `json:"revoked_at,omitempty"`
 	// Status is "valid", "revoked" or "expired", at the time of the listing.
 	Status string `json:"status"`
+	// Privileged marks a subject Kubernetes treats as powerful (a CN or O
+	// beginning "system:", O=kubeadm:cluster-admins), issued to an admin.
+	Privileged bool `json:"privileged"`
 }
 
 // CertificateList is the answer of GET /v1/clusters/{cluster}/certificates:
@@ -289,7 +292,7 @@ func (a *Authority) ListCertificates(ctx context.Context, cluster string, req Li
 		ic := IssuedCertificate{
 			Serial: r.Serial, Subject: r.Subject, Profile: r.Profile, User: r.User, Project: r.Project,
 			CAGeneration: r.Generation, IssuedAt: r.IssuedAt.UTC(), NotBefore: r.NotBefore.UTC(), NotAfter: r.NotAfter.UTC(),
-			Status: store.StatusValid,
+			Status: store.StatusValid, Privileged: r.Privileged,
 		}
 		if !r.RevokedAt.IsZero() {
 			t := r.RevokedAt.UTC()

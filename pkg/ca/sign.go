@@ -84,6 +84,7 @@ func (a *Authority) Sign(ctx context.Context, cluster string, req SignRequest) (
 	if err := CheckProfile(csr, profile, p.IsAdmin()); err != nil {
 		return SignResult{}, err
 	}
+	privAttr, _ := Privileged(csr) // only an admin gets this far with one
 
 	now := a.now()
 	notAfter, err := a.notAfter(profile, req.ValidityHours, now, active.NotAfter)
@@ -119,6 +120,7 @@ func (a *Authority) Sign(ctx context.Context, cluster string, req SignRequest) (
 		Subject: tmpl.Subject.String(), Profile: string(profile),
 		User: p.User, Project: p.Project,
 		NotBefore: tmpl.NotBefore, NotAfter: tmpl.NotAfter, IssuedAt: now,
+		Privileged: privAttr != "",
 	}
 	if err := a.st.RecordCertificate(ctx, rec); err != nil {
 		return SignResult{}, fmt.Errorf("record certificate %s of cluster %q: %w", serial, cluster, err)
@@ -128,9 +130,17 @@ func (a *Authority) Sign(ctx context.Context, cluster string, req SignRequest) (
 	if err := a.rekeyedSince(ctx, cluster, active.Generation); err != nil {
 		return SignResult{}, err
 	}
-	a.log.Info("certificate issued", "cluster", cluster, "generation", active.Generation,
-		"serial", serial, "profile", profile, "subject", rec.Subject, "user", p.User,
-		"not_after", tmpl.NotAfter)
+	if rec.Privileged {
+		// An admin issued a control-plane, node or otherwise powerful
+		// identity: said at warn level, and marked in the registry.
+		a.log.Warn("privileged certificate issued", "cluster", cluster, "generation", active.Generation,
+			"serial", serial, "profile", profile, "subject", rec.Subject, "privileged_attribute", privAttr,
+			"user", p.User, "project", p.Project, "not_after", tmpl.NotAfter)
+	} else {
+		a.log.Info("certificate issued", "cluster", cluster, "generation", active.Generation,
+			"serial", serial, "profile", profile, "subject", rec.Subject, "user", p.User,
+			"not_after", tmpl.NotAfter)
+	}
 	return SignResult{
 		Certificate:   pemCert(der),
 		Serial:        serial,

@@ -57,6 +57,10 @@ type IssuedCertificate struct {
 	// RevokedAt is when the certificate stopped being trusted (its CA left
 	// the trust bundle); zero while it is trusted.
 	RevokedAt time.Time
+	// Privileged marks a subject Kubernetes treats as powerful (a CN or O
+	// beginning "system:", O=kubeadm:cluster-admins), which only an admin
+	// may obtain.
+	Privileged bool
 }
 
 // KEK is a named key-encryption key and its active version.

@@ -229,12 +229,12 @@ func (d *DB) RecordCertificate(ctx context.Context, c store.IssuedCertificate) e
 	}
 	err := d.write(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO issued_certificates
-		(cluster, serial, generation, subject, profile, user_name, project, not_before, not_after, issued_at, revoked_at)
+		(cluster, serial, generation, subject, profile, user_name, project, not_before, not_after, issued_at, revoked_at, privileged)
 		VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
 			CASE WHEN ?11 IS NOT NULL THEN ?11
-			ELSE (SELECT trusted_until FROM ca_generations WHERE cluster = ?1 AND generation = ?3) END)`,
+			ELSE (SELECT trusted_until FROM ca_generations WHERE cluster = ?1 AND generation = ?3) END, ?12)`,
 			c.Cluster, c.Serial, c.Generation, c.Subject, c.Profile, c.User, c.Project,
-			formatTime(c.NotBefore), formatTime(c.NotAfter), formatTime(c.IssuedAt), formatTime(c.RevokedAt))
+			formatTime(c.NotBefore), formatTime(c.NotAfter), formatTime(c.IssuedAt), formatTime(c.RevokedAt), c.Privileged)
 		if err != nil {
 			return d.wrap(err, "insert")
 		}
@@ -265,7 +265,7 @@ func (d *DB) Certificates(ctx context.Context, q store.CertificateQuery) ([]stor
 	for rows.Next() {
 		c := store.IssuedCertificate{Cluster: q.Cluster}
 		if err := rows.Scan(&c.Serial, &c.Generation, &c.Subject, &c.Profile, &c.User, &c.Project,
-			tm(&c.NotBefore), tm(&c.NotAfter), tm(&c.IssuedAt), tm(&c.RevokedAt)); err != nil {
+			tm(&c.NotBefore), tm(&c.NotAfter), tm(&c.IssuedAt), tm(&c.RevokedAt), &c.Privileged); err != nil {
 			return nil, d.wrap(err, "list certificates of cluster %q", q.Cluster)
 		}
 		certs = append(certs, c)
@@ -286,7 +286,7 @@ func certificatesSQL(q store.CertificateQuery) (string, []any, error) {
 	}
 	var b strings.Builder
 	b.WriteString(`SELECT serial, generation, subject, profile, user_name, project,
-			not_before, not_after, issued_at, revoked_at
+			not_before, not_after, issued_at, revoked_at, privileged
 		FROM issued_certificates WHERE cluster = ?`)
 	args := []any{q.Cluster}
 	if q.User != "" {

@@ -105,6 +105,7 @@ func TestCertificates(t *testing.T) {
 	var want []store.IssuedCertificate
 	for n := 1; n <= 3; n++ {
 		ic := testCert("c", 1, n)
+		ic.Privileged = n == 2 // and read back as such
 		if err := d.RecordCertificate(ctx, ic); err != nil {
 			t.Fatal(err)
 		}
