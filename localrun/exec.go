@@ -136,7 +136,7 @@ func bootstrapEnv(cfg config.Config) ([]string, error) {
 			env = append(env, config.EnvName(k)+"="+v)
 		}
 	}
-	for k, v := range map[string]string{"barbican-endpoint": cfg.BarbicanEndpoint, "barbican-project": cfg.BarbicanProject, "os-cloud": cfg.OSCloud, "auth-cache-ttl": cfg.AuthCacheTTL.String(), "pkcs11-call-timeout": cfg.PKCS11CallTimeout.String()} {
+	for k, v := range map[string]string{"barbican-endpoint": cfg.BarbicanEndpoint, "barbican-project": cfg.BarbicanProject, "os-cloud": cfg.OSCloud, "auth-cache-ttl": cfg.AuthCacheTTL.String(), "pkcs11-call-timeout": cfg.PKCS11CallTimeout.String(), "public-url": cfg.PublicURL} {
 		if v != "" {
 			env = append(env, config.EnvName(k)+"="+v)
 		}

@@ -91,7 +91,7 @@ func openStack(ctx context.Context, cfg config.Config, log *slog.Logger) (*stack
 		b.Close()
 		return nil, err
 	}
-	s.authority = ca.New(b.Store, b.Custody, ca.Options{Logger: log, Registerer: s.reg, SignerCacheSize: b.SignerCacheSize})
+	s.authority = ca.New(b.Store, b.Custody, ca.Options{Logger: log, Registerer: s.reg, SignerCacheSize: b.SignerCacheSize, PublicURL: cfg.PublicURL})
 	s.keywrap = keywrap.New(b.Store, b.Custody, keywrap.Options{Logger: log, Registerer: s.reg})
 	vopts := tlsbundle.Options{Registerer: s.reg}
 	if cfg.BarbicanEndpoint != "" {

@@ -15,7 +15,7 @@ import (
 
 func main() {
 	if err := lambdaapp.Run(context.Background(), "signcsr", func(d lambdaapp.Deps) []api.Route {
-		return ca.SignRoutes(ca.New(d.Backends.Store, d.Backends.Custody, ca.Options{Logger: d.Logger, Registerer: d.Registry, SignerCacheSize: d.Backends.SignerCacheSize}))
+		return ca.SignRoutes(ca.New(d.Backends.Store, d.Backends.Custody, ca.Options{Logger: d.Logger, Registerer: d.Registry, SignerCacheSize: d.Backends.SignerCacheSize, PublicURL: d.Config.PublicURL}))
 	}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

@@ -17,12 +17,13 @@ import (
 	"unicode"
 )
 
-// DecodeJSON reads r's body into v strictly (see DecodeJSONBytes): the
-// content type, if set, must be JSON, unknown fields are refused
+// DecodeJSON reads r's body into v strictly (see DecodeJSONBytes): a body
+// must come with a JSON content type (415 unsupported_media_type
+// otherwise, a missing Content-Type included), unknown fields are refused
 // (unknown_field), so are repeated fields (duplicate_field) and trailing
 // data, and a body over the route's limit (enforced by the gateway with
 // http.MaxBytesReader) gives 413 body_too_large. An empty body decodes as
-// {} when allowEmpty.
+// {} when allowEmpty, whatever its Content-Type.
 func DecodeJSON(r *http.Request, v any, allowEmpty bool) error {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
@@ -45,16 +46,18 @@ func DecodeJSON(r *http.Request, v any, allowEmpty bool) error {
 	return DecodeJSONBytes(body, v)
 }
 
-// CheckJSONContentType refuses a request whose Content-Type is set and is not
-// JSON (415 unsupported_media_type). A missing Content-Type is accepted: the
-// body must still be JSON. Note that curl -d (or --data-binary) without
+// CheckJSONContentType refuses a request whose Content-Type is missing or is
+// not JSON (application/json or any +json type): 415
+// unsupported_media_type. Note that curl -d (or --data-binary) without
 // -H 'Content-Type: application/json' sends
 // application/x-www-form-urlencoded, which is refused; curl --json sets the
-// JSON type itself.
+// JSON type itself, and so does python-magnumclient on every request with
+// a body.
 func CheckJSONContentType(r *http.Request) error {
 	ct := r.Header.Get("Content-Type")
 	if ct == "" {
-		return nil
+		return New(http.StatusUnsupportedMediaType, CodeUnsupportedMediaType,
+			"a request body needs Content-Type: application/json")
 	}
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil || !(mt == "application/json" || strings.HasSuffix(mt, "+json")) {

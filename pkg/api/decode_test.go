@@ -289,3 +289,54 @@ func BenchmarkDecodeJSONBytes(b *testing.B) {
 		}
 	})
 }
+
+func TestDecodeJSONContentType(t *testing.T) {
+	tests := []struct {
+		name        string
+		contentType string // "-" sends none
+		body        string
+		allowEmpty  bool
+		wantStatus  int
+	}{
+		{"application/json is decoded", "application/json", `{"name":"x"}`, false, 0},
+		{"application/json with a charset is decoded", "application/json; charset=utf-8", `{"name":"x"}`, false, 0},
+		{"a +json type is decoded", "application/merge-patch+json", `{"name":"x"}`, false, 0},
+		{"a body without Content-Type is 415", "-", `{"name":"x"}`, false, http.StatusUnsupportedMediaType},
+		{"a body with an empty Content-Type is 415", "", `{"name":"x"}`, false, http.StatusUnsupportedMediaType},
+		{"a form body is 415", "application/x-www-form-urlencoded", `{"name":"x"}`, false, http.StatusUnsupportedMediaType},
+		{"text/plain is 415", "text/plain", `{"name":"x"}`, false, http.StatusUnsupportedMediaType},
+		{"no body and no Content-Type is fine where a body is optional", "-", ``, true, 0},
+		{"no body with octet-stream is fine where a body is optional (magnumclient's PATCH)", "application/octet-stream", ``, true, 0},
+		{"no body where one is required is malformed, not 415", "-", ``, false, http.StatusBadRequest},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequest("POST", "/v1/x", strings.NewReader(tt.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.contentType != "-" {
+				req.Header["Content-Type"] = []string{tt.contentType}
+			}
+			var v sample
+			err = DecodeJSON(req, &v, tt.allowEmpty)
+			status := 0
+			if err != nil {
+				var e *Error
+				if !errors.As(err, &e) {
+					t.Fatalf("DecodeJSON = %v, not an *Error", err)
+				}
+				status = e.Status
+				if status == http.StatusUnsupportedMediaType && e.Code != CodeUnsupportedMediaType {
+					t.Errorf("code %s, want %s", e.Code, CodeUnsupportedMediaType)
+				}
+			}
+			if status != tt.wantStatus {
+				t.Fatalf("DecodeJSON = %v (status %d), want status %d", err, status, tt.wantStatus)
+			}
+			if status == 0 && tt.body != "" && v.Name != "x" {
+				t.Fatalf("decoded %+v", v)
+			}
+		})
+	}
+}

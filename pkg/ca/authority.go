@@ -112,6 +112,11 @@ type Options struct {
 	// SignerCacheSize is how many loaded signing keys are kept;
 	// DefaultSignerCacheSize when 0, no cache when negative.
 	SignerCacheSize int
+	// PublicURL is where clients reach the service (config --public-url,
+	// e.g. https://keys.example.com), the base of Magnum's links; the links
+	// are relative ("/v1/certificates/…") when empty. Never a request's
+	// Host or X-Forwarded-Proto, which any client sets.
+	PublicURL string
 }
 
 // Authority is a cluster certificate authority over a metadata store and
@@ -255,6 +260,9 @@ func (a *Authority) normalize(cluster string, p auth.Principal, req CreateReques
 	}
 	if len(req.CommonName) > 64 {
 		return req, api.Invalid(api.CodeInvalidField, "common_name", "common_name must be at most 64 bytes")
+	}
+	if err := CheckName("common_name", req.CommonName); err != nil {
+		return req, err
 	}
 	if req.ValidityDays == 0 {
 		req.ValidityDays = a.opts.CAValidityDays
@@ -654,11 +662,12 @@ func activeAndTrusted(c store.Cluster, gens []store.CAGeneration, now time.Time)
 
 // resource builds the API view of c.
 func (a *Authority) resource(ctx context.Context, c store.Cluster) (Resource, error) {
-	gens, err := a.st.Generations(ctx, c.Name)
+	now := a.now()
+	gens, err := a.st.TrustedGenerations(ctx, c.Name, c.Generation, now)
 	if err != nil {
-		return Resource{}, fmt.Errorf("read CA generations of cluster %q: %w", c.Name, err)
+		return Resource{}, fmt.Errorf("read trusted CA generations of cluster %q: %w", c.Name, err)
 	}
-	active, bundle, err := activeAndTrusted(c, gens, a.now())
+	active, bundle, err := activeAndTrusted(c, gens, now)
 	if err != nil {
 		return Resource{}, err
 	}

@@ -18,7 +18,15 @@ type Store interface {
 	CreateCluster(ctx context.Context, c store.Cluster, first store.CAGeneration) error
 	// Cluster returns a cluster (api.ErrNotFound when absent).
 	Cluster(ctx context.Context, name string) (store.Cluster, error)
+	// ActiveCA returns a cluster and its active CA generation in one read
+	// (api.ErrNotFound when the cluster is absent): all a sign needs.
+	ActiveCA(ctx context.Context, cluster string) (store.Cluster, store.CAGeneration, error)
+	// TrustedGenerations returns the active generation (number active) and
+	// the retired ones whose TrustedUntil is after now, newest first: all
+	// a CA show needs, however long the history.
+	TrustedGenerations(ctx context.Context, cluster string, active int, now time.Time) ([]store.CAGeneration, error)
 	// Generations returns every CA generation of a cluster, newest first.
+	// Only a rekey's clean-up reads the whole history.
 	Generations(ctx context.Context, cluster string) ([]store.CAGeneration, error)
 	// Rekey atomically checks that the cluster's active generation is
 	// expected (else api.ErrGenerationMismatch), inserts next (whose
@@ -29,8 +37,10 @@ type Store interface {
 	Rekey(ctx context.Context, cluster string, expected int, next store.CAGeneration, now, trustedUntil time.Time) error
 	// RecordCertificate adds an issued certificate to the registry.
 	RecordCertificate(ctx context.Context, c store.IssuedCertificate) error
-	// Certificates lists the certificates issued for a cluster, newest first.
-	Certificates(ctx context.Context, cluster string) ([]store.IssuedCertificate, error)
+	// Certificates returns one page of a cluster's issued-certificate
+	// registry as q selects it: newest first by (IssuedAt, Serial), after
+	// q.After when set, at most q.Limit entries.
+	Certificates(ctx context.Context, q store.CertificateQuery) ([]store.IssuedCertificate, error)
 }
 
 // Keys is the part of key custody the CA functions use: signing keys that

@@ -22,6 +22,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -84,6 +85,33 @@ func (s *fakeStore) Generations(_ context.Context, cluster string) ([]store.CAGe
 	return slices.Clone(s.gens[cluster]), nil
 }
 
+func (s *fakeStore) ActiveCA(_ context.Context, cluster string) (store.Cluster, store.CAGeneration, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.clusters[cluster]
+	if !ok {
+		return store.Cluster{}, store.CAGeneration{}, fmt.Errorf("cluster %q: %w", cluster, api.ErrNotFound)
+	}
+	for _, g := range s.gens[cluster] {
+		if g.Generation == c.Generation {
+			return c, g, nil
+		}
+	}
+	return store.Cluster{}, store.CAGeneration{}, fmt.Errorf("cluster %q: active generation missing", cluster)
+}
+
+func (s *fakeStore) TrustedGenerations(_ context.Context, cluster string, active int, now time.Time) ([]store.CAGeneration, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []store.CAGeneration
+	for _, g := range s.gens[cluster] {
+		if g.Generation == active || g.TrustedUntil.After(now) {
+			out = append(out, g)
+		}
+	}
+	return out, nil
+}
+
 func (s *fakeStore) Rekey(ctx context.Context, cluster string, expected int, next store.CAGeneration, now, until time.Time) error {
 	if s.rekey != nil {
 		return s.rekey(ctx, cluster, expected, next, now, until)
@@ -134,12 +162,47 @@ func (s *fakeStore) RecordCertificate(_ context.Context, c store.IssuedCertifica
 	return nil
 }
 
-func (s *fakeStore) Certificates(_ context.Context, cluster string) ([]store.IssuedCertificate, error) {
+func (s *fakeStore) Certificates(_ context.Context, q store.CertificateQuery) ([]store.IssuedCertificate, error) {
+	if q.Limit < 1 {
+		return nil, fmt.Errorf("limit %d", q.Limit)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	certs := slices.Clone(s.certs[cluster])
-	slices.Reverse(certs)
-	return certs, nil
+	certs := slices.Clone(s.certs[q.Cluster])
+	slices.SortStableFunc(certs, func(a, b store.IssuedCertificate) int {
+		if c := b.IssuedAt.Compare(a.IssuedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(b.Serial, a.Serial)
+	})
+	var out []store.IssuedCertificate
+	for _, c := range certs {
+		if len(out) == q.Limit {
+			break
+		}
+		revoked := !c.RevokedAt.IsZero() && !c.RevokedAt.After(q.Now)
+		status := store.StatusValid
+		switch {
+		case revoked:
+			status = store.StatusRevoked
+		case !c.NotAfter.After(q.Now):
+			status = store.StatusExpired
+		}
+		k := q.After
+		if (q.User != "" && c.User != q.User) || (q.Serial != "" && c.Serial != q.Serial) ||
+			(q.Generation != 0 && c.Generation != q.Generation) || (q.Status != "" && status != q.Status) ||
+			(k != nil && !(c.IssuedAt.Before(k.IssuedAt) || c.IssuedAt.Equal(k.IssuedAt) && c.Serial < k.Serial)) {
+			continue
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// all returns every registry entry of cluster, newest first.
+func (s *fakeStore) all(cluster string) []store.IssuedCertificate {
+	certs, _ := s.Certificates(context.Background(), store.CertificateQuery{Cluster: cluster, Limit: 1 << 30})
+	return certs
 }
 
 // fakeKeys is an in-memory Keys that records what happened to each key.

@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"slices"
 	"strings"
@@ -162,6 +163,52 @@ func TestMagnumMicroversions(t *testing.T) {
 	}
 }
 
+func TestMagnumLinksNeverComeFromTheRequest(t *testing.T) {
+	const uuid = "7ae81bb3-dec3-4289-8d6c-da80bd8001ae"
+	forged := http.Header{"X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"evil.example"}, "Forwarded": {"host=evil.example;proto=https"}}
+	for _, tt := range []struct {
+		name, publicURL, wantBase string
+	}{
+		{"without --public-url the links are relative", "", ""},
+		{"with --public-url the links start with it", "https://keys.example.com/ck", "https://keys.example.com/ck"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, Options{PublicURL: tt.publicURL})
+			f.mustCreate(t, uuid, CreateRequest{})
+			routes := MagnumRoutes(f.a)
+			for _, rq := range []struct{ method, path, body, resource string }{
+				{"POST", "/v1/certificates", jsonBody(t, map[string]string{"cluster_uuid": uuid, "csr": makeCSR(t, csrOptions{cn: "alice"})}), "certificates"},
+				{"GET", "/v1/certificates/" + uuid, "", "certificates"},
+				{"GET", "/v1/clusters/" + uuid, "", "clusters"},
+			} {
+				req := httptest.NewRequest(rq.method, "http://evil.example"+rq.path, strings.NewReader(rq.body))
+				req.Host = "evil.example:666"
+				req.Header = forged.Clone()
+				req.Header.Set("Content-Type", "application/json")
+				rec := httptest.NewRecorder()
+				testHandler(routes, func(*http.Request) *auth.Principal { return &member }).ServeHTTP(rec, req)
+				if rec.Code >= 300 {
+					t.Fatalf("%s %s: %d %s", rq.method, rq.path, rec.Code, rec.Body)
+				}
+				if strings.Contains(rec.Body.String(), "evil") {
+					t.Fatalf("%s %s: the forged host reached the body: %s", rq.method, rq.path, rec.Body)
+				}
+				var body struct{ Links []Link }
+				if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+					t.Fatal(err)
+				}
+				want := []Link{
+					{Href: tt.wantBase + "/v1/" + rq.resource + "/" + uuid, Rel: "self"},
+					{Href: tt.wantBase + "/" + rq.resource + "/" + uuid, Rel: "bookmark"},
+				}
+				if !slices.Equal(body.Links, want) {
+					t.Errorf("%s %s: links %v, want %v", rq.method, rq.path, body.Links, want)
+				}
+			}
+		})
+	}
+}
+
 func TestMagnumRoutes(t *testing.T) {
 	f := newFixture(t, Options{})
 	const uuid = "7ae81bb3-dec3-4289-8d6c-da80bd8001ae"
@@ -187,8 +234,8 @@ func TestMagnumRoutes(t *testing.T) {
 			t.Errorf("certificate usages %v subject %v", c.ExtKeyUsage, c.Subject)
 		}
 		wantLinks := []any{
-			map[string]any{"href": "http://example.com/v1/certificates/" + uuid, "rel": "self"},
-			map[string]any{"href": "http://example.com/certificates/" + uuid, "rel": "bookmark"},
+			map[string]any{"href": "/v1/certificates/" + uuid, "rel": "self"},
+			map[string]any{"href": "/certificates/" + uuid, "rel": "bookmark"},
 		}
 		if got, _ := json.Marshal(m["links"]); string(got) != jsonBody(t, wantLinks) {
 			t.Errorf("links %s", got)
@@ -224,7 +271,7 @@ func TestMagnumRoutes(t *testing.T) {
 		if got := keysOf(m); !slices.Equal(got, []string{"links", "name", "uuid"}) || m["uuid"] != uuid {
 			t.Fatalf("body %v", m)
 		}
-		if got, _ := json.Marshal(m["links"]); !strings.Contains(string(got), `"http://example.com/v1/clusters/`+uuid+`"`) {
+		if got, _ := json.Marshal(m["links"]); !strings.Contains(string(got), `"/v1/clusters/`+uuid+`"`) {
 			t.Errorf("links %s", got)
 		}
 	})

@@ -142,14 +142,12 @@ func parseMicroversion(s string) ([2]int, bool) {
 
 // magnumLinks are Magnum's self and bookmark links of a resource
 // (magnum.api.controllers.link.build_url): "certificates" or "clusters".
-func magnumLinks(r *http.Request, resource, cluster string) []Link {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	} else if p := r.Header.Get("X-Forwarded-Proto"); p == "https" || p == "http" {
-		scheme = p
-	}
-	base := scheme + "://" + r.Host
+// Magnum bases them on its configured public_endpoint; here on
+// Options.PublicURL, or "" (links relative to the server) when unset. The
+// request's Host and X-Forwarded-Proto are never used: a client could
+// point the links anywhere. python-magnumclient does not follow them.
+func (a *Authority) magnumLinks(resource, cluster string) []Link {
+	base := strings.TrimRight(a.opts.PublicURL, "/")
 	c := url.PathEscape(cluster)
 	return []Link{
 		{Href: base + "/v1/" + resource + "/" + c, Rel: "self"},
@@ -195,7 +193,7 @@ func (a *Authority) handleMagnumSign(w http.ResponseWriter, r *http.Request) err
 	}
 	return api.WriteJSON(w, http.StatusCreated, MagnumCertificate{
 		ClusterUUID: cluster, CSR: req.CSR, CACertType: req.CACertType,
-		PEM: res.Certificate, Links: magnumLinks(r, "certificates", cluster),
+		PEM: res.Certificate, Links: a.magnumLinks("certificates", cluster),
 	})
 }
 
@@ -211,7 +209,7 @@ func (a *Authority) handleMagnumShow(w http.ResponseWriter, r *http.Request) err
 	// The trust bundle, not only the active CA: during a grace period a
 	// client written against Magnum then trusts both generations.
 	return api.WriteJSON(w, http.StatusOK, MagnumCertificate{
-		ClusterUUID: cluster, PEM: res.TrustBundle, Links: magnumLinks(r, "certificates", cluster),
+		ClusterUUID: cluster, PEM: res.TrustBundle, Links: a.magnumLinks("certificates", cluster),
 	})
 }
 
@@ -239,5 +237,5 @@ func (a *Authority) handleMagnumCluster(w http.ResponseWriter, r *http.Request) 
 	if _, err := a.CA(r.Context(), cluster); err != nil {
 		return err
 	}
-	return api.WriteJSON(w, http.StatusOK, MagnumCluster{UUID: cluster, Name: cluster, Links: magnumLinks(r, "clusters", cluster)})
+	return api.WriteJSON(w, http.StatusOK, MagnumCluster{UUID: cluster, Name: cluster, Links: a.magnumLinks("clusters", cluster)})
 }

@@ -15,6 +15,8 @@ import (
 	"net/http"
 	"strings"
 
+	"golang.org/x/net/publicsuffix"
+
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 )
 
@@ -46,11 +48,22 @@ const (
 	maxRSABits = 8192
 	// SystemMasters is the Kubernetes group that bypasses RBAC.
 	SystemMasters = "system:masters"
+	// SystemPrefix begins every user and group name Kubernetes reserves for
+	// its own components (system:node:*, system:kube-scheduler,
+	// system:serviceaccount:*, system:nodes, …).
+	SystemPrefix = "system:"
+	// KubeadmClusterAdmins is the group kubeadm (1.29 and later) binds to
+	// cluster-admin.
+	KubeadmClusterAdmins = "kubeadm:cluster-admins"
+	// rsaExponent is the only RSA public exponent accepted.
+	rsaExponent = 65537
 )
 
 var (
 	oidBasicConstraints = asn1.ObjectIdentifier{2, 5, 29, 19}
 	oidKeyUsage         = asn1.ObjectIdentifier{2, 5, 29, 15}
+	oidCommonName       = asn1.ObjectIdentifier{2, 5, 4, 3}
+	oidOrganization     = asn1.ObjectIdentifier{2, 5, 4, 10}
 )
 
 // ParseProfile returns the profile named s, or 400 invalid_profile.
@@ -136,6 +149,9 @@ func checkKey(pub crypto.PublicKey) error {
 		if bits > maxRSABits {
 			return csrError(api.CodeUnsupportedKey, fmt.Sprintf("RSA key of %d bits; at most %d are supported", bits, maxRSABits))
 		}
+		if k.E != rsaExponent {
+			return csrError(api.CodeUnsupportedKey, fmt.Sprintf("RSA public exponent %d; only %d is supported", k.E, rsaExponent))
+		}
 		return nil
 	case *ecdsa.PublicKey:
 		switch k.Curve {
@@ -200,6 +216,69 @@ func checkSubject(csr *x509.CertificateRequest) error {
 	if s.CommonName == "" && len(csr.DNSNames) == 0 && len(csr.IPAddresses) == 0 {
 		return csrError(api.CodeInvalidCSR, "the csr has neither a common name nor a subject alternative name")
 	}
+	names, err := subjectNames(csr)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if hasControl(n.value) {
+			return csrError(api.CodeSubjectNotAllowed, fmt.Sprintf("the csr's %s contains a control character", n.attr))
+		}
+	}
+	return nil
+}
+
+// subjectName is one CN or O attribute of a CSR's subject.
+type subjectName struct {
+	attr  string // "CN" or "O"
+	value string
+}
+
+// subjectNames returns every CN and O attribute of csr's subject, in every
+// RDN, whatever string type encodes it: crypto/x509 decodes UTF8String,
+// PrintableString, IA5String, NumericString, TeletexString and BMPString
+// into csr.Subject.Names, but keeps only the last CN in
+// csr.Subject.CommonName. A CN or O in a string type it cannot decode
+// (UniversalString, a constructed value, …) is refused, since no policy
+// could be applied to it.
+func subjectNames(csr *x509.CertificateRequest) ([]subjectName, error) {
+	var out []subjectName
+	for _, atv := range csr.Subject.Names {
+		var attr string
+		switch {
+		case atv.Type.Equal(oidCommonName):
+			attr = "CN"
+		case atv.Type.Equal(oidOrganization):
+			attr = "O"
+		default:
+			continue
+		}
+		v, ok := atv.Value.(string)
+		if !ok {
+			return nil, csrError(api.CodeInvalidCSR, fmt.Sprintf("the csr's %s is not in a supported string type (use UTF8String or PrintableString)", attr))
+		}
+		out = append(out, subjectName{attr: attr, value: v})
+	}
+	return out, nil
+}
+
+// hasControl reports whether s holds a C0 control, DEL or a C1 control.
+func hasControl(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r >= 0x7f && r <= 0x9f {
+			return true
+		}
+	}
+	return false
+}
+
+// CheckName refuses a name that goes into a certificate subject (a CA's
+// common_name) when it holds a control character: 400 subject_not_allowed
+// naming field.
+func CheckName(field, value string) error {
+	if hasControl(value) {
+		return api.Invalid(api.CodeSubjectNotAllowed, field, field+" contains a control character")
+	}
 	return nil
 }
 
@@ -243,19 +322,41 @@ func validDNSName(d string) bool {
 	return true
 }
 
-// hasSystemMasters reports whether the CSR asks for O=system:masters.
+// hasSystemMasters reports whether the CSR asks for O=system:masters, in
+// any of its O attributes.
 func hasSystemMasters(csr *x509.CertificateRequest) bool {
-	for _, o := range csr.Subject.Organization {
-		if strings.EqualFold(strings.TrimSpace(o), SystemMasters) {
+	names, _ := subjectNames(csr) // ParseCSR refused undecodable names
+	for _, n := range names {
+		if n.attr == "O" && strings.EqualFold(strings.TrimSpace(n.value), SystemMasters) {
 			return true
 		}
 	}
 	return false
 }
 
+// Privileged returns, for a CSR whose subject names an identity Kubernetes
+// treats as powerful, which attribute does ("CN" or "O") and its value; ""
+// otherwise. Powerful: a CN or an O that begins with "system:" (the
+// control plane, nodes, service accounts, system:masters) and the O
+// kubeadm:cluster-admins, compared case-insensitively after trimming
+// spaces, in every CN and O attribute of the subject.
+func Privileged(csr *x509.CertificateRequest) (attr, value string) {
+	names, _ := subjectNames(csr) // ParseCSR refused undecodable names
+	for _, n := range names {
+		v := strings.ToLower(strings.TrimSpace(n.value))
+		if strings.HasPrefix(v, SystemPrefix) || n.attr == "O" && v == KubeadmClusterAdmins {
+			return n.attr, n.value
+		}
+	}
+	return "", ""
+}
+
 // CheckProfile applies the parts of the policy that depend on the profile
-// and on the caller: server and peer certificates need a SAN, and
-// O=system:masters needs the admin role.
+// and on the caller: server and peer certificates need a SAN and no
+// wildcard directly under a public suffix; O=system:masters needs the admin
+// role (403 system_masters_requires_admin, the code clients already
+// match), and so does any other subject Privileged reports (403
+// subject_not_allowed).
 func CheckProfile(csr *x509.CertificateRequest, profile Profile, admin bool) error {
 	if hasSystemMasters(csr) && !admin {
 		return &api.Error{
@@ -264,8 +365,37 @@ func CheckProfile(csr *x509.CertificateRequest, profile Profile, admin bool) err
 			Fields: []api.FieldError{{Code: api.CodeSystemMasters, Field: "csr", Message: "O=system:masters needs the admin role"}},
 		}
 	}
-	if (profile == ProfileServer || profile == ProfilePeer) && len(csr.DNSNames) == 0 && len(csr.IPAddresses) == 0 {
-		return csrError(api.CodeMissingSAN, fmt.Sprintf("a %s certificate needs at least one DNS or IP subject alternative name in the csr", profile))
+	if attr, value := Privileged(csr); attr != "" && !admin {
+		msg := fmt.Sprintf("%s=%s is an identity Kubernetes treats as powerful and needs the admin role", attr, truncate(strings.TrimSpace(value), maxNameLen))
+		return &api.Error{
+			Status: http.StatusForbidden, Code: api.CodeSubjectNotAllowed,
+			Detail: "only an admin may obtain a certificate for a system: or kubeadm:cluster-admins identity",
+			Fields: []api.FieldError{{Code: api.CodeSubjectNotAllowed, Field: "csr", Message: msg}},
+		}
+	}
+	if profile == ProfileServer || profile == ProfilePeer {
+		if len(csr.DNSNames) == 0 && len(csr.IPAddresses) == 0 {
+			return csrError(api.CodeMissingSAN, fmt.Sprintf("a %s certificate needs at least one DNS or IP subject alternative name in the csr", profile))
+		}
+		for _, d := range csr.DNSNames {
+			if wildcardUnderPublicSuffix(d) {
+				return csrError(api.CodeSubjectNotAllowed, fmt.Sprintf("%q is a wildcard directly under a public suffix", truncate(d, 64)))
+			}
+		}
 	}
 	return nil
+}
+
+// wildcardUnderPublicSuffix reports whether d is "*." followed by a public
+// suffix of the Public Suffix List (ICANN or private section, and any
+// single label the list does not know, by its "*" rule): *.com, *.co.uk,
+// *.github.io, *.local.
+func wildcardUnderPublicSuffix(d string) bool {
+	base, ok := strings.CutPrefix(d, "*.")
+	if !ok {
+		return false
+	}
+	base = strings.ToLower(base)
+	suffix, _ := publicsuffix.PublicSuffix(base)
+	return suffix == base
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -69,7 +70,7 @@ func (a *Authority) Sign(ctx context.Context, cluster string, req SignRequest) (
 		return SignResult{}, api.Invalid(api.CodeInvalidField, "validity_hours",
 			fmt.Sprintf("validity_hours must be between 1 and %d", maxHours))
 	}
-	c, err := a.cluster(ctx, cluster)
+	c, active, err := a.activeCA(ctx, cluster)
 	if err != nil {
 		return SignResult{}, err
 	}
@@ -83,16 +84,9 @@ func (a *Authority) Sign(ctx context.Context, cluster string, req SignRequest) (
 	if err := CheckProfile(csr, profile, p.IsAdmin()); err != nil {
 		return SignResult{}, err
 	}
+	privAttr, _ := Privileged(csr) // only an admin gets this far with one
 
-	gens, err := a.st.Generations(ctx, cluster)
-	if err != nil {
-		return SignResult{}, fmt.Errorf("read CA generations of cluster %q: %w", cluster, err)
-	}
 	now := a.now()
-	active, err := activeGeneration(c, gens) // a sign needs no trust bundle
-	if err != nil {
-		return SignResult{}, err
-	}
 	notAfter, err := a.notAfter(profile, req.ValidityHours, now, active.NotAfter)
 	if err != nil {
 		return SignResult{}, err
@@ -126,6 +120,7 @@ func (a *Authority) Sign(ctx context.Context, cluster string, req SignRequest) (
 		Subject: tmpl.Subject.String(), Profile: string(profile),
 		User: p.User, Project: p.Project,
 		NotBefore: tmpl.NotBefore, NotAfter: tmpl.NotAfter, IssuedAt: now,
+		Privileged: privAttr != "",
 	}
 	if err := a.st.RecordCertificate(ctx, rec); err != nil {
 		return SignResult{}, fmt.Errorf("record certificate %s of cluster %q: %w", serial, cluster, err)
@@ -135,9 +130,17 @@ func (a *Authority) Sign(ctx context.Context, cluster string, req SignRequest) (
 	if err := a.rekeyedSince(ctx, cluster, active.Generation); err != nil {
 		return SignResult{}, err
 	}
-	a.log.Info("certificate issued", "cluster", cluster, "generation", active.Generation,
-		"serial", serial, "profile", profile, "subject", rec.Subject, "user", p.User,
-		"not_after", tmpl.NotAfter)
+	if rec.Privileged {
+		// An admin issued a control-plane, node or otherwise powerful
+		// identity: said at warn level, and marked in the registry.
+		a.log.Warn("privileged certificate issued", "cluster", cluster, "generation", active.Generation,
+			"serial", serial, "profile", profile, "subject", rec.Subject, "privileged_attribute", privAttr,
+			"user", p.User, "project", p.Project, "not_after", tmpl.NotAfter)
+	} else {
+		a.log.Info("certificate issued", "cluster", cluster, "generation", active.Generation,
+			"serial", serial, "profile", profile, "subject", rec.Subject, "user", p.User,
+			"not_after", tmpl.NotAfter)
+	}
 	return SignResult{
 		Certificate:   pemCert(der),
 		Serial:        serial,
@@ -254,4 +257,17 @@ func (a *Authority) signer(ctx context.Context, gen store.CAGeneration) (caKey, 
 	k := caKey{signer: s, cert: cert}
 	a.signers.put(gen.KeyRef, k)
 	return k, nil
+}
+
+// activeCA reads a cluster and its active generation (a sign needs no
+// other), mapping absence to 404 ca_not_found.
+func (a *Authority) activeCA(ctx context.Context, cluster string) (store.Cluster, store.CAGeneration, error) {
+	c, g, err := a.st.ActiveCA(ctx, cluster)
+	if errors.Is(err, api.ErrNotFound) {
+		return store.Cluster{}, store.CAGeneration{}, caNotFound(cluster, err)
+	}
+	if err != nil {
+		return store.Cluster{}, store.CAGeneration{}, fmt.Errorf("read cluster %q and its active CA: %w", cluster, err)
+	}
+	return c, g, nil
 }

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -81,6 +82,10 @@ type Config struct {
 	MaxInFlight, MaxInFlightValidate int
 	MaxAuthFailures                  int
 	AuthFailureWindow                time.Duration
+	// PublicURL is the address clients reach clusterkeys at (e.g.
+	// https://keys.example.com), from which Magnum's links are built; links
+	// are relative ("/v1/…") when it is empty. Never taken from a request.
+	PublicURL string
 }
 
 // Default returns the embedded defaults: software keys, SQLite, a token file,
@@ -134,6 +139,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.MaxInFlightValidate, "max-in-flight-validate", c.MaxInFlightValidate, "POST /v1/tls/validate requests served at once (default half of GOMAXPROCS, at least 1; 0: no limit)")
 	fs.IntVar(&c.MaxAuthFailures, "max-auth-failures", c.MaxAuthFailures, "failed authentications per client address in --auth-failure-window before 429 rate_limited (0: no limit)")
 	fs.DurationVar(&c.AuthFailureWindow, "auth-failure-window", c.AuthFailureWindow, "window of --max-auth-failures; one failure is allowed back every window/max")
+	fs.StringVar(&c.PublicURL, "public-url", c.PublicURL, "URL clients reach clusterkeys at, for the links of Magnum responses (default: relative links)")
 }
 
 // EnvName returns the environment variable that sets flag name.
@@ -215,6 +221,11 @@ func (c Config) Resolve() (Config, error) {
 		// Never the value: it may hold a password.
 		return c, fmt.Errorf("--store %s: want sqlite:PATH, postgres://… or postgresql://…", c.StoreName())
 	}
+	pub, err := checkPublicURL(c.PublicURL)
+	if err != nil {
+		return c, err
+	}
+	c.PublicURL = pub
 	return c, nil
 }
 
@@ -278,6 +289,22 @@ func readStoreFile(path string) (string, error) {
 		return "", fmt.Errorf("--store-file %s is empty", path)
 	}
 	return s, nil
+}
+
+// checkPublicURL returns u without a trailing slash, or an error unless it
+// is empty or an absolute http or https URL with a host and no user
+// information, query or fragment.
+func checkPublicURL(u string) (string, error) {
+	if u == "" {
+		return "", nil
+	}
+	p, err := url.Parse(u)
+	if err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" || p.User != nil ||
+		p.RawQuery != "" || p.ForceQuery || p.Fragment != "" || p.Opaque != "" {
+		// Not echoed: a user part may hold a password.
+		return "", errors.New("--public-url: want an http or https URL such as https://keys.example.com, without user, query or fragment")
+	}
+	return strings.TrimRight(u, "/"), nil
 }
 
 // NewLogger returns the slog logger c asks for, writing to w.

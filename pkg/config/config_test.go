@@ -262,3 +262,43 @@ func TestReconcileFlags(t *testing.T) {
 		})
 	}
 }
+func TestPublicURL(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+		wantErr        bool
+	}{
+		{"unset stays unset", "", "", false},
+		{"an https URL is kept", "https://keys.example.com", "https://keys.example.com", false},
+		{"a trailing slash is dropped", "https://keys.example.com/ck/", "https://keys.example.com/ck", false},
+		{"http is accepted", "http://127.0.0.1:8080", "http://127.0.0.1:8080", false},
+		{"a relative URL is refused", "/v1", "", true},
+		{"a host without scheme is refused", "keys.example.com", "", true},
+		{"another scheme is refused", "ftp://keys.example.com", "", true},
+		{"a query is refused", "https://keys.example.com/?x=1", "", true},
+		{"a fragment is refused", "https://keys.example.com/#x", "", true},
+		{"user information is refused without repeating it", "https://u:s3cret-pw@keys.example.com", "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+			c := Default()
+			c.BindFlags(fs)
+			if err := fs.Parse([]string{"--public-url=" + tt.in}); err != nil {
+				t.Fatal(err)
+			}
+			got, err := c.Resolve()
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("Resolve = %v, want error %v", err, tt.wantErr)
+			}
+			if err != nil {
+				if strings.Contains(err.Error(), "s3cret") {
+					t.Fatalf("the error repeats the password: %v", err)
+				}
+				return
+			}
+			if got.PublicURL != tt.want {
+				t.Fatalf("PublicURL = %q, want %q", got.PublicURL, tt.want)
+			}
+		})
+	}
+}

@@ -85,6 +85,7 @@ func TestGatewayErrors(t *testing.T) {
 		{"trailing data is refused", "POST", "/v1/echo", adminToken, "", `{"name":"x"} {}`, 400, api.CodeMalformedJSON, false},
 		{"an empty body is refused", "POST", "/v1/echo", adminToken, "", ``, 400, api.CodeMalformedJSON, false},
 		{"a form body is 415", "POST", "/v1/echo", adminToken, "application/x-www-form-urlencoded", `{"name":"x"}`, 415, api.CodeUnsupportedMediaType, false},
+		{"a body without Content-Type is 415", "POST", "/v1/echo", adminToken, "-", `{"name":"x"}`, 415, api.CodeUnsupportedMediaType, false},
 		{"a body over the limit is 413", "POST", "/v1/echo", adminToken, "", `{"name":"` + strings.Repeat("a", 2000) + `"}`, 413, api.CodeBodyTooLarge, false},
 		{"an unknown path is 404", "GET", "/v1/nothing", adminToken, "", ``, 404, api.CodeNotFound, false},
 		{"a wrong method is 405", "DELETE", "/v1/echo", adminToken, "", ``, 405, api.CodeMethodNotAllowed, false},
@@ -104,7 +105,10 @@ func TestGatewayErrors(t *testing.T) {
 			if tt.token != "" {
 				req.Header.Set("Authorization", "Bearer "+tt.token)
 			}
-			if tt.contentType != "" {
+			switch {
+			case tt.contentType == "" && tt.body != "":
+				req.Header.Set("Content-Type", "application/json")
+			case tt.contentType != "-":
 				req.Header.Set("Content-Type", tt.contentType)
 			}
 			rec := httptest.NewRecorder()
@@ -192,6 +196,7 @@ func TestGatewayChecksTokenHeaders(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			req := httptest.NewRequest("POST", "/v1/echo", strings.NewReader(`{"name":"x"}`))
+			req.Header.Set("Content-Type", "application/json")
 			for k, v := range tt.headers {
 				req.Header.Set(k, v)
 			}

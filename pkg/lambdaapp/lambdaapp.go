@@ -22,6 +22,8 @@ import (
 
 // Deps are what a function's routes are built from.
 type Deps struct {
+	// Config is the function's resolved configuration.
+	Config   config.Config
 	Backends *backends.Backends
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
@@ -54,7 +56,7 @@ func Run(ctx context.Context, name string, routes func(Deps) []api.Route) error 
 	limits := &gateway.Limits{MaxInFlight: cfg.MaxInFlight, RouteMaxInFlight: map[string]int{gateway.ValidateRoute: cfg.MaxInFlightValidate},
 		MaxAuthFailures: cfg.MaxAuthFailures, AuthFailureWindow: cfg.AuthFailureWindow}
 	g, err := gateway.New(gateway.Config{Auth: authenticator, Logger: log, Registry: reg, Ready: b.Ready, Limits: limits},
-		routes(Deps{Backends: b, Logger: log, Registry: reg})...)
+		routes(Deps{Config: cfg, Backends: b, Logger: log, Registry: reg})...)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}

@@ -57,6 +57,10 @@ type IssuedCertificate struct {
 	// RevokedAt is when the certificate stopped being trusted (its CA left
 	// the trust bundle); zero while it is trusted.
 	RevokedAt time.Time
+	// Privileged marks a subject Kubernetes treats as powerful (a CN or O
+	// beginning "system:", O=kubeadm:cluster-admins), which only an admin
+	// may obtain.
+	Privileged bool
 }
 
 // KEK is a named key-encryption key and its active version.
@@ -77,4 +81,42 @@ type KEKVersion struct {
 	// material), e.g. the KMS v2 key_id.
 	KeyID     string
 	CreatedAt time.Time
+}
+
+// Certificate statuses, as the registry listing computes them at a given
+// instant: revoked once RevokedAt has passed, else expired once NotAfter
+// has passed, else valid.
+const (
+	StatusValid   = "valid"
+	StatusRevoked = "revoked"
+	StatusExpired = "expired"
+)
+
+// CertificateQuery selects one page of a cluster's issued-certificate
+// registry, newest first: by IssuedAt descending, then by Serial
+// descending. Every filter left at its zero value matches every entry.
+type CertificateQuery struct {
+	Cluster string
+	// User matches the requester exactly.
+	User string
+	// Serial matches the serial exactly (lowercase hex, no separators).
+	Serial string
+	// Generation matches the CA generation that signed.
+	Generation int
+	// Status is StatusValid, StatusRevoked or StatusExpired at Now.
+	Status string
+	// Now is the instant Status is judged at.
+	Now time.Time
+	// After, when set, starts the page right after this position (keyset
+	// paging): entries recorded later never shift the pages that follow.
+	After *CertificateKey
+	// Limit is the most entries returned; it must be positive.
+	Limit int
+}
+
+// CertificateKey is the position of one registry entry in the listing
+// order.
+type CertificateKey struct {
+	IssuedAt time.Time
+	Serial   string
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clusterkeys/clusterkeys/pkg/store"
 	"github.com/clusterkeys/clusterkeys/pkg/store/postgres"
 )
 
@@ -147,7 +148,7 @@ func chain(t *testing.T, db *postgres.DB, cluster string, n int) map[int]*x509.C
 		}
 		cas[g.Generation] = c
 	}
-	certs, err := db.Certificates(ctx, cluster)
+	certs, err := db.Certificates(ctx, store.CertificateQuery{Cluster: cluster, Limit: 100000})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -107,7 +107,14 @@ func TestMigrations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	latest := known[len(known)-1].version
+	top := known[len(known)-1].version
+	// withKnown returns the embedded migrations plus extra.
+	withKnown := func(extra fstest.MapFS) fstest.MapFS {
+		for _, m := range known {
+			extra[filepathForVersion(m)] = &fstest.MapFile{Data: []byte(m.sql)}
+		}
+		return extra
+	}
 
 	t.Run("reopening applies no migration twice and keeps the data", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "m.db")
@@ -126,8 +133,8 @@ func TestMigrations(t *testing.T) {
 			if err := d.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM schema_migrations").Scan(&rows); err != nil {
 				t.Fatal(err)
 			}
-			if v, err := d.SchemaVersion(ctx); err != nil || v != latest || rows != len(known) {
-				t.Fatalf("version %d (%v), %d rows; want %d and %d", v, err, rows, latest, len(known))
+			if v, err := d.SchemaVersion(ctx); err != nil || v != top || rows != len(known) {
+				t.Fatalf("version %d (%v), %d rows; want %d and %d rows", v, err, rows, top, len(known))
 			}
 			if _, err := d.Cluster(ctx, "kept"); err != nil {
 				t.Fatalf("data lost on reopen: %v", err)
@@ -138,48 +145,38 @@ func TestMigrations(t *testing.T) {
 
 	t.Run("a new migration is applied alone on an existing database", func(t *testing.T) {
 		d := openTest(t)
-		next := fstest.MapFS{
-			fmt.Sprintf("migrations/%04d_extra.sql", latest+1): {Data: []byte("CREATE TABLE extra (x INTEGER) STRICT;")},
-		}
-		for _, m := range known {
-			next[filepathForVersion(m)] = &fstest.MapFile{Data: []byte(m.sql)}
+		next := withKnown(fstest.MapFS{
+			fmt.Sprintf("migrations/%04d_extra.sql", top+1): {Data: []byte("CREATE TABLE extra (x INTEGER) STRICT;")},
+		})
+		if err := d.migrate(ctx, next); err != nil {
+			t.Fatalf("migrate to %d: %v", top+1, err)
 		}
 		if err := d.migrate(ctx, next); err != nil {
-			t.Fatalf("migrate to %d: %v", latest+1, err)
+			t.Fatalf("migrate to %d again: %v", top+1, err)
 		}
-		if err := d.migrate(ctx, next); err != nil {
-			t.Fatalf("migrate to %d again: %v", latest+1, err)
-		}
-		if v, _ := d.SchemaVersion(ctx); v != latest+1 {
-			t.Fatalf("version %d, want %d", v, latest+1)
+		if v, _ := d.SchemaVersion(ctx); v != top+1 {
+			t.Fatalf("version %d, want %d", v, top+1)
 		}
 		if _, err := d.db.ExecContext(ctx, "INSERT INTO extra (x) VALUES (1)"); err != nil {
-			t.Fatalf("migration %d not applied: %v", latest+1, err)
+			t.Fatalf("migration %d not applied: %v", top+1, err)
 		}
 	})
 
-	// Branches number their migrations ahead of time (0002, 0003 and 0004
-	// written at once): a database migrated by the binary that had only
-	// 0001 and 0004 gets 0002 and 0003 when a later binary brings them.
-	t.Run("a migration that fills a gap is applied later, in order", func(t *testing.T) {
+	t.Run("a migration merged later with a lower number is still applied", func(t *testing.T) {
+		// Branches add migrations in parallel: a database may have
+		// applied 0003 before the binary that brings 0002 arrives.
 		d := openTest(t)
-		gapped := fstest.MapFS{}
-		for _, m := range known {
-			gapped[filepathForVersion(m)] = &fstest.MapFile{Data: []byte(m.sql)}
-		}
-		gapped[fmt.Sprintf("migrations/%04d_late.sql", latest+5)] = &fstest.MapFile{Data: []byte("CREATE TABLE late (x INTEGER) STRICT;")}
-		if err := d.migrate(ctx, gapped); err != nil {
+		late := withKnown(fstest.MapFS{
+			fmt.Sprintf("migrations/%04d_late.sql", top+3): {Data: []byte("CREATE TABLE late (x INTEGER) STRICT;")},
+		})
+		if err := d.migrate(ctx, late); err != nil {
 			t.Fatalf("migrate with a gap: %v", err)
 		}
-		filled := fstest.MapFS{}
-		for k, v := range gapped {
-			filled[k] = v
+		late[fmt.Sprintf("migrations/%04d_merged.sql", top+1)] = &fstest.MapFile{Data: []byte("CREATE TABLE merged (x INTEGER) STRICT;")}
+		if err := d.migrate(ctx, late); err != nil {
+			t.Fatalf("migrate the late merge: %v", err)
 		}
-		filled[fmt.Sprintf("migrations/%04d_filler.sql", latest+2)] = &fstest.MapFile{Data: []byte("CREATE TABLE filler (x INTEGER) STRICT;")}
-		if err := d.migrate(ctx, filled); err != nil {
-			t.Fatalf("migrate the filler: %v", err)
-		}
-		for _, table := range []string{"late", "filler"} {
+		for _, table := range []string{"late", "merged"} {
 			if _, err := d.db.ExecContext(ctx, "INSERT INTO "+table+" (x) VALUES (1)"); err != nil {
 				t.Fatalf("table %s missing: %v", table, err)
 			}
@@ -188,25 +185,18 @@ func TestMigrations(t *testing.T) {
 		if err := d.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM schema_migrations").Scan(&rows); err != nil || rows != len(known)+2 {
 			t.Fatalf("%d migrations recorded (%v), want %d", rows, err, len(known)+2)
 		}
-		// The old binary, without the filler, now meets an unknown one.
-		if err := d.migrate(ctx, gapped); !errors.Is(err, ErrSchemaTooNew) {
-			t.Fatalf("migrate without the filler = %v, want ErrSchemaTooNew", err)
-		}
 	})
 
 	t.Run("a failing migration leaves the schema as it was", func(t *testing.T) {
 		d := openTest(t)
-		broken := fstest.MapFS{
-			fmt.Sprintf("migrations/%04d_half.sql", latest+1): {Data: []byte("CREATE TABLE half (x INTEGER); SELECT * FROM no_such_table;")},
-		}
-		for _, m := range known {
-			broken[filepathForVersion(m)] = &fstest.MapFile{Data: []byte(m.sql)}
-		}
+		broken := withKnown(fstest.MapFS{
+			fmt.Sprintf("migrations/%04d_half.sql", top+1): {Data: []byte("CREATE TABLE half (x INTEGER); SELECT * FROM no_such_table;")},
+		})
 		if err := d.migrate(ctx, broken); err == nil {
 			t.Fatal("broken migration applied")
 		}
-		if v, _ := d.SchemaVersion(ctx); v != latest {
-			t.Fatalf("version %d, want %d", v, latest)
+		if v, _ := d.SchemaVersion(ctx); v != top {
+			t.Fatalf("version %d, want %d", v, top)
 		}
 		if _, err := d.db.ExecContext(ctx, "INSERT INTO half (x) VALUES (1)"); err == nil {
 			t.Fatal("half of a failed migration was kept")
@@ -219,7 +209,7 @@ func TestMigrations(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := d.db.ExecContext(ctx, "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, 'future', 'x')", latest+1); err != nil {
+		if _, err := d.db.ExecContext(ctx, "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, 'future', 'x')", top+1); err != nil {
 			t.Fatal(err)
 		}
 		d.Close()
@@ -229,6 +219,22 @@ func TestMigrations(t *testing.T) {
 			t.Fatal("Open accepted a schema newer than the binary")
 		}
 		if !errors.Is(err, ErrSchemaTooNew) {
+			t.Fatalf("err = %v, want ErrSchemaTooNew", err)
+		}
+	})
+
+	t.Run("a database with a migration this binary lacks is refused", func(t *testing.T) {
+		d := openTest(t)
+		gap := withKnown(fstest.MapFS{
+			fmt.Sprintf("migrations/%04d_after_gap.sql", top+2): {Data: []byte("SELECT 1;")},
+		})
+		if err := d.migrate(ctx, gap); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.db.ExecContext(ctx, "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, 'other_branch', 'x')", top+1); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.migrate(ctx, gap); !errors.Is(err, ErrSchemaTooNew) {
 			t.Fatalf("err = %v, want ErrSchemaTooNew", err)
 		}
 	})

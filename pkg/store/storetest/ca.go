@@ -104,6 +104,7 @@ func testCertificates(t *testing.T, newStore NewStore) {
 	var want []store.IssuedCertificate
 	for n := 1; n <= 3; n++ {
 		ic := Cert("c", 1, n)
+		ic.Privileged = n == 2 // and read back as such
 		if err := d.RecordCertificate(ctx, ic); err != nil {
 			t.Fatal(err)
 		}
@@ -115,7 +116,7 @@ func testCertificates(t *testing.T, newStore NewStore) {
 	}
 
 	t.Run("certificates come back newest first, only the cluster's", func(t *testing.T) {
-		got, err := d.Certificates(ctx, "c")
+		got, err := d.Certificates(ctx, All("c"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -123,7 +124,7 @@ func testCertificates(t *testing.T, newStore NewStore) {
 			t.Fatalf("Certificates =\n%+v\nwant\n%+v", got, want)
 		}
 	})
-	t.Run("certificates issued at the same instant come back in reverse order of recording", func(t *testing.T) {
+	t.Run("certificates issued at the same instant come back by descending serial", func(t *testing.T) {
 		a, b := Cert("other", 1, 10), Cert("other", 1, 11)
 		b.IssuedAt = a.IssuedAt
 		for _, ic := range []store.IssuedCertificate{a, b} {
@@ -131,7 +132,7 @@ func testCertificates(t *testing.T, newStore NewStore) {
 				t.Fatal(err)
 			}
 		}
-		got, err := d.Certificates(ctx, "other")
+		got, err := d.Certificates(ctx, All("other"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -204,7 +205,7 @@ func testRekey(t *testing.T, newStore NewStore) {
 		if !gens[1].RetiredAt.Equal(now) || !gens[1].TrustedUntil.Equal(until) {
 			t.Fatalf("generation 1 retired %v until %v, want %v until %v", gens[1].RetiredAt, gens[1].TrustedUntil, now, until)
 		}
-		certs, err := d.Certificates(ctx, "c")
+		certs, err := d.Certificates(ctx, All("c"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -222,7 +223,7 @@ func testRekey(t *testing.T, newStore NewStore) {
 		if err := d.RecordCertificate(ctx, Cert("c", 2, 4)); err != nil {
 			t.Fatal(err)
 		}
-		certs, _ := d.Certificates(ctx, "c")
+		certs, _ := d.Certificates(ctx, All("c"))
 		byserial := map[string]store.IssuedCertificate{}
 		for _, ic := range certs {
 			byserial[ic.Serial] = ic
@@ -252,7 +253,7 @@ func testRekey(t *testing.T, newStore NewStore) {
 		if !gens[2].RetiredAt.Equal(now) || !gens[1].RetiredAt.Equal(now2) {
 			t.Fatalf("retirement times moved: %v, %v", gens[2].RetiredAt, gens[1].RetiredAt)
 		}
-		certs, _ := d.Certificates(ctx, "c")
+		certs, _ := d.Certificates(ctx, All("c"))
 		for _, ic := range certs {
 			if !ic.RevokedAt.Equal(now2) {
 				t.Fatalf("certificate %s of generation %d revoked at %v, want %v", ic.Serial, ic.Generation, ic.RevokedAt, now2)
@@ -311,7 +312,7 @@ func testRekeyErrors(t *testing.T, newStore NewStore) {
 			// Nothing moved.
 			gens, _ := d.Generations(ctx, "c")
 			c, _ := d.Cluster(ctx, "c")
-			certs, _ := d.Certificates(ctx, "c")
+			certs, _ := d.Certificates(ctx, All("c"))
 			if c.Generation != 1 || len(gens) != 1 || !gens[0].RetiredAt.IsZero() || !certs[0].RevokedAt.IsZero() {
 				t.Fatalf("a failed rekey changed the store: %+v %+v %+v", c, gens, certs)
 			}
@@ -491,7 +492,7 @@ func testRecordRacingRekey(t *testing.T, newStore NewStore) {
 	if err := dbs[0].RecordCertificate(ctx, Cert("c", 2, 1000)); err != nil {
 		t.Fatal(err)
 	}
-	certs, err := dbs[0].Certificates(ctx, "c")
+	certs, err := dbs[0].Certificates(ctx, All("c"))
 	if err != nil {
 		t.Fatal(err)
 	}

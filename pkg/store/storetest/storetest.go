@@ -67,6 +67,10 @@ func Run(t *testing.T, newStore NewStore) {
 		{"Clusters", testClusterRoundTrip},
 		{"ClusterErrors", testClusterErrors},
 		{"Certificates", testCertificates},
+		{"CertificatesPaging", testCertificatesPaging},
+		{"CertificatesFilters", testCertificatesFilters},
+		{"CertificatesQueryErrors", testCertificatesQueryErrors},
+		{"ActiveCAAndTrustedGenerations", testActiveCAAndTrustedGenerations},
 		{"Rekey", testRekey},
 		{"RekeyErrors", testRekeyErrors},
 		{"RekeyRace", testRekeyRace},
@@ -148,6 +152,11 @@ func CreateCluster(t testing.TB, s Store, name string) {
 	if err := s.CreateCluster(context.Background(), Cluster(name), Generation(name, 1)); err != nil {
 		t.Fatalf("CreateCluster(%s): %v", name, err)
 	}
+}
+
+// All is the query of the first 1000 registry entries of cluster.
+func All(cluster string) store.CertificateQuery {
+	return store.CertificateQuery{Cluster: cluster, Limit: 1000}
 }
 
 // utc returns t in UTC without a monotonic reading, as a store returns it.
