@@ -18,11 +18,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/clusterkeys/clusterkeys/pkg/config"
+	"github.com/clusterkeys/clusterkeys/pkg/tlsserve"
 )
 
 // servingCA issues serving certificates for 127.0.0.1 with chosen serials.
@@ -404,4 +410,46 @@ func kmsshimBinary(t *testing.T) string {
 		t.Fatal(kmsshimErr)
 	}
 	return kmsshimPath
+}
+
+// TestHostExampleServesTLS checks that infra/host's unit and env file pass
+// the listen policy localrun applies at start, by serving TLS rather than
+// by --insecure-http.
+func TestHostExampleServesTLS(t *testing.T) {
+	_, file, _, _ := runtime.Caller(0)
+	dir := filepath.Join(filepath.Dir(file), "..", "..", "infra", "host")
+	c := config.Default()
+	fs := pflag.NewFlagSet("localrun serve", pflag.ContinueOnError)
+	c.BindFlags(fs)
+	unit, err := os.ReadFile(filepath.Join(dir, "clusterkeys.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile(`(?m)^\s+--([a-z0-9-]+)=(\S+)`).FindAllStringSubmatch(string(unit), -1) {
+		if err := fs.Set(m[1], m[2]); err != nil {
+			t.Fatalf("clusterkeys.service: --%s: %v", m[1], err)
+		}
+	}
+	env, err := os.ReadFile(filepath.Join(dir, "clusterkeys.env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{}
+	for _, line := range strings.Split(string(env), "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), "="); ok && !strings.HasPrefix(k, "#") {
+			vars[k] = v
+		}
+	}
+	if err := config.ApplyEnv(fs, func(k string) (string, bool) { v, ok := vars[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	if c, err = c.Resolve(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tlsserve.CheckListen(c.Listen, c.TLSCertFile != "", c.InsecureHTTP, nil); err != nil {
+		t.Fatalf("localrun would refuse the example: %v", err)
+	}
+	if c.TLSCertFile == "" || c.InsecureHTTP {
+		t.Errorf("the example serves plain HTTP (listen %s, insecure-http %v)", c.Listen, c.InsecureHTTP)
+	}
 }
