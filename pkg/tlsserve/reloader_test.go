@@ -27,7 +27,7 @@ type testCA struct {
 	pool *x509.CertPool
 }
 
-func newTestCA(t *testing.T) *testCA {
+func newTestCA(t testing.TB) *testCA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -52,7 +52,7 @@ func newTestCA(t *testing.T) *testCA {
 }
 
 // pair returns the PEM certificate and key of a new server pair.
-func (ca *testCA) pair(t *testing.T, serial int64) (certPEM, keyPEM []byte) {
+func (ca *testCA) pair(t testing.TB, serial int64) (certPEM, keyPEM []byte) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -78,7 +78,7 @@ func (ca *testCA) pair(t *testing.T, serial int64) (certPEM, keyPEM []byte) {
 
 // writeAtomically replaces path as rotation tools do: a new file renamed
 // over the old one.
-func writeAtomically(t *testing.T, path string, b []byte) {
+func writeAtomically(t testing.TB, path string, b []byte) {
 	t.Helper()
 	tmp := path + ".new"
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
@@ -127,7 +127,7 @@ func handshake(t *testing.T, cfg *tls.Config, client *tls.Config) (int64, error)
 }
 
 // setup writes a first pair (serial 1) and returns a Reloader on it.
-func setup(t *testing.T, interval time.Duration) (r *Reloader, ca *testCA, certFile, keyFile string, logs *logBuffer) {
+func setup(t testing.TB, interval time.Duration) (r *Reloader, ca *testCA, certFile, keyFile string, logs *logBuffer) {
 	t.Helper()
 	dir := t.TempDir()
 	ca = newTestCA(t)
@@ -265,4 +265,22 @@ func TestReloader(t *testing.T) {
 			t.Error("absent key file accepted")
 		}
 	})
+}
+
+// BenchmarkGetCertificate is the cost a handshake pays for reloading: a
+// cached pair (within the interval) and a stat of both files (interval 0).
+func BenchmarkGetCertificate(b *testing.B) {
+	for _, bc := range []struct {
+		name     string
+		interval time.Duration
+	}{{"cached", time.Hour}, {"stat every handshake", 0}} {
+		b.Run(bc.name, func(b *testing.B) {
+			r, _, _, _, _ := setup(b, bc.interval)
+			for b.Loop() {
+				if _, err := r.GetCertificate(nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
