@@ -17,12 +17,13 @@ run:
 ## fails them, so a fresh machine must have them installed first.
 test: lint deps unit e2e
 
-## lint: gofmt and go vet on both modules, staticcheck on the main one
+## lint: gofmt, go mod tidy -diff and go vet on both modules, staticcheck on the main one
 lint:
 	@out=$$(gofmt -l $(GOFILES)); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) mod tidy -diff
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
-	cd test && $(GO) vet ./...
+	cd test && $(GO) mod tidy -diff && $(GO) vet ./...
 
 ## unit: the fast tests of the main module (seconds)
 unit:

@@ -27,19 +27,21 @@ func invoke(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.SetOutput(stderr)
 	cfg.BindFlags(fs)
 	eventFile := fs.StringP("event", "e", "", "file holding the event JSON (- for stdin)")
-	if err := fs.Parse(args); err != nil {
+	if err := config.Parse(fs, args, 1); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return nil
 		}
-		return errUsage
+		return err
 	}
-	if fs.NArg() != 1 || *eventFile == "" {
-		fmt.Fprint(stderr, "usage: localrun invoke FUNCTION --event FILE\n")
-		return errUsage
+	if fs.NArg() != 1 {
+		return &config.UsageError{Command: fs.Name(), Err: errors.New("missing FUNCTION: localrun invoke FUNCTION --event FILE")}
+	}
+	if *eventFile == "" {
+		return &config.UsageError{Command: fs.Name(), Err: errors.New("missing flag: --event FILE")}
 	}
 	fn, err := lookupFunction(fs.Arg(0))
 	if err != nil {
-		return err
+		return &config.UsageError{Command: fs.Name(), Err: err}
 	}
 	if err := config.ApplyEnv(fs, os.LookupEnv); err != nil {
 		return err

@@ -12,7 +12,10 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+
+	"github.com/clusterkeys/clusterkeys/pkg/config"
 )
 
 const usage = `usage:
@@ -27,19 +30,19 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, errUsage) {
-			fmt.Fprintln(os.Stderr, "localrun:", err)
+		var usageErr *config.UsageError
+		if errors.As(err, &usageErr) {
+			fmt.Fprintln(os.Stderr, usageErr)
+			os.Exit(2)
 		}
+		fmt.Fprintln(os.Stderr, "localrun:", err)
 		os.Exit(1)
 	}
 }
 
-var errUsage = errors.New("usage")
-
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return errUsage
+		return &config.UsageError{Command: "localrun", Err: errors.New("missing command: serve or invoke")}
 	}
 	switch args[0] {
 	case "serve":
@@ -50,6 +53,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
-	fmt.Fprintf(stderr, "localrun: unknown command %q\n%s", args[0], usage)
-	return errUsage
+	if strings.HasPrefix(args[0], "-") {
+		return &config.UsageError{Command: "localrun", Err: fmt.Errorf("unknown flag: %s (flags follow the command: localrun serve %s)", args[0], args[0])}
+	}
+	return &config.UsageError{Command: "localrun", Err: fmt.Errorf("unknown command %q: want serve or invoke", args[0])}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/clusterkeys/clusterkeys/pkg/gateway"
 	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
 	"github.com/clusterkeys/clusterkeys/pkg/tlsbundle"
+	"github.com/clusterkeys/clusterkeys/pkg/tlsserve"
 )
 
 // function is one deployable function and the routes it serves.
@@ -127,11 +128,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	execMode := fs.Bool("exec", false, "run the built Lambda bootstraps behind a local Lambda Runtime API instead of in process")
 	binDir := fs.String("bin-dir", "bin/lambda", "with --exec: directory holding <function>/bootstrap")
 	concurrency := fs.Int("concurrency", 2, "with --exec: bootstrap processes per function")
-	if err := fs.Parse(args); err != nil {
+	if err := config.Parse(fs, args, 0); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return nil
 		}
-		return errUsage
+		return err
 	}
 	if err := config.ApplyEnv(fs, os.LookupEnv); err != nil {
 		return err
@@ -143,6 +144,17 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	log, err := cfg.NewLogger(stderr)
 	if err != nil {
 		return err
+	}
+	// The listen policy and the certificate pair are checked before any
+	// state is opened or created.
+	if err := tlsserve.CheckListen(cfg.Listen, cfg.TLSCertFile != "", cfg.InsecureHTTP, log); err != nil {
+		return err
+	}
+	var certs *tlsserve.Reloader
+	if cfg.TLSCertFile != "" {
+		if certs, err = tlsserve.NewReloader(cfg.TLSCertFile, cfg.TLSPrivateKeyFile, tlsserve.Options{CheckInterval: tlsserve.DefaultCheckInterval, Logger: log}); err != nil {
+			return err
+		}
 	}
 
 	var handler http.Handler
@@ -182,11 +194,24 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
+		// Failed handshakes and the like go to the structured log.
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	printBanner(stdout, cfg, ln.Addr().String(), newToken, *execMode)
+	scheme := "http"
+	if certs != nil {
+		srv.TLSConfig = certs.TLSConfig()
+		scheme = "https"
+	}
+	printBanner(stdout, cfg, scheme+"://"+ln.Addr().String(), newToken, *execMode)
 
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if certs != nil {
+			errc <- srv.ServeTLS(ln, "", "")
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		return err
@@ -198,12 +223,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return srv.Shutdown(sctx)
 }
 
-func printBanner(w io.Writer, cfg config.Config, addr, newToken string, execMode bool) {
+func printBanner(w io.Writer, cfg config.Config, url, newToken string, execMode bool) {
 	mode := "in process"
 	if execMode {
 		mode = "as Lambda bootstraps behind a local Runtime API"
 	}
-	fmt.Fprintf(w, "clusterkeys serving on http://%s (functions %s)\n", addr, mode)
+	fmt.Fprintf(w, "clusterkeys serving on %s (functions %s)\n", url, mode)
+	if cfg.TLSCertFile != "" {
+		fmt.Fprintf(w, "  tls:    %s, %s (reloaded when they change)\n", cfg.TLSCertFile, cfg.TLSPrivateKeyFile)
+	}
 	fmt.Fprintf(w, "  state:  %s (store %s, keys %s)\n", cfg.StateDir, cfg.StoreName(), cfg.Keys)
 	fmt.Fprintf(w, "  tokens: %s\n", cfg.TokenAuthFile)
 	if newToken != "" {
@@ -213,6 +241,6 @@ func printBanner(w io.Writer, cfg config.Config, addr, newToken string, execMode
 		abs, _ := filepath.Abs(cfg.TokenAuthFile)
 		fmt.Fprintf(w, "\nUse a token from %s:\n\n  export CLUSTERKEYS_TOKEN=$(grep -v '^#' %s | head -1 | cut -d, -f1)\n\n", cfg.TokenAuthFile, abs)
 	}
-	fmt.Fprintf(w, "Try:\n  curl -s -X PUT -H \"Authorization: Bearer $CLUSTERKEYS_TOKEN\" -H 'Content-Type: application/json' http://%s/v1/clusters/demo/ca -d '{}'\n", addr)
-	fmt.Fprintf(w, "  curl -s http://%s/readyz\n\nCtrl-C stops.\n", addr)
+	fmt.Fprintf(w, "Try:\n  curl -s -X PUT -H \"Authorization: Bearer $CLUSTERKEYS_TOKEN\" -H 'Content-Type: application/json' %s/v1/clusters/demo/ca -d '{}'\n", url)
+	fmt.Fprintf(w, "  curl -s %s/readyz\n\nCtrl-C stops.\n", url)
 }

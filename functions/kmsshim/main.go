@@ -31,7 +31,13 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
-		if !errors.Is(err, pflag.ErrHelp) {
+		var usageErr *config.UsageError
+		switch {
+		case errors.Is(err, pflag.ErrHelp):
+		case errors.As(err, &usageErr):
+			fmt.Fprintln(os.Stderr, usageErr)
+			os.Exit(2)
+		default:
 			fmt.Fprintln(os.Stderr, "kmsshim:", err)
 			os.Exit(1)
 		}
@@ -47,10 +53,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	cfg.BindFlags(fs)
 	opts.BindFlags(fs)
 	fs.Lookup("listen").Usage = "KMS v2 socket, unix:///absolute/path.sock (mode 0600)"
-	for _, n := range []string{"token-auth-file", "auth"} {
+	for _, n := range []string{"token-auth-file", "auth", "tls-cert-file", "tls-private-key-file", "insecure-http"} {
 		_ = fs.MarkHidden(n) // the shim serves no HTTP API
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := config.Parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := config.ApplyEnv(fs, os.LookupEnv); err != nil {

@@ -48,7 +48,9 @@ func run(ctx context.Context) error {
 		}
 	}
 	v := tlsbundle.NewValidator(opts)
-	g, err := gateway.New(gateway.Config{Auth: authenticator, Logger: log.With("function", "validatebundle"), Registry: reg},
+	limits := &gateway.Limits{MaxInFlight: cfg.MaxInFlight, RouteMaxInFlight: map[string]int{gateway.ValidateRoute: cfg.MaxInFlightValidate},
+		MaxAuthFailures: cfg.MaxAuthFailures, AuthFailureWindow: cfg.AuthFailureWindow}
+	g, err := gateway.New(gateway.Config{Auth: authenticator, Logger: log.With("function", "validatebundle"), Registry: reg, Limits: limits},
 		tlsbundle.Routes(v)...)
 	if err != nil {
 		return err

@@ -30,6 +30,11 @@ const EnvPrefix = "CLUSTERKEYS_"
 type Config struct {
 	// Listen is the address localrun serves on.
 	Listen string
+	// TLSCertFile and TLSPrivateKeyFile, both or neither, make localrun
+	// serve HTTPS (reloaded when they change); InsecureHTTP allows plain
+	// HTTP on a non-loopback Listen.
+	TLSCertFile, TLSPrivateKeyFile string
+	InsecureHTTP                   bool
 	// StateDir holds the SQLite file, the software master key and the token
 	// file by default.
 	StateDir string
@@ -115,7 +120,10 @@ func Default() Config {
 
 // BindFlags registers c's fields as flags on fs, with c's values as defaults.
 func (c *Config) BindFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&c.Listen, "listen", c.Listen, "address to serve HTTP on")
+	fs.StringVar(&c.Listen, "listen", c.Listen, "address to serve on; other than loopback only with TLS or --insecure-http")
+	fs.StringVar(&c.TLSCertFile, "tls-cert-file", c.TLSCertFile, "PEM certificate (chain) to serve HTTPS with, reloaded when it changes")
+	fs.StringVar(&c.TLSPrivateKeyFile, "tls-private-key-file", c.TLSPrivateKeyFile, "PEM private key of --tls-cert-file, reloaded when it changes")
+	fs.BoolVar(&c.InsecureHTTP, "insecure-http", c.InsecureHTTP, "allow plain HTTP on a non-loopback --listen (behind a TLS-terminating proxy)")
 	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "directory for the SQLite file, master key and token file")
 	fs.StringVar(&c.TokenAuthFile, "token-auth-file", c.TokenAuthFile, "static token file, CSV token,user,project,\"roles\" (default <state-dir>/tokens.csv)")
 	fs.StringVar(&c.Auth, "auth", c.Auth, "authentication: token-file or keystone")
@@ -203,6 +211,9 @@ func (c Config) Resolve() (Config, error) {
 	if c.ReconcileInterval < 0 || c.OrphanSafetyWindow <= 0 {
 		return c, fmt.Errorf("--reconcile-interval %v, --orphan-safety-window %v: want an interval ≥ 0 and a positive window (longer than any create or rekey takes)",
 			c.ReconcileInterval, c.OrphanSafetyWindow)
+	}
+	if (c.TLSCertFile == "") != (c.TLSPrivateKeyFile == "") {
+		return c, errors.New("--tls-cert-file and --tls-private-key-file go together")
 	}
 	switch c.Keys {
 	case "software", "pkcs11", "barbican":
@@ -321,4 +332,39 @@ func (c Config) NewLogger(w io.Writer) (*slog.Logger, error) {
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", c.LogFormat)
+}
+
+// UsageError is a command line that does not parse: an unknown flag, a flag
+// missing its value or given one of the wrong type, a stray argument.
+// Commands print it and exit 2 (1 is for everything else, including a
+// setting refused at start).
+type UsageError struct {
+	// Command is the command as typed, e.g. "localrun serve".
+	Command string
+	// Err says what is wrong, naming the flag.
+	Err error
+}
+
+// Error names the command and the flag and points at --help.
+func (e *UsageError) Error() string {
+	return fmt.Sprintf("%s: %v\nRun '%s --help' for usage.", e.Command, e.Err, e.Command)
+}
+
+// Unwrap returns what is wrong.
+func (e *UsageError) Unwrap() error { return e.Err }
+
+// Parse parses args into fs (named after its command), allowing at most
+// maxArgs arguments that are not flags. --help prints the flags and returns
+// pflag.ErrHelp; any other mistake is a *UsageError.
+func Parse(fs *pflag.FlagSet, args []string, maxArgs int) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return err
+		}
+		return &UsageError{Command: fs.Name(), Err: err}
+	}
+	if fs.NArg() > maxArgs {
+		return &UsageError{Command: fs.Name(), Err: fmt.Errorf("unexpected argument %q", fs.Arg(maxArgs))}
+	}
+	return nil
 }

@@ -42,6 +42,10 @@ type Config struct {
 	// Ready reports whether the backends (store, custody) are reachable, for
 	// /readyz; nil means always ready.
 	Ready func(ctx context.Context) error
+	// ReadyTimeout bounds how long /readyz waits for Ready, so that a hung
+	// backend (an HSM that stopped answering) shows as not ready within it
+	// instead of hanging the probe; 0 means DefaultReadyTimeout.
+	ReadyTimeout time.Duration
 	// Timeout bounds each request's context; 0 means 30 s.
 	Timeout time.Duration
 	// Limits bound concurrent work and failed authentications; nil means
@@ -50,6 +54,10 @@ type Config struct {
 	// Now is the throttle's clock; nil means time.Now.
 	Now func() time.Time
 }
+
+// DefaultReadyTimeout is how long /readyz waits for the backends by default:
+// the KMS shim's default status timeout, so both report a hung backend alike.
+const DefaultReadyTimeout = 2 * time.Second
 
 // Gateway is an http.Handler serving the routes it was built with.
 type Gateway struct {
@@ -76,6 +84,9 @@ func New(cfg Config, routes ...api.Route) (*Gateway, error) {
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.ReadyTimeout == 0 {
+		cfg.ReadyTimeout = DefaultReadyTimeout
 	}
 	m, err := newMetrics(cfg.Registry)
 	if err != nil {
@@ -383,7 +394,9 @@ func (g *Gateway) opsRoutes() []api.Route {
 		}},
 		{Pattern: "GET /readyz", Name: "readyz", Public: true, Handler: func(w http.ResponseWriter, r *http.Request) error {
 			if g.cfg.Ready != nil {
-				if err := g.cfg.Ready(r.Context()); err != nil {
+				ctx, cancel := context.WithTimeout(r.Context(), g.cfg.ReadyTimeout)
+				defer cancel()
+				if err := g.cfg.Ready(ctx); err != nil {
 					return api.New(http.StatusServiceUnavailable, api.CodeBackendUnavailable,
 						"not ready: a backend is unreachable").Wrap(err)
 				}

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/auth"
@@ -292,5 +293,40 @@ func BenchmarkGatewayAuthenticatedRequest(b *testing.B) {
 		if rec.Code != 200 {
 			b.Fatal(rec.Code)
 		}
+	}
+}
+
+// A backend that hangs (an HSM that stopped answering) must not hang the
+// readiness probe: /readyz answers 503 within ReadyTimeout.
+func TestReadyzAnswersWhenABackendHangs(t *testing.T) {
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	g, err := New(Config{
+		ReadyTimeout: 50 * time.Millisecond,
+		Ready: func(ctx context.Context) error {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-release:
+				return nil
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan int, 1)
+	go func() {
+		rec := httptest.NewRecorder()
+		g.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+		done <- rec.Code
+	}()
+	select {
+	case code := <-done:
+		if code != http.StatusServiceUnavailable {
+			t.Fatalf("readyz with a hung backend = %d, want 503", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("readyz still waiting on a hung backend after 10 s")
 	}
 }

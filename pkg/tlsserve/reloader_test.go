@@ -1,0 +1,286 @@
+package tlsserve
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// testCA issues server certificates for 127.0.0.1 with chosen serials.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pool *x509.CertPool
+}
+
+func newTestCA(t testing.TB) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "tlsserve test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &testCA{cert: cert, key: key, pool: pool}
+}
+
+// pair returns the PEM certificate and key of a new server pair.
+func (ca *testCA) pair(t testing.TB, serial int64) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
+}
+
+// writeAtomically replaces path as rotation tools do: a new file renamed
+// over the old one.
+func writeAtomically(t testing.TB, path string, b []byte) {
+	t.Helper()
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// handshake runs a TLS handshake between cfg and a client trusting pool over
+// an in-memory pipe, and returns the serial the server presented.
+func handshake(t *testing.T, cfg *tls.Config, client *tls.Config) (int64, error) {
+	t.Helper()
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	srv := tls.Server(a, cfg)
+	done := make(chan error, 1)
+	go func() { done <- srv.Handshake(); a.Close() }()
+	c := tls.Client(b, client)
+	err := c.Handshake()
+	b.Close()
+	<-done
+	if err != nil {
+		return 0, err
+	}
+	return c.ConnectionState().PeerCertificates[0].SerialNumber.Int64(), nil
+}
+
+// setup writes a first pair (serial 1) and returns a Reloader on it.
+func setup(t testing.TB, interval time.Duration) (r *Reloader, ca *testCA, certFile, keyFile string, logs *logBuffer) {
+	t.Helper()
+	dir := t.TempDir()
+	ca = newTestCA(t)
+	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	c, k := ca.pair(t, 1)
+	writeAtomically(t, certFile, c)
+	writeAtomically(t, keyFile, k)
+	logs = &logBuffer{}
+	r, err := NewReloader(certFile, keyFile, Options{CheckInterval: interval, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, ca, certFile, keyFile, logs
+}
+
+func TestReloader(t *testing.T) {
+	t.Run("serves a rotated pair without a restart", func(t *testing.T) {
+		r, ca, certFile, keyFile, logs := setup(t, 0)
+		client := &tls.Config{RootCAs: ca.pool, ServerName: "127.0.0.1"}
+		if got, err := handshake(t, r.TLSConfig(), client); err != nil || got != 1 {
+			t.Fatalf("first handshake: serial %d, %v", got, err)
+		}
+		c, k := ca.pair(t, 2)
+		writeAtomically(t, keyFile, k)
+		writeAtomically(t, certFile, c)
+		if got, err := handshake(t, r.TLSConfig(), client); err != nil || got != 2 {
+			t.Fatalf("after rotation: serial %d, %v; logs:\n%s", got, err, logs)
+		}
+		// Rewritten in place (same file, new contents) is seen too.
+		c, k = ca.pair(t, 3)
+		if err := os.WriteFile(keyFile, k, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(certFile, c, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := handshake(t, r.TLSConfig(), client); err != nil || got != 3 {
+			t.Fatalf("after an in-place rewrite: serial %d, %v; logs:\n%s", got, err, logs)
+		}
+		if !strings.Contains(logs.String(), "certificate reloaded") {
+			t.Errorf("no reload logged:\n%s", logs)
+		}
+	})
+
+	t.Run("keeps the old pair when the new one is broken, and logs it once", func(t *testing.T) {
+		r, ca, certFile, keyFile, logs := setup(t, 0)
+		client := &tls.Config{RootCAs: ca.pool, ServerName: "127.0.0.1"}
+		_, otherKey := ca.pair(t, 9)
+		c, _ := ca.pair(t, 2)
+		for _, broken := range []struct {
+			what, file string
+			b          []byte
+		}{
+			{"a key that does not match the certificate", keyFile, otherKey},
+			{"a truncated certificate", certFile, c[:len(c)/2]},
+			{"an empty key file", keyFile, nil},
+		} {
+			writeAtomically(t, broken.file, broken.b)
+			for range 3 {
+				if got, err := handshake(t, r.TLSConfig(), client); err != nil || got != 1 {
+					t.Fatalf("%s: serial %d, %v; want the old pair (1)", broken.what, got, err)
+				}
+			}
+		}
+		if n := strings.Count(logs.String(), "does not load"); n != 3 {
+			t.Errorf("%d refusals logged for 3 broken pairs:\n%s", n, logs)
+		}
+		if strings.Contains(logs.String(), "PRIVATE KEY") {
+			t.Errorf("key material in the logs:\n%s", logs)
+		}
+		// A good pair after the broken ones is served.
+		c, k := ca.pair(t, 4)
+		writeAtomically(t, certFile, c)
+		writeAtomically(t, keyFile, k)
+		if got, err := handshake(t, r.TLSConfig(), client); err != nil || got != 4 {
+			t.Fatalf("good pair after broken ones: serial %d, %v", got, err)
+		}
+	})
+
+	t.Run("keeps the old pair while a file is missing", func(t *testing.T) {
+		r, ca, _, keyFile, logs := setup(t, 0)
+		client := &tls.Config{RootCAs: ca.pool, ServerName: "127.0.0.1"}
+		if err := os.Remove(keyFile); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := handshake(t, r.TLSConfig(), client); err != nil || got != 1 {
+			t.Fatalf("serial %d, %v; want the old pair (1)", got, err)
+		}
+		if !strings.Contains(logs.String(), "unreadable") {
+			t.Errorf("missing file not logged:\n%s", logs)
+		}
+	})
+
+	t.Run("looks at the files at most once per interval", func(t *testing.T) {
+		r, ca, certFile, keyFile, _ := setup(t, time.Hour)
+		c, k := ca.pair(t, 2)
+		writeAtomically(t, certFile, c)
+		writeAtomically(t, keyFile, k)
+		r.refresh(time.Now())
+		if got := r.cur.Load().Leaf.SerialNumber.Int64(); got != 1 {
+			t.Fatalf("reloaded within the interval: serial %d", got)
+		}
+		r.refresh(time.Now().Add(time.Hour + time.Second))
+		if got := r.cur.Load().Leaf.SerialNumber.Int64(); got != 2 {
+			t.Fatalf("not reloaded after the interval: serial %d", got)
+		}
+	})
+
+	t.Run("refuses TLS older than 1.2", func(t *testing.T) {
+		r, ca, _, _, _ := setup(t, 0)
+		for _, v := range []uint16{tls.VersionTLS10, tls.VersionTLS11} {
+			client := &tls.Config{RootCAs: ca.pool, ServerName: "127.0.0.1", MinVersion: v, MaxVersion: v}
+			if _, err := handshake(t, r.TLSConfig(), client); err == nil {
+				t.Errorf("a client limited to %s completed a handshake", tls.VersionName(v))
+			}
+		}
+		client := &tls.Config{RootCAs: ca.pool, ServerName: "127.0.0.1", MaxVersion: tls.VersionTLS12}
+		if _, err := handshake(t, r.TLSConfig(), client); err != nil {
+			t.Errorf("TLS 1.2: %v", err)
+		}
+	})
+
+	t.Run("refuses to start on a bad pair", func(t *testing.T) {
+		dir := t.TempDir()
+		ca := newTestCA(t)
+		c, _ := ca.pair(t, 1)
+		_, k := ca.pair(t, 2)
+		certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+		writeAtomically(t, certFile, c)
+		writeAtomically(t, keyFile, k)
+		if _, err := NewReloader(certFile, keyFile, Options{}); err == nil || !strings.Contains(err.Error(), certFile) {
+			t.Errorf("mismatched pair: %v, want an error naming %s", err, certFile)
+		}
+		if _, err := NewReloader(certFile, filepath.Join(dir, "absent.key"), Options{}); err == nil {
+			t.Error("absent key file accepted")
+		}
+	})
+}
+
+// BenchmarkGetCertificate is the cost a handshake pays for reloading: a
+// cached pair (within the interval) and a stat of both files (interval 0).
+func BenchmarkGetCertificate(b *testing.B) {
+	for _, bc := range []struct {
+		name     string
+		interval time.Duration
+	}{{"cached", time.Hour}, {"stat every handshake", 0}} {
+		b.Run(bc.name, func(b *testing.B) {
+			r, _, _, _, _ := setup(b, bc.interval)
+			for b.Loop() {
+				if _, err := r.GetCertificate(nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
