@@ -7,11 +7,15 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
+	"io"
 	mrand "math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -478,4 +482,109 @@ func TestPostgresOutageThroughHTTP(t *testing.T) {
 		t.Fatal("the CA refused during the outage exists")
 	}
 	chain(t, db, "outage", 2)
+}
+
+// BenchmarkSignCSRThroughLocalrunOnPostgres is BenchmarkSignCSRThroughLocalrun
+// on PostgreSQL: sign-CSR through one, then two `localrun serve` instances
+// sharing one database (the 8 clients alternate between them), reporting
+// req/s, p50 and p99. Compare with BenchmarkSignCSRThroughLocalrun (SQLite).
+func BenchmarkSignCSRThroughLocalrunOnPostgres(b *testing.B) {
+	pg := startPostgres(b)
+	shared := sharedConfig(b, pg)
+	a := startServer(b, serverOpts{args: shared})
+	two := startServer(b, serverOpts{args: shared})
+	if r := do(b, "PUT", a.URL+"/v1/clusters/load/ca", adminToken, map[string]any{"key_algorithm": "ecdsa-p256"}); r.Status != 201 {
+		b.Fatalf("create CA: %d %s", r.Status, r.Body)
+	}
+	body, err := json.Marshal(map[string]any{"csr": newCSR(b, p256(b), "load-user", nil), "profile": "client"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, servers := range [][]*server{{a}, {a, two}} {
+		b.Run(fmt.Sprintf("instances=%d", len(servers)), func(b *testing.B) {
+			var urls []string
+			for _, s := range servers {
+				urls = append(urls, s.URL+"/v1/clusters/load/certificates")
+			}
+			if got := loadRunOver(b, urls, body); got[http.StatusCreated] != b.N {
+				b.Fatalf("answers %v, want %d × 201", got, b.N)
+			}
+		})
+	}
+}
+
+// BenchmarkRekeyContentionOnPostgres measures rekeys of one cluster from 8
+// clients alternating between two instances on one database: every rekey
+// races the others, one wins each generation and the rest answer 409.
+// It reports the latency of all answers (p50, p99), req/s and the share
+// that won.
+func BenchmarkRekeyContentionOnPostgres(b *testing.B) {
+	pg := startPostgres(b)
+	shared := sharedConfig(b, pg)
+	a := startServer(b, serverOpts{args: shared})
+	two := startServer(b, serverOpts{args: shared})
+	if r := do(b, "PUT", a.URL+"/v1/clusters/contended/ca", adminToken, nil); r.Status != 201 {
+		b.Fatalf("create CA: %d %s", r.Status, r.Body)
+	}
+	urls := []string{a.URL + "/v1/clusters/contended/ca/rekey", two.URL + "/v1/clusters/contended/ca/rekey"}
+	got := loadRunOver(b, urls, []byte(`{}`))
+	if got[http.StatusOK]+got[http.StatusConflict] != b.N || got[http.StatusOK] == 0 {
+		b.Fatalf("answers %v, want only 200 and 409", got)
+	}
+	b.ReportMetric(float64(got[http.StatusOK])/float64(b.N), "won/op")
+}
+
+// loadRunOver sends b.N POSTs of body from 8 concurrent clients, client c
+// to urls[c % len(urls)], reports throughput and latency percentiles, and
+// returns how many answers had each status (-1: no answer).
+func loadRunOver(b *testing.B, urls []string, body []byte) map[int]int {
+	const clients = 8
+	tr := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	var next atomic.Int64
+	lat := make([][]time.Duration, clients)
+	statuses := make([]map[int]int, clients)
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for c := range clients {
+		statuses[c] = map[int]int{}
+		wg.Go(func() {
+			for next.Add(1) <= int64(b.N) {
+				req, _ := http.NewRequest("POST", urls[c%len(urls)], bytes.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+adminToken)
+				req.Header.Set("Content-Type", "application/json")
+				t0 := time.Now()
+				resp, err := hc.Do(req)
+				if err != nil {
+					statuses[c][-1]++
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				statuses[c][resp.StatusCode]++
+				lat[c] = append(lat[c], time.Since(t0))
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	got := map[int]int{}
+	for _, m := range statuses {
+		for k, v := range m {
+			got[k] += v
+		}
+	}
+	if len(all) == 0 {
+		return got
+	}
+	pct := func(p float64) float64 { return float64(all[int(p*float64(len(all)-1))].Microseconds()) / 1000 }
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+	return got
 }

@@ -17,6 +17,10 @@
 #       fast shutdown of the server started in DIR; stopping a stopped
 #       server is not an error.
 #
+# With POSTGRES_DURABLE=1 in the environment, start keeps PostgreSQL's
+# durable defaults (fsync, synchronous_commit, full_page_writes on), for
+# measurements to compare with SQLite's synchronous=FULL.
+#
 # Cleanup is `stop` then `rm -rf DIR`. Run as root, the server runs as
 # `nobody` (PostgreSQL refuses root): DIR's parents must let it through
 # (chmod 711; a `mktemp -d` directory is 700).
@@ -70,11 +74,13 @@ start() {
     (cd "$dir" && as_pg "$bin/initdb" -D "$dir/data" -A trust -U postgres -E UTF8 --no-sync) >"$dir/initdb.log" 2>&1 ||
       die "initdb failed (see $dir/initdb.log)"
   fi
+  local fast="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+  [ "${POSTGRES_DURABLE:-}" = 1 ] && fast=
   if ! "$bin/pg_isready" -q -h "$dir/sock" -p "$port"; then
     # pg_ctl -w waits until the server accepts connections; its output and
     # the server's go to files, so that no pipe of the caller stays open.
     (cd "$dir" && as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/log/server.log" -w -t 60 \
-      -o "-k $dir/sock -c listen_addresses= -p $port -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+      -o "-k $dir/sock -c listen_addresses= -p $port $fast -c max_connections=300" \
       start) >>"$dir/pg_ctl.log" 2>&1 </dev/null || die "the server did not start (see $dir/log/server.log)"
   fi
   if ! "$bin/psql" -h "$dir/sock" -p "$port" -U postgres -d postgres -tAc \
