@@ -484,6 +484,37 @@ func TestPostgresOutageThroughHTTP(t *testing.T) {
 	chain(t, db, "outage", 2)
 }
 
+// TestExecBootstrapsOnPostgres runs the built Lambda bootstraps behind
+// `localrun serve --exec` on one PostgreSQL database: a CA created through
+// rekeycluster's bootstrap signs through signcsr's, and an ordinary
+// instance on the same database sees what the bootstraps wrote.
+func TestExecBootstrapsOnPostgres(t *testing.T) {
+	pg := startPostgres(t)
+	shared := sharedConfig(t, pg)
+	lambda := startServer(t, serverOpts{args: append([]string{"--exec", "--bin-dir", filepath.Join(binDir, "lambda")}, shared...)})
+	plain := startServer(t, serverOpts{args: shared})
+
+	ca := createCA(t, lambda, memberToken, "lambda-pg", nil)
+	c := sign(t, lambda, memberToken, "lambda-pg", map[string]any{"csr": newCSR(t, p256(t), "node", nil), "profile": "client"})
+	if err := verifies(t, c.Certificate, ca.TrustBundle, x509.ExtKeyUsageClientAuth); err != nil || c.CAGeneration != 1 {
+		t.Fatalf("signed through the signcsr bootstrap: generation %d, %v", c.CAGeneration, err)
+	}
+	r := do(t, "POST", lambda.URL+"/v1/clusters/lambda-pg/ca/rekey", memberToken, map[string]any{"expected_generation": 1})
+	if r.Status != 200 {
+		t.Fatalf("rekey through the rekeycluster bootstrap: %d %s", r.Status, r.Body)
+	}
+	var rekeyed, seen caResource
+	r.json(t, &rekeyed)
+	do(t, "GET", plain.URL+"/v1/clusters/lambda-pg/ca", memberToken, nil).json(t, &seen)
+	if seen.Generation != 2 || seen.Certificate != rekeyed.Certificate {
+		t.Fatalf("the ordinary instance sees generation %d", seen.Generation)
+	}
+	c = sign(t, plain, memberToken, "lambda-pg", map[string]any{"csr": newCSR(t, p256(t), "node", nil), "profile": "client"})
+	if err := verifies(t, c.Certificate, rekeyed.TrustBundle, x509.ExtKeyUsageClientAuth); err != nil || c.CAGeneration != 2 {
+		t.Fatalf("signed by the ordinary instance after the bootstrap's rekey: generation %d, %v", c.CAGeneration, err)
+	}
+}
+
 // BenchmarkSignCSRThroughLocalrunOnPostgres is BenchmarkSignCSRThroughLocalrun
 // on PostgreSQL: sign-CSR through one, then two `localrun serve` instances
 // sharing one database (the 8 clients alternate between them), reporting
