@@ -56,6 +56,10 @@ type Config struct {
 	BarbicanProject  string
 	// AuthCacheTTL bounds how long a Keystone token validation is reused.
 	AuthCacheTTL time.Duration
+	// AdminProject is the Keystone project whose admins are clusterkeys'
+	// admins (besides system-scoped admins): id, name in the Default domain,
+	// or DOMAIN/NAME. An admin of any other project is that project's only.
+	AdminProject string
 	// LogLevel is debug, info, warn or error; LogFormat is text or json.
 	LogLevel  string
 	LogFormat string
@@ -70,6 +74,7 @@ func Default() Config {
 		Auth:         "token-file",
 		Keys:         "software",
 		AuthCacheTTL: 10 * time.Second,
+		AdminProject: "admin",
 		LogLevel:     "info",
 		LogFormat:    "text",
 	}
@@ -91,6 +96,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.BarbicanEndpoint, "barbican-endpoint", c.BarbicanEndpoint, "Barbican endpoint, overriding the Keystone catalog (e.g. http://127.0.0.1:9311)")
 	fs.StringVar(&c.BarbicanProject, "barbican-project", c.BarbicanProject, "with --barbican-endpoint and no Keystone: the X-Project-Id to use")
 	fs.DurationVar(&c.AuthCacheTTL, "auth-cache-ttl", c.AuthCacheTTL, "with --auth keystone: how long a token validation is reused (a revoked token works at most this long)")
+	fs.StringVar(&c.AdminProject, "admin-project", c.AdminProject, "with --auth keystone: the project whose admin role makes a clusterkeys admin (id, name in the Default domain, or DOMAIN/NAME; empty: system-scoped admins only); an admin of another project is that project's only")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
 }
