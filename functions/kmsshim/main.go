@@ -3,7 +3,11 @@
 // clusterkeys KEK (pkg/kmsplugin does the work; this file only wires).
 //
 //	kmsshim --listen unix:///var/run/clusterkeys/kms.sock --keys software|pkcs11|barbican \
-//	        --state-dir DIR --key NAME [--metrics-listen 127.0.0.1:9464]
+//	        --state-dir DIR --key NAME [--key-project PROJECT] [--metrics-listen 127.0.0.1:9464]
+//
+// The KEK belongs to --key-project, by default the reserved
+// "clusterkeys:kms" that no token carries: through the gateway only a
+// global admin can then wrap or unwrap with it.
 //
 // Every flag is also settable as CLUSTERKEYS_<FLAG>; the PKCS#11 PIN comes
 // from --pkcs11-pin-file or CLUSTERKEYS_PKCS11_PIN, never from a flag.
