@@ -65,6 +65,11 @@ func (p Principal) IsAdmin() bool {
 	return !p.AdminProjectOnly && slices.Contains(p.Roles, RoleAdmin)
 }
 
+// HasRole reports whether p holds any of the roles clusterkeys knows
+// (admin, member, reader), whatever its project: what a request that reads
+// nothing stored (validating a TLS bundle) needs.
+func (p Principal) HasRole() bool { return p.hasAny(RoleAdmin, RoleMember, RoleReader) }
+
 // hasAny reports whether p has one of roles.
 func (p Principal) hasAny(roles ...string) bool {
 	return slices.ContainsFunc(roles, func(r string) bool { return slices.Contains(p.Roles, r) })
