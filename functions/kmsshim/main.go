@@ -81,6 +81,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer b.Close()
+	// The shim is long-running: it collects what crashes leave in custody
+	// like localrun does, one instance at a time through the store's lease.
+	rctx, stop := context.WithCancel(ctx)
+	wait := b.StartReconciler(rctx, cfg, log, opts.Registry)
+	defer func() { stop(); wait() }()
 	kw := keywrap.New(b.Store, b.Custody, keywrap.Options{Logger: log, Registerer: opts.Registry})
 	return kmsplugin.Run(ctx, opts, kw, log, nil)
 }
