@@ -126,6 +126,7 @@ func bootstrapEnv(cfg config.Config) ([]string, error) {
 		config.EnvName("store") + "=" + store,
 		config.EnvName("keys") + "=" + cfg.Keys,
 		config.EnvName("auth") + "=" + cfg.Auth,
+		config.EnvName("admin-project") + "=" + cfg.AdminProject, // "" is meaningful: system admins only
 		config.EnvName("log-level") + "=" + cfg.LogLevel,
 		config.EnvName("log-format") + "=" + cfg.LogFormat,
 	}

@@ -3,7 +3,11 @@
 // clusterkeys KEK (pkg/kmsplugin does the work; this file only wires).
 //
 //	kmsshim --listen unix:///var/run/clusterkeys/kms.sock --keys software|pkcs11|barbican \
-//	        --state-dir DIR --key NAME [--metrics-listen 127.0.0.1:9464]
+//	        --state-dir DIR --key NAME [--key-project PROJECT] [--metrics-listen 127.0.0.1:9464]
+//
+// The KEK belongs to --key-project, by default the reserved
+// "clusterkeys:kms" that no token carries: through the gateway only a
+// global admin can then wrap or unwrap with it.
 //
 // Every flag is also settable as CLUSTERKEYS_<FLAG>; the PKCS#11 PIN comes
 // from --pkcs11-pin-file or CLUSTERKEYS_PKCS11_PIN, never from a flag.
@@ -77,6 +81,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer b.Close()
+	// The shim is long-running: it collects what crashes leave in custody
+	// like localrun does, one instance at a time through the store's lease.
+	rctx, stop := context.WithCancel(ctx)
+	wait := b.StartReconciler(rctx, cfg, log, opts.Registry)
+	defer func() { stop(); wait() }()
 	kw := keywrap.New(b.Store, b.Custody, keywrap.Options{Logger: log, Registerer: opts.Registry})
 	return kmsplugin.Run(ctx, opts, kw, log, nil)
 }

@@ -20,6 +20,13 @@ import (
 // TokenFile authenticates static bearer tokens read from a CSV file in
 // kube-apiserver's --token-auth-file format: token,user,project,"role1,role2".
 // Lines starting with # and blank lines are ignored.
+//
+// A line with the member or reader role must name a project: a principal
+// with no project owns nothing (package doc), so such a line would give a
+// token that can do nothing, or worse, a file written for an older release
+// that relied on the empty project. Projects beginning with ReservedPrefix
+// belong to clusterkeys itself (the KMS shim's key project) and no line may
+// carry one.
 type TokenFile struct {
 	entries []tokenEntry
 }
@@ -29,26 +36,67 @@ type tokenEntry struct {
 	principal Principal
 }
 
+// ReservedPrefix begins the projects that belong to clusterkeys itself,
+// such as the KMS shim's default key project: no token-file line may carry
+// one, and Keystone project ids never contain ':'.
+const ReservedPrefix = "clusterkeys:"
+
 // maxTokenFile bounds what LoadTokenFile reads.
 const maxTokenFile = 4 << 20
 
-// LoadTokenFile reads a token file. Errors name the line, never the token.
+// The reasons a token file line is refused. They are constant text: an
+// error names the line, never anything read from it, so no token can leak
+// into a log through a misplaced field.
+const (
+	errMalformed       = "malformed CSV"
+	errFields          = "want token,user,project[,roles]"
+	errShortToken      = "token shorter than 16 characters"
+	errEmptyUser       = "empty user"
+	errNoProject       = "the member and reader roles need a project (a principal with no project owns nothing)"
+	errReservedProject = "projects beginning with " + ReservedPrefix + " are reserved for clusterkeys itself"
+	errDuplicate       = "duplicate token"
+)
+
+// LoadTokenFile reads a token file. It refuses a file that is not a
+// regular file or that group or others may read or write, as for the master
+// key and the PKCS#11 PIN file. Errors name the line, never the token.
 func LoadTokenFile(path string) (*TokenFile, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("open token file: %w", err)
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("stat token file %s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("token file %s is not a regular file", path)
+	}
+	// Tokens others can read are tokens already given away.
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("token file %s has mode %#o: it must not be readable or writable by group or others (chmod 600 it)", path, perm)
+	}
 	return ParseTokenFile(io.LimitReader(f, maxTokenFile))
 }
 
-// ParseTokenFile parses token file contents.
-func ParseTokenFile(r io.Reader) (*TokenFile, error) {
+// record is one parsed token file line.
+type record struct {
+	token     string
+	principal Principal
+}
+
+func lineError(line int, reason string) error {
+	return fmt.Errorf("token file line %d: %s", line, reason)
+}
+
+// parseRecords parses and checks token file contents.
+func parseRecords(r io.Reader) ([]record, error) {
 	cr := csv.NewReader(r)
 	cr.FieldsPerRecord = -1
 	cr.Comment = '#'
 	cr.TrimLeadingSpace = true
-	tf := &TokenFile{}
+	var out []record
 	seen := map[[32]byte]bool{}
 	for {
 		rec, err := cr.Read()
@@ -61,18 +109,18 @@ func ParseTokenFile(r io.Reader) (*TokenFile, error) {
 			if errors.As(err, &pe) {
 				line = pe.Line
 			}
-			return nil, fmt.Errorf("token file line %d: malformed CSV", line)
+			return nil, lineError(line, errMalformed)
 		}
 		line, _ := cr.FieldPos(0)
 		if len(rec) < 3 {
-			return nil, fmt.Errorf("token file line %d: want token,user,project[,roles]", line)
+			return nil, lineError(line, errFields)
 		}
 		token, user, project := strings.TrimSpace(rec[0]), strings.TrimSpace(rec[1]), strings.TrimSpace(rec[2])
 		if len(token) < 16 {
-			return nil, fmt.Errorf("token file line %d: token shorter than 16 characters", line)
+			return nil, lineError(line, errShortToken)
 		}
 		if user == "" {
-			return nil, fmt.Errorf("token file line %d: empty user", line)
+			return nil, lineError(line, errEmptyUser)
 		}
 		var roles []string
 		for _, f := range rec[3:] {
@@ -82,14 +130,41 @@ func ParseTokenFile(r io.Reader) (*TokenFile, error) {
 				}
 			}
 		}
+		p := Principal{User: user, Project: project, Roles: roles}
+		if project == "" && p.hasAny(RoleMember, RoleReader) {
+			return nil, lineError(line, errNoProject)
+		}
+		if strings.HasPrefix(project, ReservedPrefix) {
+			return nil, lineError(line, errReservedProject)
+		}
 		d := sha256.Sum256([]byte(token))
 		if seen[d] {
-			return nil, fmt.Errorf("token file line %d: duplicate token", line)
+			return nil, lineError(line, errDuplicate)
 		}
 		seen[d] = true
-		tf.entries = append(tf.entries, tokenEntry{digest: d, principal: Principal{User: user, Project: project, Roles: roles}})
+		out = append(out, record{token: token, principal: p})
+	}
+	return out, nil
+}
+
+// ParseTokenFile parses token file contents.
+func ParseTokenFile(r io.Reader) (*TokenFile, error) {
+	recs, err := parseRecords(r)
+	if err != nil {
+		return nil, err
+	}
+	tf := &TokenFile{entries: make([]tokenEntry, 0, len(recs))}
+	for _, rec := range recs {
+		tf.entries = append(tf.entries, tokenEntry{digest: sha256.Sum256([]byte(rec.token)), principal: rec.principal})
 	}
 	return tf, nil
+}
+
+// formatLine returns the token file line for token and p, every field
+// quoted so that any value the parser accepts reads back the same.
+func formatLine(token string, p Principal) string {
+	q := func(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+	return q(token) + "," + q(p.User) + "," + q(p.Project) + "," + q(strings.Join(p.Roles, ",")) + "\n"
 }
 
 // Authenticate looks token up. Every entry is compared, in constant time on
@@ -126,8 +201,8 @@ func EnsureTokenFile(path string) (token string, err error) {
 		return "", err
 	}
 	token = base64.RawURLEncoding.EncodeToString(b[:])
-	content := "# clusterkeys static tokens: token,user,project,\"roles\"\n" +
-		token + ",admin,admin,\"admin\"\n"
+	content := "# clusterkeys static tokens: token,user,project,\"roles\" (keep this file mode 0600)\n" +
+		formatLine(token, Principal{User: "admin", Project: "admin", Roles: []string{RoleAdmin}})
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return "", fmt.Errorf("create token file: %w", err)

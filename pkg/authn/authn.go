@@ -19,7 +19,7 @@ func New(ctx context.Context, cfg config.Config) (auth.Authenticator, error) {
 	case "token-file":
 		return auth.LoadTokenFile(cfg.TokenAuthFile)
 	case "keystone":
-		return keystone.New(ctx, keystone.Config{Cloud: cfg.OSCloud, CacheTTL: cfg.AuthCacheTTL})
+		return keystone.New(ctx, keystone.Config{Cloud: cfg.OSCloud, CacheTTL: cfg.AuthCacheTTL, AdminProject: cfg.AdminProject})
 	}
 	return nil, fmt.Errorf("authentication %q is not built in", cfg.Auth)
 }

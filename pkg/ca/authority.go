@@ -271,15 +271,11 @@ func (a *Authority) normalize(cluster string, p auth.Principal, req CreateReques
 		return req, api.Invalid(api.CodeInvalidField, "validity_days",
 			fmt.Sprintf("validity_days must be between 1 and %d", MaxCAValidityDays))
 	}
-	if req.ProjectID == "" {
-		req.ProjectID = p.Project
+	project, err := p.AuthorizeCreate(req.ProjectID)
+	if err != nil {
+		return req, fmt.Errorf("create the CA of cluster %q: %w", cluster, err)
 	}
-	if req.ProjectID != p.Project && !p.IsAdmin() {
-		return req, fmt.Errorf("user %q may not create a CA in project %q: %w", p.User, req.ProjectID, api.ErrForbidden)
-	}
-	if err := p.AuthorizeWrite(req.ProjectID); err != nil {
-		return req, err
-	}
+	req.ProjectID = project
 	return req, nil
 }
 

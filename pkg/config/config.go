@@ -78,6 +78,10 @@ type Config struct {
 	// reconciler destroys it.
 	ReconcileInterval  time.Duration
 	OrphanSafetyWindow time.Duration
+	// AdminProject is the Keystone project whose admins are clusterkeys'
+	// admins (besides system-scoped admins): id, name in the Default domain,
+	// or DOMAIN/NAME. An admin of any other project is that project's only.
+	AdminProject string
 	// LogLevel is debug, info, warn or error; LogFormat is text or json.
 	LogLevel  string
 	LogFormat string
@@ -102,6 +106,7 @@ func Default() Config {
 		Auth:         "token-file",
 		Keys:         "software",
 		AuthCacheTTL: 10 * time.Second,
+		AdminProject: "admin",
 		LogLevel:     "info",
 		LogFormat:    "text",
 		// The same as gateway.DefaultLimits (a test keeps them equal).
@@ -141,6 +146,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.AuthCacheTTL, "auth-cache-ttl", c.AuthCacheTTL, "with --auth keystone: how long a token validation is reused (a revoked token works at most this long)")
 	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", c.ReconcileInterval, "time between runs of the custody reconciler (at start, then this often; one instance at a time); 0 disables it")
 	fs.DurationVar(&c.OrphanSafetyWindow, "orphan-safety-window", c.OrphanSafetyWindow, "how old a custody key that no row names must be before the reconciler destroys it")
+	fs.StringVar(&c.AdminProject, "admin-project", c.AdminProject, "with --auth keystone: the project whose admin role makes a clusterkeys admin (id, name in the Default domain, or DOMAIN/NAME; empty: system-scoped admins only); an admin of another project is that project's only")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
 	fs.IntVar(&c.MaxInFlight, "max-in-flight", c.MaxInFlight, "requests served at once by this instance, beyond which 503 overloaded (0: no limit; /healthz, /readyz, /metrics never count)")

@@ -153,12 +153,9 @@ func (s *Service) handleCreate(w http.ResponseWriter, r *http.Request) error {
 	if err := ValidateName(req.Name); err != nil {
 		return err
 	}
-	project := req.ProjectID
-	if project == "" {
-		project = p.Project
-	}
-	if err := p.AuthorizeWrite(project); err != nil {
-		return err
+	project, err := p.AuthorizeCreate(req.ProjectID)
+	if err != nil {
+		return fmt.Errorf("create KEK %q: %w", req.Name, err)
 	}
 	_, _, created, err := s.Create(r.Context(), req.Name, project)
 	if err != nil {

@@ -10,6 +10,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/pflag"
+
+	"github.com/clusterkeys/clusterkeys/pkg/api"
+	"github.com/clusterkeys/clusterkeys/pkg/auth"
 )
 
 // DefaultListen is the socket the shim serves on unless told otherwise; the
@@ -19,6 +22,12 @@ const DefaultListen = "unix:///var/run/clusterkeys/kms.sock"
 // DefaultKeyName is the KEK the shim uses unless told otherwise.
 const DefaultKeyName = "kubernetes-kms"
 
+// DefaultKeyProject owns the KEK the shim creates unless told otherwise. It
+// begins with auth.ReservedPrefix, which no token-file line may carry and
+// no Keystone project id contains, so through the gateway only a global
+// admin can use the KEK that wraps kube-apiserver's seeds.
+const DefaultKeyProject = auth.ReservedPrefix + "kms"
+
 // Options are the shim's own settings; custody and store settings are
 // pkg/config's.
 type Options struct {
@@ -26,7 +35,9 @@ type Options struct {
 	Listen string
 	// Key is the KEK name, created when absent.
 	Key string
-	// KeyProject owns the KEK when the shim creates it.
+	// KeyProject owns the KEK when the shim creates it
+	// (DefaultKeyProject): the project whose members may also use the KEK
+	// through the gateway.
 	KeyProject string
 	// MetricsListen, when set, is a TCP address serving /metrics.
 	MetricsListen string
@@ -47,6 +58,7 @@ func DefaultOptions() Options {
 	return Options{
 		Listen:          DefaultListen,
 		Key:             DefaultKeyName,
+		KeyProject:      DefaultKeyProject,
 		StatusTTL:       DefaultStatusTTL,
 		StatusTimeout:   DefaultProbeTimeout,
 		ShutdownTimeout: 10 * time.Second,
@@ -57,7 +69,7 @@ func DefaultOptions() Options {
 // as flags on fs with o's values as defaults.
 func (o *Options) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Key, "key", o.Key, "name of the KEK that wraps kube-apiserver's seeds (created when absent)")
-	fs.StringVar(&o.KeyProject, "key-project", o.KeyProject, "project that owns the KEK when the shim creates it")
+	fs.StringVar(&o.KeyProject, "key-project", o.KeyProject, "project that owns the KEK when the shim creates it: its members (and global admins) may wrap and unwrap with it through the gateway; the default is reserved, so only global admins can")
 	fs.StringVar(&o.MetricsListen, "metrics-listen", o.MetricsListen, "TCP address to serve Prometheus /metrics on, e.g. 127.0.0.1:9464 (off when empty)")
 	fs.DurationVar(&o.StatusTTL, "status-cache", o.StatusTTL, "how long a healthy Status round trip is reused")
 	fs.DurationVar(&o.StatusTimeout, "status-timeout", o.StatusTimeout, "how long Status waits for custody's round trip before reporting unhealthy (keep it below kube-apiserver's KMS timeout, 3s by default)")
@@ -77,7 +89,7 @@ func Run(ctx context.Context, o Options, b Backend, log *slog.Logger, ready func
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	keyID, created, err := EnsureKey(ctx, b, o.Key, o.KeyProject)
+	keyID, created, err := ensureOwnedKey(ctx, b, o.Key, o.KeyProject, log)
 	if err != nil {
 		return err
 	}
@@ -141,6 +153,38 @@ func Run(ctx context.Context, o Options, b Backend, log *slog.Logger, ready func
 		return err
 	}
 	return nil
+}
+
+// projectReader says which project owns a KEK (pkg/keywrap.Service).
+type projectReader interface {
+	Project(ctx context.Context, name string) (string, error)
+}
+
+// ensureOwnedKey is EnsureKey for the shim. A KEK that exists in another
+// project than project is used only when it belongs to nobody (project "":
+// created by a shim before --key-project had a default), which through the
+// gateway only global admins can use; its owner is left as it is. A KEK of
+// any other project is refused: that project's members could unwrap through
+// the gateway every seed the shim wraps.
+func ensureOwnedKey(ctx context.Context, b Backend, name, project string, log *slog.Logger) (keyID string, created bool, err error) {
+	keyID, created, err = EnsureKey(ctx, b, name, project)
+	if err == nil || !errors.Is(err, api.ErrConflict) {
+		return keyID, created, err
+	}
+	pr, ok := b.(projectReader)
+	if !ok {
+		return "", false, err
+	}
+	owner, perr := pr.Project(ctx, name)
+	if perr != nil {
+		return "", false, fmt.Errorf("ensure KEK %q: read its project: %w", name, perr)
+	}
+	if owner != "" {
+		return "", false, fmt.Errorf("KEK %q belongs to project %q, not to --key-project %q: its members could unwrap kube-apiserver's seeds; use another --key or that --key-project: %w", name, owner, project, err)
+	}
+	log.Warn("kms key belongs to no project (created before --key-project had a default); only global admins can use it through the gateway",
+		"key", name, "key_project", project)
+	return EnsureKey(ctx, b, name, "")
 }
 
 // NewRegistry returns a Prometheus registry with the Go runtime and process

@@ -141,7 +141,7 @@ func (v *Validator) serveValidate(w http.ResponseWriter, r *http.Request) error 
 	if !ok {
 		return fmt.Errorf("validate: no principal: %w", api.ErrUnauthenticated)
 	}
-	if !p.CanRead(p.Project) {
+	if !p.HasRole() {
 		return api.New(http.StatusForbidden, api.CodeForbidden,
 			"validating a TLS bundle needs the admin, member or reader role")
 	}

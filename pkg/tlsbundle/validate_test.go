@@ -551,6 +551,10 @@ func TestValidateNeedsARole(t *testing.T) {
 		{"a reader may validate", auth.Principal{User: "r", Project: "p1", Roles: []string{auth.RoleReader}}, http.StatusBadRequest},
 		{"a member may validate", auth.Principal{User: "m", Project: "p1", Roles: []string{auth.RoleMember}}, http.StatusBadRequest},
 		{"an admin may validate", auth.Principal{User: "a", Roles: []string{auth.RoleAdmin}}, http.StatusBadRequest},
+		// Validating reads nothing stored: a domain-scoped Keystone member
+		// (no project) may validate as README says any role may.
+		{"a member with no project may validate", auth.Principal{User: "d", Roles: []string{auth.RoleMember}}, http.StatusBadRequest},
+		{"a project-scoped admin may validate", auth.Principal{User: "pa", Project: "p2", Roles: []string{auth.RoleAdmin}, AdminProjectOnly: true}, http.StatusBadRequest},
 		{"a principal with no clusterkeys role may not", auth.Principal{User: "o", Project: "p1", Roles: []string{"observer"}}, http.StatusForbidden},
 	}
 	for _, tt := range tests {

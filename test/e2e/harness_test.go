@@ -73,6 +73,7 @@ func buildAll(dir string) error {
 	root := filepath.Join(filepath.Dir(file), "..", "..")
 	builds := [][]string{
 		{"build", "-o", filepath.Join(dir, "localrun"), "./localrun"},
+		{"build", "-o", filepath.Join(dir, "kmsshim"), "./functions/kmsshim"},
 	}
 	for _, f := range []string{"signcsr", "rekeycluster", "keywrap", "validatebundle"} {
 		builds = append(builds, []string{"build", "-tags", "lambda.norpc", "-o", filepath.Join(dir, "lambda", f, "bootstrap"), "./functions/" + f})
@@ -85,6 +86,17 @@ func buildAll(dir string) error {
 		}
 	}
 	return nil
+}
+
+// kmsshimBinary returns the kmsshim binary: make build puts it in
+// CLUSTERKEYS_BIN, and TestMain builds it otherwise.
+func kmsshimBinary(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(binDir, "kmsshim")
+	if !fileExists(p) {
+		t.Fatalf("%s is missing: run make build, or leave CLUSTERKEYS_BIN unset so that the tests build it", p)
+	}
+	return p
 }
 
 // server is a running localrun serve.

@@ -304,3 +304,87 @@ func TestKeystoneDownFailsClosed(t *testing.T) {
 		t.Fatalf("with Keystone down: %d %s", r.Status, r.Body)
 	}
 }
+
+// scopedToken logs user in with scope, a Keystone scope object such as
+// {"system":{"all":true}} or {"domain":{"id":"default"}}.
+func (k *keystone) scopedToken(t *testing.T, user, scope string) string {
+	t.Helper()
+	body := fmt.Sprintf(`{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":%q,"domain":{"id":"default"},"password":%q}}},
+		"scope":%s}}`, user, user+"pw", scope)
+	resp, err := client.Post(k.URL+"/auth/tokens", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 201 {
+		t.Fatalf("log in %s with scope %s: %d", user, scope, resp.StatusCode)
+	}
+	return resp.Header.Get("X-Subject-Token")
+}
+
+// TestKeystoneOwnership is who owns what with real Keystone scopes: the
+// admin role counts everywhere only on a system-scoped token or in the
+// admin project; an admin of another project (svc in service) is that
+// project's only; a domain-scoped member (dora) has no project, so it owns
+// nothing, creates nothing (403 project_required) and cannot reach the
+// objects of nobody a project-less admin created.
+func TestKeystoneOwnership(t *testing.T) {
+	k := startKeystone(t)
+	s := keystoneServer(t, k)
+	// Tokens live keystoneTokenLifetime: each request logs in afresh.
+	system := func() string { return k.scopedToken(t, "admin", `{"system":{"all":true}}`) }
+	dora := func() string { return k.scopedToken(t, "dora", `{"domain":{"id":"default"}}`) }
+	if r := do(t, "PUT", s.URL+"/v1/clusters/own-a/ca", k.token(t, "alice", "team-a"), `{}`); r.Status != 201 {
+		t.Fatalf("alice creates a CA in team-a: %d %s", r.Status, r.Body)
+	}
+	if r := do(t, "PUT", s.URL+"/v1/clusters/own-nobody/ca", system(), `{}`); r.Status != 201 {
+		t.Fatalf("a system-scoped admin creates a CA of nobody: %d %s", r.Status, r.Body)
+	}
+	if r := do(t, "POST", s.URL+"/v1/keys", system(), map[string]any{"name": "own-nobody-kek"}); r.Status != 201 {
+		t.Fatalf("a system-scoped admin creates a KEK of nobody: %d %s", r.Status, r.Body)
+	}
+	r := do(t, "POST", s.URL+"/v1/keys/own-nobody-kek/wrap", system(), map[string]any{"plaintext": "c2VlZA=="})
+	if r.Status != 200 {
+		t.Fatalf("wrap: %d %s", r.Status, r.Body)
+	}
+	var wrapped struct {
+		Ciphertext string `json:"ciphertext"`
+	}
+	r.json(t, &wrapped)
+	unwrap := map[string]any{"ciphertext": wrapped.Ciphertext}
+
+	tests := []struct {
+		name   string
+		token  func() string
+		method string
+		path   string
+		body   any
+		want   int
+		code   string
+	}{
+		{"a system-scoped admin reads any project's CA", system, "GET", "/v1/clusters/own-a/ca", nil, 200, ""},
+		{"an admin of the admin project reads any project's CA", func() string { return k.token(t, "admin", "admin") }, "GET", "/v1/clusters/own-a/ca", nil, 200, ""},
+		{"an admin of another project may not read team-a's CA", func() string { return k.token(t, "svc", "service") }, "GET", "/v1/clusters/own-a/ca", nil, 403, "forbidden"},
+		{"an admin of another project may not read a CA of nobody", func() string { return k.token(t, "svc", "service") }, "GET", "/v1/clusters/own-nobody/ca", nil, 403, "forbidden"},
+		{"an admin of another project acts as a member there", func() string { return k.token(t, "svc", "service") }, "PUT", "/v1/clusters/own-svc/ca", `{}`, 201, ""},
+		{"a domain-scoped member may not create a CA", dora, "PUT", "/v1/clusters/own-dora/ca", `{}`, 403, "project_required"},
+		{"a domain-scoped member may not create a KEK", dora, "POST", "/v1/keys", map[string]any{"name": "own-dora-kek"}, 403, "project_required"},
+		{"a domain-scoped member may not rekey a CA of nobody", dora, "POST", "/v1/clusters/own-nobody/ca/rekey", `{}`, 403, "forbidden"},
+		{"a domain-scoped member may not unwrap with a KEK of nobody", dora, "POST", "/v1/keys/own-nobody-kek/unwrap", unwrap, 403, "forbidden"},
+		{"a domain-scoped member may not read a project's CA", dora, "GET", "/v1/clusters/own-a/ca", nil, 403, "forbidden"},
+		{"a system-scoped admin unwraps with a KEK of nobody", system, "POST", "/v1/keys/own-nobody-kek/unwrap", unwrap, 200, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := do(t, tt.method, s.URL+tt.path, tt.token(), tt.body)
+			if r.Status != tt.want {
+				t.Fatalf("%d, want %d: %s", r.Status, tt.want, r.Body)
+			}
+			if tt.code != "" {
+				if got := r.problemCode(t); got != tt.code {
+					t.Fatalf("code %q, want %q", got, tt.code)
+				}
+			}
+		})
+	}
+}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -205,4 +206,61 @@ func TestReconcilerCollectsWhatACrashLeaves(t *testing.T) {
 		count(crashed.orphans, "ca/"), count(crashed.orphans, "kek/"))
 	t.Logf("with injected leftovers: %d retired CA keys, %d orphans; after the reconciler: %d blobs = %d live refs",
 		len(before.retired), len(before.orphans), len(after.blobs), len(after.live))
+}
+
+// TestShimCollectsOrphansToo: the KMS shim is a long-running process over
+// the same state as localrun, so it runs the reconciler as well: an orphan
+// KEK left in custody is destroyed while the shim serves, and the shim's
+// own KEK is kept.
+func TestShimCollectsOrphansToo(t *testing.T) {
+	state := t.TempDir()
+	// The shim creates its KEK (and the store) and stops.
+	runShimOnce(t, state, "shim-kek")
+
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(state, "clusterkeys.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk, err := software.LoadOrCreateMasterKey(ctx, filepath.Join(state, "master.key"), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	custody, err := software.New(mk, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orphan := "kek/shim-kek/v999/" + strings.Repeat("ef", 8)
+	if err := custody.GenerateKEK(ctx, orphan); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if before := readCustody(t, state); !slices.Contains(before.orphans, orphan) {
+		t.Fatalf("the injected orphan is not in custody: %+v", before)
+	}
+
+	sock := filepath.Join(state, "kms.sock")
+	cmd := exec.Command(kmsshimBinary(t), "--listen", "unix://"+sock, "--keys", "software",
+		"--state-dir", state, "--key", "shim-kek", "--reconcile-interval", "1s", "--orphan-safety-window", "1s")
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		after := readCustody(t, state)
+		if len(after.orphans) == 0 {
+			if len(after.live) == 0 || !slices.Equal(after.blobs, after.live) {
+				t.Fatalf("after the shim's reconciler custody holds %v, the store names %v", after.blobs, after.live)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 60 s the shim left orphans %v; its log:\n%s", after.orphans, out.String())
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
 }

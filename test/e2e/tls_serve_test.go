@@ -21,7 +21,6 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -375,41 +374,6 @@ func runCommand(t *testing.T, bin string, args ...string) (string, int) {
 	}
 	t.Fatal(err)
 	return "", 0
-}
-
-var (
-	kmsshimOnce sync.Once
-	kmsshimPath string
-	kmsshimErr  error
-)
-
-// kmsshimBinary returns binDir/kmsshim (make build puts it there), or builds
-// functions/kmsshim once for this run.
-func kmsshimBinary(t *testing.T) string {
-	t.Helper()
-	kmsshimOnce.Do(func() {
-		kmsshimPath = filepath.Join(binDir, "kmsshim")
-		if _, err := os.Stat(kmsshimPath); err == nil {
-			return
-		}
-		dir, err := os.MkdirTemp("", "clusterkeys-e2e-kmsshim")
-		if err != nil {
-			kmsshimErr = err
-			return
-		}
-		atExit = append(atExit, func() { os.RemoveAll(dir) })
-		_, file, _, _ := runtime.Caller(0)
-		kmsshimPath = filepath.Join(dir, "kmsshim")
-		cmd := exec.Command("go", "build", "-o", kmsshimPath, "./functions/kmsshim")
-		cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			kmsshimErr = errors.New("go build ./functions/kmsshim: " + err.Error() + "\n" + string(out))
-		}
-	})
-	if kmsshimErr != nil {
-		t.Fatal(kmsshimErr)
-	}
-	return kmsshimPath
 }
 
 // TestHostExampleServesTLS checks that infra/host's unit and env file pass

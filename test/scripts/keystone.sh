@@ -10,7 +10,8 @@
 #   svc    service + admin in service   clusterkeys' own service user (validates tokens)
 #   alice  member, creator in team-a    rita   reader in team-a  (creator: Barbican's role to store secrets)
 #   bob    member in team-b             olga   observer (a role clusterkeys ignores) in team-a
-#   admin  admin in admin (keystone-manage bootstrap)
+#   admin  admin in admin, and on the system (keystone-manage bootstrap)
+#   dora   member on the Default domain (a domain-scoped token carries no project)
 # Token lifetime: KEYSTONE_TOKEN_EXPIRATION seconds (default 3600).
 #
 # Facts this relies on (measured here, see ../shared/recipes/): Debian's
@@ -116,6 +117,7 @@ for u, p, roles in [('svc', 'service', ('service', 'admin')), ('alice', 'team-a'
                     ('rita', 'team-a', ('reader',)), ('bob', 'team-b', ('member',)), ('olga', 'team-a', ('observer',))]:
     for r in roles:
         ks.roles.grant(role(r), user=user(u), project=project(p))
+ks.roles.grant(role('member'), user=user('dora'), domain='default')
 print('ok')
 EOF
   echo "keystone.sh: started on 127.0.0.1:$port in $(( ($(date +%s%N) - t0) / 1000000 )) ms" >&2

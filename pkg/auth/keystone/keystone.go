@@ -6,6 +6,12 @@
 // roles admin, member and reader keep their names (implied roles included,
 // as Keystone lists them).
 //
+// The admin role counts everywhere only on a system-scoped token or on a
+// token scoped to the admin project (Config.AdminProject); an admin of any
+// other project is an admin of that project only, which clusterkeys treats
+// as a member there (Keystone's own lesson, bug 968696). A domain- or
+// system-scoped token carries no project, so it owns nothing.
+//
 // Validations are cached briefly, keyed by a SHA-256 digest of the token
 // (never the token), never past the token's own expiry, and bounded in
 // size. When Keystone cannot be reached the authenticator fails closed:
@@ -20,6 +26,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,6 +48,11 @@ type Config struct {
 	CacheTTL time.Duration
 	// CacheSize bounds the cache; 10000 entries when 0.
 	CacheSize int
+	// AdminProject names the project whose admins are clusterkeys' admins
+	// (with a system-scoped token's admins): a project id, a project name
+	// in the Default domain, or DOMAIN/NAME with DOMAIN a domain name or
+	// id. Empty: only system-scoped admins are global.
+	AdminProject string
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -48,6 +60,7 @@ type Config struct {
 // Authenticator validates Keystone tokens.
 type Authenticator struct {
 	identity *gophercloud.ServiceClient
+	adminPrj string
 	ttl      time.Duration
 	size     int
 	now      func() time.Time
@@ -86,7 +99,7 @@ func newAuthenticator(identity *gophercloud.ServiceClient, cfg Config) *Authenti
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Authenticator{identity: identity, ttl: cfg.CacheTTL, size: cfg.CacheSize, now: cfg.Now, cache: map[[32]byte]entry{}}
+	return &Authenticator{identity: identity, adminPrj: cfg.AdminProject, ttl: cfg.CacheTTL, size: cfg.CacheSize, now: cfg.Now, cache: map[[32]byte]entry{}}
 }
 
 // Authenticate validates token with Keystone, or answers from the cache.
@@ -115,12 +128,27 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (auth.Pr
 	if err != nil {
 		return auth.Principal{}, fmt.Errorf("keystone: token roles: %w", err)
 	}
-	p := auth.Principal{User: user.Name}
-	if project, err := res.ExtractProject(); err == nil && project != nil {
-		p.Project = project.ID
+	var scope struct {
+		System  map[string]any  `json:"system"`
+		Project *tokens.Project `json:"project"`
 	}
+	if err := res.ExtractInto(&scope); err != nil {
+		return auth.Principal{}, fmt.Errorf("keystone: token scope: %w", err)
+	}
+	p := auth.Principal{User: user.Name}
 	for _, r := range roles {
 		p.Roles = append(p.Roles, r.Name)
+	}
+	switch {
+	case scope.Project != nil:
+		p.Project = scope.Project.ID
+		p.AdminProjectOnly = !isAdminProject(a.adminPrj, *scope.Project)
+	case scope.System["all"] == true:
+		// A system-scoped token: its admin role is the cloud's.
+	default:
+		// Domain-scoped or unscoped: no project, and an admin role on a
+		// domain is not clusterkeys' admin.
+		p.AdminProjectOnly = true
 	}
 	expires := now.Add(a.ttl)
 	if !t.ExpiresAt.IsZero() && t.ExpiresAt.Before(expires) {
@@ -143,6 +171,22 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (auth.Pr
 	a.cache[key] = entry{p: p, expires: expires}
 	a.mu.Unlock()
 	return p, nil
+}
+
+// isAdminProject reports whether pr is the project spec names: its id, its
+// name in the Default domain, or DOMAIN/NAME with DOMAIN the name or id of
+// pr's domain. An empty spec names no project.
+func isAdminProject(spec string, pr tokens.Project) bool {
+	if spec == "" {
+		return false
+	}
+	if pr.ID == spec {
+		return true
+	}
+	if domain, name, ok := strings.Cut(spec, "/"); ok {
+		return pr.Name == name && (pr.Domain.ID == domain || pr.Domain.Name == domain)
+	}
+	return pr.Name == spec && pr.Domain.ID == "default"
 }
 
 // mapError maps what Keystone said: a token it does not accept is

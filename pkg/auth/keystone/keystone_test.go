@@ -118,3 +118,78 @@ func TestCacheStaysBounded(t *testing.T) {
 		t.Fatalf("the newest token was not served from the cache: %v, %d calls", err, calls.Load())
 	}
 }
+
+// scopedIdentity answers every token validation with body as the token.
+func scopedIdentity(t *testing.T, body string) *gophercloud.ServiceClient {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"token":{"expires_at":"2099-01-01T00:00:00.000000Z","user":{"id":"u1","name":"alice"},%s}}`, body)
+	}))
+	t.Cleanup(srv.Close)
+	pc := &gophercloud.ProviderClient{}
+	pc.SetToken("service-token")
+	return &gophercloud.ServiceClient{ProviderClient: pc, Endpoint: srv.URL + "/v3/"}
+}
+
+func TestAdminCountsEverywhereOnlyInTheAdminProjectOrSystemScope(t *testing.T) {
+	const (
+		adminRoles  = `"roles":[{"id":"r0","name":"admin"},{"id":"r1","name":"member"},{"id":"r2","name":"reader"}]`
+		memberRoles = `"roles":[{"id":"r1","name":"member"},{"id":"r2","name":"reader"}]`
+		defaultDom  = `"domain":{"id":"default","name":"Default"}`
+	)
+	tests := []struct {
+		name         string
+		adminProject string
+		body         string
+		wantProject  string
+		wantAdmin    bool // global admin
+		wantOwnWrite bool // may change its own project's objects
+	}{
+		{"an admin of the admin project, by name in Default, is global", "admin",
+			`"project":{"id":"pid-admin","name":"admin",` + defaultDom + `},` + adminRoles, "pid-admin", true, true},
+		{"an admin of the admin project, by id, is global", "pid-admin",
+			`"project":{"id":"pid-admin","name":"ops",` + defaultDom + `},` + adminRoles, "pid-admin", true, true},
+		{"an admin of the admin project, by domain/name, is global", "Ops/admin",
+			`"project":{"id":"pid-x","name":"admin","domain":{"id":"d-ops","name":"Ops"}},` + adminRoles, "pid-x", true, true},
+		{"a project named admin in another domain is not the admin project", "admin",
+			`"project":{"id":"pid-y","name":"admin","domain":{"id":"d-other","name":"Other"}},` + adminRoles, "pid-y", false, true},
+		{"an admin of another project is that project's admin only", "admin",
+			`"project":{"id":"p-123","name":"team-a",` + defaultDom + `},` + adminRoles, "p-123", false, true},
+		{"with no admin project only system scope is global", "",
+			`"project":{"id":"pid-admin","name":"admin",` + defaultDom + `},` + adminRoles, "pid-admin", false, true},
+		{"a system-scoped admin is global", "admin",
+			`"system":{"all":true},` + adminRoles, "", true, true},
+		{"a system-scoped member owns nothing", "admin",
+			`"system":{"all":true},` + memberRoles, "", false, false},
+		{"a domain-scoped admin owns nothing", "admin",
+			`"domain":{"id":"default","name":"Default"},` + adminRoles, "", false, false},
+		{"a domain-scoped member owns nothing", "admin",
+			`"domain":{"id":"default","name":"Default"},` + memberRoles, "", false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := newAuthenticator(scopedIdentity(t, tt.body), Config{AdminProject: tt.adminProject})
+			p, err := a.Authenticate(context.Background(), "tok")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Project != tt.wantProject || p.IsAdmin() != tt.wantAdmin {
+				t.Fatalf("principal %+v: project %q admin %v, want %q %v", p, p.Project, p.IsAdmin(), tt.wantProject, tt.wantAdmin)
+			}
+			if got := p.CanWrite(p.Project); got != tt.wantOwnWrite {
+				t.Errorf("CanWrite(own project %q) = %v", p.Project, got)
+			}
+			if got := p.CanWrite("someone-else"); got != tt.wantAdmin {
+				t.Errorf("CanWrite(another project) = %v", got)
+			}
+			if got := p.CanRead(""); got != tt.wantAdmin {
+				t.Errorf("CanRead(the empty project) = %v", got)
+			}
+			_, err = p.AuthorizeCreate("")
+			if tt.wantProject == "" && !tt.wantAdmin && api.ErrorFor(err).Code != api.CodeProjectRequired {
+				t.Errorf("AuthorizeCreate with no project = %v, want project_required", err)
+			}
+		})
+	}
+}
