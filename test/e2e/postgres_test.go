@@ -22,8 +22,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/clusterkeys/clusterkeys/pkg/keys/software"
 	"github.com/clusterkeys/clusterkeys/pkg/store"
 	"github.com/clusterkeys/clusterkeys/pkg/store/postgres"
+	"github.com/clusterkeys/clusterkeys/pkg/store/sqlite"
 )
 
 // pgServer is a private PostgreSQL server started by
@@ -513,6 +517,109 @@ func TestExecBootstrapsOnPostgres(t *testing.T) {
 	if err := verifies(t, c.Certificate, rekeyed.TrustBundle, x509.ExtKeyUsageClientAuth); err != nil || c.CAGeneration != 2 {
 		t.Fatalf("signed by the ordinary instance after the bootstrap's rekey: generation %d, %v", c.CAGeneration, err)
 	}
+}
+
+// e2eStore is the PostgreSQL server every localrun of the package shares
+// when CLUSTERKEYS_E2E_STORE=postgres, started on first use and stopped
+// after the last test.
+var e2eStore struct {
+	once sync.Once
+	pg   *pgServer
+	err  string
+	dbs  atomic.Int64
+}
+
+// e2eStoreArgs returns the extra flags of a localrun serve started on
+// state. With CLUSTERKEYS_E2E_STORE=postgres, a fresh state dir gets a
+// database of its own on the package's PostgreSQL server, named by
+// state/store.dsn (0600) and passed with --store-file; a restart on the
+// same state dir finds that file and uses the same database. Servers given
+// a store by their test, servers on a state dir where another process
+// already made a SQLite store, and every server without the variable keep
+// their flags (SQLite in the state dir).
+func e2eStoreArgs(t testing.TB, state string, args []string) []string {
+	t.Helper()
+	if os.Getenv("CLUSTERKEYS_E2E_STORE") != "postgres" || slices.Contains(args, "--store") || slices.Contains(args, "--store-file") {
+		return nil
+	}
+	file := filepath.Join(state, "store.dsn")
+	if _, err := os.Stat(file); err == nil {
+		return []string{"--store-file", file}
+	}
+	if _, err := os.Stat(filepath.Join(state, "clusterkeys.db")); err == nil {
+		return nil // another process (a KMS shim) made a SQLite store here to share
+	}
+	e2eStore.once.Do(func() {
+		if bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/postgres"); len(bins) == 0 {
+			e2eStore.err = "CLUSTERKEYS_E2E_STORE=postgres, but PostgreSQL is missing: apt-get install postgresql (or make deps)"
+			return
+		}
+		dir, err := os.MkdirTemp("", "ck-e2e-pg-shared-")
+		if err == nil {
+			err = os.Chmod(dir, 0o711)
+		}
+		if err != nil {
+			e2eStore.err = err.Error()
+			return
+		}
+		p := &pgServer{dir: dir}
+		var stderr bytes.Buffer
+		cmd := exec.Command("bash", postgresScript(), "start", dir)
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			e2eStore.err = fmt.Sprintf("postgres.sh start: %v: %s", err, stderr.String())
+			os.RemoveAll(dir)
+			return
+		}
+		p.DSN = strings.TrimSpace(string(out))
+		e2eStore.pg = p
+		atExit = append(atExit, func() {
+			_ = exec.Command("bash", postgresScript(), "stop", dir).Run()
+			os.RemoveAll(dir)
+		})
+	})
+	if e2eStore.pg == nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(e2eStore.err)
+		}
+		t.Skip(e2eStore.err)
+	}
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, e2eStore.pg.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	name := fmt.Sprintf("ck_e2e_%d", e2eStore.dbs.Add(1))
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatal(err)
+	}
+	dsn := strings.Replace(e2eStore.pg.DSN, "/clusterkeys?", "/"+name+"?", 1)
+	if err := os.WriteFile(file, []byte(dsn+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("localrun on PostgreSQL database %s", name)
+	return []string{"--store-file", file}
+}
+
+// stateStore is the store of a stopped server's state dir, opened by the
+// test itself.
+type stateStore interface {
+	software.BlobStore
+	software.BlobLister
+	KeyRefs(ctx context.Context) (store.KeyRefs, error)
+	Close() error
+}
+
+// openStateStore opens the store of a localrun started on state: the
+// PostgreSQL database its store.dsn names (CLUSTERKEYS_E2E_STORE=postgres),
+// else the SQLite file in it.
+func openStateStore(ctx context.Context, state string) (stateStore, error) {
+	if b, err := os.ReadFile(filepath.Join(state, "store.dsn")); err == nil {
+		return postgres.Open(ctx, strings.TrimSpace(string(b)))
+	}
+	return sqlite.Open(ctx, filepath.Join(state, "clusterkeys.db"))
 }
 
 // BenchmarkSignCSRThroughLocalrunOnPostgres is BenchmarkSignCSRThroughLocalrun

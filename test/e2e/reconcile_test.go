@@ -16,7 +16,6 @@ import (
 	"github.com/clusterkeys/clusterkeys/pkg/keys"
 	"github.com/clusterkeys/clusterkeys/pkg/keys/software"
 	"github.com/clusterkeys/clusterkeys/pkg/store"
-	"github.com/clusterkeys/clusterkeys/pkg/store/sqlite"
 )
 
 // custodyState is what software custody holds next to what the store names.
@@ -32,7 +31,7 @@ type custodyState struct {
 func readCustody(t *testing.T, state string) custodyState {
 	t.Helper()
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(state, "clusterkeys.db"))
+	db, err := openStateStore(ctx, state)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +136,7 @@ func TestReconcilerCollectsWhatACrashLeaves(t *testing.T) {
 	// the key of a retired generation that the rekey had no time to
 	// destroy (recreated under its own ref, as if never destroyed).
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(state, "clusterkeys.db"))
+	db, err := openStateStore(ctx, state)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +217,7 @@ func TestShimCollectsOrphansToo(t *testing.T) {
 	runShimOnce(t, state, "shim-kek")
 
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(state, "clusterkeys.db"))
+	db, err := openStateStore(ctx, state)
 	if err != nil {
 		t.Fatal(err)
 	}
