@@ -47,8 +47,8 @@ type Custody interface {
 	Signers
 	KEKs
 	// ListKeys lists the keys custody holds that clusterkeys made (by ref,
-	// never material), for the reconciler (pkg/reconcile); a destroyed key
-	// is not listed.
+	// never material; refs start with "ca/" or "kek/"), for the reconciler
+	// (pkg/reconcile); a destroyed key is not listed.
 	ListKeys(ctx context.Context) ([]Listed, error)
 	// Check reports whether custody works now, with a real round trip (an
 	// error wrapping ErrUnavailable when it does not).
