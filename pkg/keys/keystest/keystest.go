@@ -331,7 +331,8 @@ func testSealOpen(t *testing.T, c keys.Custody) {
 			if bytes.Equal(ct1, ct2) {
 				t.Error("two seals of the same plaintext are equal (a reused nonce)")
 			}
-			if len(tt.plaintext) > 0 && bytes.Contains(ct1, tt.plaintext) {
+			// Short plaintexts turn up in random bytes by chance; 16 bytes do not.
+			if len(tt.plaintext) >= 16 && bytes.Contains(ct1, tt.plaintext) {
 				t.Error("the ciphertext contains the plaintext")
 			}
 			for _, ct := range [][]byte{ct1, ct2} {
