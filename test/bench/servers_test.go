@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,6 +21,34 @@ type server struct {
 	url   string
 	pprof string // localrun's pprof base URL, or ""
 	logs  *lockedBuffer
+	pid   int
+}
+
+// cpuTime returns the CPU time (user + system) the server process has used,
+// from /proc/PID/stat, or 0 when it cannot be read.
+func (s *server) cpuTime() time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.pid))
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) may hold spaces; fields after its ')'
+	// start at field 3, so utime (14) and stime (15) are at 11 and 12.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	// Linux reports clock ticks of USER_HZ, 100 on every architecture Go
+	// runs on.
+	return time.Duration(ut+st) * 10 * time.Millisecond
 }
 
 // startLocalrun starts `localrun serve` on a free loopback port with a
@@ -65,6 +95,7 @@ func start(t *testing.T, s *server, cmd *exec.Cmd, dir, probe string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	s.pid = cmd.Process.Pid
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(os.Interrupt)
 		done := make(chan struct{})

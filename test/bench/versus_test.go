@@ -90,15 +90,15 @@ func TestVersusCfssl(t *testing.T) {
 		t.Fatalf("create the clusterkeys CA: status %d", r)
 	}
 
-	ckSign := target{name: "clusterkeys sign-CSR", url: ck.url + "/v1/clusters/bench/certificates", token: benchToken, want: http.StatusCreated}
-	cfSign := target{name: "cfssl sign", url: cf.url + "/api/v1/cfssl/sign", want: http.StatusOK}
+	ckSign := target{name: "clusterkeys sign-CSR", srv: ck, url: ck.url + "/v1/clusters/bench/certificates", token: benchToken, want: http.StatusCreated}
+	cfSign := target{name: "cfssl sign", srv: cf, url: cf.url + "/api/v1/cfssl/sign", want: http.StatusOK}
 	for _, csr := range fx.csrs {
 		ckSign.bodies = append(ckSign.bodies, mustJSON(t, map[string]string{"csr": csr, "profile": "client"}))
 		cfSign.bodies = append(cfSign.bodies, mustJSON(t, map[string]string{"certificate_request": csr}))
 	}
-	ckValidate := target{name: "clusterkeys validate", url: ck.url + "/v1/tls/validate", token: benchToken, want: http.StatusOK,
+	ckValidate := target{name: "clusterkeys validate", srv: ck, url: ck.url + "/v1/tls/validate", token: benchToken, want: http.StatusOK,
 		bodies: [][]byte{mustJSON(t, map[string]string{"certificate": fx.leaf, "private_key": fx.leafKey, "intermediates": fx.inter, "ca_bundle": fx.root})}}
-	cfBundle := target{name: "cfssl bundle", url: cf.url + "/api/v1/cfssl/bundle", want: http.StatusOK,
+	cfBundle := target{name: "cfssl bundle", srv: cf, url: cf.url + "/api/v1/cfssl/bundle", want: http.StatusOK,
 		bodies: [][]byte{mustJSON(t, map[string]string{"certificate": fx.leaf + fx.inter, "private_key": fx.leafKey})}}
 
 	// One request of each, checked, before any timing.
@@ -165,6 +165,7 @@ func buildCfssl(t *testing.T) string {
 // target is one endpoint under load.
 type target struct {
 	name   string
+	srv    *server // whose CPU time a round measures
 	url    string
 	token  string
 	want   int
@@ -201,6 +202,7 @@ func (tg target) once() (int, string) {
 type sample struct {
 	ok, errors int
 	elapsed    time.Duration
+	cpu        time.Duration // the server process's CPU time
 	lat        []time.Duration
 }
 
@@ -208,6 +210,7 @@ func (s *sample) add(o sample) {
 	s.ok += o.ok
 	s.errors += o.errors
 	s.elapsed += o.elapsed
+	s.cpu += o.cpu
 	s.lat = append(s.lat, o.lat...)
 }
 
@@ -227,8 +230,17 @@ func (s sample) pct(p float64) time.Duration {
 	return l[int(p*float64(len(l)-1))]
 }
 
+// cpuPerRequest is the server's CPU time per answered request, which the
+// load of other processes on the machine disturbs less than req/s.
+func (s sample) cpuPerRequest() time.Duration {
+	if s.ok == 0 {
+		return 0
+	}
+	return s.cpu / time.Duration(s.ok)
+}
+
 func (s sample) summary() string {
-	return fmt.Sprintf("%7.0f req/s p50 %s p99 %s (%d errors)", s.rate(), ms(s.pct(.5)), ms(s.pct(.99)), s.errors)
+	return fmt.Sprintf("%7.0f req/s p50 %s p99 %s, CPU %s/req (%d errors)", s.rate(), ms(s.pct(.5)), ms(s.pct(.99)), ms(s.cpuPerRequest()), s.errors)
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
@@ -242,6 +254,10 @@ func run(tg target, clients int, d time.Duration) sample {
 	var next atomic.Int64
 	results := make([]sample, clients)
 	var wg sync.WaitGroup
+	var cpu0 time.Duration
+	if tg.srv != nil {
+		cpu0 = tg.srv.cpuTime()
+	}
 	start := time.Now()
 	deadline := start.Add(d)
 	for c := range clients {
@@ -268,6 +284,9 @@ func run(tg target, clients int, d time.Duration) sample {
 		s.add(r)
 	}
 	s.elapsed = time.Since(start)
+	if tg.srv != nil {
+		s.cpu = tg.srv.cpuTime() - cpu0
+	}
 	return s
 }
 
@@ -300,17 +319,18 @@ func markdown(pairs []pairResult, set settings, load string) string {
 	fmt.Fprintf(&b, "- date: %s\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(&b, "- load average at start: %s\n", load)
 	fmt.Fprintf(&b, "- rounds: %d × %s per server, operation and client count\n\n", set.rounds, set.round)
-	b.WriteString("| operation | clients | clusterkeys req/s | p50 | p99 | cfssl req/s | p50 | p99 | ratio (req/s) |\n")
-	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| operation | clients | clusterkeys req/s | p50 | p99 | CPU/req | cfssl req/s | p50 | p99 | CPU/req | ratio (req/s) |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, p := range pairs {
-		fmt.Fprintf(&b, "| %s | %d | %.0f | %s | %s | %.0f | %s | %s | %.2f × |\n",
-			p.op, p.clients, p.ck.rate(), ms(p.ck.pct(.5)), ms(p.ck.pct(.99)),
-			p.cf.rate(), ms(p.cf.pct(.5)), ms(p.cf.pct(.99)), p.ratio())
+		fmt.Fprintf(&b, "| %s | %d | %.0f | %s | %s | %s | %.0f | %s | %s | %s | %.2f × |\n",
+			p.op, p.clients, p.ck.rate(), ms(p.ck.pct(.5)), ms(p.ck.pct(.99)), ms(p.ck.cpuPerRequest()),
+			p.cf.rate(), ms(p.cf.pct(.5)), ms(p.cf.pct(.99)), ms(p.cf.cpuPerRequest()), p.ratio())
 	}
 	b.WriteString("\nclusterkeys sign-CSR is `POST /v1/clusters/{c}/certificates` (profile client); cfssl sign is\n")
 	b.WriteString("`POST /api/v1/cfssl/sign`. clusterkeys validate is `POST /v1/tls/validate` with leaf, key,\n")
 	b.WriteString("intermediate and `ca_bundle`; cfssl bundle is `POST /api/v1/cfssl/bundle` with leaf + intermediate\n")
-	b.WriteString("and key, the root in its `-ca-bundle`.\n")
+	b.WriteString("and key, the root in its `-ca-bundle`. CPU/req is the server process's user + system CPU time\n")
+	b.WriteString("(from /proc) per answered request: the machine's other load disturbs it less than req/s.\n")
 	return b.String()
 }
 

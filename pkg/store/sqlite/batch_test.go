@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"sync"
 	"testing"
@@ -102,5 +103,43 @@ func TestRecordCertificateCancelledWhileQueued(t *testing.T) {
 	}
 	if len(got) != 1 || got[0].Serial != testCert("c", 1, 2).Serial {
 		t.Errorf("registry holds %v, want only the second certificate", got)
+	}
+}
+
+// TestConcurrentReadsReuseConnections checks that concurrent reads, as
+// many as the pool holds, do not close and reopen connections between
+// rounds (each reopen applies the pragmas and prepares statements again).
+func TestConcurrentReadsReuseConnections(t *testing.T) {
+	ctx := context.Background()
+	d := openTest(t)
+	createCluster(t, d, "c")
+	round := func() {
+		var wg sync.WaitGroup
+		for range maxConns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				// Hold a connection each, all at once.
+				tx, err := d.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer tx.Rollback()
+				var n int
+				if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM clusters").Scan(&n); err != nil {
+					t.Error(err)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}()
+		}
+		wg.Wait()
+	}
+	round()
+	before := d.db.Stats().MaxIdleClosed
+	round()
+	round()
+	if closed := d.db.Stats().MaxIdleClosed - before; closed != 0 {
+		t.Errorf("%d connections closed for lack of idle slots between rounds, want 0", closed)
 	}
 }

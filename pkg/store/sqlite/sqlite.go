@@ -63,6 +63,9 @@ import (
 // or process holds before it fails with api.ErrUnavailable.
 const BusyTimeout = 5 * time.Second
 
+// maxConns bounds the open (and idle) connections of one DB.
+const maxConns = 8
+
 // TimeLayout is the layout of every stored time, always in UTC.
 const TimeLayout = "2006-01-02T15:04:05.000000000Z"
 
@@ -109,9 +112,12 @@ func open(ctx context.Context, path string, busyTimeout time.Duration) (*DB, err
 		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
 	}
 	// Every connection holds its own SQLite handle; a few suffice, since
-	// writers serialize on the file lock anyway.
-	db.SetMaxOpenConns(8)
-	db.SetMaxIdleConns(4)
+	// writers serialize on the file lock anyway. As many may stay idle as
+	// may be open: with fewer, a burst of concurrent signs closed the extra
+	// connections after each use and opened them again (pragmas and
+	// prepared statements included) on the next.
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	d := &DB{db: db, path: path, writer: make(chan struct{}, 1)}
 	if err := d.migrate(ctx, migrationFiles); err != nil {
