@@ -73,26 +73,27 @@ func (d *DB) recordQueued(ctx context.Context, c store.IssuedCertificate) error 
 	case err := <-w.done:
 		return err
 	case d.writer <- struct{}{}:
-		// Whoever held the lock before answered for everything it took:
-		// commit what is queued until w is answered (it is queued, or
-		// already answered).
-		for {
-			batch := d.certs.take()
-			if len(batch) == 0 {
-				break
-			}
-			d.commitCertificates(ctx, batch)
-			if len(w.done) > 0 {
-				break
-			}
-		}
-		<-d.writer
+		d.commitQueued(ctx, w)
 		return <-w.done
 	case <-ctx.Done():
 		if d.certs.remove(w) {
 			return d.wrap(ctx.Err(), "wait for the write lock")
 		}
 		return <-w.done
+	}
+}
+
+// commitQueued runs with the write lock taken and releases it. Whoever
+// held the lock before answered for everything it took: commit what is
+// queued until w is answered (it is still queued, or already answered).
+func (d *DB) commitQueued(ctx context.Context, w *certWrite) {
+	defer func() { <-d.writer }()
+	for len(w.done) == 0 {
+		batch := d.certs.take()
+		if len(batch) == 0 {
+			return
+		}
+		d.commitCertificates(ctx, batch)
 	}
 }
 
