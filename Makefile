@@ -56,10 +56,15 @@ kube-apiserver:
 e2e: deps build lambda kube-apiserver
 	cd test && CLUSTERKEYS_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 40m ./...
 
-## bench: in-process benchmarks, then load through a running localrun
+## bench: in-process benchmarks, load through a running localrun, then
+## clusterkeys beside cfssl v1.6.5 (built once into ~/.cache/clusterkeys,
+## ~9 min the first time), written to BENCHMARKS.md
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./pkg/...
 	cd test && CLUSTERKEYS_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 5s -count 1 ./...
+	bash test/bench/cfssl.sh >/dev/null
+	cd test && CLUSTERKEYS_BIN=$(CURDIR)/$(BIN) CLUSTERKEYS_PEER_BENCH=1 CLUSTERKEYS_BENCHMARKS_MD=$(CURDIR)/BENCHMARKS.md \
+	  $(GO) test -count=1 -timeout 60m -run '^TestVersusCfssl$$' -v ./bench/
 
 ## fuzz: run every fuzz target for FUZZTIME each (default 30s)
 FUZZTIME ?= 30s

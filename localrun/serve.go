@@ -128,6 +128,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	execMode := fs.Bool("exec", false, "run the built Lambda bootstraps behind a local Lambda Runtime API instead of in process")
 	binDir := fs.String("bin-dir", "bin/lambda", "with --exec: directory holding <function>/bootstrap")
 	concurrency := fs.Int("concurrency", 2, "with --exec: bootstrap processes per function")
+	pprofListen := fs.String("pprof-listen", "", "serve net/http/pprof on this loopback address (e.g. 127.0.0.1:6060); off when empty")
 	if err := config.Parse(fs, args, 0); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return nil
@@ -156,6 +157,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
+
+	stopPprof, err := servePprof(*pprofListen, log)
+	if err != nil {
+		return err
+	}
+	defer stopPprof()
 
 	var handler http.Handler
 	var cleanup func()

@@ -37,15 +37,16 @@ type Store interface {
 	Close() error
 }
 
-// Custody is every custody interface the functions define.
-type Custody interface {
-	ca.Keys
-	keywrap.Custody
-	// ListKeys lists what custody holds, for the reconciler.
-	ListKeys(ctx context.Context) ([]keys.Listed, error)
-	// Check reports whether custody works now (a real round trip).
-	Check(ctx context.Context) error
-}
+// Custody is the custody contract (pkg/keys) every backend implements.
+type Custody = keys.Custody
+
+// Where custody and its users meet: every keys.Custody is what the CA, the
+// wrap/unwrap function and the reconciler ask of it.
+var (
+	_ ca.Keys           = keys.Custody(nil)
+	_ keywrap.Custody   = keys.Custody(nil)
+	_ reconcile.Custody = keys.Custody(nil)
+)
 
 // Backends are an open store and custody.
 type Backends struct {

@@ -44,11 +44,12 @@ type Store interface {
 }
 
 // Keys is the part of key custody the CA functions use: signing keys that
-// never leave custody. pkg/keys/software and pkg/keys/pkcs11 implement it.
+// never leave custody. Every keys.Custody (pkg/keys/software, pkcs11,
+// barbican) satisfies it; pkg/backends checks that at compile time.
 type Keys interface {
 	// GenerateSigner creates a new key named ref. Refs are never reused.
 	GenerateSigner(ctx context.Context, ref string, alg keys.Algorithm) (crypto.Signer, error)
-	// Signer returns the key named ref (api.ErrNotFound when absent).
+	// Signer returns the key named ref (keys.ErrNotFound when absent).
 	Signer(ctx context.Context, ref string) (crypto.Signer, error)
 	// Destroy deletes the key named ref; deleting a missing key is not an error.
 	Destroy(ctx context.Context, ref string) error

@@ -7,6 +7,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -142,11 +143,11 @@ func (a *Authority) Sign(ctx context.Context, cluster string, req SignRequest) (
 			"not_after", tmpl.NotAfter)
 	}
 	return SignResult{
-		Certificate:   pemCert(der),
+		Certificate:   certPEM(der),
 		Serial:        serial,
 		NotAfter:      tmpl.NotAfter,
 		CAGeneration:  active.Generation,
-		CACertificate: pemCert(active.CertificateDER),
+		CACertificate: key.certPEM,
 	}, nil
 }
 
@@ -224,10 +225,40 @@ func leafTemplate(csr *x509.CertificateRequest, profile Profile, now, notAfter t
 	return tmpl, nil
 }
 
-// caKey is a loaded CA: its signer in custody and its parsed certificate.
+// caKey is a loaded CA: its signer in custody and its parsed certificate,
+// also as PEM (every sign answers with it).
 type caKey struct {
-	signer crypto.Signer
-	cert   *x509.Certificate
+	signer  crypto.Signer
+	cert    *x509.Certificate
+	certPEM string
+}
+
+// certPEM returns der as a PEM CERTIFICATE block, byte for byte what
+// pem.EncodeToMemory gives (64-column base64 lines), built in one
+// allocation of the final size instead of through a streaming encoder.
+func certPEM(der []byte) string {
+	const (
+		header = "-----BEGIN CERTIFICATE-----\n"
+		footer = "-----END CERTIFICATE-----\n"
+		line   = 64
+	)
+	n := base64.StdEncoding.EncodedLen(len(der))
+	b := make([]byte, 0, len(header)+n+(n+line-1)/line+len(footer))
+	b = append(b, header...)
+	enc := b[len(b) : len(b)+n]
+	base64.StdEncoding.Encode(enc, der)
+	// Spread the encoded text into lines, from the end so nothing is
+	// overwritten before it is moved.
+	lines := (n + line - 1) / line
+	b = b[:len(header)+n+lines]
+	for i := lines - 1; i >= 0; i-- {
+		start, end := i*line, min((i+1)*line, n)
+		dst := len(header) + start + i
+		copy(b[dst:dst+end-start], b[len(header)+start:len(header)+end])
+		b[dst+end-start] = '\n'
+	}
+	b = append(b, footer...)
+	return string(b)
 }
 
 // rekeyedSince returns a 409 generation_mismatch asking for a retry when
@@ -254,7 +285,7 @@ func (a *Authority) signer(ctx context.Context, gen store.CAGeneration) (caKey, 
 	if err != nil {
 		return caKey{}, fmt.Errorf("load CA key of cluster %q generation %d: %w", gen.Cluster, gen.Generation, err)
 	}
-	k := caKey{signer: s, cert: cert}
+	k := caKey{signer: s, cert: cert, certPEM: certPEM(gen.CertificateDER)}
 	a.signers.put(gen.KeyRef, k)
 	return k, nil
 }

@@ -399,3 +399,16 @@ func TestFingerprintIsTheSHA256OfTheCertificate(t *testing.T) {
 		t.Fatalf("fingerprint %s", ca.FingerprintSHA256)
 	}
 }
+
+func TestCertPEMMatchesEncodingPEM(t *testing.T) {
+	for _, n := range []int{0, 1, 2, 3, 47, 48, 49, 95, 96, 97, 300, 511, 1024} {
+		der := make([]byte, n)
+		for i := range der {
+			der[i] = byte(i*7 + n)
+		}
+		want := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+		if got := certPEM(der); got != want {
+			t.Errorf("%d bytes: certPEM =\n%q\nwant\n%q", n, got, want)
+		}
+	}
+}

@@ -55,9 +55,10 @@ type Config struct {
 	Now func() time.Time
 }
 
-// DefaultReadyTimeout is how long /readyz waits for the backends by default:
-// the KMS shim's default status timeout, so both report a hung backend alike.
-const DefaultReadyTimeout = 2 * time.Second
+// DefaultReadyTimeout is how long /readyz waits for the backends by default
+// (Barbican behind keystonemiddleware can take seconds on a loaded host; a
+// hung PKCS#11 token shows at once through its stuck-call count).
+const DefaultReadyTimeout = 5 * time.Second
 
 // Gateway is an http.Handler serving the routes it was built with.
 type Gateway struct {

@@ -1,13 +1,24 @@
-// Package keys names what key custody backends share: the key algorithms a
-// CA may use and how to generate them. The backends are subpackages
-// (software, pkcs11, barbican); each implements the small interfaces the
-// functions define where they use them (ca.Keys for signing keys, keywrap's
-// for key-encryption keys).
+// Package keys is the contract of key custody: the Custody interface every
+// backend implements, the errors it returns, the key algorithms a CA may use
+// and how to generate them in memory. The backends are subpackages
+// (software, pkcs11, barbican); they import this package and never the
+// functions that use them. The functions define their own small interfaces
+// in these terms (ca.Keys for signing keys, keywrap.Custody for
+// key-encryption keys), and pkg/backends, where both sides meet, checks that
+// a Custody satisfies them.
 //
 // Key material never leaves custody in the clear: a backend hands out a
 // crypto.Signer or seals and opens data, nothing else. Backend errors wrap
-// api.ErrNotFound for a missing key and api.ErrUnavailable when the backend
-// cannot be reached.
+// ErrNotFound for a missing key, ErrConflict for a ref in use,
+// ErrUnavailable when the backend cannot be reached, ErrBackend when it
+// refuses, and ErrDecrypt for a ciphertext that does not authenticate.
+//
+// # Adding a backend
+//
+// A backend is one package under pkg/keys that implements Custody (with a
+// compile-time check, var _ keys.Custody = (*Custody)(nil)) and runs the
+// conformance suite from its tests: keystest.Run(t, newCustody). Opening it
+// from configuration is a case in pkg/backends.
 package keys
 
 import (

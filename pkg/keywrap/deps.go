@@ -25,15 +25,16 @@ type Store interface {
 }
 
 // Custody is the part of key custody the wrap/unwrap function uses: KEKs
-// that never leave custody. pkg/keys/software and pkg/keys/pkcs11 implement it.
+// that never leave custody. Every keys.Custody (pkg/keys/software, pkcs11,
+// barbican) satisfies it; pkg/backends checks that at compile time.
 type Custody interface {
-	// GenerateKEK creates a new AES-256 KEK named ref (api.ErrConflict when
-	// ref exists).
+	// GenerateKEK creates a new AES-256 KEK named ref (keys.ErrConflict
+	// when ref exists).
 	GenerateKEK(ctx context.Context, ref string) error
 	// Seal encrypts plaintext under the KEK ref, binding aad.
 	Seal(ctx context.Context, ref string, plaintext, aad []byte) ([]byte, error)
 	// Open decrypts what Seal returned; a ciphertext or aad that does not
-	// authenticate gives an error wrapping ErrDecrypt.
+	// authenticate gives an error wrapping ErrDecrypt (keys.ErrDecrypt).
 	Open(ctx context.Context, ref string, ciphertext, aad []byte) ([]byte, error)
 	// Destroy deletes the key named ref; a missing key is not an error.
 	Destroy(ctx context.Context, ref string) error

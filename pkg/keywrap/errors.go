@@ -1,6 +1,6 @@
 package keywrap
 
-import "errors"
+import "github.com/clusterkeys/clusterkeys/pkg/keys"
 
 // Stable error codes of the wrap/unwrap function, in addition to pkg/api's.
 const (
@@ -19,8 +19,9 @@ const (
 	CodeInvalidKeyName = "invalid_key_name"
 )
 
-// ErrDecrypt is what a Custody's Open returns (wrapped) when the ciphertext
-// does not authenticate under the key and aad given: tampered bytes, wrong
-// key or wrong aad. Service methods return an error wrapping it (and an
-// *api.Error with code decrypt_failed) for the same causes.
-var ErrDecrypt = errors.New("decryption failed: ciphertext or aad not authentic")
+// ErrDecrypt is custody's keys.ErrDecrypt, which a Custody's Open returns
+// (wrapped) when the ciphertext does not authenticate under the key and aad
+// given: tampered bytes, wrong key or wrong aad. Service methods return an
+// error wrapping it (and an *api.Error with code decrypt_failed) for the
+// same causes.
+var ErrDecrypt = keys.ErrDecrypt

@@ -288,40 +288,6 @@ func TestBarbicanCustodyThroughKeystone(t *testing.T) {
 	})
 }
 
-// TestKeystoneDownFailsClosed stops the shared Keystone under a running
-// service: a token not yet cached gets 503, never a guess. It must stay the
-// last Keystone test (Go runs tests in file order; keystone_test.go holds
-// them all), since setting up another Keystone costs 1–2 minutes of CI.
-func TestKeystoneDownFailsClosed(t *testing.T) {
-	k := startKeystone(t)
-	s := keystoneServer(t, k)
-	tok := k.token(t, "alice", "team-a")
-	_ = exec.Command("bash", keystoneScript(), "stop", k.dir).Run()
-	// Keystone stays down: tests after this one that need it fail clearly.
-	sharedKeystone.err = fmt.Errorf("the shared Keystone was stopped by TestKeystoneDownFailsClosed")
-	r := do(t, "GET", s.URL+"/v1/clusters/any/ca", tok, nil)
-	if r.Status != 503 || r.problemCode(t) != "backend_unavailable" {
-		t.Fatalf("with Keystone down: %d %s", r.Status, r.Body)
-	}
-}
-
-// scopedToken logs user in with scope, a Keystone scope object such as
-// {"system":{"all":true}} or {"domain":{"id":"default"}}.
-func (k *keystone) scopedToken(t *testing.T, user, scope string) string {
-	t.Helper()
-	body := fmt.Sprintf(`{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":%q,"domain":{"id":"default"},"password":%q}}},
-		"scope":%s}}`, user, user+"pw", scope)
-	resp, err := client.Post(k.URL+"/auth/tokens", "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 201 {
-		t.Fatalf("log in %s with scope %s: %d", user, scope, resp.StatusCode)
-	}
-	return resp.Header.Get("X-Subject-Token")
-}
-
 // TestKeystoneOwnership is who owns what with real Keystone scopes: the
 // admin role counts everywhere only on a system-scoped token or in the
 // admin project; an admin of another project (svc in service) is that
@@ -387,4 +353,38 @@ func TestKeystoneOwnership(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestKeystoneDownFailsClosed stops the shared Keystone under a running
+// service: a token not yet cached gets 503, never a guess. It must stay the
+// last Keystone test (Go runs tests in file order; keystone_test.go holds
+// them all), since setting up another Keystone costs 1–2 minutes of CI.
+func TestKeystoneDownFailsClosed(t *testing.T) {
+	k := startKeystone(t)
+	s := keystoneServer(t, k)
+	tok := k.token(t, "alice", "team-a")
+	_ = exec.Command("bash", keystoneScript(), "stop", k.dir).Run()
+	// Keystone stays down: tests after this one that need it fail clearly.
+	sharedKeystone.err = fmt.Errorf("the shared Keystone was stopped by TestKeystoneDownFailsClosed")
+	r := do(t, "GET", s.URL+"/v1/clusters/any/ca", tok, nil)
+	if r.Status != 503 || r.problemCode(t) != "backend_unavailable" {
+		t.Fatalf("with Keystone down: %d %s", r.Status, r.Body)
+	}
+}
+
+// scopedToken logs user in with scope, a Keystone scope object such as
+// {"system":{"all":true}} or {"domain":{"id":"default"}}.
+func (k *keystone) scopedToken(t *testing.T, user, scope string) string {
+	t.Helper()
+	body := fmt.Sprintf(`{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":%q,"domain":{"id":"default"},"password":%q}}},
+		"scope":%s}}`, user, user+"pw", scope)
+	resp, err := client.Post(k.URL+"/auth/tokens", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 201 {
+		t.Fatalf("log in %s with scope %s: %d", user, scope, resp.StatusCode)
+	}
+	return resp.Header.Get("X-Subject-Token")
 }

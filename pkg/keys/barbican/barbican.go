@@ -11,9 +11,9 @@
 //
 // # Errors
 //
-// Barbican answering 401 or 403 wraps api.ErrBackend (502, with the
-// reason); 404 wraps api.ErrNotFound; 5xx, a refused connection or a
-// timeout wrap api.ErrUnavailable (503, Retry-After). A secret created for a
+// Barbican answering 401 or 403 wraps keys.ErrBackend (502, with the
+// reason); 404 wraps keys.ErrNotFound; 5xx, a refused connection or a
+// timeout wrap keys.ErrUnavailable (503, Retry-After). A secret created for a
 // key whose store record then cannot be written is deleted again, so a
 // failed operation leaves no orphaned secret behind.
 package barbican
@@ -39,10 +39,8 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/keymanager/v1/secrets"
 	"github.com/gophercloud/gophercloud/v2/pagination"
 
-	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/barbicanerr"
 	"github.com/clusterkeys/clusterkeys/pkg/keys"
-	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
 )
 
 // BlobStore keeps the ref → secret href mapping; pkg/store/sqlite
@@ -85,6 +83,8 @@ type Custody struct {
 
 	hrefs sync.Map // ref → secret href, read from the store once
 }
+
+var _ keys.Custody = (*Custody)(nil)
 
 // Open returns a custody over Barbican at cfg.Endpoint. It does not call
 // Barbican; Check does.
@@ -133,7 +133,7 @@ func (c *Custody) create(ctx context.Context, ref string, opts secrets.CreateOpt
 	s, err := secrets.Create(ctx, c.sc, opts).Extract()
 	if err != nil {
 		err = classify(fmt.Sprintf("create secret %q", ref), err)
-		if errors.Is(err, api.ErrUnavailable) {
+		if errors.Is(err, keys.ErrUnavailable) {
 			// No answer (a timeout, a dropped connection, a 5xx): Barbican
 			// may still store the secret, and nothing would ever name it.
 			c.reapLater(ref)
@@ -309,7 +309,7 @@ func (c *Custody) Signer(ctx context.Context, ref string) (crypto.Signer, error)
 func (c *Custody) Destroy(ctx context.Context, ref string) error {
 	c.hrefs.Delete(ref)
 	href, err := c.blobs.GetBlob(ctx, mappingKey(ref))
-	if errors.Is(err, api.ErrNotFound) {
+	if errors.Is(err, keys.ErrNotFound) {
 		if _, err := c.deleteByName(ctx, ref); err != nil {
 			return fmt.Errorf("barbican custody: destroy %q: %w", ref, err)
 		}
@@ -366,18 +366,18 @@ func (c *Custody) Seal(ctx context.Context, ref string, plaintext, aad []byte) (
 }
 
 // Open decrypts what Seal returned; an inauthentic ciphertext wraps
-// keywrap.ErrDecrypt.
+// keys.ErrDecrypt.
 func (c *Custody) Open(ctx context.Context, ref string, ciphertext, aad []byte) ([]byte, error) {
 	a, err := c.aead(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
 	if len(ciphertext) < a.NonceSize()+a.Overhead() {
-		return nil, fmt.Errorf("barbican custody: KEK %q: ciphertext too short: %w", ref, keywrap.ErrDecrypt)
+		return nil, fmt.Errorf("barbican custody: KEK %q: ciphertext too short: %w", ref, keys.ErrDecrypt)
 	}
 	pt, err := a.Open(nil, ciphertext[:a.NonceSize()], ciphertext[a.NonceSize():], aad)
 	if err != nil {
-		return nil, fmt.Errorf("barbican custody: KEK %q: %w", ref, keywrap.ErrDecrypt)
+		return nil, fmt.Errorf("barbican custody: KEK %q: %w", ref, keys.ErrDecrypt)
 	}
 	return pt, nil
 }

@@ -86,7 +86,7 @@ func TestHungTokenDoesNotFreezeCustody(t *testing.T) {
 		start := time.Now()
 		_, err := s.Sign(rand.Reader, digest[:], crypto.SHA256)
 		took := time.Since(start)
-		if !errors.Is(err, api.ErrUnavailable) || api.ErrorFor(err).Status != 503 {
+		if !errors.Is(err, keys.ErrUnavailable) || api.ErrorFor(err).Status != 503 {
 			t.Fatalf("Sign with the token hung = %v, want ErrUnavailable (503)", err)
 		}
 		if took > deadline+slack {
@@ -97,7 +97,7 @@ func TestHungTokenDoesNotFreezeCustody(t *testing.T) {
 	t.Run("the hung Sign returns at its deadline too", func(t *testing.T) {
 		select {
 		case err := <-first:
-			if !errors.Is(err, api.ErrUnavailable) {
+			if !errors.Is(err, keys.ErrUnavailable) {
 				t.Fatalf("first Sign = %v, want ErrUnavailable", err)
 			}
 		case <-time.After(deadline + slack):
@@ -108,7 +108,7 @@ func TestHungTokenDoesNotFreezeCustody(t *testing.T) {
 		start := time.Now()
 		err := c.Check(ctx)
 		took := time.Since(start)
-		if !errors.Is(err, api.ErrUnavailable) {
+		if !errors.Is(err, keys.ErrUnavailable) {
 			t.Fatalf("Check with two calls stuck = %v, want ErrUnavailable", err)
 		}
 		if took > deadline {
@@ -134,10 +134,10 @@ func TestHungTokenDoesNotFreezeCustody(t *testing.T) {
 		start := time.Now()
 		_, err := s.Sign(rand.Reader, digest[:], crypto.SHA256)
 		took := time.Since(start)
-		if !errors.Is(err, api.ErrUnavailable) || took > deadline {
+		if !errors.Is(err, keys.ErrUnavailable) || took > deadline {
 			t.Fatalf("Sign at the limit = %v after %v, want ErrUnavailable at once", err, took)
 		}
-		if _, err := c.Seal(ctx, "kek", []byte("seed"), nil); !errors.Is(err, api.ErrUnavailable) {
+		if _, err := c.Seal(ctx, "kek", []byte("seed"), nil); !errors.Is(err, keys.ErrUnavailable) {
 			t.Fatalf("Seal at the limit = %v, want ErrUnavailable", err)
 		}
 		if n := gauge(t, reg, "clusterkeys_pkcs11_stuck_calls"); n != maxStuck {
@@ -179,7 +179,7 @@ func TestCheckHonoursItsContext(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	err := c.Check(ctx)
-	if !errors.Is(err, api.ErrUnavailable) {
+	if !errors.Is(err, keys.ErrUnavailable) {
 		t.Fatalf("Check with the token hung = %v, want ErrUnavailable", err)
 	}
 	if took := time.Since(start); took > 5*time.Second {

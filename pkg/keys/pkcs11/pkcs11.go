@@ -9,7 +9,7 @@
 //
 // Each key is found by its ref, stored as CKA_LABEL, with CKA_ID a hash of
 // the ref. Labels are not unique in PKCS#11, so generation refuses a ref
-// that any object carries (api.ErrConflict), use refuses a label that names
+// that any object carries (keys.ErrConflict), use refuses a label that names
 // several keys, and Destroy deletes every object labelled ref: a key pair,
 // a secret key, and the lone half a failed generation may leave behind.
 //
@@ -19,7 +19,7 @@
 // for at most Options.CallTimeout (DefaultCallTimeout; key generation six
 // times that), or less when the caller's context ends first; crypto.Signer's Sign, which has no context,
 // gets that deadline too. A call that misses it fails with an error
-// wrapping api.ErrUnavailable while its goroutine stays inside the library
+// wrapping keys.ErrUnavailable while its goroutine stays inside the library
 // until the library returns: such a stuck call holds no lock, so other
 // callers, Check and the readiness probes go on. Check reports unhealthy
 // while any stuck call has been in the library past its deadline, and at
@@ -34,7 +34,7 @@
 // with panics recovered (crypto11's GCM Seal panics on any PKCS#11 error),
 // and any failure is followed by a health probe, a real AES-GCM round trip
 // with a dedicated health key. When the probe fails, the context is retired:
-// new calls fail at once with errors wrapping api.ErrUnavailable and Check
+// new calls fail at once with errors wrapping keys.ErrUnavailable and Check
 // reports unhealthy; the context is closed (which finalizes the module) once
 // the calls still using it have returned, and a background loop then
 // configures a new context with backoff and finds the keys again by label.
@@ -69,10 +69,7 @@ import (
 	p11 "github.com/miekg/pkcs11"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/clusterkeys/clusterkeys/pkg/api"
-	"github.com/clusterkeys/clusterkeys/pkg/ca"
 	"github.com/clusterkeys/clusterkeys/pkg/keys"
-	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
 )
 
 // HealthKeyLabel is the label of the AES key Check and the fault probe use.
@@ -115,11 +112,11 @@ type Options struct {
 	// CallTimeout bounds every call into the token, Open's and Sign's
 	// included (DefaultCallTimeout when zero); key generation gets six
 	// times as long. A call that has not returned by then fails with an
-	// error wrapping api.ErrUnavailable.
+	// error wrapping keys.ErrUnavailable.
 	CallTimeout time.Duration
 	// MaxStuckCalls bounds the calls whose caller stopped waiting and that
 	// are still inside the library (DefaultMaxStuckCalls when zero). At the
-	// limit new calls fail at once with api.ErrUnavailable.
+	// limit new calls fail at once with keys.ErrUnavailable.
 	MaxStuckCalls int
 }
 
@@ -203,8 +200,7 @@ type callState struct {
 	abandoned bool // guarded by Custody.mu: the caller stopped waiting
 }
 
-var _ ca.Keys = (*Custody)(nil)
-var _ keywrap.Custody = (*Custody)(nil)
+var _ keys.Custody = (*Custody)(nil)
 
 // Open configures the token cfg names, logs in and finds (or creates) the
 // health key, within the call timeout. It fails when the token cannot be
@@ -303,7 +299,7 @@ func (c *Custody) configureWithin(d time.Duration) (*conn, error) {
 				r.cn.close(c.log)
 			}
 		}()
-		return nil, fmt.Errorf("the token has not answered within %v: %w", d, api.ErrUnavailable)
+		return nil, fmt.Errorf("the token has not answered within %v: %w", d, keys.ErrUnavailable)
 	}
 }
 
@@ -476,11 +472,11 @@ func decryptOutcome(err error) error {
 
 // backend marks a token error that is not a fault: the token refused.
 func backend(what string, err error) error {
-	return fmt.Errorf("pkcs11 %s: %w (%w)", what, err, api.ErrBackend)
+	return fmt.Errorf("pkcs11 %s: %w (%w)", what, err, keys.ErrBackend)
 }
 
 func (c *Custody) unavailable(what string) error {
-	return fmt.Errorf("pkcs11 %s: token %q unavailable, reconnecting: %w", what, c.cfg.TokenLabel, api.ErrUnavailable)
+	return fmt.Errorf("pkcs11 %s: token %q unavailable, reconnecting: %w", what, c.cfg.TokenLabel, keys.ErrUnavailable)
 }
 
 var (
@@ -494,11 +490,11 @@ func (c *Custody) acquire(what string, want *conn) (*conn, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return nil, fmt.Errorf("pkcs11 %s: custody is closed: %w", what, api.ErrUnavailable)
+		return nil, fmt.Errorf("pkcs11 %s: custody is closed: %w", what, keys.ErrUnavailable)
 	}
 	if n := len(c.stuck); n >= c.maxStuck {
 		return nil, fmt.Errorf("pkcs11 %s: %d calls into token %q have not returned; refusing more until they do: %w",
-			what, n, c.cfg.TokenLabel, api.ErrUnavailable)
+			what, n, c.cfg.TokenLabel, keys.ErrUnavailable)
 	}
 	cn := c.cur
 	if want != nil && cn != want {
@@ -589,7 +585,7 @@ func (c *Custody) do(ctx context.Context, what string, cn *conn, exclusive bool,
 	}
 	c.log.Warn("PKCS#11 call missed its deadline; it stays in the library until it returns", "token", c.cfg.TokenLabel, "call", what, "stuck", len(c.stuck))
 	return false, fmt.Errorf("pkcs11 %s: token %q has not answered within %v: %w",
-		what, c.cfg.TokenLabel, time.Since(st.start).Round(time.Millisecond), api.ErrUnavailable)
+		what, c.cfg.TokenLabel, time.Since(st.start).Round(time.Millisecond), keys.ErrUnavailable)
 }
 
 // overdue returns how many abandoned calls have been in the library longer
@@ -609,7 +605,7 @@ func (c *Custody) overdue() int {
 // runConn calls f with the current conn under the call deadline and, when
 // it fails, tells a token fault from a refusal with a health probe. On a
 // fault it starts reconnecting and returns an error wrapping
-// api.ErrUnavailable. A call that is not exclusive (not a generation) and
+// keys.ErrUnavailable. A call that is not exclusive (not a generation) and
 // fails on a healthy token is made once more with the handles found again:
 // another process may have destroyed the key, and perhaps made it again.
 func (c *Custody) runConn(ctx context.Context, what string, exclusive bool, f func(cn *conn) error) error {
@@ -627,7 +623,7 @@ func (c *Custody) runConn(ctx context.Context, what string, exclusive bool, f fu
 		}
 		var de *decryptError
 		if errors.As(err, &de) && de.sure {
-			return fmt.Errorf("pkcs11 %s: %w (%w)", what, keywrap.ErrDecrypt, de.cause)
+			return fmt.Errorf("pkcs11 %s: %w (%w)", what, keys.ErrDecrypt, de.cause)
 		}
 		switch perr := c.probe(cn); {
 		case errors.Is(perr, errStale):
@@ -635,7 +631,7 @@ func (c *Custody) runConn(ctx context.Context, what string, exclusive bool, f fu
 				continue // another call reconnected meanwhile: try the new context
 			}
 			return c.unavailable(what)
-		case errors.Is(perr, errNoAnswer), errors.Is(perr, api.ErrUnavailable):
+		case errors.Is(perr, errNoAnswer), errors.Is(perr, keys.ErrUnavailable):
 			return perr
 		case perr != nil:
 			c.markDown(cn, fmt.Errorf("%s failed (%v), health probe failed: %w", what, err, perr))
@@ -644,8 +640,8 @@ func (c *Custody) runConn(ctx context.Context, what string, exclusive bool, f fu
 		// The token is healthy: err is about this call.
 		switch {
 		case errors.As(err, &de):
-			return fmt.Errorf("pkcs11 %s: %w (%w)", what, keywrap.ErrDecrypt, de.cause)
-		case errors.Is(err, api.ErrNotFound), errors.Is(err, api.ErrConflict), exclusive:
+			return fmt.Errorf("pkcs11 %s: %w (%w)", what, keys.ErrDecrypt, de.cause)
+		case errors.Is(err, keys.ErrNotFound), errors.Is(err, keys.ErrConflict), exclusive:
 			return err
 		case attempt == 0:
 			cn.dropCache()
@@ -746,13 +742,13 @@ func (c *Custody) reconnectLoop(old <-chan struct{}, done chan struct{}) {
 
 // Check is the readiness probe: a real AES-GCM round trip in the token,
 // bounded by ctx and the call timeout. It returns an error wrapping
-// api.ErrUnavailable while the token is faulty or being reconnected, while
+// keys.ErrUnavailable while the token is faulty or being reconnected, while
 // a call has been stuck in the library past its deadline, and
 // when the round trip does not finish in time.
 func (c *Custody) Check(ctx context.Context) error {
 	if n := c.overdue(); n > 0 {
 		return fmt.Errorf("pkcs11 check: %d calls into token %q have not returned by their deadline: %w",
-			n, c.cfg.TokenLabel, api.ErrUnavailable)
+			n, c.cfg.TokenLabel, keys.ErrUnavailable)
 	}
 	cn, err := c.acquire("check", nil)
 	if err != nil {
@@ -763,10 +759,10 @@ func (c *Custody) Check(ctx context.Context) error {
 	case err == nil:
 		return nil
 	case !finished:
-		if errors.Is(err, api.ErrUnavailable) {
+		if errors.Is(err, keys.ErrUnavailable) {
 			return err
 		}
-		return fmt.Errorf("%w (%w)", err, api.ErrUnavailable)
+		return fmt.Errorf("%w (%w)", err, keys.ErrUnavailable)
 	}
 	c.markDown(cn, fmt.Errorf("health check: %w", err))
 	return c.unavailable("check")
@@ -774,7 +770,7 @@ func (c *Custody) Check(ctx context.Context) error {
 
 // Close stops reconnecting and closes the context once the calls using it
 // have returned, waiting for that at most the call timeout. Calls made
-// afterwards fail with api.ErrUnavailable.
+// afterwards fail with keys.ErrUnavailable.
 func (c *Custody) Close() error {
 	c.mu.Lock()
 	if c.closed {
@@ -918,7 +914,7 @@ func labelTaken(cn *conn, ref string) (bool, error) {
 
 // GenerateKEK creates an AES-256 key labelled ref in the token (sensitive,
 // non-extractable). A label in use fails with an error wrapping
-// api.ErrConflict.
+// keys.ErrConflict.
 func (c *Custody) GenerateKEK(ctx context.Context, ref string) error {
 	if err := checkRef(ref); err != nil {
 		return fmt.Errorf("pkcs11 custody: %w", err)
@@ -929,7 +925,7 @@ func (c *Custody) GenerateKEK(ctx context.Context, ref string) error {
 			return backend("generate KEK: look up label", err)
 		}
 		if taken {
-			return fmt.Errorf("pkcs11 custody: a key labelled %q exists: %w", ref, api.ErrConflict)
+			return fmt.Errorf("pkcs11 custody: a key labelled %q exists: %w", ref, keys.ErrConflict)
 		}
 		k, err := cn.cx.GenerateSecretKeyWithAttributes(secretTemplate(ref), 256, crypto11.CipherAES)
 		if err != nil {
@@ -960,10 +956,10 @@ func (c *Custody) kek(cn *conn, ref string) (cipher.AEAD, error) {
 	}
 	switch len(ks) {
 	case 0:
-		return nil, fmt.Errorf("pkcs11 custody: KEK %q: %w", ref, api.ErrNotFound)
+		return nil, fmt.Errorf("pkcs11 custody: KEK %q: %w", ref, keys.ErrNotFound)
 	case 1:
 	default:
-		return nil, fmt.Errorf("pkcs11 custody: %d keys are labelled %q; refusing to guess: %w", len(ks), ref, api.ErrBackend)
+		return nil, fmt.Errorf("pkcs11 custody: %d keys are labelled %q; refusing to guess: %w", len(ks), ref, keys.ErrBackend)
 	}
 	g, err = ks[0].NewGCM()
 	if err != nil {
@@ -993,10 +989,10 @@ func (c *Custody) kekHandle(cn *conn, s p11.SessionHandle, ref string) (p11.Obje
 	}
 	switch len(hs) {
 	case 0:
-		return 0, fmt.Errorf("pkcs11 custody: KEK %q: %w", ref, api.ErrNotFound)
+		return 0, fmt.Errorf("pkcs11 custody: KEK %q: %w", ref, keys.ErrNotFound)
 	case 1:
 	default:
-		return 0, fmt.Errorf("pkcs11 custody: %d keys are labelled %q; refusing to guess: %w", len(hs), ref, api.ErrBackend)
+		return 0, fmt.Errorf("pkcs11 custody: %d keys are labelled %q; refusing to guess: %w", len(hs), ref, keys.ErrBackend)
 	}
 	cn.cacheMu.Lock()
 	cn.kekHandles[ref] = hs[0]
@@ -1030,14 +1026,14 @@ func (c *Custody) Seal(ctx context.Context, ref string, plaintext, aad []byte) (
 }
 
 // Open decrypts what Seal returned for ref and aad. A ciphertext or aad that
-// does not authenticate gives an error wrapping keywrap.ErrDecrypt, told
+// does not authenticate gives an error wrapping keys.ErrDecrypt, told
 // from a token fault by C_Decrypt's return value.
 func (c *Custody) Open(ctx context.Context, ref string, ciphertext, aad []byte) ([]byte, error) {
 	if err := checkRef(ref); err != nil {
 		return nil, fmt.Errorf("pkcs11 custody: %w", err)
 	}
 	if len(ciphertext) < nonceSize+tagSize {
-		return nil, fmt.Errorf("pkcs11 open: ciphertext too short: %w", keywrap.ErrDecrypt)
+		return nil, fmt.Errorf("pkcs11 open: ciphertext too short: %w", keys.ErrDecrypt)
 	}
 	var out []byte
 	err := c.runConn(ctx, "open", false, func(cn *conn) error {
@@ -1063,7 +1059,7 @@ func (c *Custody) Open(ctx context.Context, ref string, ciphertext, aad []byte) 
 
 // GenerateSigner creates a key pair labelled ref in the token (the private
 // half sensitive and non-extractable) and returns its signer. A label in use
-// fails with an error wrapping api.ErrConflict.
+// fails with an error wrapping keys.ErrConflict.
 func (c *Custody) GenerateSigner(ctx context.Context, ref string, alg keys.Algorithm) (crypto.Signer, error) {
 	if err := checkRef(ref); err != nil {
 		return nil, fmt.Errorf("pkcs11 custody: %w", err)
@@ -1091,7 +1087,7 @@ func (c *Custody) GenerateSigner(ctx context.Context, ref string, alg keys.Algor
 			return backend("generate signer: look up label", err)
 		}
 		if taken {
-			return fmt.Errorf("pkcs11 custody: a key labelled %q exists: %w", ref, api.ErrConflict)
+			return fmt.Errorf("pkcs11 custody: a key labelled %q exists: %w", ref, keys.ErrConflict)
 		}
 		public := set(idAndLabel(ref), map[uint]any{p11.CKA_TOKEN: true, p11.CKA_PRIVATE: false, p11.CKA_VERIFY: true})
 		private := set(idAndLabel(ref), map[uint]any{
@@ -1138,10 +1134,10 @@ func (c *Custody) findSigner(cn *conn, ref string) (crypto11.Signer, error) {
 	}
 	switch len(ps) {
 	case 0:
-		return nil, fmt.Errorf("pkcs11 custody: key %q: %w", ref, api.ErrNotFound)
+		return nil, fmt.Errorf("pkcs11 custody: key %q: %w", ref, keys.ErrNotFound)
 	case 1:
 	default:
-		return nil, fmt.Errorf("pkcs11 custody: %d key pairs are labelled %q; refusing to guess: %w", len(ps), ref, api.ErrBackend)
+		return nil, fmt.Errorf("pkcs11 custody: %d key pairs are labelled %q; refusing to guess: %w", len(ps), ref, keys.ErrBackend)
 	}
 	cn.cacheMu.Lock()
 	cn.signers[ref] = ps[0]
@@ -1150,7 +1146,7 @@ func (c *Custody) findSigner(cn *conn, ref string) (crypto11.Signer, error) {
 }
 
 // Signer returns the signer of the key pair labelled ref (an error wrapping
-// api.ErrNotFound when absent). It stays usable across token faults.
+// keys.ErrNotFound when absent). It stays usable across token faults.
 func (c *Custody) Signer(ctx context.Context, ref string) (crypto.Signer, error) {
 	if err := checkRef(ref); err != nil {
 		return nil, fmt.Errorf("pkcs11 custody: %w", err)
@@ -1220,7 +1216,7 @@ func (s *signer) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byt
 			return err
 		}
 		if eq, ok := k.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !eq.Equal(s.pub) {
-			return fmt.Errorf("pkcs11 custody: the key labelled %q is not the key this signer was made for: %w", s.ref, api.ErrBackend)
+			return fmt.Errorf("pkcs11 custody: the key labelled %q is not the key this signer was made for: %w", s.ref, keys.ErrBackend)
 		}
 		out, err := k.Sign(r, digest, opts)
 		if err != nil {

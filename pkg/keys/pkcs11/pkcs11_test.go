@@ -28,7 +28,6 @@ import (
 
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/keys"
-	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
 )
 
 func TestNewConfig(t *testing.T) {
@@ -161,40 +160,25 @@ func attr(t *testing.T, c *Custody, ref string, secret bool, typ uint) bool {
 	return len(a.Value) == 1 && a.Value[0] == 1
 }
 
+// The contract (keystest) covers generating, signing, loading, refused
+// refs and destroying; what is PKCS#11's own is below: keys made in the
+// token as sensitive and non-extractable, a held signer after its key is
+// destroyed, labels that two keys carry, the reserved health label, and a
+// failed decryption that leaves the token healthy.
 func TestSigners(t *testing.T) {
 	tok := newToken(t)
 	c := openCustody(t, tok, Options{})
 	ctx := context.Background()
 	digest := sha256.Sum256([]byte("to be signed"))
-	algs := []keys.Algorithm{keys.ECDSAP256, keys.ECDSAP384, keys.RSA2048}
-	if !testing.Short() {
-		// SoftHSM takes about 0.4 s and 1.5 s to generate these here.
-		algs = append(algs, keys.RSA3072, keys.RSA4096)
-	}
-	for _, alg := range algs {
-		t.Run(string(alg)+" is generated in the token, non-extractable, and signs", func(t *testing.T) {
+	for _, alg := range []keys.Algorithm{keys.ECDSAP256, keys.RSA2048} {
+		t.Run(string(alg)+" is generated in the token, sensitive and non-extractable", func(t *testing.T) {
 			ref := "ca/" + string(alg)
-			s, err := c.GenerateSigner(ctx, ref, alg)
-			if err != nil {
+			if _, err := c.GenerateSigner(ctx, ref, alg); err != nil {
 				t.Fatal(err)
 			}
-			sig, err := s.Sign(rand.Reader, digest[:], crypto.SHA256)
-			if err != nil {
-				t.Fatal(err)
-			}
-			verify(t, s.Public(), digest[:], sig)
 			if attr(t, c, ref, false, p11.CKA_EXTRACTABLE) || !attr(t, c, ref, false, p11.CKA_SENSITIVE) {
 				t.Fatal("the private key is extractable or not sensitive")
 			}
-			loaded, err := c.Signer(ctx, ref)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sig, err = loaded.Sign(rand.Reader, digest[:], crypto.SHA256)
-			if err != nil {
-				t.Fatal(err)
-			}
-			verify(t, s.Public(), digest[:], sig)
 		})
 	}
 	t.Run("a token signer makes a CA certificate that verifies", func(t *testing.T) {
@@ -219,24 +203,7 @@ func TestSigners(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	t.Run("a ref in use is refused", func(t *testing.T) {
-		_, err := c.GenerateSigner(ctx, "ca/"+string(keys.ECDSAP256), keys.ECDSAP256)
-		if !errors.Is(err, api.ErrConflict) {
-			t.Fatalf("err = %v, want ErrConflict", err)
-		}
-	})
-	t.Run("a missing key is not found", func(t *testing.T) {
-		_, err := c.Signer(ctx, "ca/none")
-		if !errors.Is(err, api.ErrNotFound) {
-			t.Fatalf("err = %v, want ErrNotFound", err)
-		}
-	})
-	t.Run("an unknown algorithm is refused", func(t *testing.T) {
-		if _, err := c.GenerateSigner(ctx, "ca/dsa", keys.Algorithm("dsa-1024")); err == nil {
-			t.Fatal("GenerateSigner succeeded")
-		}
-	})
-	t.Run("a destroyed key is gone, and destroying it again is fine", func(t *testing.T) {
+	t.Run("a signer held across its key's destruction no longer signs, and custody stays healthy", func(t *testing.T) {
 		s, err := c.GenerateSigner(ctx, "ca/doomed", keys.ECDSAP256)
 		if err != nil {
 			t.Fatal(err)
@@ -244,14 +211,8 @@ func TestSigners(t *testing.T) {
 		if err := c.Destroy(ctx, "ca/doomed"); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.Signer(ctx, "ca/doomed"); !errors.Is(err, api.ErrNotFound) {
-			t.Fatalf("Signer after Destroy: %v", err)
-		}
-		if _, err := s.Sign(rand.Reader, digest[:], crypto.SHA256); !errors.Is(err, api.ErrNotFound) {
+		if _, err := s.Sign(rand.Reader, digest[:], crypto.SHA256); !errors.Is(err, keys.ErrNotFound) {
 			t.Fatalf("Sign after Destroy: %v", err)
-		}
-		if err := c.Destroy(ctx, "ca/doomed"); err != nil {
-			t.Fatal(err)
 		}
 		if err := c.Check(ctx); err != nil {
 			t.Fatalf("a missing key made custody unhealthy: %v", err)
@@ -263,10 +224,8 @@ func TestKEKs(t *testing.T) {
 	tok := newToken(t)
 	c := openCustody(t, tok, Options{})
 	ctx := context.Background()
-	for _, ref := range []string{"kek/a", "kek/b"} {
-		if err := c.GenerateKEK(ctx, ref); err != nil {
-			t.Fatal(err)
-		}
+	if err := c.GenerateKEK(ctx, "kek/a"); err != nil {
+		t.Fatal(err)
 	}
 	if attr(t, c, "kek/a", true, p11.CKA_EXTRACTABLE) || !attr(t, c, "kek/a", true, p11.CKA_SENSITIVE) {
 		t.Fatal("the KEK is extractable or not sensitive")
@@ -279,43 +238,12 @@ func TestKEKs(t *testing.T) {
 	if len(ct) != nonceSize+len(pt)+tagSize || bytes.Contains(ct, pt) {
 		t.Fatalf("ciphertext of %d bytes", len(ct))
 	}
-	t.Run("the same KEK and aad open it", func(t *testing.T) {
-		got, err := c.Open(ctx, "kek/a", ct, aad)
-		if err != nil || !bytes.Equal(got, pt) {
-			t.Fatalf("Open = %q, %v", got, err)
-		}
-	})
-	t.Run("two seals use different nonces", func(t *testing.T) {
-		ct2, err := c.Seal(ctx, "kek/a", pt, aad)
-		if err != nil || bytes.Equal(ct[:nonceSize], ct2[:nonceSize]) {
-			t.Fatalf("nonce reused: %v", err)
-		}
-	})
-	bad := []struct {
-		name string
-		ref  string
-		ct   []byte
-		aad  []byte
-	}{
-		{"another aad fails", "kek/a", ct, []byte("aax")},
-		{"another KEK fails", "kek/b", ct, aad},
-		{"a truncated ciphertext fails", "kek/a", ct[:len(ct)-1], aad},
-		{"a ciphertext shorter than nonce and tag fails", "kek/a", ct[:nonceSize+tagSize-1], aad},
-	}
 	for _, i := range []int{0, nonceSize - 1, nonceSize, len(ct) - tagSize, len(ct) - 1} {
 		tampered := bytes.Clone(ct)
 		tampered[i] ^= 1
-		bad = append(bad, struct {
-			name string
-			ref  string
-			ct   []byte
-			aad  []byte
-		}{fmt.Sprintf("a flipped bit in byte %d fails", i), "kek/a", tampered, aad})
-	}
-	for _, tt := range bad {
-		t.Run(tt.name+" as ErrDecrypt, custody stays up", func(t *testing.T) {
-			got, err := c.Open(ctx, tt.ref, tt.ct, tt.aad)
-			if !errors.Is(err, keywrap.ErrDecrypt) || got != nil {
+		t.Run(fmt.Sprintf("a flipped bit in byte %d fails as ErrDecrypt, custody stays up", i), func(t *testing.T) {
+			got, err := c.Open(ctx, "kek/a", tampered, aad)
+			if !errors.Is(err, keys.ErrDecrypt) || got != nil {
 				t.Fatalf("Open = %q, %v; want ErrDecrypt", got, err)
 			}
 			if err := c.Check(ctx); err != nil {
@@ -323,24 +251,6 @@ func TestKEKs(t *testing.T) {
 			}
 		})
 	}
-	t.Run("a reused ref conflicts", func(t *testing.T) {
-		if err := c.GenerateKEK(ctx, "kek/a"); !errors.Is(err, api.ErrConflict) {
-			t.Fatalf("err = %v", err)
-		}
-	})
-	t.Run("a signer's ref cannot become a KEK", func(t *testing.T) {
-		if _, err := c.GenerateSigner(ctx, "shared", keys.ECDSAP256); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.GenerateKEK(ctx, "shared"); !errors.Is(err, api.ErrConflict) {
-			t.Fatalf("err = %v", err)
-		}
-	})
-	t.Run("a missing KEK is not found", func(t *testing.T) {
-		if _, err := c.Seal(ctx, "kek/none", pt, nil); !errors.Is(err, api.ErrNotFound) {
-			t.Fatalf("err = %v", err)
-		}
-	})
 	t.Run("a label carried by two keys is refused, not guessed", func(t *testing.T) {
 		withConn(t, c, func(cn *conn) {
 			for range 2 {
@@ -437,7 +347,7 @@ func TestTokenRemoval(t *testing.T) {
 		}
 		for _, name := range []string{"seal", "open", "sign", "signer", "generate KEK", "check", "seal"} {
 			err := calls[name]()
-			if !errors.Is(err, api.ErrUnavailable) {
+			if !errors.Is(err, keys.ErrUnavailable) {
 				t.Fatalf("%s: err = %v, want ErrUnavailable", name, err)
 			}
 			if e := api.ErrorFor(err); e.Status != 503 {
@@ -497,7 +407,7 @@ func TestModuleFinalized(t *testing.T) {
 	if err := other.Finalize(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Seal(ctx, "kek", []byte("seed"), nil); !errors.Is(err, api.ErrUnavailable) {
+	if _, err := c.Seal(ctx, "kek", []byte("seed"), nil); !errors.Is(err, keys.ErrUnavailable) {
 		t.Fatalf("Seal with the module finalized: %v, want ErrUnavailable", err)
 	}
 	took := waitHealthy(t, c, 5*time.Second)
@@ -519,7 +429,7 @@ func TestClosedCustodyIsUnavailable(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Fatalf("a second Close: %v", err)
 	}
-	if err := c.Check(context.Background()); !errors.Is(err, api.ErrUnavailable) {
+	if err := c.Check(context.Background()); !errors.Is(err, keys.ErrUnavailable) {
 		t.Fatalf("Check after Close = %v", err)
 	}
 }
@@ -603,7 +513,7 @@ func TestFaultUnderLoad(t *testing.T) {
 				switch {
 				case err == nil:
 					r.ok++
-				case errors.Is(err, api.ErrUnavailable):
+				case errors.Is(err, keys.ErrUnavailable):
 					r.unavailable++
 				default:
 					errs <- err
@@ -666,7 +576,7 @@ func TestOtherProcesses(t *testing.T) {
 			t.Fatalf("pkcs11-tool %v: %v: %s", args, err, out)
 		}
 	}
-	if _, err := c.Seal(ctx, "kek/elsewhere", []byte("x"), nil); !errors.Is(err, api.ErrNotFound) {
+	if _, err := c.Seal(ctx, "kek/elsewhere", []byte("x"), nil); !errors.Is(err, keys.ErrNotFound) {
 		t.Fatalf("before: %v", err)
 	}
 	pkcs11Tool("--keygen", "--key-type", "AES:32", "--label", "kek/elsewhere", "--id", "01")
@@ -678,7 +588,7 @@ func TestOtherProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	pkcs11Tool("--delete-object", "--type", "secrkey", "--label", "kek/elsewhere")
-	if _, err := c.Open(ctx, "kek/elsewhere", ct, nil); !errors.Is(err, api.ErrNotFound) {
+	if _, err := c.Open(ctx, "kek/elsewhere", ct, nil); !errors.Is(err, keys.ErrNotFound) {
 		t.Fatalf("a key destroyed by another process: %v, want ErrNotFound", err)
 	}
 	if err := c.Check(ctx); err != nil {
@@ -741,7 +651,7 @@ func TestDestroyTakesLoneHalves(t *testing.T) {
 			if n := labelledObjects(t, c, ref); n != 1 {
 				t.Fatalf("%d objects labelled %q, want the lone half", n, ref)
 			}
-			if _, err := c.GenerateSigner(ctx, ref, keys.ECDSAP256); !errors.Is(err, api.ErrConflict) {
+			if _, err := c.GenerateSigner(ctx, ref, keys.ECDSAP256); !errors.Is(err, keys.ErrConflict) {
 				t.Fatalf("GenerateSigner over a lone half = %v, want ErrConflict", err)
 			}
 			if err := c.Destroy(ctx, ref); err != nil {
@@ -773,7 +683,7 @@ func TestTamperedCiphertextCarriesTheTokenCode(t *testing.T) {
 	}
 	ct[len(ct)-1] ^= 1
 	_, err = c.Open(ctx, "kek", ct, []byte("aad"))
-	if !errors.Is(err, keywrap.ErrDecrypt) {
+	if !errors.Is(err, keys.ErrDecrypt) {
 		t.Fatalf("Open of a tampered ciphertext = %v, want ErrDecrypt", err)
 	}
 	var code p11.Error

@@ -14,7 +14,7 @@
 //
 // Seal and Open use a KEK with AES-256-GCM and a random 12-byte nonce; the
 // output is nonce||ciphertext||tag. A ciphertext that does not authenticate
-// yields an error wrapping keywrap.ErrDecrypt.
+// yields an error wrapping keys.ErrDecrypt.
 package software
 
 import (
@@ -29,20 +29,17 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/clusterkeys/clusterkeys/pkg/api"
-	"github.com/clusterkeys/clusterkeys/pkg/ca"
 	"github.com/clusterkeys/clusterkeys/pkg/keys"
-	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
 )
 
 // BlobStore keeps sealed key blobs by ref. pkg/store/sqlite implements it.
 type BlobStore interface {
 	// PutBlob stores blob under ref; an existing ref fails with an error
-	// wrapping api.ErrConflict.
+	// wrapping keys.ErrConflict.
 	PutBlob(ctx context.Context, ref string, blob []byte) error
-	// GetBlob returns the blob stored under ref (api.ErrNotFound when absent).
+	// GetBlob returns the blob stored under ref (keys.ErrNotFound when absent).
 	GetBlob(ctx context.Context, ref string) ([]byte, error)
-	// DeleteBlob deletes the blob stored under ref (api.ErrNotFound when absent).
+	// DeleteBlob deletes the blob stored under ref (keys.ErrNotFound when absent).
 	DeleteBlob(ctx context.Context, ref string) error
 }
 
@@ -74,8 +71,7 @@ type Custody struct {
 	blobs  BlobStore
 }
 
-var _ ca.Keys = (*Custody)(nil)
-var _ keywrap.Custody = (*Custody)(nil)
+var _ keys.Custody = (*Custody)(nil)
 
 // New returns custody that seals blobs under masterKey (MasterKeySize bytes)
 // and keeps them in blobs.
@@ -154,7 +150,7 @@ func (c *Custody) load(ctx context.Context, domain, ref string) ([]byte, error) 
 
 // GenerateSigner creates a key of algorithm alg, stores it sealed under ref
 // and returns it. An existing ref fails with an error wrapping
-// api.ErrConflict.
+// keys.ErrConflict.
 func (c *Custody) GenerateSigner(ctx context.Context, ref string, alg keys.Algorithm) (crypto.Signer, error) {
 	if err := checkRef(ref); err != nil {
 		return nil, fmt.Errorf("software custody: %w", err)
@@ -176,7 +172,7 @@ func (c *Custody) GenerateSigner(ctx context.Context, ref string, alg keys.Algor
 }
 
 // Signer returns the signing key stored under ref (an error wrapping
-// api.ErrNotFound when absent, ErrBlobIntegrity when the blob does not open).
+// keys.ErrNotFound when absent, ErrBlobIntegrity when the blob does not open).
 func (c *Custody) Signer(ctx context.Context, ref string) (crypto.Signer, error) {
 	der, err := c.load(ctx, domainSigner, ref)
 	if err != nil {
@@ -200,7 +196,7 @@ func (c *Custody) Destroy(ctx context.Context, ref string) error {
 	if err := checkRef(ref); err != nil {
 		return fmt.Errorf("software custody: %w", err)
 	}
-	if err := c.blobs.DeleteBlob(ctx, ref); err != nil && !errors.Is(err, api.ErrNotFound) {
+	if err := c.blobs.DeleteBlob(ctx, ref); err != nil && !errors.Is(err, keys.ErrNotFound) {
 		return fmt.Errorf("software custody: delete key %q: %w", ref, err)
 	}
 	return nil
@@ -208,7 +204,7 @@ func (c *Custody) Destroy(ctx context.Context, ref string) error {
 
 // GenerateKEK creates a random AES-256 key-encryption key and stores it
 // sealed under ref. An existing ref fails with an error wrapping
-// api.ErrConflict.
+// keys.ErrConflict.
 func (c *Custody) GenerateKEK(ctx context.Context, ref string) error {
 	if err := checkRef(ref); err != nil {
 		return fmt.Errorf("software custody: %w", err)
@@ -252,18 +248,18 @@ func (c *Custody) Seal(ctx context.Context, ref string, plaintext, aad []byte) (
 }
 
 // Open decrypts what Seal returned for the same ref and aad. A ciphertext
-// that does not authenticate yields an error wrapping keywrap.ErrDecrypt.
+// that does not authenticate yields an error wrapping keys.ErrDecrypt.
 func (c *Custody) Open(ctx context.Context, ref string, ciphertext, aad []byte) ([]byte, error) {
 	aead, err := c.kek(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
 	if len(ciphertext) < sealOverhead {
-		return nil, fmt.Errorf("software custody: KEK %q: ciphertext too short: %w", ref, keywrap.ErrDecrypt)
+		return nil, fmt.Errorf("software custody: KEK %q: ciphertext too short: %w", ref, keys.ErrDecrypt)
 	}
 	plaintext, err := aead.Open(nil, nil, ciphertext, aad)
 	if err != nil {
-		return nil, fmt.Errorf("software custody: KEK %q: %w", ref, keywrap.ErrDecrypt)
+		return nil, fmt.Errorf("software custody: KEK %q: %w", ref, keys.ErrDecrypt)
 	}
 	return plaintext, nil
 }
@@ -302,7 +298,7 @@ func (c *Custody) Check(ctx context.Context) error {
 	aad := blobAAD(domainCheck, "")
 	got, err := c.master.Open(nil, nil, c.master.Seal(nil, nil, probe, aad), aad)
 	if err != nil || !bytes.Equal(got, probe) {
-		return fmt.Errorf("software custody check: seal/open round trip failed: %w", api.ErrUnavailable)
+		return fmt.Errorf("software custody check: seal/open round trip failed: %w", keys.ErrUnavailable)
 	}
 	return nil
 }

@@ -16,9 +16,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/keys"
-	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
 )
 
 // memBlobs is an in-memory BlobStore with the contract's errors.
@@ -33,7 +31,7 @@ func (s *memBlobs) PutBlob(_ context.Context, ref string, blob []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.m[ref]; ok {
-		return fmt.Errorf("blob %q: %w", ref, api.ErrConflict)
+		return fmt.Errorf("blob %q: %w", ref, keys.ErrConflict)
 	}
 	s.m[ref] = bytes.Clone(blob)
 	return nil
@@ -44,7 +42,7 @@ func (s *memBlobs) GetBlob(_ context.Context, ref string) ([]byte, error) {
 	defer s.mu.Unlock()
 	b, ok := s.m[ref]
 	if !ok {
-		return nil, fmt.Errorf("blob %q: %w", ref, api.ErrNotFound)
+		return nil, fmt.Errorf("blob %q: %w", ref, keys.ErrNotFound)
 	}
 	return bytes.Clone(b), nil
 }
@@ -53,7 +51,7 @@ func (s *memBlobs) DeleteBlob(_ context.Context, ref string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.m[ref]; !ok {
-		return fmt.Errorf("blob %q: %w", ref, api.ErrNotFound)
+		return fmt.Errorf("blob %q: %w", ref, keys.ErrNotFound)
 	}
 	delete(s.m, ref)
 	return nil
@@ -172,13 +170,13 @@ func TestNewRefusesAWrongSizeMasterKey(t *testing.T) {
 	}
 }
 
-func TestSigners(t *testing.T) {
+// The contract (keystest) covers signing and loading; what is software's
+// own is that the sealed blob never holds the private key in the clear.
+func TestBlobsHoldNoPrivateKeyInTheClear(t *testing.T) {
 	ctx := context.Background()
 	c, blobs, _ := newCustody(t)
-	// RSA-3072 and RSA-4096 use the same code path; their key generation
-	// takes seconds, so the unit tests stop at 2048.
 	for _, alg := range []keys.Algorithm{keys.ECDSAP256, keys.ECDSAP384, keys.RSA2048} {
-		t.Run(string(alg)+" key signs after being loaded back from its sealed blob", func(t *testing.T) {
+		t.Run(string(alg), func(t *testing.T) {
 			ref := "ca/" + string(alg)
 			gen, err := c.GenerateSigner(ctx, ref, alg)
 			if err != nil {
@@ -188,11 +186,6 @@ func TestSigners(t *testing.T) {
 			if secretBytes := privateBytes(t, gen); bytes.Contains(blob, secretBytes) {
 				t.Fatal("the stored blob contains the private key in the clear")
 			}
-			loaded, err := c.Signer(ctx, ref)
-			if err != nil {
-				t.Fatal(err)
-			}
-			verifySignature(t, loaded, gen.Public())
 		})
 	}
 }
@@ -213,27 +206,6 @@ func privateBytes(t *testing.T, s crypto.Signer) []byte {
 	return nil
 }
 
-func verifySignature(t *testing.T, s crypto.Signer, pub crypto.PublicKey) {
-	t.Helper()
-	digest := sha256.Sum256([]byte("to be signed"))
-	sig, err := s.Sign(rand.Reader, digest[:], crypto.SHA256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	switch p := pub.(type) {
-	case *ecdsa.PublicKey:
-		if !ecdsa.VerifyASN1(p, digest[:], sig) {
-			t.Fatal("ECDSA signature does not verify with the generated public key")
-		}
-	case *rsa.PublicKey:
-		if err := rsa.VerifyPKCS1v15(p, crypto.SHA256, digest[:], sig); err != nil {
-			t.Fatalf("RSA signature does not verify: %v", err)
-		}
-	default:
-		t.Fatalf("unexpected public key %T", pub)
-	}
-}
-
 func TestCustodyErrors(t *testing.T) {
 	ctx := context.Background()
 	tests := []struct {
@@ -241,19 +213,6 @@ func TestCustodyErrors(t *testing.T) {
 		run  func(t *testing.T, c *Custody, blobs *memBlobs, mk []byte) error
 		want error
 	}{
-		{"a missing signer is not found", func(t *testing.T, c *Custody, _ *memBlobs, _ []byte) error {
-			_, err := c.Signer(ctx, "nope")
-			return err
-		}, api.ErrNotFound},
-		{"a reused ref conflicts", func(t *testing.T, c *Custody, _ *memBlobs, _ []byte) error {
-			mustGenerate(t, c, "a")
-			_, err := c.GenerateSigner(ctx, "a", keys.ECDSAP256)
-			return err
-		}, api.ErrConflict},
-		{"a KEK ref reused for a KEK conflicts", func(t *testing.T, c *Custody, _ *memBlobs, _ []byte) error {
-			mustKEK(t, c, "k")
-			return c.GenerateKEK(ctx, "k")
-		}, api.ErrConflict},
 		{"a blob copied to another ref does not open", func(t *testing.T, c *Custody, blobs *memBlobs, _ []byte) error {
 			mustGenerate(t, c, "a")
 			mustGenerate(t, c, "b")
@@ -301,18 +260,6 @@ func TestCustodyErrors(t *testing.T) {
 			_, err = other.Signer(ctx, "a")
 			return err
 		}, ErrBlobIntegrity},
-		{"a destroyed key is gone", func(t *testing.T, c *Custody, _ *memBlobs, _ []byte) error {
-			mustGenerate(t, c, "a")
-			if err := c.Destroy(ctx, "a"); err != nil {
-				t.Fatal(err)
-			}
-			_, err := c.Signer(ctx, "a")
-			return err
-		}, api.ErrNotFound},
-		{"sealing with a missing KEK is not found", func(t *testing.T, c *Custody, _ *memBlobs, _ []byte) error {
-			_, err := c.Seal(ctx, "nope", []byte("x"), nil)
-			return err
-		}, api.ErrNotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -323,12 +270,6 @@ func TestCustodyErrors(t *testing.T) {
 			}
 		})
 	}
-	t.Run("destroying a missing key is not an error", func(t *testing.T) {
-		c, _, _ := newCustody(t)
-		if err := c.Destroy(ctx, "never-existed"); err != nil {
-			t.Fatal(err)
-		}
-	})
 	t.Run("an empty ref is refused", func(t *testing.T) {
 		c, _, _ := newCustody(t)
 		if _, err := c.GenerateSigner(ctx, "", keys.ECDSAP256); err == nil {
@@ -365,11 +306,13 @@ func mustKEK(t testing.TB, c *Custody, ref string) {
 	}
 }
 
+// The contract (keystest) covers round trips and the usual forgeries; what
+// is software's own is the layout nonce||ciphertext||tag and that no single
+// flipped bit anywhere in it opens, nor shows up in the error.
 func TestSealOpen(t *testing.T) {
 	ctx := context.Background()
 	c, _, _ := newCustody(t)
 	mustKEK(t, c, "k1")
-	mustKEK(t, c, "k2")
 	plaintext := []byte("a 32-byte data encryption key...")
 	aad := []byte("secret/default/db-password")
 	ct, err := c.Seal(ctx, "k1", plaintext, aad)
@@ -379,59 +322,13 @@ func TestSealOpen(t *testing.T) {
 	if len(ct) != len(plaintext)+sealOverhead {
 		t.Fatalf("ciphertext is %d bytes, want nonce||ciphertext||tag = %d", len(ct), len(plaintext)+sealOverhead)
 	}
-	if bytes.Contains(ct, plaintext) {
-		t.Fatal("ciphertext contains the plaintext")
-	}
-	t.Run("the same KEK and aad open it", func(t *testing.T) {
-		got, err := c.Open(ctx, "k1", ct, aad)
-		if err != nil || !bytes.Equal(got, plaintext) {
-			t.Fatalf("Open = %q, %v", got, err)
-		}
-	})
-	t.Run("two seals of the same plaintext differ (random nonce)", func(t *testing.T) {
-		ct2, err := c.Seal(ctx, "k1", plaintext, aad)
-		if err != nil || bytes.Equal(ct[:gcmNonceSize], ct2[:gcmNonceSize]) {
-			t.Fatalf("nonce reused: %v", err)
-		}
-	})
-	t.Run("an empty plaintext round-trips", func(t *testing.T) {
-		e, err := c.Seal(ctx, "k1", nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := c.Open(ctx, "k1", e, nil)
-		if err != nil || len(got) != 0 {
-			t.Fatalf("Open = %q, %v", got, err)
-		}
-	})
-	bad := []struct {
-		name string
-		ref  string
-		ct   []byte
-		aad  []byte
-	}{
-		{"a wrong aad fails", "k1", ct, []byte("secret/default/other")},
-		{"a missing aad fails", "k1", ct, nil},
-		{"another KEK fails", "k2", ct, aad},
-		{"a truncated ciphertext fails", "k1", ct[:len(ct)-1], aad},
-		{"a ciphertext shorter than nonce and tag fails", "k1", ct[:sealOverhead-1], aad},
-		{"an empty ciphertext fails", "k1", nil, aad},
-	}
 	for i := range ct {
 		tampered := bytes.Clone(ct)
 		tampered[i] ^= 0x80
-		bad = append(bad, struct {
-			name string
-			ref  string
-			ct   []byte
-			aad  []byte
-		}{fmt.Sprintf("a flipped bit in byte %d fails", i), "k1", tampered, aad})
-	}
-	for _, tt := range bad {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := c.Open(ctx, tt.ref, tt.ct, tt.aad)
-			if !errors.Is(err, keywrap.ErrDecrypt) || got != nil {
-				t.Fatalf("Open = %q, %v; want ErrDecrypt", got, err)
+		t.Run(fmt.Sprintf("a flipped bit in byte %d fails", i), func(t *testing.T) {
+			got, err := c.Open(ctx, "k1", tampered, aad)
+			if !errors.Is(err, keys.ErrDecrypt) || got != nil {
+				t.Fatalf("Open = %q, %v; want keys.ErrDecrypt", got, err)
 			}
 			if strings.Contains(err.Error(), string(plaintext)) {
 				t.Fatal("the error names the plaintext")
@@ -469,7 +366,7 @@ func FuzzOpen(f *testing.F) {
 			}
 			return
 		}
-		if !errors.Is(err, keywrap.ErrDecrypt) {
+		if !errors.Is(err, keys.ErrDecrypt) {
 			t.Fatalf("Open error %v does not wrap ErrDecrypt", err)
 		}
 	})

@@ -57,11 +57,13 @@ func (d *DB) insertGeneration(ctx context.Context, tx *sql.Tx, cluster string, g
 	return nil
 }
 
+const clusterSQL = `SELECT project, generation, key_algorithm, common_name, validity_days, created_at
+	FROM clusters WHERE name = ?`
+
 // Cluster returns a cluster (api.ErrNotFound when absent).
 func (d *DB) Cluster(ctx context.Context, name string) (store.Cluster, error) {
 	c := store.Cluster{Name: name}
-	err := d.db.QueryRowContext(ctx, `SELECT project, generation, key_algorithm, common_name, validity_days, created_at
-		FROM clusters WHERE name = ?`, name).
+	err := d.stmts.cluster.QueryRowContext(ctx, name).
 		Scan(&c.Project, &c.Generation, &c.KeyAlgorithm, &c.CommonName, &c.ValidityDays, tm(&c.CreatedAt))
 	if err != nil {
 		return store.Cluster{}, d.wrap(err, "read cluster %q", name)
@@ -110,17 +112,19 @@ func (d *DB) Generations(ctx context.Context, cluster string) ([]store.CAGenerat
 		"SELECT "+genColumns+" FROM ca_generations WHERE cluster = ? ORDER BY generation DESC", cluster)
 }
 
+const activeCASQL = `SELECT c.project, c.generation, c.key_algorithm, c.common_name,
+			c.validity_days, c.created_at,
+			g.key_ref, g.certificate_der, g.key_algorithm, g.not_before, g.not_after,
+			g.created_at, g.retired_at, g.trusted_until
+		FROM clusters c JOIN ca_generations g ON g.cluster = c.name AND g.generation = c.generation
+		WHERE c.name = ?`
+
 // ActiveCA returns a cluster and its active CA generation in one read
 // (api.ErrNotFound when the cluster is absent).
 func (d *DB) ActiveCA(ctx context.Context, name string) (store.Cluster, store.CAGeneration, error) {
 	c := store.Cluster{Name: name}
 	g := store.CAGeneration{Cluster: name}
-	err := d.db.QueryRowContext(ctx, `SELECT c.project, c.generation, c.key_algorithm, c.common_name,
-			c.validity_days, c.created_at,
-			g.key_ref, g.certificate_der, g.key_algorithm, g.not_before, g.not_after,
-			g.created_at, g.retired_at, g.trusted_until
-		FROM clusters c JOIN ca_generations g ON g.cluster = c.name AND g.generation = c.generation
-		WHERE c.name = ?`, name).
+	err := d.stmts.activeCA.QueryRowContext(ctx, name).
 		Scan(&c.Project, &c.Generation, &c.KeyAlgorithm, &c.CommonName, &c.ValidityDays, tm(&c.CreatedAt),
 			&g.KeyRef, &g.CertificateDER, &g.KeyAlgorithm, tm(&g.NotBefore), tm(&g.NotAfter),
 			tm(&g.CreatedAt), tm(&g.RetiredAt), tm(&g.TrustedUntil))
@@ -212,12 +216,21 @@ func (d *DB) Rekey(ctx context.Context, cluster string, expected int, next store
 	return nil
 }
 
+// insertCertificateSQL inserts one registry entry; see RecordCertificate.
+const insertCertificateSQL = `INSERT INTO issued_certificates
+	(cluster, serial, generation, subject, profile, user_name, project, not_before, not_after, issued_at, revoked_at, privileged)
+	VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
+		CASE WHEN ?11 IS NOT NULL THEN ?11
+		ELSE (SELECT trusted_until FROM ca_generations WHERE cluster = ?1 AND generation = ?3) END, ?12)`
+
 // RecordCertificate adds an issued certificate to the registry. The
 // cluster and generation must exist (else api.ErrNotFound); a serial the
 // cluster already has gives api.ErrConflict. A certificate recorded for a
 // generation that a rekey already retired is stored as revoked when that
 // generation leaves the trust bundle, so a sign racing a rekey is never
-// left out of the revocation.
+// left out of the revocation. Concurrent calls share one transaction (a
+// group commit, see certQueue); each returns when its certificate is
+// committed, or with its own error.
 func (d *DB) RecordCertificate(ctx context.Context, c store.IssuedCertificate) error {
 	if c.Cluster == "" || c.Serial == "" || c.IssuedAt.IsZero() {
 		// The listing pages by (issued_at, serial): an entry without an
@@ -227,19 +240,7 @@ func (d *DB) RecordCertificate(ctx context.Context, c store.IssuedCertificate) e
 	if err := checkTimes(c.NotBefore, c.NotAfter, c.IssuedAt, c.RevokedAt); err != nil {
 		return fmt.Errorf("record certificate %s of cluster %q: %w", c.Serial, c.Cluster, err)
 	}
-	err := d.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO issued_certificates
-		(cluster, serial, generation, subject, profile, user_name, project, not_before, not_after, issued_at, revoked_at, privileged)
-		VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
-			CASE WHEN ?11 IS NOT NULL THEN ?11
-			ELSE (SELECT trusted_until FROM ca_generations WHERE cluster = ?1 AND generation = ?3) END, ?12)`,
-			c.Cluster, c.Serial, c.Generation, c.Subject, c.Profile, c.User, c.Project,
-			formatTime(c.NotBefore), formatTime(c.NotAfter), formatTime(c.IssuedAt), formatTime(c.RevokedAt), c.Privileged)
-		if err != nil {
-			return d.wrap(err, "insert")
-		}
-		return nil
-	})
+	err := d.recordQueued(ctx, c)
 	if err != nil {
 		return fmt.Errorf("record certificate %s of cluster %q generation %d: %w", c.Serial, c.Cluster, c.Generation, err)
 	}

@@ -63,6 +63,9 @@ import (
 // or process holds before it fails with api.ErrUnavailable.
 const BusyTimeout = 5 * time.Second
 
+// maxConns bounds the open (and idle) connections of one DB.
+const maxConns = 8
+
 // TimeLayout is the layout of every stored time, always in UTC.
 const TimeLayout = "2006-01-02T15:04:05.000000000Z"
 
@@ -81,6 +84,9 @@ type DB struct {
 	// concurrent signs tens of milliseconds. Other processes on the same
 	// file still meet BEGIN IMMEDIATE and the busy timeout.
 	writer chan struct{}
+	// certs queues RecordCertificate calls for the group commit.
+	certs  certQueue
+	stmts  hotStatements
 	db     *sql.DB
 	path   string
 	closed atomic.Bool
@@ -106,12 +112,20 @@ func open(ctx context.Context, path string, busyTimeout time.Duration) (*DB, err
 		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
 	}
 	// Every connection holds its own SQLite handle; a few suffice, since
-	// writers serialize on the file lock anyway.
-	db.SetMaxOpenConns(8)
-	db.SetMaxIdleConns(4)
+	// writers serialize on the file lock anyway. As many may stay idle as
+	// may be open: with fewer, a burst of concurrent signs closed the extra
+	// connections after each use and opened them again (pragmas and
+	// prepared statements included) on the next.
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	d := &DB{db: db, path: path, writer: make(chan struct{}, 1)}
 	if err := d.migrate(ctx, migrationFiles); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
+	}
+	if err := d.prepare(ctx); err != nil {
+		d.stmts.close()
 		db.Close()
 		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
 	}
@@ -158,6 +172,7 @@ func (d *DB) Close() error {
 	if d.closed.Swap(true) {
 		return nil
 	}
+	d.stmts.close()
 	if err := d.db.Close(); err != nil {
 		return fmt.Errorf("close sqlite store %s: %w", d.path, err)
 	}
@@ -318,6 +333,11 @@ func (d *DB) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	case <-ctx.Done():
 		return d.wrap(ctx.Err(), "wait for the write lock")
 	}
+	return d.writeLocked(ctx, fn)
+}
+
+// writeLocked is write for a caller that holds d.writer.
+func (d *DB) writeLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := d.db.BeginTx(ctx, nil)
 	if err != nil {
 		return d.wrap(err, "begin transaction")

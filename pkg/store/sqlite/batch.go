@@ -1,0 +1,187 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/clusterkeys/clusterkeys/pkg/store"
+)
+
+// maxCertBatch bounds the certificates one group commit records.
+const maxCertBatch = 128
+
+// certQueue holds the RecordCertificate calls waiting for a commit.
+//
+// Group commit: with synchronous(FULL) every commit costs a write and an
+// fsync of the WAL, and concurrent signs used to queue for the write lock
+// one commit each. Now a caller queues its certificate and then takes the
+// write lock; whoever holds it records everything queued in one
+// transaction, each certificate under its own savepoint (so that one
+// conflict fails only its caller), commits once, and hands every caller its
+// own outcome. A caller returns only after the transaction holding its
+// certificate has committed (or failed), so the registry still records
+// every certificate before it is handed out.
+type certQueue struct {
+	mu      sync.Mutex
+	pending []*certWrite
+	// transactions counts the group commits run (for tests).
+	transactions atomic.Int64
+}
+
+// certWrite is one queued certificate and where its outcome goes.
+type certWrite struct {
+	c    store.IssuedCertificate
+	done chan error // buffered: the committer never blocks on it
+}
+
+func (q *certQueue) push(w *certWrite) {
+	q.mu.Lock()
+	q.pending = append(q.pending, w)
+	q.mu.Unlock()
+}
+
+// take removes and returns up to maxCertBatch queued writes, oldest first.
+func (q *certQueue) take() []*certWrite {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := min(len(q.pending), maxCertBatch)
+	batch := slices.Clone(q.pending[:n])
+	q.pending = slices.Delete(q.pending, 0, n)
+	return batch
+}
+
+// remove takes w out of the queue and reports whether it was still there
+// (false: a committer has it and will answer on w.done).
+func (q *certQueue) remove(w *certWrite) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if i := slices.Index(q.pending, w); i >= 0 {
+		q.pending = slices.Delete(q.pending, i, i+1)
+		return true
+	}
+	return false
+}
+
+// recordQueued records c through the group commit and returns its outcome.
+func (d *DB) recordQueued(ctx context.Context, c store.IssuedCertificate) error {
+	w := &certWrite{c: c, done: make(chan error, 1)}
+	d.certs.push(w)
+	select {
+	case err := <-w.done:
+		return err
+	case d.writer <- struct{}{}:
+		d.commitQueued(ctx, w)
+		return <-w.done
+	case <-ctx.Done():
+		if d.certs.remove(w) {
+			return d.wrap(ctx.Err(), "wait for the write lock")
+		}
+		return <-w.done
+	}
+}
+
+// commitQueued runs with the write lock taken and releases it. Whoever
+// held the lock before answered for everything it took: commit what is
+// queued until w is answered (it is still queued, or already answered).
+func (d *DB) commitQueued(ctx context.Context, w *certWrite) {
+	defer func() { <-d.writer }()
+	for len(w.done) == 0 {
+		batch := d.certs.take()
+		if len(batch) == 0 {
+			return
+		}
+		d.commitCertificates(ctx, batch)
+	}
+}
+
+// commitCertificates records batch in one transaction, with the write lock
+// held, and answers each write. The transaction does not end with the
+// context of the caller that happens to run it (others wait on it too);
+// the busy timeout still bounds it.
+func (d *DB) commitCertificates(ctx context.Context, batch []*certWrite) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*BusyTimeout)
+	defer cancel()
+	d.certs.transactions.Add(1)
+	errs := make([]error, len(batch))
+	err := d.writeLocked(ctx, func(tx *sql.Tx) error {
+		stmt := tx.StmtContext(ctx, d.stmts.insertCertificate)
+		defer stmt.Close()
+		if len(batch) == 1 {
+			errs[0] = insertCertificate(ctx, d, stmt, batch[0].c)
+			return errs[0]
+		}
+		for i, w := range batch {
+			if _, err := tx.ExecContext(ctx, "SAVEPOINT record_certificate"); err != nil {
+				return d.wrap(err, "savepoint")
+			}
+			errs[i] = insertCertificate(ctx, d, stmt, w.c)
+			if errs[i] != nil {
+				if _, err := tx.ExecContext(ctx, "ROLLBACK TO record_certificate"); err != nil {
+					return d.wrap(err, "roll back to savepoint")
+				}
+			}
+			if _, err := tx.ExecContext(ctx, "RELEASE record_certificate"); err != nil {
+				return d.wrap(err, "release savepoint")
+			}
+		}
+		return nil
+	})
+	for i, w := range batch {
+		switch {
+		case errs[i] != nil:
+			w.done <- errs[i]
+		case err != nil:
+			w.done <- err
+		default:
+			w.done <- nil
+		}
+	}
+}
+
+// insertCertificate inserts one registry entry with the prepared statement.
+func insertCertificate(ctx context.Context, d *DB, stmt *sql.Stmt, c store.IssuedCertificate) error {
+	_, err := stmt.ExecContext(ctx,
+		c.Cluster, c.Serial, c.Generation, c.Subject, c.Profile, c.User, c.Project,
+		formatTime(c.NotBefore), formatTime(c.NotAfter), formatTime(c.IssuedAt), formatTime(c.RevokedAt), c.Privileged)
+	if err != nil {
+		return d.wrap(err, "insert")
+	}
+	return nil
+}
+
+// hotStatements are the statements of every sign, prepared once per
+// connection instead of parsed on every call.
+type hotStatements struct {
+	insertCertificate *sql.Stmt
+	activeCA          *sql.Stmt
+	cluster           *sql.Stmt
+}
+
+func (d *DB) prepare(ctx context.Context) error {
+	for _, s := range []struct {
+		dst  **sql.Stmt
+		text string
+	}{
+		{&d.stmts.insertCertificate, insertCertificateSQL},
+		{&d.stmts.activeCA, activeCASQL},
+		{&d.stmts.cluster, clusterSQL},
+	} {
+		st, err := d.db.PrepareContext(ctx, s.text)
+		if err != nil {
+			return d.wrap(err, "prepare statement")
+		}
+		*s.dst = st
+	}
+	return nil
+}
+
+func (h *hotStatements) close() {
+	for _, s := range []*sql.Stmt{h.insertCertificate, h.activeCA, h.cluster} {
+		if s != nil {
+			_ = s.Close()
+		}
+	}
+}

@@ -1,0 +1,145 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/clusterkeys/clusterkeys/pkg/api"
+	"github.com/clusterkeys/clusterkeys/pkg/store"
+)
+
+// TestRecordCertificateGroupCommit queues concurrent records behind a held
+// write lock and checks that they commit in one transaction, each caller
+// getting its own outcome: a duplicate serial and a missing generation fail
+// alone, the others are recorded.
+func TestRecordCertificateGroupCommit(t *testing.T) {
+	ctx := context.Background()
+	d := openTest(t)
+	createCluster(t, d, "c")
+	if err := d.RecordCertificate(ctx, testCert("c", 1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	before := d.certs.transactions.Load()
+
+	type call struct {
+		name string
+		cert store.IssuedCertificate
+		want error // nil, or the sentinel the error must wrap
+	}
+	var calls []call
+	for n := 2; n <= 9; n++ {
+		calls = append(calls, call{name: "new serial", cert: testCert("c", 1, n)})
+	}
+	calls = append(calls,
+		call{name: "duplicate serial", cert: testCert("c", 1, 1), want: api.ErrConflict},
+		call{name: "missing generation", cert: testCert("c", 7, 10), want: api.ErrNotFound},
+	)
+
+	d.writer <- struct{}{} // hold the write lock until every call is queued
+	errs := make([]error, len(calls))
+	var wg sync.WaitGroup
+	for i, c := range calls {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = d.RecordCertificate(ctx, c.cert) }()
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		d.certs.mu.Lock()
+		n := len(d.certs.pending)
+		d.certs.mu.Unlock()
+		if n == len(calls) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d calls queued", n, len(calls))
+		}
+	}
+	<-d.writer
+	wg.Wait()
+
+	if got := d.certs.transactions.Load() - before; got != 1 {
+		t.Errorf("%d calls committed in %d transactions, want 1", len(calls), got)
+	}
+	for i, c := range calls {
+		switch {
+		case c.want == nil && errs[i] != nil:
+			t.Errorf("%s %s: %v", c.name, c.cert.Serial, errs[i])
+		case c.want != nil && !errors.Is(errs[i], c.want):
+			t.Errorf("%s %s: error %v, want one wrapping %v", c.name, c.cert.Serial, errs[i], c.want)
+		}
+	}
+	got, err := d.Certificates(ctx, all("c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 9 {
+		t.Errorf("registry has %d certificates, want 9 (the first and the 8 new ones)", len(got))
+	}
+}
+
+// TestRecordCertificateCancelledWhileQueued checks that a caller whose
+// context ends while it waits for the write lock gets an error and that its
+// certificate is not recorded later by another caller's commit.
+func TestRecordCertificateCancelledWhileQueued(t *testing.T) {
+	d := openTest(t)
+	createCluster(t, d, "c")
+	d.writer <- struct{}{}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	err := d.RecordCertificate(ctx, testCert("c", 1, 1))
+	<-d.writer
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("error %v, want one wrapping context.DeadlineExceeded", err)
+	}
+	if err := d.RecordCertificate(context.Background(), testCert("c", 1, 2)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := d.Certificates(context.Background(), all("c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Serial != testCert("c", 1, 2).Serial {
+		t.Errorf("registry holds %v, want only the second certificate", got)
+	}
+}
+
+// TestConcurrentReadsReuseConnections checks that concurrent reads, as
+// many as the pool holds, do not close and reopen connections between
+// rounds (each reopen applies the pragmas and prepares statements again).
+func TestConcurrentReadsReuseConnections(t *testing.T) {
+	ctx := context.Background()
+	d := openTest(t)
+	createCluster(t, d, "c")
+	round := func() {
+		var wg sync.WaitGroup
+		for range maxConns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				// Hold a connection each, all at once.
+				tx, err := d.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer tx.Rollback()
+				var n int
+				if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM clusters").Scan(&n); err != nil {
+					t.Error(err)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}()
+		}
+		wg.Wait()
+	}
+	round()
+	before := d.db.Stats().MaxIdleClosed
+	round()
+	round()
+	if closed := d.db.Stats().MaxIdleClosed - before; closed != 0 {
+		t.Errorf("%d connections closed for lack of idle slots between rounds, want 0", closed)
+	}
+}

@@ -1,0 +1,200 @@
+package bench
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// server is a started server process.
+type server struct {
+	url   string
+	pprof string // localrun's pprof base URL, or ""
+	logs  *lockedBuffer
+	pid   int
+}
+
+// cpuTime returns the CPU time (user + system) the server process has used,
+// from /proc/PID/stat, or 0 when it cannot be read.
+func (s *server) cpuTime() time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.pid))
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) may hold spaces; fields after its ')'
+	// start at field 3, so utime (14) and stime (15) are at 11 and 12.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	// Linux reports clock ticks of USER_HZ, 100 on every architecture Go
+	// runs on.
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// startLocalrun starts `localrun serve` on a free loopback port with a
+// fresh state directory (software custody, SQLite) and one admin token.
+func startLocalrun(t *testing.T, bin string, withPprof bool) *server {
+	t.Helper()
+	state := t.TempDir()
+	if err := os.WriteFile(filepath.Join(state, "tokens.csv"), []byte(benchToken+",bench,ops,\"admin\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	args := []string{"serve", "--listen", addr, "--state-dir", state, "--max-in-flight-validate", "0"}
+	s := &server{url: "http://" + addr}
+	if withPprof {
+		p := freeAddr(t)
+		args = append(args, "--pprof-listen", p)
+		s.pprof = "http://" + p
+	}
+	start(t, s, exec.Command(bin, args...), state, "/readyz")
+	return s
+}
+
+// startCfssl starts `cfssl serve` on a free loopback port, signing with the
+// P-256 CA of dir and bundling against its root and intermediate.
+func startCfssl(t *testing.T, bin, dir string) *server {
+	t.Helper()
+	addr := freeAddr(t)
+	host, port, _ := net.SplitHostPort(addr)
+	cmd := exec.Command(bin, "serve", "-address", host, "-port", port,
+		"-ca", filepath.Join(dir, "ca.pem"), "-ca-key", filepath.Join(dir, "ca-key.pem"),
+		"-ca-bundle", filepath.Join(dir, "root.pem"), "-int-bundle", filepath.Join(dir, "inter.pem"))
+	s := &server{url: "http://" + addr}
+	start(t, s, cmd, dir, "/api/v1/cfssl/health")
+	return s
+}
+
+// start runs cmd with its output in s.logs, stops it at the end of the
+// test, and waits until GET probe answers 200.
+func start(t *testing.T, s *server, cmd *exec.Cmd, dir, probe string) {
+	t.Helper()
+	s.logs = &lockedBuffer{}
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = s.logs, s.logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s.pid = cmd.Process.Pid
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("%s logs (tail):\n%s", filepath.Base(cmd.Path), s.logs.tail(4096))
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(s.url + probe)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not ready in 60 s: %v\n%s", cmd.Path, err, s.logs.tail(4096))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// profile writes CPU and allocation profiles of localrun taken under the
+// 8-client load of tg into dir: cpu.pprof and allocs.pprof.
+func profile(t *testing.T, s *server, tg target, dir string) {
+	t.Helper()
+	if s.pprof == "" {
+		return
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const seconds = 10
+	for _, p := range []struct{ name, path string }{
+		{"cpu.pprof", fmt.Sprintf("/debug/pprof/profile?seconds=%d", seconds)},
+		{"allocs.pprof", fmt.Sprintf("/debug/pprof/allocs?seconds=%d", seconds)},
+	} {
+		var wg sync.WaitGroup
+		wg.Add(1)
+		var got sample
+		go func() { defer wg.Done(); got = run(tg, 8, (seconds+2)*time.Second) }()
+		time.Sleep(time.Second)
+		resp, err := (&http.Client{Timeout: (seconds + 30) * time.Second}).Get(s.pprof + p.path)
+		if err != nil {
+			t.Fatalf("profile %s: %v", p.name, err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		wg.Wait()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("profile %s: status %d, %v", p.name, resp.StatusCode, err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, p.name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("profile %s under 8-client sign load (%s) written to %s", p.name, got.summary(), dir)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// lockedBuffer collects a process's output.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	// Keep the memory bounded: logs of a long run are only read on failure.
+	if l.b.Len() > 1<<20 {
+		l.b.Reset()
+	}
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) tail(n int) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.b.Bytes()
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}

@@ -1,0 +1,497 @@
+package bench
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// benchToken is the admin token of the localrun the bench starts.
+const benchToken = "bench-admin-token-0123456789abcdef"
+
+// settings of one run, from the environment.
+type settings struct {
+	rounds     int
+	round      time.Duration
+	clients    []int
+	markdown   string
+	profileDir string
+}
+
+func readSettings(t *testing.T) settings {
+	t.Helper()
+	s := settings{rounds: 3, round: 3 * time.Second, clients: []int{1, 8, 32},
+		markdown: os.Getenv("CLUSTERKEYS_BENCHMARKS_MD"), profileDir: os.Getenv("CLUSTERKEYS_PEER_PROFILE_DIR")}
+	if v := os.Getenv("CLUSTERKEYS_PEER_ROUNDS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 100 {
+			t.Fatalf("CLUSTERKEYS_PEER_ROUNDS=%q: want 1..100", v)
+		}
+		s.rounds = n
+	}
+	if v := os.Getenv("CLUSTERKEYS_PEER_ROUND_SECONDS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 600 {
+			t.Fatalf("CLUSTERKEYS_PEER_ROUND_SECONDS=%q: want 1..600", v)
+		}
+		s.round = time.Duration(n) * time.Second
+	}
+	if v := os.Getenv("CLUSTERKEYS_PEER_CLIENTS"); v != "" {
+		s.clients = nil
+		for f := range strings.SplitSeq(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 || n > 256 {
+				t.Fatalf("CLUSTERKEYS_PEER_CLIENTS=%q: want a list of 1..256", v)
+			}
+			s.clients = append(s.clients, n)
+		}
+	}
+	return s
+}
+
+// TestVersusCfssl is the side-by-side run of issue 13: sign-CSR and
+// validate-TLS-bundle through `localrun serve` against cfssl serve's sign
+// and bundle APIs.
+func TestVersusCfssl(t *testing.T) {
+	set := readSettings(t)
+	bin := os.Getenv("CLUSTERKEYS_BIN")
+	if bin == "" {
+		t.Fatal("CLUSTERKEYS_BIN must name the directory holding the built localrun (make build)")
+	}
+	cfsslBin := buildCfssl(t)
+	dir := t.TempDir()
+	fx := newFixtures(t, dir)
+	load := loadAverage()
+
+	ck := startLocalrun(t, filepath.Join(bin, "localrun"), set.profileDir != "")
+	cf := startCfssl(t, cfsslBin, dir)
+
+	if r := post(t, ck.url+"/v1/clusters/bench/ca", `{"key_algorithm":"ecdsa-p256"}`, "PUT", benchToken); r != http.StatusCreated {
+		t.Fatalf("create the clusterkeys CA: status %d", r)
+	}
+
+	ckSign := target{name: "clusterkeys sign-CSR", srv: ck, url: ck.url + "/v1/clusters/bench/certificates", token: benchToken, want: http.StatusCreated}
+	cfSign := target{name: "cfssl sign", srv: cf, url: cf.url + "/api/v1/cfssl/sign", want: http.StatusOK}
+	for _, csr := range fx.csrs {
+		ckSign.bodies = append(ckSign.bodies, mustJSON(t, map[string]string{"csr": csr, "profile": "client"}))
+		cfSign.bodies = append(cfSign.bodies, mustJSON(t, map[string]string{"certificate_request": csr}))
+	}
+	ckValidate := target{name: "clusterkeys validate", srv: ck, url: ck.url + "/v1/tls/validate", token: benchToken, want: http.StatusOK,
+		bodies: [][]byte{mustJSON(t, map[string]string{"certificate": fx.leaf, "private_key": fx.leafKey, "intermediates": fx.inter, "ca_bundle": fx.root})}}
+	cfBundle := target{name: "cfssl bundle", srv: cf, url: cf.url + "/api/v1/cfssl/bundle", want: http.StatusOK,
+		bodies: [][]byte{mustJSON(t, map[string]string{"certificate": fx.leaf + fx.inter, "private_key": fx.leafKey})}}
+
+	// One request of each, checked, before any timing.
+	for _, tg := range []target{ckSign, cfSign, ckValidate, cfBundle} {
+		if st, body := tg.once(); st != tg.want {
+			t.Fatalf("%s: status %d, want %d: %s", tg.name, st, tg.want, body)
+		}
+	}
+
+	var pairs []pairResult
+	for _, p := range []struct {
+		op     string
+		ck, cf target
+	}{{"sign-CSR", ckSign, cfSign}, {"validate bundle", ckValidate, cfBundle}} {
+		for _, c := range set.clients {
+			pr := pairResult{op: p.op, clients: c}
+			for round := range set.rounds {
+				// Alternate who goes first, so that neither always meets
+				// the machine right after the other's load.
+				if round%2 == 0 {
+					pr.ck.add(run(p.ck, c, set.round))
+					pr.cf.add(run(p.cf, c, set.round))
+				} else {
+					pr.cf.add(run(p.cf, c, set.round))
+					pr.ck.add(run(p.ck, c, set.round))
+				}
+			}
+			t.Logf("%-16s %2d clients: clusterkeys %s | cfssl %s | ratio %.2f",
+				p.op, c, pr.ck.summary(), pr.cf.summary(), pr.ratio())
+			pairs = append(pairs, pr)
+		}
+	}
+	if set.profileDir != "" {
+		profile(t, ck, ckSign, set.profileDir)
+	}
+	table := markdown(pairs, set, load)
+	fmt.Println(table)
+	if set.markdown != "" {
+		if err := os.WriteFile(set.markdown, []byte(table), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("wrote %s", set.markdown)
+	}
+	for _, pr := range pairs {
+		if pr.ck.errors > 0 || pr.cf.errors > 0 {
+			t.Errorf("%s at %d clients: %d clusterkeys and %d cfssl requests failed", pr.op, pr.clients, pr.ck.errors, pr.cf.errors)
+		}
+	}
+}
+
+// buildCfssl runs cfssl.sh (which builds cfssl once into the tool cache and
+// prints its directory) and returns the path of the binary.
+func buildCfssl(t *testing.T) string {
+	t.Helper()
+	cmd := exec.Command("bash", "cfssl.sh")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("build cfssl (test/bench/cfssl.sh): %v", err)
+	}
+	return filepath.Join(strings.TrimSpace(string(out)), "cfssl")
+}
+
+// target is one endpoint under load.
+type target struct {
+	name   string
+	srv    *server // whose CPU time a round measures
+	url    string
+	token  string
+	want   int
+	bodies [][]byte // cycled through, one per request
+}
+
+func (tg target) request(hc *http.Client, body []byte) (int, []byte, error) {
+	req, err := http.NewRequest("POST", tg.url, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if tg.token != "" {
+		req.Header.Set("Authorization", "Bearer "+tg.token)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+func (tg target) once() (int, string) {
+	st, b, err := tg.request(&http.Client{Timeout: 30 * time.Second}, tg.bodies[0])
+	if err != nil {
+		return 0, err.Error()
+	}
+	return st, string(b)
+}
+
+// sample is what one or more rounds measured.
+type sample struct {
+	ok, errors int
+	elapsed    time.Duration
+	cpu        time.Duration // the server process's CPU time
+	lat        []time.Duration
+}
+
+func (s *sample) add(o sample) {
+	s.ok += o.ok
+	s.errors += o.errors
+	s.elapsed += o.elapsed
+	s.cpu += o.cpu
+	s.lat = append(s.lat, o.lat...)
+}
+
+func (s sample) rate() float64 {
+	if s.elapsed <= 0 {
+		return 0
+	}
+	return float64(s.ok) / s.elapsed.Seconds()
+}
+
+func (s sample) pct(p float64) time.Duration {
+	if len(s.lat) == 0 {
+		return 0
+	}
+	l := slices.Clone(s.lat)
+	slices.Sort(l)
+	return l[int(p*float64(len(l)-1))]
+}
+
+// cpuPerRequest is the server's CPU time per answered request, which the
+// load of other processes on the machine disturbs less than req/s.
+func (s sample) cpuPerRequest() time.Duration {
+	if s.ok == 0 {
+		return 0
+	}
+	return s.cpu / time.Duration(s.ok)
+}
+
+func (s sample) summary() string {
+	return fmt.Sprintf("%7.0f req/s p50 %s p99 %s, CPU %s/req (%d errors)", s.rate(), ms(s.pct(.5)), ms(s.pct(.99)), ms(s.cpuPerRequest()), s.errors)
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
+
+// run drives tg with a closed loop of clients for d: each client sends its
+// next request when the previous answer has been read.
+func run(tg target, clients int, d time.Duration) sample {
+	tr := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	var next atomic.Int64
+	results := make([]sample, clients)
+	var wg sync.WaitGroup
+	var cpu0 time.Duration
+	if tg.srv != nil {
+		cpu0 = tg.srv.cpuTime()
+	}
+	start := time.Now()
+	deadline := start.Add(d)
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := &results[c]
+			for time.Now().Before(deadline) {
+				body := tg.bodies[int(next.Add(1))%len(tg.bodies)]
+				t0 := time.Now()
+				st, _, err := tg.request(hc, body)
+				if err != nil || st != tg.want {
+					r.errors++
+					continue
+				}
+				r.ok++
+				r.lat = append(r.lat, time.Since(t0))
+			}
+		}()
+	}
+	wg.Wait()
+	var s sample
+	for _, r := range results {
+		s.add(r)
+	}
+	s.elapsed = time.Since(start)
+	if tg.srv != nil {
+		s.cpu = tg.srv.cpuTime() - cpu0
+	}
+	return s
+}
+
+// pairResult is one operation at one client count, both servers.
+type pairResult struct {
+	op      string
+	clients int
+	ck, cf  sample
+}
+
+func (p pairResult) ratio() float64 {
+	if p.cf.rate() == 0 {
+		return 0
+	}
+	return p.ck.rate() / p.cf.rate()
+}
+
+func markdown(pairs []pairResult, set settings, load string) string {
+	var b strings.Builder
+	b.WriteString("# Benchmarks: clusterkeys beside cfssl\n\n")
+	b.WriteString("Written by `make bench` (test/bench); do not edit by hand. Both servers run on loopback on the\n")
+	b.WriteString("same machine, driven by the same closed-loop load generator with the same P-256 CSRs (CA keys\n")
+	b.WriteString("P-256 on both sides) and the same chain (root, intermediate, P-256 leaf and key), in rounds that\n")
+	b.WriteString("alternate between the two servers. clusterkeys is `localrun serve` with its defaults (software\n")
+	b.WriteString("custody, SQLite, token-file auth, info logs) except `--max-in-flight-validate 0` (cfssl has no such limit);\n")
+	b.WriteString("cfssl is `cfssl serve` v1.6.5 with its defaults. Every clusterkeys certificate is recorded in the\n")
+	b.WriteString("registry before the answer; cfssl records nothing (no database configured).\n\n")
+	fmt.Fprintf(&b, "- machine: %d CPUs, %s\n", runtime.NumCPU(), cpuModel())
+	fmt.Fprintf(&b, "- go: %s (load generator and both servers)\n", runtime.Version())
+	fmt.Fprintf(&b, "- date: %s\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(&b, "- load average at start: %s\n", load)
+	fmt.Fprintf(&b, "- rounds: %d × %s per server, operation and client count\n\n", set.rounds, set.round)
+	b.WriteString("| operation | clients | clusterkeys req/s | p50 | p99 | CPU/req | cfssl req/s | p50 | p99 | CPU/req | ratio (req/s) |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, p := range pairs {
+		fmt.Fprintf(&b, "| %s | %d | %.0f | %s | %s | %s | %.0f | %s | %s | %s | %.2f × |\n",
+			p.op, p.clients, p.ck.rate(), ms(p.ck.pct(.5)), ms(p.ck.pct(.99)), ms(p.ck.cpuPerRequest()),
+			p.cf.rate(), ms(p.cf.pct(.5)), ms(p.cf.pct(.99)), ms(p.cf.cpuPerRequest()), p.ratio())
+	}
+	b.WriteString("\nclusterkeys sign-CSR is `POST /v1/clusters/{c}/certificates` (profile client); cfssl sign is\n")
+	b.WriteString("`POST /api/v1/cfssl/sign`. clusterkeys validate is `POST /v1/tls/validate` with leaf, key,\n")
+	b.WriteString("intermediate and `ca_bundle`; cfssl bundle is `POST /api/v1/cfssl/bundle` with leaf + intermediate\n")
+	b.WriteString("and key, the root in its `-ca-bundle`. CPU/req is the server process's user + system CPU time\n")
+	b.WriteString("(from /proc) per answered request: the machine's other load disturbs it less than req/s.\n")
+	return b.String()
+}
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	for line := range strings.Lines(string(b)) {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown CPU"
+}
+
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func post(t *testing.T, url, body, method, token string) int {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
+}
+
+// fixtures are the PEM inputs both servers get.
+type fixtures struct {
+	csrs                       []string
+	root, inter, leaf, leafKey string
+	caCertFile, caKeyFile      string
+	rootFile, interFile        string
+}
+
+func newFixtures(t *testing.T, dir string) fixtures {
+	t.Helper()
+	var fx fixtures
+	for i := range 64 {
+		k := p256(t)
+		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+			Subject: pkix.Name{CommonName: fmt.Sprintf("bench-user-%d", i), Organization: []string{"bench"}},
+		}, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fx.csrs = append(fx.csrs, pemOf("CERTIFICATE REQUEST", der))
+	}
+	now := time.Now().Add(-time.Hour).UTC()
+	// The CA cfssl signs with (clusterkeys makes its own, also P-256).
+	caKey := p256(t)
+	caCert := selfSigned(t, caKey, "bench cfssl CA", now)
+	fx.caCertFile = writePEM(t, dir, "ca.pem", caCert)
+	fx.caKeyFile = writePEM(t, dir, "ca-key.pem", ecKeyPEM(t, caKey))
+	// The chain both validate.
+	rootKey := p256(t)
+	rootDER := selfSigned(t, rootKey, "bench root", now)
+	root, _ := x509.ParseCertificate(rootDER)
+	interKey := p256(t)
+	interDER := issue(t, &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "bench intermediate"},
+		NotBefore: now, NotAfter: now.Add(5 * 365 * 24 * time.Hour),
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, BasicConstraintsValid: true, IsCA: true,
+	}, root, &interKey.PublicKey, rootKey)
+	inter, _ := x509.ParseCertificate(interDER)
+	leafKey := p256(t)
+	leafDER := issue(t, &x509.Certificate{
+		SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "www.bench.test"},
+		DNSNames:  []string{"www.bench.test"},
+		NotBefore: now, NotAfter: now.Add(90 * 24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}, inter, &leafKey.PublicKey, interKey)
+	fx.root, fx.inter, fx.leaf = pemOf("CERTIFICATE", rootDER), pemOf("CERTIFICATE", interDER), pemOf("CERTIFICATE", leafDER)
+	fx.leafKey = ecKeyPEM(t, leafKey)
+	fx.rootFile = writePEM(t, dir, "root.pem", rootDER)
+	fx.interFile = writePEM(t, dir, "inter.pem", interDER)
+	return fx
+}
+
+func p256(t *testing.T) *ecdsa.PrivateKey {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func selfSigned(t *testing.T, k *ecdsa.PrivateKey, cn string, now time.Time) []byte {
+	t.Helper()
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
+		NotBefore: now, NotAfter: now.Add(10 * 365 * 24 * time.Hour),
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, BasicConstraintsValid: true, IsCA: true,
+	}
+	return issue(t, tmpl, tmpl, &k.PublicKey, k)
+}
+
+func issue(t *testing.T, tmpl, parent *x509.Certificate, pub *ecdsa.PublicKey, signer *ecdsa.PrivateKey) []byte {
+	t.Helper()
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+func ecKeyPEM(t *testing.T, k *ecdsa.PrivateKey) string {
+	t.Helper()
+	der, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pemOf("EC PRIVATE KEY", der)
+}
+
+func pemOf(typ string, der []byte) string {
+	return string(pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}))
+}
+
+// writePEM writes a PEM file (mode 0600) into dir; data is DER of a
+// certificate or an already encoded PEM string.
+func writePEM(t *testing.T, dir, name string, data any) string {
+	t.Helper()
+	var b []byte
+	switch v := data.(type) {
+	case []byte:
+		b = []byte(pemOf("CERTIFICATE", v))
+	case string:
+		b = []byte(v)
+	}
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
