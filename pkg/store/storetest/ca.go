@@ -547,3 +547,47 @@ func testClosed(t *testing.T, newStore NewStore) {
 		}
 	}
 }
+
+// testConcurrentRecords records certificates from many goroutines at once,
+// among them a duplicate serial and a missing generation: each caller gets
+// its own outcome (a store may batch concurrent records into one
+// transaction, as SQLite's group commit does), and exactly the good ones
+// are stored.
+func testConcurrentRecords(t *testing.T, newStore NewStore) {
+	ctx := context.Background()
+	d, another := newStore(t)
+	CreateCluster(t, d, "c")
+	if err := d.RecordCertificate(ctx, Cert("c", 1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	dbs := []Store{d, another()}
+	type call struct {
+		cert store.IssuedCertificate
+		want error
+	}
+	var calls []call
+	for n := 2; n <= 21; n++ {
+		calls = append(calls, call{cert: Cert("c", 1, n)})
+	}
+	calls = append(calls, call{Cert("c", 1, 1), api.ErrConflict}, call{Cert("c", 7, 100), api.ErrNotFound})
+	errs := make([]error, len(calls))
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i, c := range calls {
+		wg.Go(func() {
+			<-start
+			errs[i] = dbs[i%2].RecordCertificate(ctx, c.cert)
+		})
+	}
+	close(start)
+	wg.Wait()
+	for i, c := range calls {
+		if (c.want == nil && errs[i] != nil) || (c.want != nil && !errors.Is(errs[i], c.want)) {
+			t.Errorf("record %s (generation %d): %v, want %v", c.cert.Serial, c.cert.Generation, errs[i], c.want)
+		}
+	}
+	got, err := d.Certificates(ctx, All("c"))
+	if err != nil || len(got) != 21 {
+		t.Fatalf("registry holds %d certificates (%v), want 21", len(got), err)
+	}
+}

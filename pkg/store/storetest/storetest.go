@@ -67,6 +67,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"Clusters", testClusterRoundTrip},
 		{"ClusterErrors", testClusterErrors},
 		{"Certificates", testCertificates},
+		{"ConcurrentRecords", testConcurrentRecords},
 		{"CertificatesPaging", testCertificatesPaging},
 		{"CertificatesFilters", testCertificatesFilters},
 		{"CertificatesQueryErrors", testCertificatesQueryErrors},
