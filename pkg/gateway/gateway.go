@@ -3,7 +3,8 @@
 // in-flight limits, throttling of failed authentications per client
 // address, authentication, error bodies (RFC 9457 problem+json, or Magnum's format on
 // the Magnum-compatible routes), structured logs and Prometheus metrics.
-// It also serves the operational endpoints /healthz, /readyz and /metrics.
+// It also serves the operational endpoints /healthz, /readyz, /metrics and
+// /openapi.json (the API's OpenAPI document, pkg/api/openapi).
 //
 // The gateway knows nothing of the functions' domains: each function
 // publishes its []api.Route and the gateway serves them. The same handler
@@ -27,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/clusterkeys/clusterkeys/pkg/api"
+	"github.com/clusterkeys/clusterkeys/pkg/api/openapi"
 	"github.com/clusterkeys/clusterkeys/pkg/auth"
 )
 
@@ -408,6 +410,7 @@ func (g *Gateway) opsRoutes() []api.Route {
 			metrics.ServeHTTP(w, r)
 			return nil
 		}},
+		openapi.Route(),
 	}
 }
 

@@ -175,6 +175,7 @@ func startServer(t testing.TB, o serverOpts) *server {
 		writeTokens(t, state, testTokens...)
 	}
 	addr := freeAddr(t)
+	checkContract(t, addr)
 	args := append([]string{"serve", "--listen", addr, "--state-dir", state, "--log-level", "warn"}, o.args...)
 	args = append(args, e2eStoreArgs(t, state, o.args)...) // CLUSTERKEYS_E2E_STORE=postgres
 	cmd := exec.Command(filepath.Join(binDir, "localrun"), args...)
@@ -307,7 +308,9 @@ func (r response) problemCode(t testing.TB) string {
 	return p.Code
 }
 
-var client = &http.Client{Timeout: 60 * time.Second}
+// client validates its exchanges with the test servers against the OpenAPI
+// document (see contract_test.go).
+var client = &http.Client{Timeout: 60 * time.Second, Transport: contractTransport{next: http.DefaultTransport}}
 
 // do sends a request with token and body (string, []byte or JSON-encoded value).
 func do(t testing.TB, method, url, token string, body any) response {

@@ -28,7 +28,7 @@ import (
 func clientFrom(local string, conns int) *http.Client {
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 5 * time.Second}
 	tr := &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}
-	return &http.Client{Transport: tr, Timeout: 60 * time.Second}
+	return &http.Client{Transport: contractTransport{next: tr}, Timeout: 60 * time.Second}
 }
 
 // send is tryDo with a chosen client.
