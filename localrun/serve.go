@@ -240,14 +240,22 @@ func printBanner(w io.Writer, cfg config.Config, url, newToken string, execMode 
 		fmt.Fprintf(w, "  tls:    %s, %s (reloaded when they change)\n", cfg.TLSCertFile, cfg.TLSPrivateKeyFile)
 	}
 	fmt.Fprintf(w, "  state:  %s (store %s, keys %s)\n", cfg.StateDir, cfg.StoreName(), cfg.Keys)
-	fmt.Fprintf(w, "  tokens: %s\n", cfg.TokenAuthFile)
-	if newToken != "" {
-		fmt.Fprintf(w, "\nA new admin token was created. It is shown only this once (it is kept in %s):\n\n", cfg.TokenAuthFile)
-		fmt.Fprintf(w, "  export CLUSTERKEYS_TOKEN=%s\n\n", newToken)
+	if cfg.Auth == "keystone" {
+		// No token file exists in this mode: callers bring a Keystone token.
+		fmt.Fprintf(w, "  auth:   Keystone tokens (X-Auth-Token or Authorization: Bearer)\n")
+		fmt.Fprintf(w, "\nCall it with a project-scoped Keystone token of a user with the member or admin role:\n\n")
+		fmt.Fprintf(w, "  export OS_TOKEN=$(openstack token issue -f value -c id)\n\n")
+		fmt.Fprintf(w, "Try:\n  curl -s -X PUT -H \"X-Auth-Token: $OS_TOKEN\" -H 'Content-Type: application/json' %s/v1/clusters/demo/ca -d '{}'\n", url)
 	} else {
-		abs, _ := filepath.Abs(cfg.TokenAuthFile)
-		fmt.Fprintf(w, "\nUse a token from %s:\n\n  export CLUSTERKEYS_TOKEN=$(grep -v '^#' %s | head -1 | cut -d, -f1)\n\n", cfg.TokenAuthFile, abs)
+		fmt.Fprintf(w, "  tokens: %s\n", cfg.TokenAuthFile)
+		if newToken != "" {
+			fmt.Fprintf(w, "\nA new admin token was created. It is shown only this once (it is kept in %s):\n\n", cfg.TokenAuthFile)
+			fmt.Fprintf(w, "  export CLUSTERKEYS_TOKEN=%s\n\n", newToken)
+		} else {
+			abs, _ := filepath.Abs(cfg.TokenAuthFile)
+			fmt.Fprintf(w, "\nUse a token from %s:\n\n  export CLUSTERKEYS_TOKEN=$(grep -v '^#' %s | head -1 | cut -d, -f1)\n\n", cfg.TokenAuthFile, abs)
+		}
+		fmt.Fprintf(w, "Try:\n  curl -s -X PUT -H \"Authorization: Bearer $CLUSTERKEYS_TOKEN\" -H 'Content-Type: application/json' %s/v1/clusters/demo/ca -d '{}'\n", url)
 	}
-	fmt.Fprintf(w, "Try:\n  curl -s -X PUT -H \"Authorization: Bearer $CLUSTERKEYS_TOKEN\" -H 'Content-Type: application/json' %s/v1/clusters/demo/ca -d '{}'\n", url)
 	fmt.Fprintf(w, "  curl -s %s/readyz\n\nCtrl-C stops.\n", url)
 }

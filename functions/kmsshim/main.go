@@ -86,6 +86,6 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	rctx, stop := context.WithCancel(ctx)
 	wait := b.StartReconciler(rctx, cfg, log, opts.Registry)
 	defer func() { stop(); wait() }()
-	kw := keywrap.New(b.Store, b.Custody, keywrap.Options{Logger: log, Registerer: opts.Registry})
+	kw := keywrap.New(b.Store, b.Custody, keywrap.Options{Logger: log, Registerer: opts.Registry, ActiveTTL: opts.RefreshInterval})
 	return kmsplugin.Run(ctx, opts, kw, log, nil)
 }

@@ -1,19 +1,30 @@
 package ca
 
-import "sync"
+import (
+	"sync"
 
-// signerCache keeps loaded CA keys by key reference, so that a sign does
-// not load and parse the key from custody each time. Key references are
-// never reused, so an entry never goes stale; the cache is bounded and
-// evicts the least recently used entry.
+	"github.com/clusterkeys/clusterkeys/pkg/store"
+)
+
+// signerCache keeps loaded CA keys, so that a sign does not load and parse
+// the key from custody each time. It holds at most one key per cluster: the
+// key of the newest generation it has seen active. The store decides which
+// generation is active (every sign reads it), and with several instances on
+// one store another instance may rekey at any time; so a sign that reads a
+// newer generation evicts the cluster's older key at once (it is retired,
+// and another instance may have destroyed it in custody), and a key older
+// than the one cached is never served nor cached. The cache is bounded and
+// evicts the least recently used cluster.
 type signerCache struct {
 	mu      sync.Mutex
 	max     int
 	tick    uint64
-	entries map[string]*cacheEntry
+	entries map[string]*cacheEntry // by cluster
 }
 
 type cacheEntry struct {
+	ref  string
+	gen  int
 	key  caKey
 	used uint64
 }
@@ -22,14 +33,24 @@ func newSignerCache(max int) *signerCache {
 	return &signerCache{max: max, entries: make(map[string]*cacheEntry)}
 }
 
-func (c *signerCache) get(ref string) (caKey, bool) {
+// get returns the cached key of gen. When the cluster's cached key belongs
+// to an older generation, gen's arrival proves that key retired: it is
+// dropped.
+func (c *signerCache) get(gen store.CAGeneration) (caKey, bool) {
 	if c.max <= 0 {
 		return caKey{}, false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e, ok := c.entries[ref]
+	e, ok := c.entries[gen.Cluster]
 	if !ok {
+		return caKey{}, false
+	}
+	switch {
+	case e.gen < gen.Generation:
+		delete(c.entries, gen.Cluster)
+		return caKey{}, false
+	case e.gen > gen.Generation || e.ref != gen.KeyRef:
 		return caKey{}, false
 	}
 	c.tick++
@@ -37,33 +58,43 @@ func (c *signerCache) get(ref string) (caKey, bool) {
 	return e.key, true
 }
 
-func (c *signerCache) put(ref string, k caKey) {
+// put caches the key of gen unless a newer generation of its cluster is
+// cached already (a sign that read the active generation just before a
+// rekey must not bring the retired key back).
+func (c *signerCache) put(gen store.CAGeneration, k caKey) {
 	if c.max <= 0 {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.entries[ref]; !ok && len(c.entries) >= c.max {
+	if e, ok := c.entries[gen.Cluster]; ok && e.gen > gen.Generation {
+		return
+	} else if !ok && len(c.entries) >= c.max {
 		// Evict the least recently used entry: O(n), but n is small and
 		// this runs only on a miss.
 		var oldest string
 		var min uint64
 		first := true
-		for r, e := range c.entries {
+		for cl, e := range c.entries {
 			if first || e.used < min {
-				oldest, min, first = r, e.used, false
+				oldest, min, first = cl, e.used, false
 			}
 		}
 		delete(c.entries, oldest)
 	}
 	c.tick++
-	c.entries[ref] = &cacheEntry{key: k, used: c.tick}
+	c.entries[gen.Cluster] = &cacheEntry{ref: gen.KeyRef, gen: gen.Generation, key: k, used: c.tick}
 }
 
+// remove drops the key named ref, if cached.
 func (c *signerCache) remove(ref string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	delete(c.entries, ref)
+	for cl, e := range c.entries {
+		if e.ref == ref {
+			delete(c.entries, cl)
+		}
+	}
 }
 
 func (c *signerCache) len() int {

@@ -272,9 +272,11 @@ func (a *Authority) rekeyedSince(ctx context.Context, cluster string, gen int) e
 	return nil
 }
 
-// signer returns the CA key of gen, from the cache or from custody.
+// signer returns the CA key of gen, from the cache or from custody. gen is
+// the active generation the store just named: the cache drops the
+// cluster's older key, which another instance may have retired.
 func (a *Authority) signer(ctx context.Context, gen store.CAGeneration) (caKey, error) {
-	if k, ok := a.signers.get(gen.KeyRef); ok {
+	if k, ok := a.signers.get(gen); ok {
 		return k, nil
 	}
 	cert, err := x509.ParseCertificate(gen.CertificateDER)
@@ -286,7 +288,7 @@ func (a *Authority) signer(ctx context.Context, gen store.CAGeneration) (caKey, 
 		return caKey{}, fmt.Errorf("load CA key of cluster %q generation %d: %w", gen.Cluster, gen.Generation, err)
 	}
 	k := caKey{signer: s, cert: cert, certPEM: certPEM(gen.CertificateDER)}
-	a.signers.put(gen.KeyRef, k)
+	a.signers.put(gen, k)
 	return k, nil
 }
 

@@ -270,17 +270,20 @@ func TestSignWithoutCacheLoadsTheSignerEachTime(t *testing.T) {
 
 func TestSignerCacheEvictsTheLeastRecentlyUsed(t *testing.T) {
 	c := newSignerCache(2)
-	c.put("a", caKey{})
-	c.put("b", caKey{})
-	if _, ok := c.get("a"); !ok {
+	gen := func(cluster string) store.CAGeneration {
+		return store.CAGeneration{Cluster: cluster, Generation: 1, KeyRef: cluster}
+	}
+	c.put(gen("a"), caKey{})
+	c.put(gen("b"), caKey{})
+	if _, ok := c.get(gen("a")); !ok {
 		t.Fatal("a missing")
 	}
-	c.put("c", caKey{})
-	if _, ok := c.get("b"); ok {
+	c.put(gen("c"), caKey{})
+	if _, ok := c.get(gen("b")); ok {
 		t.Error("b, the least recently used, was kept")
 	}
 	for _, ref := range []string{"a", "c"} {
-		if _, ok := c.get(ref); !ok {
+		if _, ok := c.get(gen(ref)); !ok {
 			t.Errorf("%s was evicted", ref)
 		}
 	}

@@ -28,6 +28,13 @@ const DefaultKeyName = "kubernetes-kms"
 // admin can use the KEK that wraps kube-apiserver's seeds.
 const DefaultKeyProject = auth.ReservedPrefix + "kms"
 
+// DefaultRefreshInterval is the shim's default RefreshInterval.
+const DefaultRefreshInterval = 5 * time.Second
+
+// MaxRefreshInterval bounds RefreshInterval: kube-apiserver polls Status
+// every 60 s, and a rotation must reach it within a poll or two.
+const MaxRefreshInterval = 60 * time.Second
+
 // Options are the shim's own settings; custody and store settings are
 // pkg/config's.
 type Options struct {
@@ -43,6 +50,12 @@ type Options struct {
 	MetricsListen string
 	// StatusTTL is how long a healthy Status is reused.
 	StatusTTL time.Duration
+	// RefreshInterval is how long the shim reuses the KEK's active version
+	// it read from the store (pkg/keywrap Options.ActiveTTL): a rotation
+	// made by another instance (the gateway, or the shim of another node)
+	// is used by Encrypt and reported by Status within RefreshInterval +
+	// StatusTTL. DefaultRefreshInterval when 0, at most MaxRefreshInterval.
+	RefreshInterval time.Duration
 	// StatusTimeout bounds Status's custody round trip.
 	StatusTimeout time.Duration
 	// ShutdownTimeout bounds the graceful shutdown.
@@ -60,6 +73,7 @@ func DefaultOptions() Options {
 		Key:             DefaultKeyName,
 		KeyProject:      DefaultKeyProject,
 		StatusTTL:       DefaultStatusTTL,
+		RefreshInterval: DefaultRefreshInterval,
 		StatusTimeout:   DefaultProbeTimeout,
 		ShutdownTimeout: 10 * time.Second,
 	}
@@ -72,8 +86,17 @@ func (o *Options) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.KeyProject, "key-project", o.KeyProject, "project that owns the KEK when the shim creates it: its members (and global admins) may wrap and unwrap with it through the gateway; the default is reserved, so only global admins can")
 	fs.StringVar(&o.MetricsListen, "metrics-listen", o.MetricsListen, "TCP address to serve Prometheus /metrics on, e.g. 127.0.0.1:9464 (off when empty)")
 	fs.DurationVar(&o.StatusTTL, "status-cache", o.StatusTTL, "how long a healthy Status round trip is reused")
+	fs.DurationVar(&o.RefreshInterval, "refresh-interval", o.RefreshInterval, "how long the KEK's active version read from the store is reused: a rotation made elsewhere (the gateway, another node's shim) is used within this plus --status-cache (at most 60s)")
 	fs.DurationVar(&o.StatusTimeout, "status-timeout", o.StatusTimeout, "how long Status waits for custody's round trip before reporting unhealthy (keep it below kube-apiserver's KMS timeout, 3s by default)")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "how long SIGTERM waits for pending calls")
+}
+
+// Validate checks the options that have bounds.
+func (o Options) Validate() error {
+	if o.RefreshInterval < 0 || o.RefreshInterval > MaxRefreshInterval {
+		return fmt.Errorf("--refresh-interval %v: want at most %v (0 for the default, %v)", o.RefreshInterval, MaxRefreshInterval, DefaultRefreshInterval)
+	}
+	return nil
 }
 
 // Backend is what the shim needs of the wrap/unwrap service.
@@ -89,11 +112,14 @@ func Run(ctx context.Context, o Options, b Backend, log *slog.Logger, ready func
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if err := o.Validate(); err != nil {
+		return err
+	}
 	keyID, created, err := ensureOwnedKey(ctx, b, o.Key, o.KeyProject, log)
 	if err != nil {
 		return err
 	}
-	log.Info("kms key", "key", o.Key, "key_id", keyID, "created", created)
+	log.Info("kms key", "key", o.Key, "key_id", keyID, "created", created, "refresh_interval", o.RefreshInterval.String())
 
 	reg := o.Registry
 	if reg == nil {

@@ -64,6 +64,28 @@ func classifyCustody(bs []store.Blob, refs store.KeyRefs) custodyState {
 	return s
 }
 
+// openCustody opens a stopped server's store and its software custody, to
+// plant what a crash could leave. The caller closes db.
+func openCustody(t *testing.T, state string) (stateStore, *software.Custody) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := openStateStore(ctx, state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk, err := software.LoadOrCreateMasterKey(ctx, filepath.Join(state, "master.key"), db)
+	if err != nil {
+		db.Close()
+		t.Fatal(err)
+	}
+	custody, err := software.New(mk, db)
+	if err != nil {
+		db.Close()
+		t.Fatal(err)
+	}
+	return db, custody
+}
+
 func count(refs []string, prefix string) int {
 	n := 0
 	for _, r := range refs {
@@ -136,18 +158,7 @@ func TestReconcilerCollectsWhatACrashLeaves(t *testing.T) {
 	// the key of a retired generation that the rekey had no time to
 	// destroy (recreated under its own ref, as if never destroyed).
 	ctx := context.Background()
-	db, err := openStateStore(ctx, state)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mk, err := software.LoadOrCreateMasterKey(ctx, filepath.Join(state, "master.key"), db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	custody, err := software.New(mk, db)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, custody := openCustody(t, state)
 	refs, err := db.KeyRefs(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -217,18 +228,7 @@ func TestShimCollectsOrphansToo(t *testing.T) {
 	runShimOnce(t, state, "shim-kek")
 
 	ctx := context.Background()
-	db, err := openStateStore(ctx, state)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mk, err := software.LoadOrCreateMasterKey(ctx, filepath.Join(state, "master.key"), db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	custody, err := software.New(mk, db)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, custody := openCustody(t, state)
 	orphan := "kek/shim-kek/v999/" + strings.Repeat("ef", 8)
 	if err := custody.GenerateKEK(ctx, orphan); err != nil {
 		t.Fatal(err)

@@ -57,10 +57,10 @@ func kubeAPIServer(t *testing.T) string {
 	return p
 }
 
-func TestKubeAPIServerWithShim(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts etcd and kube-apiserver")
-	}
+// requireTools fails under CI, or skips elsewhere, unless etcd, etcdctl,
+// curl, openssl and jq are present; under CI it installs them first.
+func requireTools(t *testing.T) {
+	t.Helper()
 	for _, tool := range []string{"etcd", "etcdctl", "curl", "openssl", "jq"} {
 		if _, err := exec.LookPath(tool); err == nil {
 			continue
@@ -76,6 +76,54 @@ func TestKubeAPIServerWithShim(t *testing.T) {
 		}
 		break
 	}
+}
+
+// requireSoftHSM fails under CI, or skips elsewhere, unless SoftHSM2 and
+// pkcs11-tool are present.
+func requireSoftHSM(t *testing.T) {
+	t.Helper()
+	for _, tool := range []string{"softhsm2-util", "pkcs11-tool"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing(t, tool, "test/scripts/deps.sh (apt-get install softhsm2 opensc)")
+		}
+	}
+}
+
+// runScript runs a script of this directory with env added, passes it the
+// binaries of CLUSTERKEYS_BIN when set, logs its output and checks that
+// the output holds every line of want.
+func runScript(t *testing.T, script string, env []string, want []string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, script)
+	cmd.Env = append(os.Environ(), env...)
+	if dir := os.Getenv("CLUSTERKEYS_BIN"); dir != "" {
+		for _, b := range []string{"kmsshim", "localrun"} {
+			if _, err := os.Stat(filepath.Join(dir, b)); err == nil {
+				cmd.Env = append(cmd.Env, strings.ToUpper(b)+"="+filepath.Join(dir, b))
+			}
+		}
+	}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	t.Log("\n" + out.String())
+	if err != nil {
+		t.Fatalf("%s: %v", script, err)
+	}
+	for _, w := range want {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("%s output lacks %q", script, w)
+		}
+	}
+}
+
+func TestKubeAPIServerWithShim(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd and kube-apiserver")
+	}
+	requireTools(t)
 	kapi := kubeAPIServer(t)
 	// The mission: Secrets encrypted at rest under a KEK held in an HSM.
 	// Software custody is the embedded default; both run the same script.
@@ -85,36 +133,28 @@ func TestKubeAPIServerWithShim(t *testing.T) {
 				"replaced the stale socket", "under the new key_id", "Decrypt calls through the shim after the kube-apiserver restart",
 				"PASS (" + keys + " custody)"}
 			if keys == "pkcs11" {
-				for _, tool := range []string{"softhsm2-util", "pkcs11-tool"} {
-					if _, err := exec.LookPath(tool); err != nil {
-						missing(t, tool, "test/scripts/deps.sh (apt-get install softhsm2 opensc)")
-					}
-				}
+				requireSoftHSM(t)
 				want = append(want, "KEK versions (pkcs11-tool)")
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, "./e2e.sh")
-			cmd.Env = append(os.Environ(), "KUBE_APISERVER="+kapi, "KMS_KEYS="+keys)
-			if dir := os.Getenv("CLUSTERKEYS_BIN"); dir != "" {
-				for _, b := range []string{"kmsshim", "localrun"} {
-					if _, err := os.Stat(filepath.Join(dir, b)); err == nil {
-						cmd.Env = append(cmd.Env, strings.ToUpper(b)+"="+filepath.Join(dir, b))
-					}
-				}
-			}
-			var out bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &out, &out
-			err := cmd.Run()
-			t.Log("\n" + out.String())
-			if err != nil {
-				t.Fatalf("e2e.sh: %v", err)
-			}
-			for _, w := range want {
-				if !strings.Contains(out.String(), w) {
-					t.Errorf("e2e.sh output lacks %q", w)
-				}
-			}
+			runScript(t, "./e2e.sh", []string{"KUBE_APISERVER=" + kapi, "KMS_KEYS=" + keys}, want)
 		})
 	}
+}
+
+// TestTwoNodesOneStoreOneToken: two control-plane nodes, each a
+// kube-apiserver with its own shim, the shims on one store and one SoftHSM2
+// token. A Secret written through A is read through B; a rotation through
+// the gateway reaches both (e2e-multinode.sh).
+func TestTwoNodesOneStoreOneToken(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd and two kube-apiservers")
+	}
+	requireTools(t)
+	requireSoftHSM(t)
+	kapi := kubeAPIServer(t)
+	runScript(t, "./e2e-multinode.sh", []string{"KUBE_APISERVER=" + kapi, "KMS_KEYS=pkcs11"}, []string{
+		"read through B: ", "rotated the KEK through localrun on the shared state dir",
+		"kube-apiserver a wrote", "kube-apiserver b wrote", "rotation seen by both nodes",
+		"both kube-apiservers read the Secret written before the rotation", "PASS (two nodes, pkcs11 custody)",
+	})
 }
