@@ -6,7 +6,7 @@ BIN := bin
 FUNCTIONS := signcsr rekeycluster keywrap validatebundle
 GOFILES = $(shell git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*')
 
-.PHONY: run test lint unit e2e bench build lambda deps kube-apiserver fuzz clean
+.PHONY: run test lint unit e2e bench build lambda package deps kube-apiserver fuzz clean
 
 ## run: serve every function on 127.0.0.1:8080 with software keys and SQLite in ./.clusterkeys
 run:
@@ -39,6 +39,28 @@ lambda:
 	@for f in $(FUNCTIONS); do \
 	  echo "build $(BIN)/lambda/$$f/bootstrap"; \
 	  $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w' -o $(BIN)/lambda/$$f/bootstrap ./functions/$$f || exit 1; \
+	done
+
+## package: one Lambda zip per function, $(PACKAGE_DIR)/<function>.zip with an
+## executable bootstrap at its root, for GOARCH=$(ARCH) (amd64 or arm64).
+## Reproducible: the same sources and Go toolchain give the same zip bytes,
+## whatever the checkout's path. A function that links crypto11 (pkcs11
+## custody) needs cgo and a C compiler for ARCH (CC_arm64, CC_amd64); the
+## others are built with CGO_ENABLED=0.
+ARCH ?= $(shell $(GO) env GOARCH)
+PACKAGE_DIR ?= $(BIN)/package
+PACKAGE_FUNCTIONS ?= $(FUNCTIONS)
+CC_amd64 ?= x86_64-linux-gnu-gcc
+CC_arm64 ?= aarch64-linux-gnu-gcc
+package:
+	@case "$(ARCH)" in amd64|arm64) ;; *) echo "ARCH=$(ARCH): want amd64 or arm64"; exit 2;; esac
+	@for f in $(PACKAGE_FUNCTIONS); do \
+	  if $(GO) list -deps -tags lambda.norpc ./functions/$$f | grep -qx github.com/miekg/pkcs11; then cgo=1; else cgo=0; fi; \
+	  echo "build $(PACKAGE_DIR)/$$f/bootstrap (GOARCH=$(ARCH) CGO_ENABLED=$$cgo)"; \
+	  GOOS=linux GOARCH=$(ARCH) CGO_ENABLED=$$cgo CC=$(CC_$(ARCH)) GOFLAGS= \
+	    $(GO) build -tags lambda.norpc -trimpath -buildvcs=false -ldflags='-s -w -buildid=' \
+	    -o $(PACKAGE_DIR)/$$f/bootstrap ./functions/$$f || exit 1; \
+	  $(GO) run ./infra/sam/lambdazip -o $(PACKAGE_DIR)/$$f.zip $(PACKAGE_DIR)/$$f/bootstrap || exit 1; \
 	done
 
 ## deps: install the real components the end-to-end tests use (Debian packages)

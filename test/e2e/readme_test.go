@@ -44,7 +44,7 @@ func TestREADMEWalkthrough(t *testing.T) {
 	out, _ := cmd.CombinedOutput() // the script's own openssl verify fails on purpose
 	got := string(out)
 	for _, want := range []string{
-		`"generation": 1`,
+		`"generation":1`,                 // responses are compact JSON
 		"alice.crt: OK",                  // verifies before the rekey
 		"alice.crt: verification failed", // and not after it
 		`"code":"generation_mismatch"`,
