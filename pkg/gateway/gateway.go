@@ -57,10 +57,12 @@ type Config struct {
 	Now func() time.Time
 }
 
-// DefaultReadyTimeout is how long /readyz waits for the backends by default
-// (Barbican behind keystonemiddleware can take seconds on a loaded host; a
-// hung PKCS#11 token shows at once through its stuck-call count).
-const DefaultReadyTimeout = 5 * time.Second
+// DefaultReadyTimeout bounds how long /readyz waits for the backends, a
+// backstop so that probes of a backend that never answers do not pile up.
+// It is generous on purpose: Barbican behind keystonemiddleware on a loaded
+// host takes many seconds, and probes that give up and retry only queue more
+// work on it. A hung PKCS#11 token shows at once, through its stuck calls.
+const DefaultReadyTimeout = 30 * time.Second
 
 // Gateway is an http.Handler serving the routes it was built with.
 type Gateway struct {
