@@ -10,10 +10,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clusterkeys/clusterkeys/localrun/internal/lambdaruntime"
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/config"
 	"github.com/clusterkeys/clusterkeys/pkg/gateway"
-	"github.com/clusterkeys/clusterkeys/pkg/lambdaruntime"
 )
 
 // execHandler starts every function's built bootstrap behind its own local

@@ -11,9 +11,9 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/spf13/pflag"
 
+	"github.com/clusterkeys/clusterkeys/localrun/internal/lambdaruntime"
 	"github.com/clusterkeys/clusterkeys/pkg/config"
 	"github.com/clusterkeys/clusterkeys/pkg/lambdahttp"
-	"github.com/clusterkeys/clusterkeys/pkg/lambdaruntime"
 )
 
 // maxEvent bounds an event file: Lambda's own synchronous payload limit.
