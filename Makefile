@@ -3,7 +3,12 @@
 SHELL := /bin/bash
 GO ?= go
 BIN := bin
-FUNCTIONS := signcsr rekeycluster keywrap validatebundle
+# The deployable functions and those of them that need cgo, from the table in
+# pkg/functions (evaluated only by the targets that use them; the lister runs
+# on the host whatever GOOS/GOARCH the environment sets).
+LIST_FUNCTIONS = GOOS= GOARCH= $(GO) run ./pkg/functions/cmd/list
+FUNCTIONS = $(shell $(LIST_FUNCTIONS))
+CGO_FUNCTIONS = $(shell $(LIST_FUNCTIONS) -cgo)
 GOFILES = $(shell git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*')
 
 .PHONY: run test lint unit e2e bench build lambda package deps kube-apiserver fuzz clean
@@ -46,7 +51,8 @@ lambda:
 ## Reproducible: the same sources and Go toolchain give the same zip bytes,
 ## whatever the checkout's path. A function that links crypto11 (pkcs11
 ## custody) needs cgo and a C compiler for ARCH (CC_arm64, CC_amd64); the
-## others are built with CGO_ENABLED=0.
+## others are built with CGO_ENABLED=0. Which need cgo is the Cgo column of
+## pkg/functions (its tests check it against what each function links).
 ARCH ?= $(shell $(GO) env GOARCH)
 PACKAGE_DIR ?= $(BIN)/package
 PACKAGE_FUNCTIONS ?= $(FUNCTIONS)
@@ -55,7 +61,7 @@ CC_arm64 ?= aarch64-linux-gnu-gcc
 package:
 	@case "$(ARCH)" in amd64|arm64) ;; *) echo "ARCH=$(ARCH): want amd64 or arm64"; exit 2;; esac
 	@for f in $(PACKAGE_FUNCTIONS); do \
-	  if $(GO) list -deps -tags lambda.norpc ./functions/$$f | grep -qx github.com/miekg/pkcs11; then cgo=1; else cgo=0; fi; \
+	  case " $(CGO_FUNCTIONS) " in *" $$f "*) cgo=1;; *) cgo=0;; esac; \
 	  echo "build $(PACKAGE_DIR)/$$f/bootstrap (GOARCH=$(ARCH) CGO_ENABLED=$$cgo)"; \
 	  GOOS=linux GOARCH=$(ARCH) CGO_ENABLED=$$cgo CC=$(CC_$(ARCH)) GOFLAGS= \
 	    $(GO) build -tags lambda.norpc -trimpath -buildvcs=false -ldflags='-s -w -buildid=' \

@@ -10,11 +10,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clusterkeys/clusterkeys/localrun/internal/lambdaruntime"
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/config"
+	"github.com/clusterkeys/clusterkeys/pkg/functions"
 	"github.com/clusterkeys/clusterkeys/pkg/gateway"
 	"github.com/clusterkeys/clusterkeys/pkg/keys/software"
-	"github.com/clusterkeys/clusterkeys/pkg/lambdaruntime"
 )
 
 // execHandler starts every function's built bootstrap behind its own local
@@ -44,24 +45,24 @@ func execHandler(ctx context.Context, cfg config.Config, log *slog.Logger, binDi
 		s.backends.Close()
 	}
 	var routes []api.Route
-	for _, f := range functions {
-		path := filepath.Join(binDir, f.name, "bootstrap")
+	for _, f := range functions.All {
+		path := filepath.Join(binDir, f.Name, "bootstrap")
 		if _, err := os.Stat(path); err != nil {
 			cleanup()
-			return nil, nil, "", fmt.Errorf("function %s: %w (build the bootstraps with 'make lambda')", f.name, err)
+			return nil, nil, "", fmt.Errorf("function %s: %w (build the bootstraps with 'make lambda')", f.Name, err)
 		}
 		rt, err := lambdaruntime.Start(ctx, lambdaruntime.Function{
-			Name: f.name, Path: path, Env: env, Timeout: 30 * time.Second,
+			Name: f.Name, Path: path, Env: env, Timeout: 30 * time.Second,
 			Concurrency: concurrency, Logger: log,
 		})
 		if err != nil {
 			cleanup()
-			return nil, nil, "", fmt.Errorf("start function %s: %w", f.name, err)
+			return nil, nil, "", fmt.Errorf("start function %s: %w", f.Name, err)
 		}
 		runtimes = append(runtimes, rt)
-		for _, r := range f.routes(s.authority, s.keywrap, s.validator) {
+		for _, r := range f.Routes(s.deps) {
 			routes = append(routes, api.Route{
-				Pattern: r.Pattern, Name: f.name + ":" + r.Name, Public: true,
+				Pattern: r.Pattern, Name: f.Name + ":" + r.Name, Public: true,
 				MaxBody: lambdaruntime.MaxPayload, Format: r.Format,
 				Handler: forward(rt),
 			})

@@ -11,9 +11,10 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/spf13/pflag"
 
+	"github.com/clusterkeys/clusterkeys/localrun/internal/lambdaruntime"
 	"github.com/clusterkeys/clusterkeys/pkg/config"
+	"github.com/clusterkeys/clusterkeys/pkg/functions"
 	"github.com/clusterkeys/clusterkeys/pkg/lambdahttp"
-	"github.com/clusterkeys/clusterkeys/pkg/lambdaruntime"
 )
 
 // maxEvent bounds an event file: Lambda's own synchronous payload limit.
@@ -39,7 +40,7 @@ func invoke(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *eventFile == "" {
 		return &config.UsageError{Command: fs.Name(), Err: errors.New("missing flag: --event FILE")}
 	}
-	fn, err := lookupFunction(fs.Arg(0))
+	fn, err := functions.Lookup(fs.Arg(0))
 	if err != nil {
 		return &config.UsageError{Command: fs.Name(), Err: err}
 	}
@@ -81,13 +82,13 @@ func invoke(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if s.newToken != "" {
 		fmt.Fprintf(stderr, "localrun: created %s with a new admin token\n", cfg.TokenAuthFile)
 	}
-	g, err := s.gateway(fn.name)
+	g, err := s.gateway(fn.Name)
 	if err != nil {
 		return err
 	}
 	resp, err := lambdahttp.Handler(g)(ctx, ev)
 	if err != nil {
-		return fmt.Errorf("invoke %s: %w", fn.name, err)
+		return fmt.Errorf("invoke %s: %w", fn.Name, err)
 	}
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")

@@ -16,13 +16,14 @@ import (
 	"syscall"
 
 	"github.com/clusterkeys/clusterkeys/pkg/config"
+	"github.com/clusterkeys/clusterkeys/pkg/functions"
 )
 
-const usage = `usage:
+var usage = `usage:
   localrun serve [flags]                      all functions on 127.0.0.1 (make run)
   localrun serve --exec --bin-dir DIR [flags] the built bootstraps behind a local Lambda Runtime API
   localrun invoke FUNCTION --event FILE       one Lambda HTTP API event through one function
-functions: signcsr, rekeycluster, keywrap, validatebundle
+functions: ` + strings.Join(functions.Names(), ", ") + `
 run 'localrun serve --help' for flags; each flag is also CLUSTERKEYS_<FLAG>.
 `
 

@@ -21,57 +21,22 @@ import (
 	"github.com/clusterkeys/clusterkeys/pkg/auth"
 	"github.com/clusterkeys/clusterkeys/pkg/authn"
 	"github.com/clusterkeys/clusterkeys/pkg/backends"
-	"github.com/clusterkeys/clusterkeys/pkg/barbicanref"
-	"github.com/clusterkeys/clusterkeys/pkg/ca"
 	"github.com/clusterkeys/clusterkeys/pkg/config"
+	"github.com/clusterkeys/clusterkeys/pkg/functions"
 	"github.com/clusterkeys/clusterkeys/pkg/gateway"
-	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
-	"github.com/clusterkeys/clusterkeys/pkg/tlsbundle"
 	"github.com/clusterkeys/clusterkeys/pkg/tlsserve"
 )
 
-// function is one deployable function and the routes it serves.
-type function struct {
-	name   string
-	routes func(a *ca.Authority, k *keywrap.Service, v *tlsbundle.Validator) []api.Route
-}
-
-// functions are the Lambda functions, as functions/<name>/main.go builds them.
-var functions = []function{
-	{"rekeycluster", func(a *ca.Authority, _ *keywrap.Service, _ *tlsbundle.Validator) []api.Route {
-		return ca.RekeyRoutes(a)
-	}},
-	{"signcsr", func(a *ca.Authority, _ *keywrap.Service, _ *tlsbundle.Validator) []api.Route {
-		return ca.SignRoutes(a)
-	}},
-	{"keywrap", func(_ *ca.Authority, k *keywrap.Service, _ *tlsbundle.Validator) []api.Route {
-		return keywrap.Routes(k)
-	}},
-	{"validatebundle", func(_ *ca.Authority, _ *keywrap.Service, v *tlsbundle.Validator) []api.Route {
-		return tlsbundle.Routes(v)
-	}},
-}
-
-func lookupFunction(name string) (function, error) {
-	for _, f := range functions {
-		if f.name == name {
-			return f, nil
-		}
-	}
-	return function{}, fmt.Errorf("unknown function %q (want signcsr, rekeycluster, keywrap or validatebundle)", name)
-}
-
 // stack is an opened configuration: backends and the functions' services.
 type stack struct {
-	cfg       config.Config
-	log       *slog.Logger
-	reg       *prometheus.Registry
-	backends  *backends.Backends
-	authority *ca.Authority
-	keywrap   *keywrap.Service
-	validator *tlsbundle.Validator
-	auth      auth.Authenticator
-	newToken  string
+	cfg      config.Config
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	backends *backends.Backends
+	// deps builds the functions' services once, shared by all of them.
+	deps     *functions.Deps
+	auth     auth.Authenticator
+	newToken string
 }
 
 func openStack(ctx context.Context, cfg config.Config, log *slog.Logger) (*stack, error) {
@@ -92,27 +57,20 @@ func openStack(ctx context.Context, cfg config.Config, log *slog.Logger) (*stack
 		b.Close()
 		return nil, err
 	}
-	s.authority = ca.New(b.Store, b.Custody, ca.Options{Logger: log, Registerer: s.reg, SignerCacheSize: b.SignerCacheSize, PublicURL: cfg.PublicURL})
-	s.keywrap = keywrap.New(b.Store, b.Custody, keywrap.Options{Logger: log, Registerer: s.reg})
-	vopts := tlsbundle.Options{Registerer: s.reg}
-	if cfg.BarbicanEndpoint != "" {
-		loader, err := barbicanref.New(barbicanref.Config{Endpoint: cfg.BarbicanEndpoint, CallerToken: cfg.Auth == "keystone"})
-		if err != nil {
-			b.Close()
-			return nil, err
-		}
-		vopts.ContainerLoader = loader
+	s.deps = &functions.Deps{Config: cfg, Backends: b, Logger: log, Registry: s.reg}
+	if err := s.deps.Init(); err != nil {
+		b.Close()
+		return nil, err
 	}
-	s.validator = tlsbundle.NewValidator(vopts)
 	return s, nil
 }
 
 // gateway builds the gateway for the named functions (all when none).
 func (s *stack) gateway(names ...string) (*gateway.Gateway, error) {
 	var routes []api.Route
-	for _, f := range functions {
-		if len(names) == 0 || slices.Contains(names, f.name) {
-			routes = append(routes, f.routes(s.authority, s.keywrap, s.validator)...)
+	for _, f := range functions.All {
+		if len(names) == 0 || slices.Contains(names, f.Name) {
+			routes = append(routes, f.Routes(s.deps)...)
 		}
 	}
 	return gateway.New(gateway.Config{Auth: s.auth, Logger: s.log, Registry: s.reg, Ready: s.backends.Ready,

@@ -1,8 +1,8 @@
 // Package gateway routes requests to the functions' handlers and applies
 // what every route shares: request ids, panic recovery, body limits,
 // in-flight limits, throttling of failed authentications per client
-// address, authentication, error bodies (RFC 9457 problem+json, or Magnum's format on
-// the Magnum-compatible routes), structured logs and Prometheus metrics.
+// address, authentication, error bodies (RFC 9457 problem+json, or the format a
+// route names, such as Magnum's), structured logs and Prometheus metrics.
 // It also serves the operational endpoints /healthz, /readyz, /metrics and
 // /openapi.json (the API's OpenAPI document, pkg/api/openapi).
 //
@@ -75,6 +75,16 @@ type Gateway struct {
 	inFlight      *inFlight
 	routeInFlight map[string]*inFlight
 	throttle      *authThrottle
+	// prefixes are the routes' literal path prefixes and error formats,
+	// from which an unmatched request's error format is chosen.
+	prefixes []routePrefix
+}
+
+// routePrefix is a route's path up to its first wildcard, and its error
+// format.
+type routePrefix struct {
+	path   string
+	format api.ErrorFormat
 }
 
 var _ http.Handler = (*Gateway)(nil)
@@ -113,6 +123,7 @@ func New(cfg Config, routes ...api.Route) (*Gateway, error) {
 		if err := register(g.mux, rt.Pattern, g.wrap(rt, i < len(ops))); err != nil {
 			return nil, err
 		}
+		g.prefixes = append(g.prefixes, literalPrefix(rt))
 	}
 	return g, nil
 }
@@ -170,10 +181,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.ServeHTTP(probe, r)
 	rid := requestID(r)
 	w.Header().Set("X-Request-Id", rid)
-	format := api.ProblemJSON
-	if strings.HasPrefix(r.URL.Path, "/v1/certificates") {
-		format = api.MagnumErrors
-	}
+	format := g.unmatchedFormat(r.URL.Path)
 	var e *api.Error
 	if probe.status == http.StatusMethodNotAllowed {
 		w.Header().Set("Allow", probe.header.Get("Allow"))
@@ -184,6 +192,40 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	api.WriteError(w, format, rid, e)
 	g.metrics.observe("unmatched", e.Status, 0)
+}
+
+// literalPrefix is rt's path up to its first wildcard: "GET
+// /v1/certificates/{cluster}" gives "/v1/certificates/".
+func literalPrefix(rt api.Route) routePrefix {
+	path := rt.Pattern
+	if _, p, ok := strings.Cut(path, " "); ok {
+		path = strings.TrimLeft(p, " \t")
+	}
+	path, _, _ = strings.Cut(path, "{")
+	return routePrefix{path: path, format: rt.Format}
+}
+
+// unmatchedFormat is the error format of a request no route matches (404,
+// 405): that of the routes whose literal prefix is the longest prefix of
+// path, when they all agree, and problem+json otherwise. The routes carry
+// their format; the gateway knows no API's paths.
+func (g *Gateway) unmatchedFormat(path string) api.ErrorFormat {
+	best, format, agree := -1, api.ProblemJSON, true
+	for _, p := range g.prefixes {
+		if !strings.HasPrefix(path, p.path) {
+			continue
+		}
+		switch n := len(p.path); {
+		case n > best:
+			best, format, agree = n, p.format, true
+		case n == best && p.format != format:
+			agree = false
+		}
+	}
+	if !agree {
+		return api.ProblemJSON
+	}
+	return format
 }
 
 type statusRecorder struct {

@@ -330,3 +330,44 @@ func TestReadyzAnswersWhenABackendHangs(t *testing.T) {
 		t.Fatal("readyz still waiting on a hung backend after 10 s")
 	}
 }
+
+// TestUnmatchedErrorFormat: a request no route matches (404, 405) answers in
+// the error format of the routes nearest its path, as each route declares
+// it, whatever its path; where routes of two formats share the nearest
+// prefix, problem+json.
+func TestUnmatchedErrorFormat(t *testing.T) {
+	ok := func(w http.ResponseWriter, r *http.Request) error { return nil }
+	g, err := New(Config{},
+		api.Route{Pattern: "POST /v2/legacy", Name: "legacy", Format: api.MagnumErrors, Public: true, Handler: ok},
+		api.Route{Pattern: "GET /v2/legacy/{id}", Name: "legacy_show", Format: api.MagnumErrors, Public: true, Handler: ok},
+		api.Route{Pattern: "GET /v2/shared/{id}", Name: "shared_native", Public: true, Handler: ok},
+		api.Route{Pattern: "GET /v2/shared/{id}/legacy", Name: "shared_legacy", Format: api.MagnumErrors, Public: true, Handler: ok},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name, method, path string
+		wantStatus         int
+		wantMagnum         bool
+	}{
+		{"another method on a legacy route", "GET", "/v2/legacy", 405, true},
+		{"an unknown path under legacy routes", "GET", "/v2/legacy/x/y", 404, true},
+		{"an unknown path under no route", "GET", "/v3/nothing", 404, false},
+		{"a prefix shared by both formats", "DELETE", "/v2/shared/x", 405, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			g.ServeHTTP(rec, httptest.NewRequest(tt.method, tt.path, nil))
+			if rec.Code != tt.wantStatus {
+				t.Fatalf("status = %d, want %d; body %s", rec.Code, tt.wantStatus, rec.Body)
+			}
+			var m struct{ Errors []api.MagnumError }
+			isMagnum := json.Unmarshal(rec.Body.Bytes(), &m) == nil && len(m.Errors) == 1 && m.Errors[0].Status == tt.wantStatus
+			isProblem := rec.Header().Get("Content-Type") == "application/problem+json"
+			if isMagnum != tt.wantMagnum || isProblem == tt.wantMagnum {
+				t.Errorf("body %s (Content-Type %q), want Magnum's format: %v", rec.Body, rec.Header().Get("Content-Type"), tt.wantMagnum)
+			}
+		})
+	}
+}

@@ -8,24 +8,22 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/api/openapi"
-	"github.com/clusterkeys/clusterkeys/pkg/ca"
-	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
-	"github.com/clusterkeys/clusterkeys/pkg/tlsbundle"
+	"github.com/clusterkeys/clusterkeys/pkg/functions"
 )
 
 // TestOpenAPIDocumentsEveryRoute fails when a route is served and not in
 // the OpenAPI document, or documented and not served: the operational
-// routes plus every function's routes, as localrun serve composes them.
+// routes plus every function's routes in pkg/functions, as localrun serve
+// composes them.
 func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 	g, err := New(Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	routes := g.opsRoutes()
-	for _, rs := range [][]api.Route{ca.Routes(nil), ca.MagnumRoutes(nil), keywrap.Routes(nil), tlsbundle.Routes(nil)} {
-		routes = append(routes, rs...)
+	for _, f := range functions.All {
+		routes = append(routes, f.Routes(&functions.Deps{})...)
 	}
 	var served []string
 	for _, rt := range routes {

@@ -1,37 +1,42 @@
 // Package lambdaapp is what every Lambda function's main does: read the
 // configuration from CLUSTERKEYS_* variables, open the backends once per
 // execution environment (not per request), build the gateway around the
-// function's routes, and hand it to the Lambda runtime.
+// function's routes (from the table in pkg/functions), and hand it to the
+// Lambda runtime.
 package lambdaapp
 
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/authn"
 	"github.com/clusterkeys/clusterkeys/pkg/backends"
 	"github.com/clusterkeys/clusterkeys/pkg/config"
+	"github.com/clusterkeys/clusterkeys/pkg/functions"
 	"github.com/clusterkeys/clusterkeys/pkg/gateway"
 	"github.com/clusterkeys/clusterkeys/pkg/lambdahttp"
 )
 
-// Deps are what a function's routes are built from.
-type Deps struct {
-	// Config is the function's resolved configuration.
-	Config   config.Config
-	Backends *backends.Backends
-	Logger   *slog.Logger
-	Registry *prometheus.Registry
+// Main is a function's main: it serves the function called name in the
+// table of pkg/functions as a Lambda function, and exits 1 when it cannot
+// start.
+func Main(name string) {
+	if err := Run(context.Background(), name); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 }
 
-// Run serves the routes built by routes as the Lambda function name. It
-// returns only on a start-up error.
-func Run(ctx context.Context, name string, routes func(Deps) []api.Route) error {
+// Run serves the function called name in the table of pkg/functions as a
+// Lambda function. It returns only on a start-up error.
+func Run(ctx context.Context, name string) error {
+	fn, err := functions.Lookup(name)
+	if err != nil {
+		return err
+	}
 	cfg, err := config.FromEnv()
 	if err != nil {
 		return fmt.Errorf("%s: config: %w", name, err)
@@ -47,6 +52,10 @@ func Run(ctx context.Context, name string, routes func(Deps) []api.Route) error 
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	defer b.Close()
+	deps := &functions.Deps{Config: cfg, Backends: b, Logger: log, Registry: reg}
+	if err := deps.Init(); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
 	authenticator, err := authn.New(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
@@ -56,7 +65,7 @@ func Run(ctx context.Context, name string, routes func(Deps) []api.Route) error 
 	limits := &gateway.Limits{MaxInFlight: cfg.MaxInFlight, RouteMaxInFlight: map[string]int{gateway.ValidateRoute: cfg.MaxInFlightValidate},
 		MaxAuthFailures: cfg.MaxAuthFailures, AuthFailureWindow: cfg.AuthFailureWindow}
 	g, err := gateway.New(gateway.Config{Auth: authenticator, Logger: log, Registry: reg, Ready: b.Ready, Limits: limits},
-		routes(Deps{Config: cfg, Backends: b, Logger: log, Registry: reg})...)
+		fn.Routes(deps)...)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}

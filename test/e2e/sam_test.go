@@ -18,13 +18,10 @@ import (
 	"github.com/awslabs/goformation/v7/intrinsics"
 	"github.com/spf13/pflag"
 
-	"github.com/clusterkeys/clusterkeys/pkg/api"
-	"github.com/clusterkeys/clusterkeys/pkg/ca"
 	"github.com/clusterkeys/clusterkeys/pkg/config"
+	"github.com/clusterkeys/clusterkeys/pkg/functions"
 	"github.com/clusterkeys/clusterkeys/pkg/keys/pkcs11"
 	"github.com/clusterkeys/clusterkeys/pkg/keys/software"
-	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
-	"github.com/clusterkeys/clusterkeys/pkg/tlsbundle"
 )
 
 // envMasterKey is software custody's master key delivered in the
@@ -59,29 +56,27 @@ var notInLambda = map[string]string{
 	"auth-failure-window":    "default",
 }
 
-// samFunctions are the routes each Lambda function serves, built as its
-// functions/<name>/main.go builds them.
+// samFunctions are the routes each Lambda function serves, from the table
+// in pkg/functions that functions/<name>/main.go and localrun build from.
 func samFunctions() map[string][]string {
-	patterns := func(rs []api.Route) []string {
-		var out []string
-		for _, r := range rs {
-			out = append(out, r.Pattern)
+	out := map[string][]string{}
+	for _, f := range functions.All {
+		var patterns []string
+		for _, r := range f.Routes(&functions.Deps{}) {
+			patterns = append(patterns, r.Pattern)
 		}
-		slices.Sort(out)
-		return out
+		slices.Sort(patterns)
+		out[f.Name] = patterns
 	}
-	authority := ca.New(nil, nil, ca.Options{})
-	return map[string][]string{
-		"signcsr":        patterns(ca.SignRoutes(authority)),
-		"rekeycluster":   patterns(ca.RekeyRoutes(authority)),
-		"keywrap":        patterns(keywrap.Routes(keywrap.New(nil, nil, keywrap.Options{}))),
-		"validatebundle": patterns(tlsbundle.Routes(tlsbundle.NewValidator(tlsbundle.Options{}))),
-	}
+	return out
 }
 
-// storeFunctions are the functions that open the store and key custody
-// (lambdaapp.Run); validatebundle opens neither.
-var storeFunctions = []string{"rekeycluster", "signcsr", "keywrap"}
+// isStoreFunction is whether the function opens the store and key custody
+// (Store in pkg/functions); validatebundle opens neither.
+func isStoreFunction(name string) bool {
+	f, err := functions.Lookup(name)
+	return err == nil && f.Store
+}
 
 // samFunction is one function resource of the template, resolved.
 type samFunction struct {
@@ -172,7 +167,7 @@ func parseSAM(t *testing.T, params map[string]any) map[string]samFunction {
 }
 
 // TestSAMTemplateRoutesEveryFunction checks infra/sam/template.yaml against
-// the functions' own route tables: every route a function serves is an
+// the functions' route table (pkg/functions): every route a function serves is an
 // HttpApi event of that function, and nothing else is; every function under
 // functions/ (but the KMS shim, which is no Lambda function) is deployed.
 func TestSAMTemplateRoutesEveryFunction(t *testing.T) {
@@ -284,7 +279,7 @@ func TestSAMTemplateEnvironment(t *testing.T) {
 				if err := config.ApplyEnv(fs, func(k string) (string, bool) { v, ok := f.env[k]; return v, ok }); err != nil {
 					t.Errorf("%s: %v", name, err)
 				}
-				isStore := slices.Contains(storeFunctions, name)
+				isStore := isStoreFunction(name)
 				if !isStore {
 					for _, k := range []string{"CLUSTERKEYS_STORE", envMasterKey, pkcs11.EnvPIN} {
 						if _, ok := f.env[k]; ok {

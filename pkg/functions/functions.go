@@ -1,0 +1,151 @@
+// Package functions is the table of clusterkeys' deployable functions: each
+// one's name, the routes it serves and what it needs. localrun (in process
+// and --exec), the Lambda mains (through pkg/lambdaapp), the Makefile's
+// function list (cmd/list) and the route checks of the SAM template and the
+// OpenAPI document are all derived from All.
+//
+// Adding a function is an entry in All and a functions/<name>/main.go that
+// calls lambdaapp.Main(name). A function with Store false must not link
+// store or custody code; its main builds its own gateway (see
+// functions/validatebundle), since this package links every service.
+package functions
+
+import (
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/clusterkeys/clusterkeys/pkg/api"
+	"github.com/clusterkeys/clusterkeys/pkg/backends"
+	"github.com/clusterkeys/clusterkeys/pkg/barbicanref"
+	"github.com/clusterkeys/clusterkeys/pkg/ca"
+	"github.com/clusterkeys/clusterkeys/pkg/config"
+	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
+	"github.com/clusterkeys/clusterkeys/pkg/tlsbundle"
+)
+
+// Function is one deployable function: functions/<Name>/main.go, built as
+// the Lambda bootstrap bin/lambda/<Name>/bootstrap.
+type Function struct {
+	// Name is the directory under functions/ and the Lambda zip's name.
+	Name string
+	// Routes builds the function's routes from d. A zero Deps builds
+	// routes whose patterns, names and formats can be read but not served.
+	Routes func(d *Deps) []api.Route
+	// Store is whether the function opens the metadata store and key
+	// custody (Deps.Backends); a function without links neither.
+	Store bool
+	// Cgo is whether its binary needs cgo (it links crypto11 for pkcs11
+	// custody), so that make package builds it with a C compiler.
+	Cgo bool
+}
+
+// All are the deployable functions, in the order localrun composes them.
+var All = []Function{
+	{Name: "rekeycluster", Store: true, Cgo: true, Routes: func(d *Deps) []api.Route { return ca.RekeyRoutes(d.Authority()) }},
+	{Name: "signcsr", Store: true, Cgo: true, Routes: func(d *Deps) []api.Route { return ca.SignRoutes(d.Authority()) }},
+	{Name: "keywrap", Store: true, Cgo: true, Routes: func(d *Deps) []api.Route { return keywrap.Routes(d.Keywrap()) }},
+	{Name: "validatebundle", Routes: func(d *Deps) []api.Route { return tlsbundle.Routes(d.Validator()) }},
+}
+
+// Lookup returns the function called name.
+func Lookup(name string) (Function, error) {
+	i := slices.IndexFunc(All, func(f Function) bool { return f.Name == name })
+	if i < 0 {
+		return Function{}, fmt.Errorf("unknown function %q (want %s)", name, strings.Join(Names(), ", "))
+	}
+	return All[i], nil
+}
+
+// Names are the names of All, in order.
+func Names() []string {
+	var out []string
+	for _, f := range All {
+		out = append(out, f.Name)
+	}
+	return out
+}
+
+// Deps are what the functions' routes are built from. The services are
+// built on first use and shared by every function given the same Deps, so
+// that functions served in one process share one CA (its signer cache and
+// metrics) and one key-wrapping service.
+type Deps struct {
+	// Config is the resolved configuration.
+	Config config.Config
+	// Backends are the opened store and custody; nil for a function with
+	// Store false, or to list routes only.
+	Backends *backends.Backends
+	Logger   *slog.Logger
+	Registry prometheus.Registerer
+
+	authorityOnce sync.Once
+	authority     *ca.Authority
+	keywrapOnce   sync.Once
+	keywrap       *keywrap.Service
+	validatorOnce sync.Once
+	validator     *tlsbundle.Validator
+	validatorErr  error
+}
+
+// backends returns the store and custody, nil without Backends.
+func (d *Deps) backends() (backends.Store, backends.Custody, int) {
+	if d.Backends == nil {
+		return nil, nil, 0
+	}
+	return d.Backends.Store, d.Backends.Custody, d.Backends.SignerCacheSize
+}
+
+// Authority is the CA of rekeycluster and signcsr.
+func (d *Deps) Authority() *ca.Authority {
+	d.authorityOnce.Do(func() {
+		st, cu, cache := d.backends()
+		d.authority = ca.New(st, cu, ca.Options{Logger: d.Logger, Registerer: d.Registry, SignerCacheSize: cache, PublicURL: d.Config.PublicURL})
+	})
+	return d.authority
+}
+
+// Keywrap is the key-wrapping service of keywrap.
+func (d *Deps) Keywrap() *keywrap.Service {
+	d.keywrapOnce.Do(func() {
+		st, cu, _ := d.backends()
+		d.keywrap = keywrap.New(st, cu, keywrap.Options{Logger: d.Logger, Registerer: d.Registry})
+	})
+	return d.keywrap
+}
+
+// Validator is the TLS bundle validator of validatebundle. Call Init first
+// to see a configuration error; Validator alone ignores one.
+func (d *Deps) Validator() *tlsbundle.Validator {
+	d.validatorOnce.Do(func() {
+		d.validator, d.validatorErr = NewValidator(d.Config, d.Registry)
+	})
+	return d.validator
+}
+
+// Init builds every service that can fail to build, so that a
+// configuration error shows at start rather than as a nil service.
+func (d *Deps) Init() error {
+	d.Validator()
+	return d.validatorErr
+}
+
+// NewValidator builds the TLS bundle validator cfg describes: it loads
+// Barbican containers when cfg names a Barbican endpoint.
+// functions/validatebundle builds the same without this package, which
+// would link the store and custody.
+func NewValidator(cfg config.Config, reg prometheus.Registerer) (*tlsbundle.Validator, error) {
+	opts := tlsbundle.Options{Registerer: reg}
+	if cfg.BarbicanEndpoint != "" {
+		loader, err := barbicanref.New(barbicanref.Config{Endpoint: cfg.BarbicanEndpoint, CallerToken: cfg.Auth == "keystone"})
+		if err != nil {
+			return nil, fmt.Errorf("barbican container loader: %w", err)
+		}
+		opts.ContainerLoader = loader
+	}
+	return tlsbundle.NewValidator(opts), nil
+}
