@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clusterkeys/clusterkeys/internal/fakeclock"
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/store"
 	"github.com/clusterkeys/clusterkeys/pkg/store/sqlite"
@@ -322,7 +323,7 @@ func TestSignAndShowReadOnlyTheGenerationsTheyNeed(t *testing.T) {
 	}
 	t.Cleanup(func() { db.Close() })
 	st := &countingStore{DB: db}
-	clk := &clock{t: testStart}
+	clk := fakeclock.New(testStart)
 	a := New(st, newFakeKeys(), Options{Now: clk.Now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if _, _, err := a.CreateCA(as(member), "c1", CreateRequest{}); err != nil {
 		t.Fatal(err)

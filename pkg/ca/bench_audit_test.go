@@ -10,13 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clusterkeys/clusterkeys/internal/fakeclock"
 	"github.com/clusterkeys/clusterkeys/pkg/store"
 	"github.com/clusterkeys/clusterkeys/pkg/store/sqlite"
 )
 
 // benchAuthority returns an Authority over a real SQLite store in dir,
 // fake custody, and cluster c1 created; also the store and the clock.
-func benchAuthority(b *testing.B, dir string) (*Authority, *sqlite.DB, *clock) {
+func benchAuthority(b *testing.B, dir string) (*Authority, *sqlite.DB, *fakeclock.Clock) {
 	b.Helper()
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, filepath.Join(dir, "clusterkeys.db"))
@@ -24,7 +25,7 @@ func benchAuthority(b *testing.B, dir string) (*Authority, *sqlite.DB, *clock) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { db.Close() })
-	clk := &clock{t: testStart}
+	clk := fakeclock.New(testStart)
 	a := New(db, newFakeKeys(), Options{Now: clk.Now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if _, _, err := a.CreateCA(as(member), "c1", CreateRequest{}); err != nil {
 		b.Fatal(err)

@@ -27,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clusterkeys/clusterkeys/internal/fakeclock"
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/auth"
 	"github.com/clusterkeys/clusterkeys/pkg/keys"
@@ -297,36 +298,18 @@ func rsaKey(bits int) *rsa.PrivateKey {
 	return actual.(*rsa.PrivateKey)
 }
 
-// clock is a settable time source for Options.Now.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 type fixture struct {
 	a     *Authority
 	st    *fakeStore
 	keys  *fakeKeys
-	clock *clock
+	clock *fakeclock.Clock
 }
 
 var testStart = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 func newFixture(t testing.TB, opts Options) *fixture {
 	t.Helper()
-	f := &fixture{st: newFakeStore(), keys: newFakeKeys(), clock: &clock{t: testStart}}
+	f := &fixture{st: newFakeStore(), keys: newFakeKeys(), clock: fakeclock.New(testStart)}
 	opts.Now = f.clock.Now
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))

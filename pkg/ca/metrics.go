@@ -1,12 +1,12 @@
 package ca
 
 import (
-	"errors"
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/clusterkeys/clusterkeys/pkg/api"
+	promreg "github.com/clusterkeys/clusterkeys/pkg/metrics"
 )
 
 // metrics counts CA operations by outcome. The result label is "ok" (for
@@ -36,27 +36,14 @@ func newMetrics(reg prometheus.Registerer, log *slog.Logger) *metrics {
 	if reg == nil {
 		return m
 	}
-	m.signs = register(reg, m.signs, log)
-	m.rekeys = register(reg, m.rekeys, log)
-	m.creates = register(reg, m.creates, log)
-	return m
-}
-
-// register registers c, or reuses the collector already registered under
-// its name (two Authorities sharing a registry share their counters).
-func register(reg prometheus.Registerer, c *prometheus.CounterVec, log *slog.Logger) *prometheus.CounterVec {
-	err := reg.Register(c)
-	if err == nil {
-		return c
-	}
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
-			return existing
+	// Two Authorities sharing a registry share their counters.
+	for _, c := range []**prometheus.CounterVec{&m.signs, &m.rekeys, &m.creates} {
+		var err error
+		if *c, err = promreg.Register(reg, *c); err != nil {
+			log.Error("cannot register CA metrics; they will not be exported", "err", err)
 		}
 	}
-	log.Error("cannot register CA metrics; they will not be exported", "err", err)
-	return c
+	return m
 }
 
 func result(err error) string {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clusterkeys/clusterkeys/internal/fakeclock"
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/auth"
 )
@@ -184,19 +185,10 @@ func TestDefaultLimitsBoundValidate(t *testing.T) {
 	}
 }
 
-// clock is a settable time source.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
-
 func TestFailedAuthenticationsAreThrottledPerAddress(t *testing.T) {
-	clk := &clock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := fakeclock.New(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	// 4 failures per 8 s: one failure allowed back every 2 s.
-	g, ca := newLimitedGateway(t, Limits{MaxAuthFailures: 4, AuthFailureWindow: 8 * time.Second}, clk.now,
+	g, ca := newLimitedGateway(t, Limits{MaxAuthFailures: 4, AuthFailureWindow: 8 * time.Second}, clk.Now,
 		blockingRoutes(make(chan struct{}, 1), make(chan struct{}))...)
 	const attacker, other = "192.0.2.7:40000", "198.51.100.9:40000"
 	const bad = "wrong-token-0123456789"
@@ -226,7 +218,7 @@ func TestFailedAuthenticationsAreThrottledPerAddress(t *testing.T) {
 		{"second failure after the window", bad, attacker, 0, 401, "", true},
 	}
 	for _, s := range steps {
-		clk.advance(s.advance)
+		clk.Advance(s.advance)
 		before := ca.calls.Load()
 		r := call(t, g, "GET", "/v1/fast", s.token, s.remote)
 		if r.status != s.wantStatus || r.retryAfter != s.wantRetry {
@@ -248,8 +240,8 @@ func TestFailedAuthenticationsAreThrottledPerAddress(t *testing.T) {
 }
 
 func TestAuthThrottleTableIsBounded(t *testing.T) {
-	clk := &clock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
-	g, _ := newLimitedGateway(t, Limits{MaxAuthFailures: 1, AuthFailureWindow: time.Hour, AuthTableSize: 3}, clk.now,
+	clk := fakeclock.New(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	g, _ := newLimitedGateway(t, Limits{MaxAuthFailures: 1, AuthFailureWindow: time.Hour, AuthTableSize: 3}, clk.Now,
 		blockingRoutes(make(chan struct{}, 1), make(chan struct{}))...)
 	addr := func(i int) string { return "10.0.0." + string(rune('0'+i)) + ":1" }
 	for i := range 8 {

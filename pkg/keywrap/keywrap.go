@@ -43,6 +43,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/clusterkeys/clusterkeys/pkg/api"
+	"github.com/clusterkeys/clusterkeys/pkg/metrics"
 	"github.com/clusterkeys/clusterkeys/pkg/store"
 )
 
@@ -144,16 +145,7 @@ func New(st Store, c Custody, opts Options) *Service {
 		Name: "clusterkeys_keywrap_operations_total",
 		Help: "Key wrap operations by operation (create, wrap, unwrap, rotate) and result (ok, client_error, error).",
 	}, []string{"op", "result"})
-	if opts.Registerer != nil {
-		if err := opts.Registerer.Register(s.ops); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
-					s.ops = existing
-				}
-			}
-		}
-	}
+	s.ops, _ = metrics.Register(opts.Registerer, s.ops)
 	return s
 }
 

@@ -15,27 +15,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/clusterkeys/clusterkeys/internal/fakeclock"
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/keys/software"
 	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
 )
-
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // flakyCustody is custody that can be made unavailable.
 type flakyCustody struct {
@@ -60,7 +44,7 @@ func (f *flakyCustody) Open(ctx context.Context, ref string, ct, aad []byte) ([]
 type fixture struct {
 	st      *memStore
 	custody *flakyCustody
-	clock   *clock
+	clock   *fakeclock.Clock
 	svc     *keywrap.Service
 }
 
@@ -75,7 +59,7 @@ func newFixture(t testing.TB) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{st: st, custody: &flakyCustody{Custody: c}, clock: &clock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}}
+	f := &fixture{st: st, custody: &flakyCustody{Custody: c}, clock: fakeclock.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))}
 	f.svc = f.service()
 	return f
 }

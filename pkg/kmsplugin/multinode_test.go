@@ -9,6 +9,7 @@ import (
 
 	"k8s.io/kms/pkg/service"
 
+	"github.com/clusterkeys/clusterkeys/internal/fakeclock"
 	"github.com/clusterkeys/clusterkeys/pkg/keys/software"
 	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
 	"github.com/clusterkeys/clusterkeys/pkg/kmsplugin"
@@ -31,7 +32,7 @@ const (
 
 // twoNodes returns two shims on one SQLite file and one software master
 // key, both on KEK "kubernetes-kms", and the clock they read.
-func twoNodes(t *testing.T) (a, b node, clk *fakeClock) {
+func twoNodes(t *testing.T) (a, b node, clk *fakeclock.Clock) {
 	t.Helper()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "clusterkeys.db")
@@ -39,7 +40,7 @@ func twoNodes(t *testing.T) (a, b node, clk *fakeClock) {
 	if _, err := rand.Read(master); err != nil {
 		t.Fatal(err)
 	}
-	clk = &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk = fakeclock.New(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	mk := func() node {
 		db, err := sqlite.Open(ctx, path)
 		if err != nil {

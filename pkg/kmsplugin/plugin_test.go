@@ -15,30 +15,14 @@ import (
 	"google.golang.org/grpc/status"
 	"k8s.io/kms/pkg/service"
 
+	"github.com/clusterkeys/clusterkeys/internal/fakeclock"
 	"github.com/clusterkeys/clusterkeys/pkg/kmsplugin"
 )
-
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 type fixture struct {
 	env   *fakeEnvelope
 	p     *kmsplugin.Plugin
-	clock *fakeClock
+	clock *fakeclock.Clock
 	reg   *prometheus.Registry
 }
 
@@ -50,7 +34,7 @@ func newFixture(t *testing.T) *fixture {
 func newFixtureTB(t testing.TB) *fixture {
 	t.Helper()
 	env := newFakeEnvelope(t, "kubernetes-kms")
-	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := fakeclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	reg := prometheus.NewRegistry()
 	m, err := kmsplugin.NewMetrics(reg)
 	if err != nil {

@@ -55,6 +55,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/clusterkeys/clusterkeys/pkg/keys"
+	"github.com/clusterkeys/clusterkeys/pkg/metrics"
 	"github.com/clusterkeys/clusterkeys/pkg/store"
 )
 
@@ -164,30 +165,15 @@ func New(st Store, c Custody, opts Options) *Reconciler {
 		opts.Now = time.Now
 	}
 	r := &Reconciler{st: st, custody: c, opts: opts, log: opts.Logger}
-	r.runs = register(opts.Registerer, prometheus.NewCounterVec(prometheus.CounterOpts{
+	r.runs, _ = metrics.Register(opts.Registerer, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "clusterkeys_reconcile_runs_total",
 		Help: "Custody reconciler runs by result: ok, error, or skipped (another instance held the lease).",
 	}, []string{"result"}))
-	r.keys = register(opts.Registerer, prometheus.NewCounterVec(prometheus.CounterOpts{
+	r.keys, _ = metrics.Register(opts.Registerer, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "clusterkeys_reconcile_keys_destroyed_total",
 		Help: "Custody keys the reconciler destroyed, by reason: orphan (no row names it) or retired (CA generation replaced by a rekey).",
 	}, []string{"reason"}))
 	return r
-}
-
-func register(reg prometheus.Registerer, c *prometheus.CounterVec) *prometheus.CounterVec {
-	if reg == nil {
-		return c
-	}
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
-				return existing
-			}
-		}
-	}
-	return c
 }
 
 // The forms of the refs clusterkeys gives its keys (ca.newKeyRef,

@@ -2,7 +2,6 @@ package tlsbundle
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/auth"
+	"github.com/clusterkeys/clusterkeys/pkg/metrics"
 )
 
 // MaxBody is the request body limit of POST /v1/tls/validate: room for
@@ -60,23 +60,9 @@ func NewValidator(opts Options) *Validator {
 		Name: "clusterkeys_tls_validation_issues_total",
 		Help: "Errors and warnings reported by TLS bundle validations, by severity and code.",
 	}, []string{"severity", "code"})
-	if opts.Registerer != nil {
-		v.results = register(opts.Registerer, v.results)
-		v.issues = register(opts.Registerer, v.issues)
-	}
+	v.results, _ = metrics.Register(opts.Registerer, v.results)
+	v.issues, _ = metrics.Register(opts.Registerer, v.issues)
 	return v
-}
-
-func register(reg prometheus.Registerer, c *prometheus.CounterVec) *prometheus.CounterVec {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
-				return existing
-			}
-		}
-	}
-	return c
 }
 
 // Validate resolves container_ref through the ContainerLoader, then runs

@@ -20,6 +20,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/clusterkeys/clusterkeys/internal/need"
 )
 
 // clientFrom returns an HTTP client whose connections leave from the
@@ -181,12 +183,7 @@ func signLatencies(t *testing.T, hc *http.Client, url string, body []byte, n int
 // below 50 ms. It also shows that 1,000,000-iteration keys are refused
 // before any derivation. The figures are logged for the closing note.
 func TestLimitsValidateFloodLeavesSigningFast(t *testing.T) {
-	if _, err := exec.LookPath("openssl"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("openssl is missing: apt-get install openssl (or make deps)")
-		}
-		t.Skip("openssl is missing: apt-get install openssl (or make deps)")
-	}
+	need.Tool(t, "openssl", "apt-get install openssl (or make deps)")
 	s := startServer(t, serverOpts{})
 	c := newTLSChain(t)
 	validateBody := func(key string) []byte {

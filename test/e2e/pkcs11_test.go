@@ -8,19 +8,15 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/clusterkeys/clusterkeys/internal/need"
 )
 
 // softHSMToken makes an isolated SoftHSM2 token with the project's script
 // and returns the environment that points clusterkeys at it.
 func softHSMToken(t *testing.T) []string {
 	t.Helper()
-	if _, err := exec.LookPath("softhsm2-util"); err != nil {
-		msg := "SoftHSM2 is missing: apt-get install softhsm2 opensc (or make deps)"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	need.Tool(t, "softhsm2-util", "apt-get install softhsm2 opensc (or make deps)")
 	_, file, _, _ := runtime.Caller(0)
 	script := filepath.Join(filepath.Dir(file), "..", "scripts", "softhsm.sh")
 	out, err := exec.Command("bash", script, "init", t.TempDir(), "e2e-ca").Output()

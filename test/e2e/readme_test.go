@@ -8,19 +8,15 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/clusterkeys/clusterkeys/internal/need"
 )
 
 // TestREADMEWalkthrough runs the README's curl walkthrough as written,
 // against a fresh server, so that the README cannot drift from the API.
 func TestREADMEWalkthrough(t *testing.T) {
 	for _, tool := range []string{"bash", "curl", "jq", "openssl"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			msg := tool + " is missing: apt-get install " + tool + " (or make deps)"
-			if os.Getenv("CI") == "true" {
-				t.Fatal(msg)
-			}
-			t.Skip(msg)
-		}
+		need.Tool(t, tool, "apt-get install "+tool+" (or make deps)")
 	}
 	_, file, _, _ := runtime.Caller(0)
 	readme, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "..", "README.md"))

@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/clusterkeys/clusterkeys/internal/need"
 )
 
 // tlsChain is a 3-level PKI: root → intermediate → leaf for www.example.test.
@@ -62,12 +64,7 @@ func newTLSChain(t testing.TB) tlsChain {
 	}, interCert, &leafKey.PublicKey, interKey)
 
 	c := tlsChain{root: rootPEM, inter: interPEM, leaf: leafPEM, leafKey: leafKey, passphrase: "e2e-passphrase"}
-	if _, err := exec.LookPath("openssl"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("openssl is missing: apt-get install openssl (or make deps)")
-		}
-		t.Skip("openssl is missing: apt-get install openssl (or make deps)")
-	}
+	need.Tool(t, "openssl", "apt-get install openssl (or make deps)")
 	der, err := x509.MarshalPKCS8PrivateKey(leafKey)
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	kmsservice "k8s.io/kms/pkg/service"
+
+	"github.com/clusterkeys/clusterkeys/internal/need"
 )
 
 // barbicanForShim starts a Barbican of its own with the project's script
@@ -28,11 +30,7 @@ func barbicanForShim(t *testing.T) (url string, pgid int) {
 	script := filepath.Join(filepath.Dir(file), "..", "scripts", "barbican.sh")
 	if _, err := os.Stat("/usr/bin/uwsgi"); err != nil {
 		if err := exec.Command("bash", script, "install").Run(); err != nil {
-			msg := "Barbican is missing: apt-get install barbican-api uwsgi-core uwsgi-plugin-python3 (or make deps)"
-			if os.Getenv("CI") == "true" {
-				t.Fatal(msg)
-			}
-			t.Skip(msg)
+			need.Missing(t, "Barbican is missing: apt-get install barbican-api uwsgi-core uwsgi-plugin-python3 (or make deps)")
 		}
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -148,13 +146,7 @@ func TestShimReportsAHungHSM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the kmsshim binary")
 	}
-	gcc, err := exec.LookPath("gcc")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("gcc is missing and CI=true: apt-get install gcc")
-		}
-		t.Skip("gcc is missing (it builds the hung-token module): apt-get install gcc")
-	}
+	gcc := need.Tool(t, "gcc", "apt-get install gcc (it builds the hung-token module)")
 	ctx := context.Background()
 	bin := shimBinary(t)
 	env, _ := softHSMToken(t)

@@ -13,16 +13,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/clusterkeys/clusterkeys/internal/need"
 )
 
 // missing fails the test under CI (CI=true), where every component must be
 // present, and skips it elsewhere with what to run.
 func missing(t *testing.T, what, fix string) {
 	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is missing (CI=true): run %s", what, fix)
-	}
-	t.Skipf("%s is missing: run %s", what, fix)
+	need.Missing(t, what+" is missing: run "+fix)
 }
 
 func kubeAPIServer(t *testing.T) string {

@@ -12,9 +12,10 @@
 // as a member there (Keystone's own lesson, bug 968696). A domain- or
 // system-scoped token carries no project, so it owns nothing.
 //
-// Validations are cached briefly, keyed by a SHA-256 digest of the token
-// (never the token), never past the token's own expiry, and bounded in
-// size. When Keystone cannot be reached the authenticator fails closed:
+// Validations are cached briefly in a bounded LRU, keyed by a SHA-256
+// digest of the token (never the token), never past the token's own
+// expiry; concurrent requests with one uncached token share one Keystone
+// call. When Keystone cannot be reached the authenticator fails closed:
 // api.ErrUnavailable, 503, never a guess.
 package keystone
 
@@ -27,12 +28,13 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
+	"github.com/hashicorp/golang-lru/v2/expirable"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/auth"
@@ -62,12 +64,20 @@ type Authenticator struct {
 	identity *gophercloud.ServiceClient
 	adminPrj string
 	ttl      time.Duration
-	size     int
 	now      func() time.Time
 
-	mu    sync.Mutex
-	cache map[[32]byte]entry
+	// cache holds validations by token digest. Its own TTL (one for all
+	// entries, on the real clock) only frees memory; entry.expires, which
+	// is also capped at the token's expiry, decides whether a hit counts.
+	cache *expirable.LRU[[32]byte, entry]
+	// calls merges concurrent validations of one token into one request.
+	calls singleflight.Group
 }
+
+// validateTimeout bounds a Keystone validation shared by several requests:
+// it runs detached from the first caller's context, so that caller giving
+// up does not fail the others.
+const validateTimeout = 30 * time.Second
 
 type entry struct {
 	p       auth.Principal
@@ -99,7 +109,10 @@ func newAuthenticator(identity *gophercloud.ServiceClient, cfg Config) *Authenti
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Authenticator{identity: identity, adminPrj: cfg.AdminProject, ttl: cfg.CacheTTL, size: cfg.CacheSize, now: cfg.Now, cache: map[[32]byte]entry{}}
+	return &Authenticator{
+		identity: identity, adminPrj: cfg.AdminProject, ttl: cfg.CacheTTL, now: cfg.Now,
+		cache: expirable.NewLRU[[32]byte, entry](cfg.CacheSize, nil, cfg.CacheTTL),
+	}
 }
 
 // Authenticate validates token with Keystone, or answers from the cache.
@@ -108,32 +121,57 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (auth.Pr
 		return auth.Principal{}, fmt.Errorf("keystone: malformed token: %w", api.ErrUnauthenticated)
 	}
 	key := sha256.Sum256([]byte(token))
-	now := a.now()
-	a.mu.Lock()
-	e, ok := a.cache[key]
-	a.mu.Unlock()
-	if ok && now.Before(e.expires) {
+	if e, ok := a.cache.Get(key); ok && a.now().Before(e.expires) {
 		return e.p, nil
 	}
+	ch := a.calls.DoChan(string(key[:]), func() (any, error) {
+		// A call that finished between our miss and this one filled the cache.
+		if e, ok := a.cache.Get(key); ok && a.now().Before(e.expires) {
+			return e.p, nil
+		}
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), validateTimeout)
+		defer cancel()
+		e, err := a.validate(ctx, token)
+		if err != nil {
+			return nil, err
+		}
+		a.cache.Add(key, e)
+		return e.p, nil
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return auth.Principal{}, r.Err
+		}
+		return r.Val.(auth.Principal), nil
+	case <-ctx.Done():
+		return auth.Principal{}, fmt.Errorf("keystone: validate token: %w: %w", api.ErrUnavailable, ctx.Err())
+	}
+}
+
+// validate asks Keystone about token and maps its answer onto a principal,
+// valid until the cache TTL or the token's expiry, whichever comes first.
+func (a *Authenticator) validate(ctx context.Context, token string) (entry, error) {
+	now := a.now()
 	res := tokens.Get(ctx, a.identity, token)
 	t, err := res.ExtractToken()
 	if err != nil {
-		return auth.Principal{}, fmt.Errorf("keystone: validate token: %w", mapError(err))
+		return entry{}, fmt.Errorf("keystone: validate token: %w", mapError(err))
 	}
 	user, err := res.ExtractUser()
 	if err != nil {
-		return auth.Principal{}, fmt.Errorf("keystone: token user: %w", err)
+		return entry{}, fmt.Errorf("keystone: token user: %w", err)
 	}
 	roles, err := res.ExtractRoles()
 	if err != nil {
-		return auth.Principal{}, fmt.Errorf("keystone: token roles: %w", err)
+		return entry{}, fmt.Errorf("keystone: token roles: %w", err)
 	}
 	var scope struct {
 		System  map[string]any  `json:"system"`
 		Project *tokens.Project `json:"project"`
 	}
 	if err := res.ExtractInto(&scope); err != nil {
-		return auth.Principal{}, fmt.Errorf("keystone: token scope: %w", err)
+		return entry{}, fmt.Errorf("keystone: token scope: %w", err)
 	}
 	p := auth.Principal{User: user.Name}
 	for _, r := range roles {
@@ -155,22 +193,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (auth.Pr
 		expires = t.ExpiresAt
 	}
 	if !now.Before(expires) {
-		return auth.Principal{}, fmt.Errorf("keystone: token expired: %w", api.ErrUnauthenticated)
+		return entry{}, fmt.Errorf("keystone: token expired: %w", api.ErrUnauthenticated)
 	}
-	a.mu.Lock()
-	if len(a.cache) >= a.size {
-		for k, v := range a.cache { // drop expired entries, or one entry
-			if !now.Before(v.expires) || len(a.cache) >= a.size {
-				delete(a.cache, k)
-			}
-			if len(a.cache) < a.size*9/10 {
-				break
-			}
-		}
-	}
-	a.cache[key] = entry{p: p, expires: expires}
-	a.mu.Unlock()
-	return p, nil
+	return entry{p: p, expires: expires}, nil
 }
 
 // isAdminProject reports whether pr is the project spec names: its id, its

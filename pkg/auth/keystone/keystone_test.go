@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -73,6 +75,73 @@ func TestCacheNeverOutlivesTheToken(t *testing.T) {
 	}
 }
 
+func TestExpiredTokenIsNotServedFromTheCache(t *testing.T) {
+	now := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	expiry := now.Add(2 * time.Second)
+	sc, calls := fakeIdentity(t, 200, expiry)
+	a := newAuthenticator(sc, Config{CacheTTL: time.Hour, Now: func() time.Time { return now }})
+	if _, err := a.Authenticate(context.Background(), "tok"); err != nil {
+		t.Fatal(err)
+	}
+	now = expiry.Add(time.Second)
+	// Keystone's answer still says the old expiry, now in the past.
+	if _, err := a.Authenticate(context.Background(), "tok"); !errors.Is(err, api.ErrUnauthenticated) {
+		t.Fatalf("an expired token: err = %v, want unauthenticated", err)
+	}
+	if calls.Load() != 2 {
+		t.Fatalf("%d Keystone calls, want 2: the expired entry must not answer", calls.Load())
+	}
+}
+
+func TestConcurrentRequestsWithOneTokenMakeOneKeystoneCall(t *testing.T) {
+	sc, calls := fakeIdentity(t, 200, time.Now().Add(time.Hour))
+	release := make(chan struct{})
+	inner := sc.ProviderClient.HTTPClient.Transport
+	if inner == nil {
+		inner = http.DefaultTransport
+	}
+	// Hold every validation until all requesters have started, so that
+	// they all miss the cache while the first validation is in flight.
+	sc.ProviderClient.HTTPClient.Transport = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		<-release
+		return inner.RoundTrip(r)
+	})
+	a := newAuthenticator(sc, Config{})
+	const n = 16
+	var started, done sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		started.Add(1)
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			started.Done()
+			p, err := a.Authenticate(context.Background(), "one-token")
+			if err == nil && p.User != "alice" {
+				err = fmt.Errorf("principal %+v", p)
+			}
+			errs <- err
+		}()
+	}
+	started.Wait()
+	runtime.Gosched()
+	close(release)
+	done.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := calls.Load(); got != 1 {
+		t.Fatalf("%d concurrent requests with one uncached token made %d Keystone calls, want 1", n, got)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
 func TestKeystoneAnswersMapToCodes(t *testing.T) {
 	for _, tt := range []struct {
 		status int
@@ -103,10 +172,7 @@ func TestCacheStaysBounded(t *testing.T) {
 		if _, err := a.Authenticate(context.Background(), fmt.Sprintf("token-%d", i)); err != nil {
 			t.Fatal(err)
 		}
-		a.mu.Lock()
-		n := len(a.cache)
-		a.mu.Unlock()
-		if n > size {
+		if n := a.cache.Len(); n > size {
 			t.Fatalf("after %d distinct tokens the cache holds %d entries, bound %d", i+1, n, size)
 		}
 	}

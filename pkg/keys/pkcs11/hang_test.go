@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/clusterkeys/clusterkeys/internal/need"
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/keys"
 )
@@ -23,13 +24,7 @@ import (
 // to module but holds C_Sign and C_Decrypt while the returned file exists.
 func hangShim(t *testing.T, module string) (shim, holdFile string) {
 	t.Helper()
-	gcc, err := exec.LookPath("gcc")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("gcc is missing and CI=true: apt-get install gcc")
-		}
-		t.Skip("gcc is missing (it builds the hung-token shim): apt-get install gcc")
-	}
+	gcc := need.Tool(t, "gcc", "apt-get install gcc (it builds the hung-token shim)")
 	dir := t.TempDir()
 	shim = filepath.Join(dir, "hangshim.so")
 	holdFile = filepath.Join(dir, "hold")

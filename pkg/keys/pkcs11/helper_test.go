@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/clusterkeys/clusterkeys/internal/need"
 )
 
 const installHint = "install softhsm2: apt-get install softhsm2 opensc (or run test/scripts/softhsm.sh install)"
@@ -38,10 +40,7 @@ func requireSoftHSM(t testing.TB) (module, util string) {
 	}
 	util, err := exec.LookPath("softhsm2-util")
 	if module == "" || err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("SoftHSM2 is missing and CI=true: " + installHint)
-		}
-		t.Skip("SoftHSM2 is missing: " + installHint)
+		need.Missing(t, "SoftHSM2 is missing: "+installHint)
 	}
 	return module, util
 }

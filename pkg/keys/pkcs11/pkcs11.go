@@ -70,6 +70,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/clusterkeys/clusterkeys/pkg/keys"
+	"github.com/clusterkeys/clusterkeys/pkg/metrics"
 )
 
 // HealthKeyLabel is the label of the AES key Check and the fault probe use.
@@ -247,11 +248,10 @@ func Open(cfg Config, opts Options) (*Custody, error) {
 		Name: "clusterkeys_pkcs11_stuck_calls",
 		Help: "PKCS#11 calls still inside the library after their caller stopped waiting.",
 	})
-	if opts.Registerer != nil {
-		c.reconnects = register(opts.Registerer, c.reconnects)
-		c.up = register(opts.Registerer, c.up)
-		c.stuckGauge = register(opts.Registerer, c.stuckGauge)
-	}
+	// A second Custody in one process shares the first one's collectors.
+	c.reconnects, _ = metrics.Register(opts.Registerer, c.reconnects)
+	c.up, _ = metrics.Register(opts.Registerer, c.up)
+	c.stuckGauge, _ = metrics.Register(opts.Registerer, c.stuckGauge)
 	cn, err := c.configureWithin(c.callTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("pkcs11 custody: %s: %w", cfg, err)
@@ -260,20 +260,6 @@ func Open(cfg Config, opts Options) (*Custody, error) {
 	c.up.Set(1)
 	c.stuckGauge.Set(0)
 	return c, nil
-}
-
-// register registers col, or returns the collector already registered
-// under its name (a second Custody in one process).
-func register[T prometheus.Collector](reg prometheus.Registerer, col T) T {
-	if err := reg.Register(col); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(T); ok {
-				return existing
-			}
-		}
-	}
-	return col
 }
 
 // configureWithin is configure bounded by d. A configuration that finishes

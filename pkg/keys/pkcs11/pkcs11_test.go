@@ -26,6 +26,7 @@ import (
 	p11 "github.com/miekg/pkcs11"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/clusterkeys/clusterkeys/internal/need"
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/keys"
 )
@@ -560,13 +561,7 @@ func TestFaultUnderLoad(t *testing.T) {
 // custody stays healthy throughout.
 func TestOtherProcesses(t *testing.T) {
 	tok := newToken(t)
-	tool, err := exec.LookPath("pkcs11-tool")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("pkcs11-tool is missing and CI=true: " + installHint)
-		}
-		t.Skip("pkcs11-tool is missing: " + installHint)
-	}
+	tool := need.Tool(t, "pkcs11-tool", installHint)
 	c := openCustody(t, tok, Options{})
 	ctx := context.Background()
 	pkcs11Tool := func(args ...string) {
