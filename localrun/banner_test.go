@@ -18,6 +18,7 @@ func TestBanner(t *testing.T) {
 		name     string
 		auth     string
 		newToken string
+		store    string // sqlite when empty
 		want     []string
 		notWant  []string
 	}{
@@ -43,10 +44,22 @@ func TestBanner(t *testing.T) {
 			want:    []string{"  tokens: state/tokens.csv\n", "export CLUSTERKEYS_TOKEN=$(grep -v '^#' ", `"Authorization: Bearer $CLUSTERKEYS_TOKEN"`},
 			notWant: []string{"OS_TOKEN"},
 		},
+		{
+			// The DSN may hold a password: the banner names the kind only.
+			name:    "postgres store",
+			auth:    "token-file",
+			store:   "postgres://ck:s3cret-pw@db.example:5432/ck?sslmode=verify-full",
+			want:    []string{"(store postgres, keys software)"},
+			notWant: []string{"s3cret-pw", "db.example", "postgres://"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := config.Config{Auth: tt.auth, TokenAuthFile: "state/tokens.csv", StateDir: "state", Store: "sqlite", Keys: "software"}
+			store := tt.store
+			if store == "" {
+				store = "sqlite"
+			}
+			cfg := config.Config{Auth: tt.auth, TokenAuthFile: "state/tokens.csv", StateDir: "state", Store: store, Keys: "software"}
 			var b bytes.Buffer
 			printBanner(&b, cfg, url, tt.newToken, false)
 			out := b.String()

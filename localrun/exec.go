@@ -15,6 +15,7 @@ import (
 	"github.com/clusterkeys/clusterkeys/pkg/config"
 	"github.com/clusterkeys/clusterkeys/pkg/functions"
 	"github.com/clusterkeys/clusterkeys/pkg/gateway"
+	"github.com/clusterkeys/clusterkeys/pkg/keys/software"
 )
 
 // execHandler starts every function's built bootstrap behind its own local
@@ -153,6 +154,11 @@ func bootstrapEnv(cfg config.Config) ([]string, error) {
 	}
 	if v, ok := os.LookupEnv("CLUSTERKEYS_PKCS11_PIN"); ok {
 		env = append(env, "CLUSTERKEYS_PKCS11_PIN="+v)
+	}
+	// A master key delivered in the environment goes to every bootstrap,
+	// which would otherwise look for the file.
+	if v, ok := os.LookupEnv(software.EnvMasterKey); ok {
+		env = append(env, software.EnvMasterKey+"="+v)
 	}
 	// OpenStack service credentials (clouds.yaml location, OS_* settings).
 	for _, kv := range os.Environ() {

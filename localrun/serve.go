@@ -197,7 +197,7 @@ func printBanner(w io.Writer, cfg config.Config, url, newToken string, execMode 
 	if cfg.TLSCertFile != "" {
 		fmt.Fprintf(w, "  tls:    %s, %s (reloaded when they change)\n", cfg.TLSCertFile, cfg.TLSPrivateKeyFile)
 	}
-	fmt.Fprintf(w, "  state:  %s (store %s, keys %s)\n", cfg.StateDir, cfg.Store, cfg.Keys)
+	fmt.Fprintf(w, "  state:  %s (store %s, keys %s)\n", cfg.StateDir, cfg.StoreName(), cfg.Keys)
 	if cfg.Auth == "keystone" {
 		// No token file exists in this mode: callers bring a Keystone token.
 		fmt.Fprintf(w, "  auth:   Keystone tokens (X-Auth-Token or Authorization: Bearer)\n")

@@ -24,6 +24,7 @@ import (
 	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
 	"github.com/clusterkeys/clusterkeys/pkg/openstackauth"
 	"github.com/clusterkeys/clusterkeys/pkg/reconcile"
+	"github.com/clusterkeys/clusterkeys/pkg/store/postgres"
 	"github.com/clusterkeys/clusterkeys/pkg/store/sqlite"
 )
 
@@ -67,21 +68,21 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, reg promethe
 		return nil, fmt.Errorf("create state dir: %w", err)
 	}
 	b := &Backends{}
-	path, ok := strings.CutPrefix(cfg.Store, "sqlite:")
-	if !ok {
-		scheme, _, _ := strings.Cut(cfg.Store, ":") // the rest may hold a password
-		return nil, fmt.Errorf("store %q…: only sqlite is built in so far", scheme)
-	}
-	db, err := sqlite.Open(ctx, path)
+	db, err := openStore(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("open store: %w", err)
+		return nil, fmt.Errorf("open store %s: %w", cfg.StoreName(), err)
 	}
 	b.Store = db
 	b.closers = append(b.closers, db.Close)
 
 	switch cfg.Keys {
 	case "software":
-		mk, err := software.LoadOrCreateMasterKey(ctx, cfg.MasterKeyFile, db)
+		// Many instances share one master key: delivered in the
+		// environment (Lambda) or as a file.
+		mk, fromEnv, err := software.MasterKeyFromEnv(os.LookupEnv)
+		if err == nil && !fromEnv {
+			mk, err = software.LoadOrCreateMasterKey(ctx, cfg.MasterKeyFile, db)
+		}
 		if err != nil {
 			b.Close()
 			return nil, fmt.Errorf("software custody: %w", err)
@@ -139,6 +140,34 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, reg promethe
 		return nil, fmt.Errorf("key custody %q is not built in yet", cfg.Keys)
 	}
 	return b, nil
+}
+
+// storeWithBlobs is a store that also keeps the blobs of software and
+// Barbican custody, and lists them.
+type storeWithBlobs interface {
+	Store
+	software.BlobStore
+	software.BlobLister
+}
+
+// openStore opens the store cfg.Store names: sqlite:PATH or a PostgreSQL
+// URI. Its errors never hold the URI, which may hold a password.
+func openStore(ctx context.Context, cfg config.Config) (storeWithBlobs, error) {
+	if path, ok := strings.CutPrefix(cfg.Store, "sqlite:"); ok {
+		db, err := sqlite.Open(ctx, path)
+		if err != nil {
+			return nil, err
+		}
+		return db, nil
+	}
+	if config.IsPostgres(cfg.Store) {
+		db, err := postgres.Open(ctx, cfg.Store)
+		if err != nil {
+			return nil, err
+		}
+		return db, nil
+	}
+	return nil, errors.New("not built in: want sqlite:PATH or postgres://…")
 }
 
 // StartReconciler runs the custody reconciler (pkg/reconcile) in the

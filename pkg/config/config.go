@@ -3,8 +3,9 @@
 // environment variables (a flag given on the command line wins over the
 // environment; Lambda functions read the environment only).
 //
-// Secrets (the PKCS#11 PIN, Barbican credentials) are never flags: they come
-// from files or the environment, so they do not show in ps output.
+// Secrets (the PKCS#11 PIN, Barbican credentials, the software master key,
+// a store DSN's password) are never flags: they come from files or the
+// environment, so they do not show in ps output.
 package config
 
 import (
@@ -43,9 +44,14 @@ type Config struct {
 	Auth string
 	// Keys is the key custody backend: "software", "pkcs11" or "barbican".
 	Keys string
-	// Store is the metadata store: "sqlite:PATH" (PostgreSQL is planned,
-	// not built in yet).
+	// Store is the metadata store: "sqlite:PATH", or a PostgreSQL URI
+	// (postgres://… or postgresql://…, any form pgx takes). It may hold a
+	// password: show StoreName instead.
 	Store string
+	// StoreFile names a file (mode 0600) that holds Store, so that a DSN's
+	// password is neither on a command line nor in the environment. Resolve
+	// reads it into Store.
+	StoreFile string
 	// MasterKeyFile is software custody's master key.
 	MasterKeyFile string
 	// PKCS11Module, PKCS11TokenLabel and PKCS11PinFile configure pkcs11
@@ -127,8 +133,9 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.TokenAuthFile, "token-auth-file", c.TokenAuthFile, "static token file, CSV token,user,project,\"roles\" (default <state-dir>/tokens.csv)")
 	fs.StringVar(&c.Auth, "auth", c.Auth, "authentication: token-file or keystone")
 	fs.StringVar(&c.Keys, "keys", c.Keys, "key custody: software, pkcs11 or barbican")
-	fs.StringVar(&c.Store, "store", c.Store, "metadata store: sqlite:PATH (default sqlite:<state-dir>/clusterkeys.db)")
-	fs.StringVar(&c.MasterKeyFile, "master-key-file", c.MasterKeyFile, "software custody master key, 32 bytes, mode 0600 (default <state-dir>/master.key)")
+	fs.StringVar(&c.Store, "store", c.Store, "metadata store: sqlite:PATH or postgres://… (default sqlite:<state-dir>/clusterkeys.db)")
+	fs.StringVar(&c.StoreFile, "store-file", c.StoreFile, "file (mode 0600) holding the --store value, e.g. a postgres:// DSN with its password")
+	fs.StringVar(&c.MasterKeyFile, "master-key-file", c.MasterKeyFile, "software custody master key, 32 bytes, mode 0600 (default <state-dir>/master.key; CLUSTERKEYS_MASTER_KEY, base64, is used instead when set)")
 	fs.StringVar(&c.PKCS11Module, "pkcs11-module", c.PKCS11Module, "path of the PKCS#11 library (e.g. libsofthsm2.so)")
 	fs.StringVar(&c.PKCS11TokenLabel, "pkcs11-token-label", c.PKCS11TokenLabel, "label of the PKCS#11 token")
 	fs.StringVar(&c.PKCS11PinFile, "pkcs11-pin-file", c.PKCS11PinFile, "file holding the PKCS#11 user PIN (or set CLUSTERKEYS_PKCS11_PIN)")
@@ -188,6 +195,16 @@ func (c Config) Resolve() (Config, error) {
 	if c.TokenAuthFile == "" {
 		c.TokenAuthFile = filepath.Join(c.StateDir, "tokens.csv")
 	}
+	if c.StoreFile != "" {
+		if c.Store != "" {
+			return c, errors.New("--store and --store-file: give one, not both")
+		}
+		s, err := readStoreFile(c.StoreFile)
+		if err != nil {
+			return c, err
+		}
+		c.Store = s
+	}
 	if c.Store == "" {
 		c.Store = "sqlite:" + filepath.Join(c.StateDir, "clusterkeys.db")
 	}
@@ -216,16 +233,10 @@ func (c Config) Resolve() (Config, error) {
 	}
 	switch {
 	case strings.HasPrefix(c.Store, "sqlite:"):
-	case strings.HasPrefix(c.Store, "postgres://"), strings.HasPrefix(c.Store, "postgresql://"):
-		// Said at start-up, before anything opens; the value may hold a
-		// password, so it is not repeated.
-		return c, errors.New("--store postgres://…: PostgreSQL is not built in yet; use sqlite:PATH")
+	case IsPostgres(c.Store):
 	default:
-		scheme, _, _ := strings.Cut(c.Store, ":") // the rest may hold a password
-		if len(scheme) > 16 {
-			scheme = scheme[:16] + "…"
-		}
-		return c, fmt.Errorf("--store %q…: want sqlite:PATH", scheme)
+		// Never the value: it may hold a password.
+		return c, fmt.Errorf("--store %s: want sqlite:PATH, postgres://… or postgresql://…", c.StoreName())
 	}
 	pub, err := checkPublicURL(c.PublicURL)
 	if err != nil {
@@ -233,6 +244,68 @@ func (c Config) Resolve() (Config, error) {
 	}
 	c.PublicURL = pub
 	return c, nil
+}
+
+// IsPostgres reports whether store is a PostgreSQL URI.
+func IsPostgres(store string) bool {
+	return strings.HasPrefix(store, "postgres://") || strings.HasPrefix(store, "postgresql://")
+}
+
+// StoreName describes the store without anything secret, for banners,
+// logs and errors: "sqlite:PATH", "postgres" for a PostgreSQL URI (whose
+// user, host and password are not shown), or the scheme of anything else.
+func (c Config) StoreName() string {
+	switch {
+	case strings.HasPrefix(c.Store, "sqlite:"):
+		return c.Store
+	case IsPostgres(c.Store):
+		return "postgres"
+	}
+	scheme, _, ok := strings.Cut(c.Store, ":")
+	if !ok {
+		return "(no scheme)"
+	}
+	if len(scheme) > 16 {
+		scheme = scheme[:16] + "…"
+	}
+	return fmt.Sprintf("%q…", scheme+":")
+}
+
+// maxStoreFile bounds what readStoreFile reads.
+const maxStoreFile = 4 << 10
+
+// readStoreFile returns the store value held in path, without surrounding
+// whitespace. As for the PKCS#11 PIN file, a file that group or others may
+// read or write is refused: the DSN in it may hold a password. Errors name
+// the file, never what it holds.
+func readStoreFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("--store-file: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("--store-file %s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("--store-file %s is not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return "", fmt.Errorf("--store-file %s has mode %#o: it must not be readable or writable by group or others (chmod 600 it)", path, perm)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxStoreFile+1))
+	if err != nil {
+		return "", fmt.Errorf("--store-file %s: %w", path, err)
+	}
+	if len(b) > maxStoreFile {
+		return "", fmt.Errorf("--store-file %s is larger than %d bytes", path, maxStoreFile)
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", fmt.Errorf("--store-file %s is empty", path)
+	}
+	return s, nil
 }
 
 // checkPublicURL returns u without a trailing slash, or an error unless it

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -60,31 +62,121 @@ func TestEnvName(t *testing.T) {
 	}
 }
 
-func TestResolveRefusesStoresNotBuiltIn(t *testing.T) {
+func TestResolveStore(t *testing.T) {
+	const pw = "s3cret-pw"
 	tests := []struct {
-		name, store, want string
+		name, store, want, wantErr string
 	}{
-		{"PostgreSQL says it is not built in yet", "postgres://ck:s3cret-pw@db/ck", "not built in yet"},
-		{"another scheme names only its scheme", "mysql://ck:s3cret-pw@db/ck", `"mysql"`},
-		{"a bare path", "/var/lib/ck.db", "want sqlite:PATH"},
+		{"a PostgreSQL URI is accepted", "postgres://ck:" + pw + "@db/ck", "postgres", ""},
+		{"postgresql:// is the same", "postgresql://ck:" + pw + "@db/ck?sslmode=verify-full", "postgres", ""},
+		{"a unix socket directory in the query", "postgres:///ck?host=/run/postgresql&port=5433", "postgres", ""},
+		{"sqlite names its path", "sqlite:/tmp/x.db", "sqlite:/tmp/x.db", ""},
+		{"another scheme names only its scheme", "mysql://ck:" + pw + "@db/ck", "", `"mysql:"`},
+		{"a bare path is refused", "/var/lib/ck.db", "", "want sqlite:PATH"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := Default()
 			c.Store = tt.store
-			_, err := c.Resolve()
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("Resolve(%q) = %v, want %q", tt.store, err, tt.want)
+			got, err := c.Resolve()
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Resolve(%q) = %v, want %q", tt.store, err, tt.wantErr)
+				}
+				if strings.Contains(err.Error(), pw) {
+					t.Fatalf("the error repeats the password: %v", err)
+				}
+				return
 			}
-			if strings.Contains(err.Error(), "s3cret") {
-				t.Fatalf("the error repeats the password: %v", err)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Store != tt.store || got.StoreName() != tt.want {
+				t.Fatalf("Store %q, StoreName %q; want %q", got.Store, got.StoreName(), tt.want)
 			}
 		})
 	}
-	c := Default()
-	c.Store = "sqlite:/tmp/x.db"
-	if _, err := c.Resolve(); err != nil {
-		t.Fatalf("sqlite refused: %v", err)
+}
+
+func TestStoreFile(t *testing.T) {
+	const dsn = "postgres://ck:s3cret-pw@db.example/ck?sslmode=verify-full"
+	write := func(t *testing.T, content string, mode os.FileMode) string {
+		t.Helper()
+		path := filepath.Join(t.TempDir(), "store")
+		if err := os.WriteFile(path, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, mode); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	t.Run("the file's DSN becomes the store, without its newline", func(t *testing.T) {
+		c := Default()
+		fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+		c.BindFlags(fs)
+		if err := fs.Parse([]string{"--store-file", write(t, dsn+"\n", 0o600)}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.Resolve()
+		if err != nil || got.Store != dsn || got.StoreName() != "postgres" {
+			t.Fatalf("Resolve = %q, %v", got.StoreName(), err)
+		}
+	})
+	t.Run("CLUSTERKEYS_STORE_FILE sets it too", func(t *testing.T) {
+		c := Default()
+		fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+		c.BindFlags(fs)
+		path := write(t, dsn, 0o400)
+		if err := ApplyEnv(fs, func(k string) (string, bool) { return path, k == "CLUSTERKEYS_STORE_FILE" }); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := c.Resolve(); err != nil || got.Store != dsn {
+			t.Fatalf("Resolve: %v", err)
+		}
+	})
+	bad := []struct {
+		name    string
+		cfg     func(t *testing.T) Config
+		wantErr string
+	}{
+		{"a file others can read is refused", func(t *testing.T) Config {
+			c := Default()
+			c.StoreFile = write(t, dsn, 0o644)
+			return c
+		}, "chmod 600"},
+		{"an empty file is refused", func(t *testing.T) Config {
+			c := Default()
+			c.StoreFile = write(t, " \n", 0o600)
+			return c
+		}, "is empty"},
+		{"a missing file is refused", func(t *testing.T) Config {
+			c := Default()
+			c.StoreFile = filepath.Join(t.TempDir(), "missing")
+			return c
+		}, "--store-file"},
+		{"both --store and --store-file are refused", func(t *testing.T) Config {
+			c := Default()
+			c.Store = "sqlite:/tmp/x.db"
+			c.StoreFile = write(t, dsn, 0o600)
+			return c
+		}, "give one"},
+		{"an unknown scheme in the file names only its scheme", func(t *testing.T) Config {
+			c := Default()
+			c.StoreFile = write(t, "mysql://ck:s3cret-pw@db/ck", 0o600)
+			return c
+		}, `"mysql:"`},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := tt.cfg(t).Resolve()
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Resolve = %v, want %q", err, tt.wantErr)
+			}
+			if strings.Contains(err.Error(), "s3cret") {
+				t.Fatalf("the error shows the password: %v", err)
+			}
+		})
 	}
 }
 

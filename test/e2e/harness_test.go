@@ -177,6 +177,7 @@ func startServer(t testing.TB, o serverOpts) *server {
 	addr := freeAddr(t)
 	checkContract(t, addr)
 	args := append([]string{"serve", "--listen", addr, "--state-dir", state, "--log-level", "warn"}, o.args...)
+	args = append(args, e2eStoreArgs(t, state, o.args)...) // CLUSTERKEYS_E2E_STORE=postgres
 	cmd := exec.Command(filepath.Join(binDir, "localrun"), args...)
 	cmd.Dir = state
 	cmd.Env = append(os.Environ(), o.env...)

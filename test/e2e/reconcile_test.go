@@ -16,7 +16,6 @@ import (
 	"github.com/clusterkeys/clusterkeys/pkg/keys"
 	"github.com/clusterkeys/clusterkeys/pkg/keys/software"
 	"github.com/clusterkeys/clusterkeys/pkg/store"
-	"github.com/clusterkeys/clusterkeys/pkg/store/sqlite"
 )
 
 // custodyState is what software custody holds next to what the store names.
@@ -32,7 +31,7 @@ type custodyState struct {
 func readCustody(t *testing.T, state string) custodyState {
 	t.Helper()
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(state, "clusterkeys.db"))
+	db, err := openStateStore(ctx, state)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,10 +66,10 @@ func classifyCustody(bs []store.Blob, refs store.KeyRefs) custodyState {
 
 // openCustody opens a stopped server's store and its software custody, to
 // plant what a crash could leave. The caller closes db.
-func openCustody(t *testing.T, state string) (*sqlite.DB, *software.Custody) {
+func openCustody(t *testing.T, state string) (stateStore, *software.Custody) {
 	t.Helper()
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(state, "clusterkeys.db"))
+	db, err := openStateStore(ctx, state)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,12 +21,12 @@ import (
 	"github.com/clusterkeys/clusterkeys/pkg/config"
 	"github.com/clusterkeys/clusterkeys/pkg/functions"
 	"github.com/clusterkeys/clusterkeys/pkg/keys/pkcs11"
+	"github.com/clusterkeys/clusterkeys/pkg/keys/software"
 )
 
 // envMasterKey is software custody's master key delivered in the
-// environment (software.EnvMasterKey on the PostgreSQL branch; use that
-// constant once it is merged).
-const envMasterKey = "CLUSTERKEYS_MASTER_KEY"
+// environment.
+const envMasterKey = software.EnvMasterKey
 
 // envOnly are the CLUSTERKEYS_* variables that set no flag: secrets, which
 // are never flags.

@@ -6,11 +6,12 @@
 #   softhsm2, opensc        PKCS#11 token (SoftHSM2) and pkcs11-tool
 #   python3-magnumclient    the OpenStack Magnum client, for the compatible API
 #   openssl, jq, curl       fixtures, and the README walkthrough test
+#   postgresql              the PostgreSQL store's tests (test/scripts/postgres.sh)
 #
 # Usage: test/scripts/deps.sh [extra-package ...]
 set -euo pipefail
 
-want=(softhsm2 opensc python3-magnumclient openssl jq curl "$@")
+want=(softhsm2 opensc python3-magnumclient openssl jq curl postgresql "$@")
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

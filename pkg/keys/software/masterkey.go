@@ -3,6 +3,7 @@ package software
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -137,4 +138,39 @@ func createMasterKey(path string) ([]byte, error) {
 		return nil, fmt.Errorf("write master key file %s: %w", path, err)
 	}
 	return key, nil
+}
+
+// EnvMasterKey is the environment variable that delivers the master key,
+// base64 (standard, padded or not), for instances that have no file of
+// their own to share, such as Lambda functions: every instance must use the
+// same key, or none can open the others' blobs.
+const EnvMasterKey = "CLUSTERKEYS_MASTER_KEY"
+
+// MasterKeyFromEnv returns the master key that EnvMasterKey, looked up with
+// lookup (os.LookupEnv), holds; ok is false when it is not set. A value
+// that is not base64 of exactly MasterKeySize bytes is an error, which
+// never shows the value.
+func MasterKeyFromEnv(lookup func(string) (string, bool)) (key []byte, ok bool, err error) {
+	v, ok := lookup(EnvMasterKey)
+	if !ok {
+		return nil, false, nil
+	}
+	v = strings.TrimSpace(v)
+	enc := base64.StdEncoding
+	if !strings.HasSuffix(v, "=") {
+		enc = base64.RawStdEncoding
+	}
+	key, err = enc.DecodeString(v)
+	if err != nil {
+		// The decoder's error quotes the offending byte: say only where.
+		var ce base64.CorruptInputError
+		if errors.As(err, &ce) {
+			return nil, true, fmt.Errorf("%s: not base64 (at byte %d); make one with: head -c %d /dev/urandom | base64", EnvMasterKey, int64(ce), MasterKeySize)
+		}
+		return nil, true, fmt.Errorf("%s: not base64; make one with: head -c %d /dev/urandom | base64", EnvMasterKey, MasterKeySize)
+	}
+	if len(key) != MasterKeySize {
+		return nil, true, fmt.Errorf("%s: %d bytes once decoded, want exactly %d", EnvMasterKey, len(key), MasterKeySize)
+	}
+	return key, true, nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/store"
+	"github.com/clusterkeys/clusterkeys/pkg/store/storetest"
 )
 
 // TestRecordCertificateGroupCommit queues concurrent records behind a held
@@ -20,7 +21,7 @@ func TestRecordCertificateGroupCommit(t *testing.T) {
 	ctx := context.Background()
 	d := openTest(t)
 	createCluster(t, d, "c")
-	if err := d.RecordCertificate(ctx, testCert("c", 1, 1)); err != nil {
+	if err := d.RecordCertificate(ctx, storetest.Cert("c", 1, 1)); err != nil {
 		t.Fatal(err)
 	}
 	before := d.certs.transactions.Load()
@@ -32,11 +33,11 @@ func TestRecordCertificateGroupCommit(t *testing.T) {
 	}
 	var calls []call
 	for n := 2; n <= 9; n++ {
-		calls = append(calls, call{name: "new serial", cert: testCert("c", 1, n)})
+		calls = append(calls, call{name: "new serial", cert: storetest.Cert("c", 1, n)})
 	}
 	calls = append(calls,
-		call{name: "duplicate serial", cert: testCert("c", 1, 1), want: api.ErrConflict},
-		call{name: "missing generation", cert: testCert("c", 7, 10), want: api.ErrNotFound},
+		call{name: "duplicate serial", cert: storetest.Cert("c", 1, 1), want: api.ErrConflict},
+		call{name: "missing generation", cert: storetest.Cert("c", 7, 10), want: api.ErrNotFound},
 	)
 
 	d.writer <- struct{}{} // hold the write lock until every call is queued
@@ -71,7 +72,7 @@ func TestRecordCertificateGroupCommit(t *testing.T) {
 			t.Errorf("%s %s: error %v, want one wrapping %v", c.name, c.cert.Serial, errs[i], c.want)
 		}
 	}
-	got, err := d.Certificates(ctx, all("c"))
+	got, err := d.Certificates(ctx, storetest.All("c"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,19 +90,19 @@ func TestRecordCertificateCancelledWhileQueued(t *testing.T) {
 	d.writer <- struct{}{}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	err := d.RecordCertificate(ctx, testCert("c", 1, 1))
+	err := d.RecordCertificate(ctx, storetest.Cert("c", 1, 1))
 	<-d.writer
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("error %v, want one wrapping context.DeadlineExceeded", err)
 	}
-	if err := d.RecordCertificate(context.Background(), testCert("c", 1, 2)); err != nil {
+	if err := d.RecordCertificate(context.Background(), storetest.Cert("c", 1, 2)); err != nil {
 		t.Fatal(err)
 	}
-	got, err := d.Certificates(context.Background(), all("c"))
+	got, err := d.Certificates(context.Background(), storetest.All("c"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 1 || got[0].Serial != testCert("c", 1, 2).Serial {
+	if len(got) != 1 || got[0].Serial != storetest.Cert("c", 1, 2).Serial {
 		t.Errorf("registry holds %v, want only the second certificate", got)
 	}
 }

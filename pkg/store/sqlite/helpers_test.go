@@ -2,16 +2,15 @@ package sqlite
 
 import (
 	"context"
-	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/clusterkeys/clusterkeys/pkg/store"
+	"github.com/clusterkeys/clusterkeys/pkg/store/storetest"
 )
 
-// t0 is a fixed instant with nanoseconds, in a zone other than UTC, so that
-// the tests see both the precision and the UTC conversion.
+// t0 is a fixed instant with nanoseconds, in a zone other than UTC: SQLite
+// keeps times to the nanosecond (the contract asks for microseconds).
 var t0 = time.Date(2026, 11, 25, 7, 30, 15, 123456789, time.FixedZone("CET", 3600))
 
 // openTest opens a fresh store in t's temporary directory, closed at cleanup.
@@ -35,63 +34,16 @@ func openAt(t testing.TB, path string) *DB {
 	return d
 }
 
-func testCluster(name string) store.Cluster {
-	return store.Cluster{
-		Name: name, Project: "proj-" + name, Generation: 1,
-		KeyAlgorithm: "ecdsa-p256", CommonName: name + " CA", ValidityDays: 3650,
-		CreatedAt: t0,
-	}
+// newStore is the storetest.NewStore of SQLite: a new file, and further
+// handles on that file as further instances.
+func newStore(t testing.TB) (storetest.Store, func() storetest.Store) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "clusterkeys.db")
+	return openAt(t, path), func() storetest.Store { return openAt(t, path) }
 }
 
-func testGeneration(cluster string, gen int) store.CAGeneration {
-	created := t0.Add(time.Duration(gen) * time.Hour)
-	return store.CAGeneration{
-		Cluster: cluster, Generation: gen,
-		KeyRef:         fmt.Sprintf("ca/%s/%d", cluster, gen),
-		CertificateDER: []byte(fmt.Sprintf("der of %s generation %d", cluster, gen)),
-		KeyAlgorithm:   "ecdsa-p256",
-		NotBefore:      created.Add(-time.Minute),
-		NotAfter:       created.AddDate(10, 0, 0),
-		CreatedAt:      created,
-	}
-}
-
-func testCert(cluster string, gen, n int) store.IssuedCertificate {
-	issued := t0.Add(time.Duration(n) * time.Minute)
-	return store.IssuedCertificate{
-		Cluster: cluster, Serial: fmt.Sprintf("%032x", n), Generation: gen,
-		Subject: fmt.Sprintf("CN=user%d,O=dev", n), Profile: "client",
-		User: "alice", Project: "proj-" + cluster,
-		NotBefore: issued.Add(-time.Minute), NotAfter: issued.Add(24 * time.Hour), IssuedAt: issued,
-	}
-}
-
-func testKEKVersion(name string, v int) store.KEKVersion {
-	return store.KEKVersion{
-		Name: name, Version: v,
-		KeyRef:    fmt.Sprintf("kek/%s/%d", name, v),
-		KeyID:     fmt.Sprintf("ck1:%s:%d", name, v),
-		CreatedAt: t0.Add(time.Duration(v) * time.Hour),
-	}
-}
-
-// createCluster stores testCluster(name) with its first generation.
+// createCluster stores storetest.Cluster(name) with its first generation.
 func createCluster(t testing.TB, d *DB, name string) {
 	t.Helper()
-	if err := d.CreateCluster(context.Background(), testCluster(name), testGeneration(name, 1)); err != nil {
-		t.Fatalf("CreateCluster(%s): %v", name, err)
-	}
-}
-
-// utc returns t in UTC without a monotonic reading, as the store returns it.
-func utc(t time.Time) time.Time {
-	if t.IsZero() {
-		return time.Time{}
-	}
-	return t.UTC()
-}
-
-// all is the query of the first 1000 registry entries of cluster.
-func all(cluster string) store.CertificateQuery {
-	return store.CertificateQuery{Cluster: cluster, Limit: 1000}
+	storetest.CreateCluster(t, d, name)
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/clusterkeys/clusterkeys/pkg/store"
+	"github.com/clusterkeys/clusterkeys/pkg/store/storetest"
 )
 
 // TestMigrationMarksPrivilegedCertificatesAlreadyIssued opens, with this
@@ -48,7 +49,7 @@ func TestMigrationMarksPrivilegedCertificatesAlreadyIssued(t *testing.T) {
 		{"OU=system:ops,CN=carol", false},
 	}
 	for i, s := range subjects {
-		ic := testCert("c", 1, i+1)
+		ic := storetest.Cert("c", 1, i+1)
 		if _, err := db.ExecContext(ctx, `INSERT INTO issued_certificates
 			(cluster, serial, generation, subject, profile, user_name, project, not_before, not_after, issued_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/clusterkeys/clusterkeys/pkg/store"
@@ -45,9 +44,8 @@ func (d *DB) KeyRefs(ctx context.Context) (store.KeyRefs, error) {
 // ListBlobs returns the ref and creation time of every blob whose ref
 // starts with prefix (all when empty), never their contents.
 func (d *DB) ListBlobs(ctx context.Context, prefix string) ([]store.Blob, error) {
-	// Escape LIKE's wildcards: refs may contain '_'.
-	pattern := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(prefix) + "%"
-	rows, err := d.db.QueryContext(ctx, `SELECT ref, created_at FROM blobs WHERE ref LIKE ? ESCAPE '\' ORDER BY ref`, pattern)
+	// Not LIKE: it has wildcards ('_' occurs in refs) and ignores ASCII case.
+	rows, err := d.db.QueryContext(ctx, `SELECT ref, created_at FROM blobs WHERE substr(ref, 1, length(?1)) = ?1 ORDER BY ref`, prefix)
 	if err != nil {
 		return nil, d.wrap(err, "list blobs")
 	}

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"github.com/clusterkeys/clusterkeys/pkg/ca"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,17 +13,11 @@ import (
 	"time"
 
 	"github.com/clusterkeys/clusterkeys/pkg/api"
-	"github.com/clusterkeys/clusterkeys/pkg/keys/software"
-	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
+	"github.com/clusterkeys/clusterkeys/pkg/store/storetest"
 )
 
 // The store serves every function that needs one.
-var (
-	_ ca.Store                   = (*DB)(nil)
-	_ keywrap.Store              = (*DB)(nil)
-	_ software.BlobStore         = (*DB)(nil)
-	_ interface{ Close() error } = (*DB)(nil)
-)
+var _ storetest.Store = (*DB)(nil)
 
 func TestOpen(t *testing.T) {
 	t.Run("a new file is created with mode 0600, and so are its WAL files", func(t *testing.T) {
@@ -299,31 +292,6 @@ func TestParseMigrationName(t *testing.T) {
 
 func TestUnavailable(t *testing.T) {
 	ctx := context.Background()
-	t.Run("a closed store answers ErrUnavailable", func(t *testing.T) {
-		d, err := Open(ctx, filepath.Join(t.TempDir(), "c.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := d.Close(); err != nil {
-			t.Fatal(err)
-		}
-		if err := d.Close(); err != nil {
-			t.Fatalf("second Close: %v", err)
-		}
-		checks := map[string]error{
-			"Ping":          d.Ping(ctx),
-			"CreateCluster": d.CreateCluster(ctx, testCluster("x"), testGeneration("x", 1)),
-			"PutBlob":       d.PutBlob(ctx, "r", []byte("b")),
-		}
-		_, checks["Cluster"] = d.Cluster(ctx, "x")
-		_, checks["KEKVersions"] = d.KEKVersions(ctx, "x")
-		for name, err := range checks {
-			if !errors.Is(err, api.ErrUnavailable) {
-				t.Errorf("%s after Close: %v, want ErrUnavailable", name, err)
-			}
-		}
-	})
-
 	t.Run("a transaction takes the write lock at BEGIN, and a lock held past the busy timeout answers ErrUnavailable", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "busy.db")
 		d, err := open(ctx, path, 50*time.Millisecond)

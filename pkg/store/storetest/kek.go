@@ -1,31 +1,30 @@
-package sqlite
+package storetest
 
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"reflect"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/clusterkeys/clusterkeys/pkg/api"
+	"github.com/clusterkeys/clusterkeys/pkg/keys"
+	"github.com/clusterkeys/clusterkeys/pkg/keys/software"
 	"github.com/clusterkeys/clusterkeys/pkg/store"
 )
 
-func testKEK(name string) store.KEK {
-	return store.KEK{Name: name, Project: "proj", ActiveVersion: 1, CreatedAt: t0}
-}
-
-func TestKEKRoundTrip(t *testing.T) {
+func testKEKRoundTrip(t *testing.T, newStore NewStore) {
 	ctx := context.Background()
-	d := openTest(t)
-	if err := d.CreateKEK(ctx, testKEK("etcd"), testKEKVersion("etcd", 1)); err != nil {
+	d, _ := newStore(t)
+	if err := d.CreateKEK(ctx, KEK("etcd"), KEKVersion("etcd", 1)); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.RotateKEK(ctx, "etcd", 1, testKEKVersion("etcd", 2)); err != nil {
+	if err := d.RotateKEK(ctx, "etcd", 1, KEKVersion("etcd", 2)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -33,13 +32,13 @@ func TestKEKRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := testKEK("etcd")
+	want := KEK("etcd")
 	want.ActiveVersion, want.CreatedAt = 2, utc(want.CreatedAt)
 	if !reflect.DeepEqual(k, want) {
 		t.Fatalf("KEK = %+v, want %+v", k, want)
 	}
 
-	v1, v2 := testKEKVersion("etcd", 1), testKEKVersion("etcd", 2)
+	v1, v2 := KEKVersion("etcd", 1), KEKVersion("etcd", 2)
 	v1.CreatedAt, v2.CreatedAt = utc(v1.CreatedAt), utc(v2.CreatedAt)
 	vs, err := d.KEKVersions(ctx, "etcd")
 	if err != nil {
@@ -56,16 +55,16 @@ func TestKEKRoundTrip(t *testing.T) {
 	}
 }
 
-func TestKEKErrors(t *testing.T) {
+func testKEKErrors(t *testing.T, newStore NewStore) {
 	ctx := context.Background()
-	d := openTest(t)
-	if err := d.CreateKEK(ctx, testKEK("a"), testKEKVersion("a", 1)); err != nil {
+	d, _ := newStore(t)
+	if err := d.CreateKEK(ctx, KEK("a"), KEKVersion("a", 1)); err != nil {
 		t.Fatal(err)
 	}
-	sameID := testKEKVersion("b", 1)
-	sameID.KeyID = testKEKVersion("a", 1).KeyID
-	sameRef := testKEKVersion("a", 2)
-	sameRef.KeyRef = testKEKVersion("a", 1).KeyRef
+	sameID := KEKVersion("b", 1)
+	sameID.KeyID = KEKVersion("a", 1).KeyID
+	sameRef := KEKVersion("a", 2)
+	sameRef.KeyRef = KEKVersion("a", 1).KeyRef
 
 	tests := []struct {
 		name string
@@ -73,17 +72,17 @@ func TestKEKErrors(t *testing.T) {
 		want error
 	}{
 		{"creating an existing KEK is a conflict", func() error {
-			v := testKEKVersion("a", 1)
+			v := KEKVersion("a", 1)
 			v.KeyRef, v.KeyID = "other-ref", "other-id"
-			return d.CreateKEK(ctx, testKEK("a"), v)
+			return d.CreateKEK(ctx, KEK("a"), v)
 		}, api.ErrConflict},
-		{"a key id already used is a conflict", func() error { return d.CreateKEK(ctx, testKEK("b"), sameID) }, api.ErrConflict},
+		{"a key id already used is a conflict", func() error { return d.CreateKEK(ctx, KEK("b"), sameID) }, api.ErrConflict},
 		{"a missing KEK is not found", func() error { _, err := d.KEK(ctx, "nope"); return err }, api.ErrNotFound},
 		{"a missing version is not found", func() error { _, err := d.KEKVersion(ctx, "a", 9); return err }, api.ErrNotFound},
 		{"an unknown key id is not found", func() error { _, err := d.KEKVersionByKeyID(ctx, "ck1:nope"); return err }, api.ErrNotFound},
-		{"rotating a missing KEK is not found", func() error { return d.RotateKEK(ctx, "nope", 1, testKEKVersion("nope", 2)) }, api.ErrNotFound},
-		{"rotating from a stale version is a mismatch", func() error { return d.RotateKEK(ctx, "a", 0, testKEKVersion("a", 1)) }, api.ErrGenerationMismatch},
-		{"rotating to a version that skips is a mismatch", func() error { return d.RotateKEK(ctx, "a", 1, testKEKVersion("a", 3)) }, api.ErrGenerationMismatch},
+		{"rotating a missing KEK is not found", func() error { return d.RotateKEK(ctx, "nope", 1, KEKVersion("nope", 2)) }, api.ErrNotFound},
+		{"rotating from a stale version is a mismatch", func() error { return d.RotateKEK(ctx, "a", 0, KEKVersion("a", 1)) }, api.ErrGenerationMismatch},
+		{"rotating to a version that skips is a mismatch", func() error { return d.RotateKEK(ctx, "a", 1, KEKVersion("a", 3)) }, api.ErrGenerationMismatch},
 		{"rotating to a key ref already used is a conflict", func() error { return d.RotateKEK(ctx, "a", 1, sameRef) }, api.ErrConflict},
 	}
 	for _, tt := range tests {
@@ -113,11 +112,11 @@ func TestKEKErrors(t *testing.T) {
 	})
 }
 
-func TestRotateKEKRace(t *testing.T) {
+func testRotateKEKRace(t *testing.T, newStore NewStore) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "kek.db")
-	dbs := []*DB{openAt(t, path), openAt(t, path)}
-	if err := dbs[0].CreateKEK(ctx, testKEK("k"), testKEKVersion("k", 1)); err != nil {
+	first, another := newStore(t)
+	dbs := []Store{first, another()}
+	if err := dbs[0].CreateKEK(ctx, KEK("k"), KEKVersion("k", 1)); err != nil {
 		t.Fatal(err)
 	}
 	var (
@@ -129,7 +128,7 @@ func TestRotateKEKRace(t *testing.T) {
 	)
 	for i := range 16 {
 		wg.Go(func() {
-			v := testKEKVersion("k", 2)
+			v := KEKVersion("k", 2)
 			v.KeyRef, v.KeyID = fmt.Sprintf("kek/k/2/%d", i), fmt.Sprintf("ck1:k:2:%d", i)
 			<-start
 			err := dbs[i%2].RotateKEK(ctx, "k", 1, v)
@@ -153,9 +152,9 @@ func TestRotateKEKRace(t *testing.T) {
 	}
 }
 
-func TestBlobs(t *testing.T) {
+func testBlobs(t *testing.T, newStore NewStore) {
 	ctx := context.Background()
-	d := openTest(t)
+	d, _ := newStore(t)
 	blob := []byte("sealed\x00blob\xff")
 	if err := d.PutBlob(ctx, "ca/c/1", blob); err != nil {
 		t.Fatal(err)
@@ -219,12 +218,49 @@ func TestBlobs(t *testing.T) {
 	}
 }
 
-func TestTimesOutOfRangeAreRefused(t *testing.T) {
+// testSoftwareCustody checks that software custody keeps its sealed blobs
+// in the store: a key generated through one handle is found through
+// another (a second instance with the same master key), and is gone after
+// Destroy.
+func testSoftwareCustody(t *testing.T, newStore NewStore) {
 	ctx := context.Background()
-	d := openTest(t)
-	g := testGeneration("far", 1)
-	g.NotAfter = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
-	if err := d.CreateCluster(ctx, testCluster("far"), g); err == nil {
-		t.Fatal("CreateCluster stored year 10000")
+	mk := make([]byte, software.MasterKeySize)
+	if _, err := rand.Read(mk); err != nil {
+		t.Fatal(err)
+	}
+	d, another := newStore(t)
+	c, err := software.New(mk, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.GenerateSigner(ctx, "ca/c/1", keys.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GenerateSigner(ctx, "ca/c/1", keys.ECDSAP256); !errors.Is(err, api.ErrConflict) {
+		t.Fatalf("reusing a ref: %v, want ErrConflict", err)
+	}
+
+	c2, err := software.New(mk, another())
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := c2.Signer(ctx, "ca/c/1")
+	if err != nil {
+		t.Fatalf("Signer through another handle: %v", err)
+	}
+	digest := sha256.Sum256([]byte("message"))
+	sig, err := again.Sign(rand.Reader, digest[:], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pub, ok := s.Public().(*ecdsa.PublicKey); !ok || !ecdsa.VerifyASN1(pub, digest[:], sig) {
+		t.Fatal("the reloaded key is not the generated one")
+	}
+	if err := c2.Destroy(ctx, "ca/c/1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Signer(ctx, "ca/c/1"); !errors.Is(err, api.ErrNotFound) {
+		t.Fatalf("Signer after Destroy: %v, want ErrNotFound", err)
 	}
 }

@@ -1,0 +1,329 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/clusterkeys/clusterkeys/pkg/api"
+	"github.com/clusterkeys/clusterkeys/pkg/store"
+)
+
+// CreateCluster stores a cluster and its first CA generation in one
+// transaction. It fails with an error wrapping api.ErrConflict when the
+// cluster (or the generation's key ref) already exists. c.Generation must
+// equal first.Generation.
+func (d *DB) CreateCluster(ctx context.Context, c store.Cluster, first store.CAGeneration) error {
+	if c.Name == "" || first.KeyRef == "" || c.Generation < 1 || first.Generation != c.Generation ||
+		(first.Cluster != "" && first.Cluster != c.Name) {
+		return fmt.Errorf("create cluster %q: invalid record (name, key ref, generation %d vs first %d, first's cluster %q)",
+			c.Name, c.Generation, first.Generation, first.Cluster)
+	}
+	if err := checkTimes(c.CreatedAt, first.NotBefore, first.NotAfter, first.CreatedAt, first.RetiredAt, first.TrustedUntil); err != nil {
+		return fmt.Errorf("create cluster %q: %w", c.Name, err)
+	}
+	err := d.write(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO clusters
+			(name, project, generation, key_algorithm, common_name, validity_days, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			c.Name, c.Project, c.Generation, c.KeyAlgorithm, c.CommonName, c.ValidityDays, ts(c.CreatedAt))
+		if err != nil {
+			return d.wrap(err, "insert cluster")
+		}
+		return d.insertGeneration(ctx, tx, c.Name, first)
+	})
+	if err != nil {
+		return fmt.Errorf("create cluster %q: %w", c.Name, err)
+	}
+	return nil
+}
+
+func (d *DB) insertGeneration(ctx context.Context, tx pgx.Tx, cluster string, g store.CAGeneration) error {
+	_, err := tx.Exec(ctx, `INSERT INTO ca_generations
+		(cluster, generation, key_ref, certificate_der, key_algorithm, not_before, not_after, created_at, retired_at, trusted_until)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		cluster, g.Generation, g.KeyRef, nonNil(g.CertificateDER), g.KeyAlgorithm,
+		ts(g.NotBefore), ts(g.NotAfter), ts(g.CreatedAt), ts(g.RetiredAt), ts(g.TrustedUntil))
+	if err != nil {
+		return d.wrap(err, "insert CA generation %d", g.Generation)
+	}
+	return nil
+}
+
+// Cluster returns a cluster (api.ErrNotFound when absent).
+func (d *DB) Cluster(ctx context.Context, name string) (store.Cluster, error) {
+	c := store.Cluster{Name: name}
+	err := d.queryRow(ctx, `SELECT project, generation, key_algorithm, common_name, validity_days, created_at
+		FROM clusters WHERE name = $1`, []any{name},
+		&c.Project, &c.Generation, &c.KeyAlgorithm, &c.CommonName, &c.ValidityDays, tm(&c.CreatedAt))
+	if err != nil {
+		return store.Cluster{}, d.wrap(err, "read cluster %q", name)
+	}
+	return c, nil
+}
+
+// genColumns are the columns scanGeneration reads, in its order.
+const genColumns = `generation, key_ref, certificate_der, key_algorithm,
+	not_before, not_after, created_at, retired_at, trusted_until`
+
+// scanGeneration reads one row of genColumns.
+func scanGeneration(row pgx.Row, cluster string) (store.CAGeneration, error) {
+	g := store.CAGeneration{Cluster: cluster}
+	err := row.Scan(&g.Generation, &g.KeyRef, &g.CertificateDER, &g.KeyAlgorithm,
+		tm(&g.NotBefore), tm(&g.NotAfter), tm(&g.CreatedAt), tm(&g.RetiredAt), tm(&g.TrustedUntil))
+	return g, err
+}
+
+// queryGenerations runs a query of genColumns and reads every row.
+func (d *DB) queryGenerations(ctx context.Context, cluster, what, query string, args ...any) ([]store.CAGeneration, error) {
+	var gens []store.CAGeneration
+	err := d.query(ctx, func() { gens = nil }, func(rows pgx.Rows) error {
+		g, err := scanGeneration(rows, cluster)
+		if err != nil {
+			return err
+		}
+		gens = append(gens, g)
+		return nil
+	}, query, args...)
+	if err != nil {
+		return nil, d.wrap(err, "read %s of cluster %q", what, cluster)
+	}
+	return gens, nil
+}
+
+// Generations returns every CA generation of a cluster, newest first. A
+// cluster that does not exist has none (and no error). It reads the whole
+// history: a sign or a show needs ActiveCA or TrustedGenerations instead.
+func (d *DB) Generations(ctx context.Context, cluster string) ([]store.CAGeneration, error) {
+	return d.queryGenerations(ctx, cluster, "CA generations",
+		"SELECT "+genColumns+" FROM ca_generations WHERE cluster = $1 ORDER BY generation DESC", cluster)
+}
+
+// ActiveCA returns a cluster and its active CA generation in one read (one
+// statement, one snapshot; api.ErrNotFound when the cluster is absent).
+func (d *DB) ActiveCA(ctx context.Context, name string) (store.Cluster, store.CAGeneration, error) {
+	c := store.Cluster{Name: name}
+	g := store.CAGeneration{Cluster: name}
+	err := d.queryRow(ctx, `SELECT c.project, c.generation, c.key_algorithm, c.common_name,
+			c.validity_days, c.created_at,
+			g.key_ref, g.certificate_der, g.key_algorithm, g.not_before, g.not_after,
+			g.created_at, g.retired_at, g.trusted_until
+		FROM clusters c JOIN ca_generations g ON g.cluster = c.name AND g.generation = c.generation
+		WHERE c.name = $1`, []any{name},
+		&c.Project, &c.Generation, &c.KeyAlgorithm, &c.CommonName, &c.ValidityDays, tm(&c.CreatedAt),
+		&g.KeyRef, &g.CertificateDER, &g.KeyAlgorithm, tm(&g.NotBefore), tm(&g.NotAfter),
+		tm(&g.CreatedAt), tm(&g.RetiredAt), tm(&g.TrustedUntil))
+	if err != nil {
+		return store.Cluster{}, store.CAGeneration{}, d.wrap(err, "read cluster %q and its active CA", name)
+	}
+	g.Generation = c.Generation
+	return c, g, nil
+}
+
+// TrustedGenerations returns the active generation of a cluster (whose
+// number the caller read with the cluster) and the retired generations
+// still trusted after now (TrustedUntil > now), newest first: what a trust
+// bundle holds, and nothing of the rest of the history.
+func (d *DB) TrustedGenerations(ctx context.Context, cluster string, active int, now time.Time) ([]store.CAGeneration, error) {
+	if err := checkTimes(now); err != nil || now.IsZero() {
+		return nil, fmt.Errorf("read trusted CA generations of cluster %q: invalid instant %v", cluster, now)
+	}
+	return d.queryGenerations(ctx, cluster, "trusted CA generations",
+		`SELECT `+genColumns+` FROM ca_generations WHERE cluster = $1 AND generation = $2
+		UNION ALL
+		SELECT `+genColumns+` FROM ca_generations WHERE cluster = $1 AND trusted_until > $3 AND generation <> $2
+		ORDER BY generation DESC`, cluster, active, ts(now))
+}
+
+// Rekey atomically checks that the cluster's active generation is expected
+// (else an error wrapping api.ErrGenerationMismatch; a missing cluster gives
+// api.ErrNotFound), inserts next (whose Generation must be expected+1),
+// marks every older generation still trusted as retired at now and trusted
+// until trustedUntil (never later than a TrustedUntil it already has),
+// marks the certificates they issued as revoked at trustedUntil (never
+// later than a RevokedAt they already have), and moves the pointer. All of
+// it is one transaction: a crash or a lost connection leaves either
+// everything or nothing.
+//
+// The pointer moves first, with UPDATE … WHERE generation = expected: a
+// concurrent rekey of the same cluster, on this instance or another, waits
+// for the row, then finds it moved and loses.
+func (d *DB) Rekey(ctx context.Context, cluster string, expected int, next store.CAGeneration, now, trustedUntil time.Time) error {
+	if next.Cluster != "" && next.Cluster != cluster {
+		return fmt.Errorf("rekey cluster %q: next generation belongs to cluster %q", cluster, next.Cluster)
+	}
+	if next.KeyRef == "" {
+		return fmt.Errorf("rekey cluster %q: next generation has no key ref", cluster)
+	}
+	if next.Generation != expected+1 {
+		return fmt.Errorf("rekey cluster %q: next generation %d does not follow expected %d: %w",
+			cluster, next.Generation, expected, api.ErrGenerationMismatch)
+	}
+	if err := checkTimes(now, trustedUntil, next.NotBefore, next.NotAfter, next.CreatedAt, next.RetiredAt, next.TrustedUntil); err != nil {
+		return fmt.Errorf("rekey cluster %q: %w", cluster, err)
+	}
+	nowT, until := ts(now), ts(trustedUntil)
+	err := d.write(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, "UPDATE clusters SET generation = $1 WHERE name = $2 AND generation = $3",
+			next.Generation, cluster, expected)
+		if err != nil {
+			return d.wrap(err, "move the generation pointer")
+		}
+		if tag.RowsAffected() != 1 {
+			var active int
+			if err := tx.QueryRow(ctx, "SELECT generation FROM clusters WHERE name = $1", cluster).Scan(&active); err != nil {
+				return d.wrap(err, "read the active generation")
+			}
+			return fmt.Errorf("active generation is %d, not %d: %w", active, expected, api.ErrGenerationMismatch)
+		}
+		// Cap the generations retired earlier whose grace outlasts this one.
+		if _, err := tx.Exec(ctx, `UPDATE ca_generations SET trusted_until = $1
+			WHERE cluster = $2 AND generation <= $3 AND retired_at IS NOT NULL AND trusted_until > $1`,
+			until, cluster, expected); err != nil {
+			return d.wrap(err, "cap retired generations")
+		}
+		if _, err := tx.Exec(ctx, `UPDATE ca_generations SET retired_at = $1, trusted_until = $2
+			WHERE cluster = $3 AND generation <= $4 AND retired_at IS NULL`,
+			nowT, until, cluster, expected); err != nil {
+			return d.wrap(err, "retire generation %d", expected)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE issued_certificates SET revoked_at = $1
+			WHERE cluster = $2 AND generation <= $3 AND (revoked_at IS NULL OR revoked_at > $1)`,
+			until, cluster, expected); err != nil {
+			return d.wrap(err, "revoke the certificates of retired generations")
+		}
+		return d.insertGeneration(ctx, tx, cluster, next)
+	})
+	if err != nil {
+		return fmt.Errorf("rekey cluster %q from generation %d: %w", cluster, expected, err)
+	}
+	return nil
+}
+
+// RecordCertificate adds an issued certificate to the registry. The
+// cluster and generation must exist (else api.ErrNotFound); a serial the
+// cluster already has gives api.ErrConflict. A certificate recorded for a
+// generation that a rekey already retired is stored as revoked when that
+// generation leaves the trust bundle.
+//
+// It is one statement, so one round trip: the generation's row is read
+// FOR SHARE, and a rekey retiring it at the same time (which updates that
+// row) either commits first, and the certificate is stored revoked, or
+// waits for this insert, and then revokes it.
+func (d *DB) RecordCertificate(ctx context.Context, c store.IssuedCertificate) error {
+	if c.Cluster == "" || c.Serial == "" || c.IssuedAt.IsZero() {
+		// The listing pages by (issued_at, serial): an entry without an
+		// issue time could not be reached past the first page.
+		return errors.New("record certificate: cluster, serial and issue time are required")
+	}
+	if err := checkTimes(c.NotBefore, c.NotAfter, c.IssuedAt, c.RevokedAt); err != nil {
+		return fmt.Errorf("record certificate %s of cluster %q: %w", c.Serial, c.Cluster, err)
+	}
+	err := d.attempt(ctx, func() error {
+		tag, err := d.pool.Exec(ctx, `INSERT INTO issued_certificates
+			(cluster, serial, generation, subject, profile, user_name, project, not_before, not_after, issued_at, revoked_at, privileged)
+			SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, COALESCE($11, g.trusted_until), $12
+			FROM (SELECT trusted_until FROM ca_generations WHERE cluster = $1 AND generation = $3 FOR SHARE) AS g`,
+			c.Cluster, c.Serial, c.Generation, c.Subject, c.Profile, c.User, c.Project,
+			ts(c.NotBefore), ts(c.NotAfter), ts(c.IssuedAt), ts(c.RevokedAt), c.Privileged)
+		if err != nil {
+			return d.wrap(err, "insert")
+		}
+		if tag.RowsAffected() != 1 {
+			return fmt.Errorf("no CA generation %d: %w", c.Generation, api.ErrNotFound)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record certificate %s of cluster %q generation %d: %w", c.Serial, c.Cluster, c.Generation, err)
+	}
+	return nil
+}
+
+// Certificates returns one page of a cluster's issued-certificate
+// registry, newest first (by IssuedAt, then by Serial, both descending),
+// filtered as q says, at most q.Limit entries. Every filter and the
+// position are applied in SQL, through the indexes of migration 0003, so a
+// page costs about what it returns, whatever the size of the registry.
+func (d *DB) Certificates(ctx context.Context, q store.CertificateQuery) ([]store.IssuedCertificate, error) {
+	query, args, err := certificatesSQL(q)
+	if err != nil {
+		return nil, fmt.Errorf("list certificates of cluster %q: %w", q.Cluster, err)
+	}
+	var certs []store.IssuedCertificate
+	err = d.query(ctx, func() { certs = make([]store.IssuedCertificate, 0, min(q.Limit, 1024)) }, func(rows pgx.Rows) error {
+		c := store.IssuedCertificate{Cluster: q.Cluster}
+		if err := rows.Scan(&c.Serial, &c.Generation, &c.Subject, &c.Profile, &c.User, &c.Project,
+			tm(&c.NotBefore), tm(&c.NotAfter), tm(&c.IssuedAt), tm(&c.RevokedAt), &c.Privileged); err != nil {
+			return err
+		}
+		certs = append(certs, c)
+		return nil
+	}, query, args...)
+	if err != nil {
+		return nil, d.wrap(err, "list certificates of cluster %q", q.Cluster)
+	}
+	return certs, nil
+}
+
+// certificatesSQL returns the statement and arguments of q: the same
+// selection and order as SQLite's, with issued_at NULLS LAST (where SQLite
+// sorts NULL) and serials in byte order (the column is COLLATE "C").
+func certificatesSQL(q store.CertificateQuery) (string, []any, error) {
+	if q.Cluster == "" {
+		return "", nil, errors.New("a cluster is required")
+	}
+	if q.Limit < 1 {
+		return "", nil, fmt.Errorf("limit %d: must be positive", q.Limit)
+	}
+	var b strings.Builder
+	args := []any{q.Cluster}
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	b.WriteString(`SELECT serial, generation, subject, profile, user_name, project,
+			not_before, not_after, issued_at, revoked_at, privileged
+		FROM issued_certificates WHERE cluster = $1`)
+	if q.User != "" {
+		b.WriteString(" AND user_name = " + arg(q.User))
+	}
+	if q.Serial != "" {
+		b.WriteString(" AND serial = " + arg(q.Serial))
+	}
+	if q.Generation != 0 {
+		b.WriteString(" AND generation = " + arg(q.Generation))
+	}
+	if q.Status != "" {
+		if q.Now.IsZero() || checkTimes(q.Now) != nil {
+			return "", nil, fmt.Errorf("status %q needs a valid instant, not %v", q.Status, q.Now)
+		}
+		now := arg(ts(q.Now))
+		// The same rules as the listing's status: revoked once revoked_at
+		// has passed, else expired once not_after has passed (a NULL
+		// not_after is the zero time, long past), else valid.
+		switch q.Status {
+		case store.StatusRevoked:
+			b.WriteString(" AND revoked_at <= " + now)
+		case store.StatusExpired:
+			b.WriteString(" AND (revoked_at IS NULL OR revoked_at > " + now + ") AND (not_after IS NULL OR not_after <= " + now + ")")
+		case store.StatusValid:
+			b.WriteString(" AND (revoked_at IS NULL OR revoked_at > " + now + ") AND not_after > " + now)
+		default:
+			return "", nil, fmt.Errorf("unknown status %q", q.Status)
+		}
+	}
+	if k := q.After; k != nil {
+		if k.IssuedAt.IsZero() || checkTimes(k.IssuedAt) != nil || k.Serial == "" {
+			return "", nil, fmt.Errorf("invalid position (%v, %q)", k.IssuedAt, k.Serial)
+		}
+		b.WriteString(" AND (issued_at, serial) < (" + arg(ts(k.IssuedAt)) + ", " + arg(k.Serial) + ")")
+	}
+	b.WriteString(" ORDER BY issued_at DESC NULLS LAST, serial DESC LIMIT " + arg(q.Limit))
+	return b.String(), args, nil
+}
