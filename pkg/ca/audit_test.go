@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -96,6 +97,20 @@ func TestListFindsACertificateBehindManyCheapOnes(t *testing.T) {
 		got, pages := listAll(t, routes, url.Values{"serial": {strings.ToUpper(hidden.Serial)}})
 		if len(got) != 1 || got[0].Serial != hidden.Serial || got[0].User != admin.User || pages != 1 {
 			t.Fatalf("serial filter returned %d entries in %d pages", len(got), pages)
+		}
+	})
+	t.Run("the serial filter finds it however its hex is padded", func(t *testing.T) {
+		// math/big's Text(16) drops a leading zero nibble; a leading 00
+		// byte is padding too. Both name the same serial.
+		n, ok := new(big.Int).SetString(hidden.Serial, 16)
+		if !ok {
+			t.Fatalf("serial %q is not hex", hidden.Serial)
+		}
+		for _, form := range []string{n.Text(16), "00" + hidden.Serial, "0000" + n.Text(16)} {
+			got, _ := listAll(t, routes, url.Values{"serial": {form}})
+			if len(got) != 1 || got[0].Serial != hidden.Serial {
+				t.Fatalf("serial=%s returned %d entries", form, len(got))
+			}
 		}
 	})
 	t.Run("the user filter finds it", func(t *testing.T) {

@@ -167,7 +167,7 @@ func (req ListRequest) query(cluster string, now time.Time) (store.CertificateQu
 			return q, api.Invalid(api.CodeInvalidField, "serial",
 				"serial must be 1 to 40 hexadecimal digits (any case, colons allowed)")
 		}
-		q.Serial = s
+		q.Serial = canonicalSerial(s)
 	}
 	switch req.Status {
 	case "", store.StatusValid, store.StatusRevoked, store.StatusExpired:
@@ -184,6 +184,18 @@ func (req ListRequest) query(cluster string, now time.Time) (store.CertificateQu
 		q.After = &k
 	}
 	return q, nil
+}
+
+// canonicalSerial returns the hex digits s (as normalizeSerial returns them)
+// in the form the registry stores: the serial's minimal big-endian bytes in
+// hex, so "cdee…" (math/big's Text(16) of a serial whose first byte is
+// below 0x10) and "00cdee…" find the certificate stored as "0cdee…".
+func canonicalSerial(s string) string {
+	s = strings.TrimLeft(s, "0")
+	if len(s)%2 == 1 {
+		s = "0" + s
+	}
+	return s
 }
 
 // normalizeSerial returns s as the registry stores serials: lowercase hex,

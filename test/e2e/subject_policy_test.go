@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"io"
@@ -147,7 +148,7 @@ func TestSubjectPolicy(t *testing.T) {
 		var mc struct{ PEM string }
 		r.json(t, &mc)
 		c := parseCert(t, mc.PEM)
-		privSerials = append(privSerials, c.SerialNumber.Text(16))
+		privSerials = append(privSerials, hex.EncodeToString(c.SerialNumber.Bytes())) // as the registry writes it
 		plain := sign(t, s, memberToken, cluster, map[string]string{"csr": newCSR(t, p256(t), "alice", []string{"dev"})})
 
 		r = do(t, "GET", native, readerToken, nil)
