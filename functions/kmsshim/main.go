@@ -83,9 +83,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	defer b.Close()
 	// The shim is long-running: it collects what crashes leave in custody
 	// like localrun does, one instance at a time through the store's lease.
+	// It starts once the shim listens, so its first listing of custody does
+	// not run beside the KEK's creation at start.
 	rctx, stop := context.WithCancel(ctx)
-	wait := b.StartReconciler(rctx, cfg, log, opts.Registry)
+	wait := func() {}
 	defer func() { stop(); wait() }()
 	kw := keywrap.New(b.Store, b.Custody, keywrap.Options{Logger: log, Registerer: opts.Registry, ActiveTTL: opts.RefreshInterval})
-	return kmsplugin.Run(ctx, opts, kw, log, nil)
+	return kmsplugin.Run(ctx, opts, kw, log, func(*kmsplugin.Server) {
+		wait = b.StartReconciler(rctx, cfg, log, opts.Registry)
+	})
 }
