@@ -18,6 +18,7 @@ import (
 	"github.com/awslabs/goformation/v7/intrinsics"
 	"github.com/spf13/pflag"
 
+	"github.com/clusterkeys/clusterkeys/pkg/api/openapi"
 	"github.com/clusterkeys/clusterkeys/pkg/config"
 	"github.com/clusterkeys/clusterkeys/pkg/functions"
 	"github.com/clusterkeys/clusterkeys/pkg/keys/pkcs11"
@@ -65,11 +66,18 @@ func samFunctions() map[string][]string {
 		for _, r := range f.Routes(&functions.Deps{}) {
 			patterns = append(patterns, r.Pattern)
 		}
+		if f.Name == openAPIFunction {
+			patterns = append(patterns, openapi.Route().Pattern)
+		}
 		slices.Sort(patterns)
 		out[f.Name] = patterns
 	}
 	return out
 }
+
+// openAPIFunction answers GET /openapi.json on the deployed API: every
+// gateway serves the document, and this function opens no store.
+const openAPIFunction = "validatebundle"
 
 // isStoreFunction is whether the function opens the store and key custody
 // (Store in pkg/functions); validatebundle opens neither.
