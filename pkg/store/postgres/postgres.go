@@ -62,7 +62,6 @@ import (
 	"io/fs"
 	"net"
 	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -73,6 +72,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/clusterkeys/clusterkeys/pkg/api"
+	"github.com/clusterkeys/clusterkeys/pkg/store"
 )
 
 const (
@@ -197,54 +197,21 @@ type migration struct {
 	sql     string
 }
 
-// parseMigrationName returns the version and name of a migration file
-// named NNNN_name.sql (a positive decimal version, any number of digits).
-func parseMigrationName(file string) (int, string, error) {
-	base, ok := strings.CutSuffix(file, ".sql")
-	if !ok {
-		return 0, "", fmt.Errorf("migration %q: name must end in .sql", file)
-	}
-	num, name, ok := strings.Cut(base, "_")
-	if !ok || name == "" || num == "" {
-		return 0, "", fmt.Errorf("migration %q: name must be NNNN_name.sql", file)
-	}
-	for _, r := range num {
-		if r < '0' || r > '9' {
-			return 0, "", fmt.Errorf("migration %q: version %q is not decimal", file, num)
-		}
-	}
-	v, err := strconv.Atoi(num)
-	if err != nil || v < 1 {
-		return 0, "", fmt.Errorf("migration %q: version %q out of range", file, num)
-	}
-	return v, name, nil
-}
+// parseMigrationName is store.ParseMigrationName: every store names its
+// migration files alike.
+var parseMigrationName = store.ParseMigrationName
 
-// loadMigrations reads the migrations under migrations/ in fsys, in order
-// of version, and refuses a version given twice. Gaps are allowed, as in
-// the SQLite store: branches number their migrations ahead of time.
+// loadMigrations reads the embedded migrations of fsys with
+// store.LoadMigrations (in order of version, gaps allowed, a version given
+// twice refused).
 func loadMigrations(fsys fs.FS) ([]migration, error) {
-	entries, err := fs.ReadDir(fsys, "migrations")
+	loaded, err := store.LoadMigrations(fsys)
 	if err != nil {
-		return nil, fmt.Errorf("read embedded migrations: %w", err)
+		return nil, err
 	}
-	var ms []migration
-	for _, e := range entries {
-		v, name, err := parseMigrationName(e.Name())
-		if err != nil {
-			return nil, err
-		}
-		b, err := fs.ReadFile(fsys, "migrations/"+e.Name())
-		if err != nil {
-			return nil, fmt.Errorf("read migration %s: %w", e.Name(), err)
-		}
-		ms = append(ms, migration{version: v, name: name, sql: string(b)})
-	}
-	slices.SortFunc(ms, func(a, b migration) int { return a.version - b.version })
-	for i := 1; i < len(ms); i++ {
-		if ms[i].version == ms[i-1].version {
-			return nil, fmt.Errorf("migrations %s and %s: version %d given twice", ms[i-1].name, ms[i].name, ms[i].version)
-		}
+	ms := make([]migration, len(loaded))
+	for i, m := range loaded {
+		ms[i] = migration{version: m.Version, name: m.Name, sql: m.SQL}
 	}
 	return ms, nil
 }
