@@ -41,6 +41,10 @@ type Store interface {
 	// registry as q selects it: newest first by (IssuedAt, Serial), after
 	// q.After when set, at most q.Limit entries.
 	Certificates(ctx context.Context, q store.CertificateQuery) ([]store.IssuedCertificate, error)
+	// SetPolicy replaces a cluster's signing policy, which Cluster and
+	// ActiveCA return with the cluster; the zero policy clears it
+	// (api.ErrNotFound when the cluster is absent).
+	SetPolicy(ctx context.Context, cluster string, p store.ClusterPolicy) error
 }
 
 // Keys is the part of key custody the CA functions use: signing keys that

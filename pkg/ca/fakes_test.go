@@ -163,6 +163,20 @@ func (s *fakeStore) RecordCertificate(_ context.Context, c store.IssuedCertifica
 	return nil
 }
 
+// SetPolicy is the minimal method of the Store contract; the policy's
+// tests run against the real SQLite store (clusterpolicy_test.go).
+func (s *fakeStore) SetPolicy(_ context.Context, cluster string, p store.ClusterPolicy) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.clusters[cluster]
+	if !ok {
+		return fmt.Errorf("cluster %q: %w", cluster, api.ErrNotFound)
+	}
+	c.Policy = p
+	s.clusters[cluster] = c
+	return nil
+}
+
 func (s *fakeStore) Certificates(_ context.Context, q store.CertificateQuery) ([]store.IssuedCertificate, error) {
 	if q.Limit < 1 {
 		return nil, fmt.Errorf("limit %d", q.Limit)

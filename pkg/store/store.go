@@ -22,6 +22,10 @@ type Cluster struct {
 	CommonName   string
 	ValidityDays int
 	CreatedAt    time.Time
+	// Policy is what an admin set for the certificates the cluster's CA
+	// signs (SetPolicy); the zero value sets nothing. CreateCluster ignores
+	// it: a new cluster has none.
+	Policy ClusterPolicy
 }
 
 // CAGeneration is one CA key pair and certificate of a cluster.

@@ -58,9 +58,9 @@ func (d *DB) insertGeneration(ctx context.Context, tx pgx.Tx, cluster string, g 
 // Cluster returns a cluster (api.ErrNotFound when absent).
 func (d *DB) Cluster(ctx context.Context, name string) (store.Cluster, error) {
 	c := store.Cluster{Name: name}
-	err := d.queryRow(ctx, `SELECT project, generation, key_algorithm, common_name, validity_days, created_at
+	err := d.queryRow(ctx, `SELECT project, generation, key_algorithm, common_name, validity_days, created_at, policy
 		FROM clusters WHERE name = $1`, []any{name},
-		&c.Project, &c.Generation, &c.KeyAlgorithm, &c.CommonName, &c.ValidityDays, tm(&c.CreatedAt))
+		&c.Project, &c.Generation, &c.KeyAlgorithm, &c.CommonName, &c.ValidityDays, tm(&c.CreatedAt), pol(&c.Policy))
 	if err != nil {
 		return store.Cluster{}, d.wrap(err, "read cluster %q", name)
 	}
@@ -110,12 +110,12 @@ func (d *DB) ActiveCA(ctx context.Context, name string) (store.Cluster, store.CA
 	c := store.Cluster{Name: name}
 	g := store.CAGeneration{Cluster: name}
 	err := d.queryRow(ctx, `SELECT c.project, c.generation, c.key_algorithm, c.common_name,
-			c.validity_days, c.created_at,
+			c.validity_days, c.created_at, c.policy,
 			g.key_ref, g.certificate_der, g.key_algorithm, g.not_before, g.not_after,
 			g.created_at, g.retired_at, g.trusted_until
 		FROM clusters c JOIN ca_generations g ON g.cluster = c.name AND g.generation = c.generation
 		WHERE c.name = $1`, []any{name},
-		&c.Project, &c.Generation, &c.KeyAlgorithm, &c.CommonName, &c.ValidityDays, tm(&c.CreatedAt),
+		&c.Project, &c.Generation, &c.KeyAlgorithm, &c.CommonName, &c.ValidityDays, tm(&c.CreatedAt), pol(&c.Policy),
 		&g.KeyRef, &g.CertificateDER, &g.KeyAlgorithm, tm(&g.NotBefore), tm(&g.NotAfter),
 		tm(&g.CreatedAt), tm(&g.RetiredAt), tm(&g.TrustedUntil))
 	if err != nil {

@@ -77,6 +77,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"RekeyRace", testRekeyRace},
 		{"RekeyRetryLoop", testRekeyRetryLoop},
 		{"RecordRacingRekey", testRecordRacingRekey},
+		{"Policy", testPolicy},
 		{"KEKs", testKEKRoundTrip},
 		{"KEKErrors", testKEKErrors},
 		{"RotateKEKRace", testRotateKEKRace},

@@ -1,0 +1,63 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/clusterkeys/clusterkeys/pkg/api"
+	"github.com/clusterkeys/clusterkeys/pkg/store"
+)
+
+// SetPolicy replaces the signing policy of a cluster (migration 0006's
+// policy column); the zero policy clears it. A missing cluster gives
+// api.ErrNotFound. Nothing is cached: every sign reads the policy with the
+// cluster (ActiveCA), so every instance on the store applies it at once.
+func (d *DB) SetPolicy(ctx context.Context, cluster string, p store.ClusterPolicy) error {
+	text, err := store.MarshalPolicy(p)
+	if err != nil {
+		return fmt.Errorf("set the policy of cluster %q: %w", cluster, err)
+	}
+	err = d.write(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, "UPDATE clusters SET policy = $1 WHERE name = $2", text, cluster)
+		if err != nil {
+			return d.wrap(err, "update the policy")
+		}
+		if tag.RowsAffected() != 1 {
+			return fmt.Errorf("no cluster %q: %w", cluster, api.ErrNotFound)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("set the policy of cluster %q: %w", cluster, err)
+	}
+	return nil
+}
+
+// policyScanner scans a policy column into dst: NULL is the zero policy.
+type policyScanner struct{ dst *store.ClusterPolicy }
+
+// Scan implements sql.Scanner, which pgx uses for a text column.
+func (s policyScanner) Scan(src any) error {
+	var text *string
+	switch v := src.(type) {
+	case nil:
+	case string:
+		text = &v
+	case []byte:
+		t := string(v)
+		text = &t
+	default:
+		return fmt.Errorf("policy column holds a %T", src)
+	}
+	p, err := store.UnmarshalPolicy(text)
+	if err != nil {
+		return err
+	}
+	*s.dst = p
+	return nil
+}
+
+// pol returns a scanner that stores a stored policy into dst.
+func pol(dst *store.ClusterPolicy) policyScanner { return policyScanner{dst} }

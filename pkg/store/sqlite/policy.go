@@ -1,0 +1,63 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/clusterkeys/clusterkeys/pkg/api"
+	"github.com/clusterkeys/clusterkeys/pkg/store"
+)
+
+// SetPolicy replaces the signing policy of a cluster (migration 0006's
+// policy column); the zero policy clears it. A missing cluster gives
+// api.ErrNotFound. Nothing is cached: every sign reads the policy with the
+// cluster (ActiveCA), so every instance on the store applies it at once.
+func (d *DB) SetPolicy(ctx context.Context, cluster string, p store.ClusterPolicy) error {
+	text, err := store.MarshalPolicy(p)
+	if err != nil {
+		return fmt.Errorf("set the policy of cluster %q: %w", cluster, err)
+	}
+	err = d.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, "UPDATE clusters SET policy = ? WHERE name = ?", text, cluster)
+		if err != nil {
+			return d.wrap(err, "update the policy")
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return d.wrap(err, "update the policy")
+		}
+		if n != 1 {
+			return fmt.Errorf("no cluster %q: %w", cluster, api.ErrNotFound)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("set the policy of cluster %q: %w", cluster, err)
+	}
+	return nil
+}
+
+// policyScanner scans a policy column into dst: NULL is the zero policy.
+type policyScanner struct{ dst *store.ClusterPolicy }
+
+// Scan implements sql.Scanner.
+func (s policyScanner) Scan(src any) error {
+	var ns sql.NullString
+	if err := ns.Scan(src); err != nil {
+		return err
+	}
+	var text *string
+	if ns.Valid {
+		text = &ns.String
+	}
+	p, err := store.UnmarshalPolicy(text)
+	if err != nil {
+		return err
+	}
+	*s.dst = p
+	return nil
+}
+
+// pol returns a scanner that stores a stored policy into dst.
+func pol(dst *store.ClusterPolicy) policyScanner { return policyScanner{dst} }
