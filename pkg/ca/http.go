@@ -14,6 +14,8 @@ import (
 //	POST /v1/clusters/{cluster}/ca/rekey    rekey (200)
 //	POST /v1/clusters/{cluster}/certificates sign a CSR (201)
 //	GET  /v1/clusters/{cluster}/certificates the issued-certificate registry (200)
+//	PUT  /v1/clusters/{cluster}/policy      set the signing policy (200, admin)
+//	GET  /v1/clusters/{cluster}/policy      show the signing policy (200)
 func Routes(a *Authority) []api.Route {
 	return []api.Route{
 		{Pattern: "PUT /v1/clusters/{cluster}/ca", Name: "ca_create", Handler: a.handleCreate},
@@ -21,6 +23,8 @@ func Routes(a *Authority) []api.Route {
 		{Pattern: "POST /v1/clusters/{cluster}/ca/rekey", Name: "ca_rekey", Handler: a.handleRekey},
 		{Pattern: "POST /v1/clusters/{cluster}/certificates", Name: "ca_sign", Handler: a.handleSign},
 		{Pattern: "GET /v1/clusters/{cluster}/certificates", Name: "ca_certificates", Handler: a.handleList},
+		{Pattern: "PUT /v1/clusters/{cluster}/policy", Name: "ca_policy_set", Handler: a.handleSetPolicy},
+		{Pattern: "GET /v1/clusters/{cluster}/policy", Name: "ca_policy_show", Handler: a.handleShowPolicy},
 	}
 }
 

@@ -85,10 +85,13 @@ func (a *Authority) Sign(ctx context.Context, cluster string, req SignRequest) (
 	if err := CheckProfile(csr, profile, p.IsAdmin()); err != nil {
 		return SignResult{}, err
 	}
+	if err := checkAllowedGroups(c.Policy, csr, p.IsAdmin()); err != nil {
+		return SignResult{}, err
+	}
 	privAttr, _ := Privileged(csr) // only an admin gets this far with one
 
 	now := a.now()
-	notAfter, err := a.notAfter(profile, req.ValidityHours, now, active.NotAfter)
+	notAfter, err := a.notAfter(a.validityFor(c.Policy, profile), profile, req.ValidityHours, now, active.NotAfter)
 	if err != nil {
 		return SignResult{}, err
 	}
@@ -151,13 +154,17 @@ func (a *Authority) Sign(ctx context.Context, cluster string, req SignRequest) (
 	}, nil
 }
 
-// notAfter returns the NotAfter of a certificate asked for hours (0 = the
-// profile's default) by a CA that expires at caNotAfter.
-func (a *Authority) notAfter(profile Profile, hours int, now, caNotAfter time.Time) (time.Time, error) {
+// notAfter returns the NotAfter of a certificate of profile asked for hours
+// (0 = v's default) by a CA that expires at caNotAfter; v is the profile's
+// validity on the cluster (validityFor).
+func (a *Authority) notAfter(v validity, profile Profile, hours int, now, caNotAfter time.Time) (time.Time, error) {
 	now = now.Truncate(time.Second)
 	if !caNotAfter.After(now) {
 		return time.Time{}, api.Invalid(api.CodeValidityTooLong, "validity_hours",
 			"the cluster's CA has expired; rekey it")
+	}
+	if err := checkValidityHours(v, profile, hours); err != nil {
+		return time.Time{}, err
 	}
 	if hours > 0 {
 		na := now.Add(time.Duration(hours) * time.Hour)
@@ -167,11 +174,7 @@ func (a *Authority) notAfter(profile Profile, hours int, now, caNotAfter time.Ti
 		}
 		return na, nil
 	}
-	d := a.opts.ClientValidity
-	if profile != ProfileClient {
-		d = a.opts.ServerValidity
-	}
-	if na := now.Add(d); na.Before(caNotAfter) {
+	if na := now.Add(v.def); na.Before(caNotAfter) {
 		return na, nil
 	}
 	return caNotAfter.UTC(), nil

@@ -1,0 +1,304 @@
+package ca
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/clusterkeys/clusterkeys/pkg/api"
+	"github.com/clusterkeys/clusterkeys/pkg/store"
+)
+
+// Limits of a cluster policy's allowed_groups.
+const (
+	// MaxAllowedGroups bounds the groups of allowed_groups.
+	MaxAllowedGroups = 64
+	// maxGroupLen bounds each group (an O attribute, as in a CSR).
+	maxGroupLen = maxNameLen
+)
+
+// PolicyRequest is the body of PUT /v1/clusters/{cluster}/policy. Every
+// field is optional; a PUT replaces the whole policy, so {} clears it.
+type PolicyRequest struct {
+	// Profiles sets the validity of certificates, by profile name
+	// ("client", "server", "peer").
+	Profiles map[string]ProfileLimitsRequest `json:"profiles,omitempty"`
+	// AllowedGroups, when present, are the only O values (Kubernetes
+	// groups) a non-admin may request; [] allows none. Privileged groups
+	// (system:…, kubeadm:cluster-admins) stay refused to members whatever
+	// the list says.
+	AllowedGroups []string `json:"allowed_groups,omitzero"`
+}
+
+// ProfileLimitsRequest is the validity a policy sets for one profile, in
+// hours; each field is optional.
+type ProfileLimitsRequest struct {
+	DefaultValidityHours *int `json:"default_validity_hours,omitempty"`
+	MaxValidityHours     *int `json:"max_validity_hours,omitempty"`
+}
+
+// Policy is the effective signing policy of a cluster, as GET and PUT
+// /v1/clusters/{cluster}/policy answer it: for every profile, the validity
+// a sign gets when it asks for none and the most it may ask for, whether
+// the cluster's policy or the service's defaults set them.
+type Policy struct {
+	Profiles map[string]ProfileLimits `json:"profiles"`
+	// AllowedGroups is absent when members may request any group that is
+	// not privileged.
+	AllowedGroups []string `json:"allowed_groups,omitzero"`
+}
+
+// ProfileLimits is the effective validity of one profile, in hours.
+type ProfileLimits struct {
+	DefaultValidityHours int `json:"default_validity_hours"`
+	MaxValidityHours     int `json:"max_validity_hours"`
+}
+
+// profiles are the profile names, in the order refusals name them.
+var profiles = []Profile{ProfileClient, ProfileServer, ProfilePeer}
+
+// validity is the validity a sign of one profile gets on one cluster: def
+// when it asks for none, at most max.
+type validity struct {
+	def, max time.Duration
+}
+
+// validityFor returns the effective validity of profile under pol. Unset,
+// everything is as without a policy: Options.ClientValidity or
+// ServerValidity by default, Options.MaxValidity at most. A max the policy
+// sets also caps the service's default, so that setting only a max makes
+// certificates short-lived by default; a policy is never looser than the
+// service (a value stored before Options.MaxValidity was lowered is capped
+// by it).
+func (a *Authority) validityFor(pol store.ClusterPolicy, profile Profile) validity {
+	v := validity{def: a.opts.ClientValidity, max: a.opts.MaxValidity}
+	if profile != ProfileClient {
+		v.def = a.opts.ServerValidity
+	}
+	pp := pol.Profiles[string(profile)]
+	if pp.MaxValidityHours > 0 {
+		v.max = min(time.Duration(pp.MaxValidityHours)*time.Hour, a.opts.MaxValidity)
+		v.def = min(v.def, v.max)
+	}
+	if pp.DefaultValidityHours > 0 {
+		v.def = min(time.Duration(pp.DefaultValidityHours)*time.Hour, v.max)
+	}
+	return v
+}
+
+// effective returns the API view of pol.
+func (a *Authority) effective(pol store.ClusterPolicy) Policy {
+	out := Policy{Profiles: make(map[string]ProfileLimits, len(profiles))}
+	for _, p := range profiles {
+		v := a.validityFor(pol, p)
+		out.Profiles[string(p)] = ProfileLimits{
+			DefaultValidityHours: int(v.def / time.Hour),
+			MaxValidityHours:     int(v.max / time.Hour),
+		}
+	}
+	if pol.AllowedGroups != nil {
+		out.AllowedGroups = slices.Clone(pol.AllowedGroups)
+	}
+	return out
+}
+
+// checkValidityHours refuses a validity_hours beyond the profile's max on
+// the cluster (400 invalid_field, field validity_hours). Sign has already
+// bounded it by Options.MaxValidity.
+func checkValidityHours(v validity, profile Profile, hours int) error {
+	if maxHours := int64(v.max / time.Hour); int64(hours) > maxHours {
+		return api.Invalid(api.CodeInvalidField, "validity_hours",
+			fmt.Sprintf("validity_hours must be between 1 and %d for a %s certificate on this cluster (its policy)", maxHours, profile))
+	}
+	return nil
+}
+
+// checkAllowedGroups refuses, for a non-admin, a CSR with an O value that
+// the cluster's allowed_groups (when set) does not list: 403
+// subject_not_allowed, field csr, naming the group. Values are compared
+// exactly, as Kubernetes compares group names. Admins are not bound by the
+// list.
+func checkAllowedGroups(pol store.ClusterPolicy, csr *x509.CertificateRequest, admin bool) error {
+	if admin || pol.AllowedGroups == nil {
+		return nil
+	}
+	names, _ := subjectNames(csr) // ParseCSR refused undecodable names
+	for _, n := range names {
+		if n.attr != "O" || slices.Contains(pol.AllowedGroups, n.value) {
+			continue
+		}
+		msg := fmt.Sprintf("group (O) %q is not among the groups this cluster's policy allows members to request", truncate(n.value, maxNameLen))
+		return &api.Error{
+			Status: http.StatusForbidden, Code: api.CodeSubjectNotAllowed,
+			Detail: msg,
+			Fields: []api.FieldError{{Code: api.CodeSubjectNotAllowed, Field: "csr", Message: msg}},
+		}
+	}
+	return nil
+}
+
+// validatePolicy checks a PUT body and returns the policy to store: hours
+// positive, a default at most its max (the given one, else the service's),
+// a max at most Options.MaxValidity, only known profile names, at most
+// MaxAllowedGroups distinct groups of 1 to 64 bytes without control
+// characters. Every refusal is 400 invalid_field (subject_not_allowed for a
+// control character, as for a CA's common_name) naming the field's path.
+func (a *Authority) validatePolicy(req PolicyRequest) (store.ClusterPolicy, error) {
+	var pol store.ClusterPolicy
+	serviceMax := int64(a.opts.MaxValidity / time.Hour)
+	names := make([]string, 0, len(req.Profiles))
+	for name := range req.Profiles {
+		names = append(names, name)
+	}
+	slices.Sort(names) // the same refusal for the same body
+	for _, name := range names {
+		field := "profiles." + name
+		if _, err := ParseProfile(name); err != nil {
+			return pol, api.Invalid(api.CodeInvalidField, field,
+				fmt.Sprintf("%s: unknown profile; profiles are %q, %q and %q", field, ProfileClient, ProfileServer, ProfilePeer))
+		}
+		lim := req.Profiles[name]
+		var pp store.ProfilePolicy
+		maxHours := serviceMax
+		if h := lim.MaxValidityHours; h != nil {
+			if *h < 1 || int64(*h) > serviceMax {
+				return pol, api.Invalid(api.CodeInvalidField, field+".max_validity_hours",
+					fmt.Sprintf("%s.max_validity_hours must be between 1 and %d (the service's maximum)", field, serviceMax))
+			}
+			pp.MaxValidityHours, maxHours = *h, int64(*h)
+		}
+		if h := lim.DefaultValidityHours; h != nil {
+			if *h < 1 || int64(*h) > maxHours {
+				return pol, api.Invalid(api.CodeInvalidField, field+".default_validity_hours",
+					fmt.Sprintf("%s.default_validity_hours must be between 1 and %d (the profile's maximum)", field, maxHours))
+			}
+			pp.DefaultValidityHours = *h
+		}
+		if pp != (store.ProfilePolicy{}) {
+			if pol.Profiles == nil {
+				pol.Profiles = map[string]store.ProfilePolicy{}
+			}
+			pol.Profiles[name] = pp
+		}
+	}
+	if req.AllowedGroups != nil {
+		if len(req.AllowedGroups) > MaxAllowedGroups {
+			return pol, api.Invalid(api.CodeInvalidField, "allowed_groups",
+				fmt.Sprintf("allowed_groups may list at most %d groups", MaxAllowedGroups))
+		}
+		pol.AllowedGroups = make([]string, 0, len(req.AllowedGroups))
+		for i, g := range req.AllowedGroups {
+			field := fmt.Sprintf("allowed_groups[%d]", i)
+			if g == "" || len(g) > maxGroupLen {
+				return pol, api.Invalid(api.CodeInvalidField, field,
+					fmt.Sprintf("%s must be 1 to %d bytes", field, maxGroupLen))
+			}
+			if err := CheckName(field, g); err != nil {
+				return pol, err
+			}
+			if slices.Contains(pol.AllowedGroups, g) {
+				return pol, api.Invalid(api.CodeInvalidField, field,
+					fmt.Sprintf("%s repeats group %q", field, g))
+			}
+			pol.AllowedGroups = append(pol.AllowedGroups, g)
+		}
+	}
+	return pol, nil
+}
+
+// Policy returns the effective signing policy of cluster, to readers of
+// its project and admins.
+func (a *Authority) Policy(ctx context.Context, cluster string) (Policy, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return Policy{}, err
+	}
+	if err := ValidateClusterName(cluster); err != nil {
+		return Policy{}, err
+	}
+	c, err := a.cluster(ctx, cluster)
+	if err != nil {
+		return Policy{}, err
+	}
+	if err := p.AuthorizeRead(c.Project); err != nil {
+		return Policy{}, err
+	}
+	return a.effective(c.Policy), nil
+}
+
+// SetPolicy replaces the signing policy of cluster (admins only) and
+// returns it as it now applies. The next sign on any instance reads it:
+// nothing is cached.
+func (a *Authority) SetPolicy(ctx context.Context, cluster string, req PolicyRequest) (Policy, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return Policy{}, err
+	}
+	if err := ValidateClusterName(cluster); err != nil {
+		return Policy{}, err
+	}
+	c, err := a.cluster(ctx, cluster)
+	if err != nil {
+		return Policy{}, err
+	}
+	if !p.IsAdmin() {
+		return Policy{}, api.New(http.StatusForbidden, api.CodeForbidden,
+			"only an admin may set a cluster's signing policy").
+			Wrap(fmt.Errorf("user %q may not set the policy of cluster %q: %w", p.User, cluster, api.ErrForbidden))
+	}
+	pol, err := a.validatePolicy(req)
+	if err != nil {
+		return Policy{}, err
+	}
+	if err := a.st.SetPolicy(ctx, cluster, pol); err != nil {
+		if errors.Is(err, api.ErrNotFound) {
+			return Policy{}, caNotFound(cluster, err)
+		}
+		return Policy{}, fmt.Errorf("store the policy of cluster %q: %w", cluster, err)
+	}
+	a.log.Info("cluster policy set", "cluster", cluster, "project", c.Project, "user", p.User,
+		"policy", policySummary(pol))
+	return a.effective(pol), nil
+}
+
+// policySummary is pol in one short line for the log.
+func policySummary(pol store.ClusterPolicy) string {
+	if pol.IsZero() {
+		return "none"
+	}
+	var parts []string
+	for _, p := range profiles {
+		if pp, ok := pol.Profiles[string(p)]; ok {
+			parts = append(parts, fmt.Sprintf("%s default=%dh max=%dh", p, pp.DefaultValidityHours, pp.MaxValidityHours))
+		}
+	}
+	if pol.AllowedGroups != nil {
+		parts = append(parts, fmt.Sprintf("allowed_groups=%d", len(pol.AllowedGroups)))
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (a *Authority) handleSetPolicy(w http.ResponseWriter, r *http.Request) error {
+	var req PolicyRequest
+	if err := api.DecodeJSON(r, &req, false); err != nil {
+		return err
+	}
+	res, err := a.SetPolicy(r.Context(), r.PathValue("cluster"), req)
+	if err != nil {
+		return err
+	}
+	return api.WriteJSON(w, http.StatusOK, res)
+}
+
+func (a *Authority) handleShowPolicy(w http.ResponseWriter, r *http.Request) error {
+	res, err := a.Policy(r.Context(), r.PathValue("cluster"))
+	if err != nil {
+		return err
+	}
+	return api.WriteJSON(w, http.StatusOK, res)
+}
