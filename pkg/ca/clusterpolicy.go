@@ -3,10 +3,13 @@ package ca
 import (
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -151,16 +154,10 @@ func checkAllowedGroups(pol store.ClusterPolicy, csr *x509.CertificateRequest, a
 func (a *Authority) validatePolicy(req PolicyRequest) (store.ClusterPolicy, error) {
 	var pol store.ClusterPolicy
 	serviceMax := int64(a.opts.MaxValidity / time.Hour)
-	names := make([]string, 0, len(req.Profiles))
-	for name := range req.Profiles {
-		names = append(names, name)
-	}
-	slices.Sort(names) // the same refusal for the same body
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(req.Profiles)) { // the same refusal for the same body
 		field := "profiles." + name
 		if _, err := ParseProfile(name); err != nil {
-			return pol, api.Invalid(api.CodeInvalidField, field,
-				fmt.Sprintf("%s: unknown profile; profiles are %q, %q and %q", field, ProfileClient, ProfileServer, ProfilePeer))
+			return pol, unknownProfile(field)
 		}
 		lim := req.Profiles[name]
 		var pp store.ProfilePolicy
@@ -284,8 +281,12 @@ func policySummary(pol store.ClusterPolicy) string {
 }
 
 func (a *Authority) handleSetPolicy(w http.ResponseWriter, r *http.Request) error {
-	var req PolicyRequest
-	if err := api.DecodeJSON(r, &req, false); err != nil {
+	var body policyBody
+	if err := api.DecodeJSON(r, &body, false); err != nil {
+		return err
+	}
+	req, err := body.request()
+	if err != nil {
 		return err
 	}
 	res, err := a.SetPolicy(r.Context(), r.PathValue("cluster"), req)
@@ -293,6 +294,65 @@ func (a *Authority) handleSetPolicy(w http.ResponseWriter, r *http.Request) erro
 		return err
 	}
 	return api.WriteJSON(w, http.StatusOK, res)
+}
+
+// policyBody is PolicyRequest on the wire: each profile's object is
+// decoded on its own, strictly, so that a refusal inside it names its whole
+// path ("profiles.client.max_validity_hours"), which encoding/json does not
+// do for the values of a map.
+type policyBody struct {
+	Profiles      map[string]json.RawMessage `json:"profiles,omitempty"`
+	AllowedGroups []string                   `json:"allowed_groups,omitzero"`
+}
+
+// request decodes b's profiles: an unknown profile name is 400
+// invalid_field "profiles.<name>"; a refusal inside a profile's object
+// names the field's whole path.
+func (b policyBody) request() (PolicyRequest, error) {
+	req := PolicyRequest{AllowedGroups: b.AllowedGroups}
+	names := slices.Sorted(maps.Keys(b.Profiles)) // the same refusal for the same body
+	for _, name := range names {
+		prefix := "profiles." + name
+		if _, err := ParseProfile(name); err != nil {
+			return req, unknownProfile(prefix)
+		}
+		var lim ProfileLimitsRequest
+		if err := api.DecodeJSONBytes(b.Profiles[name], &lim); err != nil {
+			return req, underField(err, prefix)
+		}
+		if req.Profiles == nil {
+			req.Profiles = map[string]ProfileLimitsRequest{}
+		}
+		req.Profiles[name] = lim
+	}
+	return req, nil
+}
+
+// underField returns err, an *api.Error about a field of the object at
+// prefix (or about the object itself, field ""), with the whole path in
+// its fields and messages.
+func underField(err error, prefix string) error {
+	var e *api.Error
+	if !errors.As(err, &e) {
+		return err
+	}
+	c := *e
+	c.Fields = slices.Clone(e.Fields)
+	for i, f := range c.Fields {
+		whole := prefix // the object itself (a type error at its top)
+		if f.Field != "" {
+			whole += "." + f.Field
+		}
+		c.Fields[i].Field = whole
+		c.Fields[i].Message = strings.ReplaceAll(f.Message, strconv.Quote(f.Field), strconv.Quote(whole))
+		c.Detail = strings.ReplaceAll(c.Detail, strconv.Quote(f.Field), strconv.Quote(whole))
+	}
+	return &c
+}
+
+func unknownProfile(field string) error {
+	return api.Invalid(api.CodeInvalidField, field,
+		fmt.Sprintf("%s: unknown profile; profiles are %q, %q and %q", field, ProfileClient, ProfileServer, ProfilePeer))
 }
 
 func (a *Authority) handleShowPolicy(w http.ResponseWriter, r *http.Request) error {
