@@ -25,9 +25,9 @@ const (
 	maxGroupLen = maxNameLen
 )
 
-// PolicyRequest is the body of PUT /v1/clusters/{cluster}/policy. Every
+// ClusterPolicyRequest is the body of PUT /v1/clusters/{cluster}/policy. Every
 // field is optional; a PUT replaces the whole policy, so {} clears it.
-type PolicyRequest struct {
+type ClusterPolicyRequest struct {
 	// Profiles sets the validity of certificates, by profile name
 	// ("client", "server", "peer").
 	Profiles map[string]ProfileLimitsRequest `json:"profiles,omitempty"`
@@ -45,11 +45,11 @@ type ProfileLimitsRequest struct {
 	MaxValidityHours     *int `json:"max_validity_hours,omitempty"`
 }
 
-// Policy is the effective signing policy of a cluster, as GET and PUT
+// ClusterPolicy is the effective signing policy of a cluster, as GET and PUT
 // /v1/clusters/{cluster}/policy answer it: for every profile, the validity
 // a sign gets when it asks for none and the most it may ask for, whether
 // the cluster's policy or the service's defaults set them.
-type Policy struct {
+type ClusterPolicy struct {
 	Profiles map[string]ProfileLimits `json:"profiles"`
 	// AllowedGroups is absent when members may request any group that is
 	// not privileged.
@@ -95,8 +95,8 @@ func (a *Authority) validityFor(pol store.ClusterPolicy, profile Profile) validi
 }
 
 // effective returns the API view of pol.
-func (a *Authority) effective(pol store.ClusterPolicy) Policy {
-	out := Policy{Profiles: make(map[string]ProfileLimits, len(profiles))}
+func (a *Authority) effective(pol store.ClusterPolicy) ClusterPolicy {
+	out := ClusterPolicy{Profiles: make(map[string]ProfileLimits, len(profiles))}
 	for _, p := range profiles {
 		v := a.validityFor(pol, p)
 		out.Profiles[string(p)] = ProfileLimits{
@@ -151,7 +151,7 @@ func checkAllowedGroups(pol store.ClusterPolicy, csr *x509.CertificateRequest, a
 // MaxAllowedGroups distinct groups of 1 to 64 bytes without control
 // characters. Every refusal is 400 invalid_field (subject_not_allowed for a
 // control character, as for a CA's common_name) naming the field's path.
-func (a *Authority) validatePolicy(req PolicyRequest) (store.ClusterPolicy, error) {
+func (a *Authority) validatePolicy(req ClusterPolicyRequest) (store.ClusterPolicy, error) {
 	var pol store.ClusterPolicy
 	serviceMax := int64(a.opts.MaxValidity / time.Hour)
 	for _, name := range slices.Sorted(maps.Keys(req.Profiles)) { // the same refusal for the same body
@@ -208,55 +208,55 @@ func (a *Authority) validatePolicy(req PolicyRequest) (store.ClusterPolicy, erro
 	return pol, nil
 }
 
-// Policy returns the effective signing policy of cluster, to readers of
+// ClusterPolicy returns the effective signing policy of cluster, to readers of
 // its project and admins.
-func (a *Authority) Policy(ctx context.Context, cluster string) (Policy, error) {
+func (a *Authority) ClusterPolicy(ctx context.Context, cluster string) (ClusterPolicy, error) {
 	p, err := principal(ctx)
 	if err != nil {
-		return Policy{}, err
+		return ClusterPolicy{}, err
 	}
 	if err := ValidateClusterName(cluster); err != nil {
-		return Policy{}, err
+		return ClusterPolicy{}, err
 	}
 	c, err := a.cluster(ctx, cluster)
 	if err != nil {
-		return Policy{}, err
+		return ClusterPolicy{}, err
 	}
 	if err := p.AuthorizeRead(c.Project); err != nil {
-		return Policy{}, err
+		return ClusterPolicy{}, err
 	}
 	return a.effective(c.Policy), nil
 }
 
-// SetPolicy replaces the signing policy of cluster (admins only) and
+// SetClusterPolicy replaces the signing policy of cluster (admins only) and
 // returns it as it now applies. The next sign on any instance reads it:
 // nothing is cached.
-func (a *Authority) SetPolicy(ctx context.Context, cluster string, req PolicyRequest) (Policy, error) {
+func (a *Authority) SetClusterPolicy(ctx context.Context, cluster string, req ClusterPolicyRequest) (ClusterPolicy, error) {
 	p, err := principal(ctx)
 	if err != nil {
-		return Policy{}, err
+		return ClusterPolicy{}, err
 	}
 	if err := ValidateClusterName(cluster); err != nil {
-		return Policy{}, err
+		return ClusterPolicy{}, err
 	}
 	c, err := a.cluster(ctx, cluster)
 	if err != nil {
-		return Policy{}, err
+		return ClusterPolicy{}, err
 	}
 	if !p.IsAdmin() {
-		return Policy{}, api.New(http.StatusForbidden, api.CodeForbidden,
+		return ClusterPolicy{}, api.New(http.StatusForbidden, api.CodeForbidden,
 			"only an admin may set a cluster's signing policy").
 			Wrap(fmt.Errorf("user %q may not set the policy of cluster %q: %w", p.User, cluster, api.ErrForbidden))
 	}
 	pol, err := a.validatePolicy(req)
 	if err != nil {
-		return Policy{}, err
+		return ClusterPolicy{}, err
 	}
 	if err := a.st.SetPolicy(ctx, cluster, pol); err != nil {
 		if errors.Is(err, api.ErrNotFound) {
-			return Policy{}, caNotFound(cluster, err)
+			return ClusterPolicy{}, caNotFound(cluster, err)
 		}
-		return Policy{}, fmt.Errorf("store the policy of cluster %q: %w", cluster, err)
+		return ClusterPolicy{}, fmt.Errorf("store the policy of cluster %q: %w", cluster, err)
 	}
 	a.log.Info("cluster policy set", "cluster", cluster, "project", c.Project, "user", p.User,
 		"policy", policySummary(pol))
@@ -289,14 +289,14 @@ func (a *Authority) handleSetPolicy(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	res, err := a.SetPolicy(r.Context(), r.PathValue("cluster"), req)
+	res, err := a.SetClusterPolicy(r.Context(), r.PathValue("cluster"), req)
 	if err != nil {
 		return err
 	}
 	return api.WriteJSON(w, http.StatusOK, res)
 }
 
-// policyBody is PolicyRequest on the wire: each profile's object is
+// policyBody is ClusterPolicyRequest on the wire: each profile's object is
 // decoded on its own, strictly, so that a refusal inside it names its whole
 // path ("profiles.client.max_validity_hours"), which encoding/json does not
 // do for the values of a map.
@@ -308,8 +308,8 @@ type policyBody struct {
 // request decodes b's profiles: an unknown profile name is 400
 // invalid_field "profiles.<name>"; a refusal inside a profile's object
 // names the field's whole path.
-func (b policyBody) request() (PolicyRequest, error) {
-	req := PolicyRequest{AllowedGroups: b.AllowedGroups}
+func (b policyBody) request() (ClusterPolicyRequest, error) {
+	req := ClusterPolicyRequest{AllowedGroups: b.AllowedGroups}
 	names := slices.Sorted(maps.Keys(b.Profiles)) // the same refusal for the same body
 	for _, name := range names {
 		prefix := "profiles." + name
@@ -356,7 +356,7 @@ func unknownProfile(field string) error {
 }
 
 func (a *Authority) handleShowPolicy(w http.ResponseWriter, r *http.Request) error {
-	res, err := a.Policy(r.Context(), r.PathValue("cluster"))
+	res, err := a.ClusterPolicy(r.Context(), r.PathValue("cluster"))
 	if err != nil {
 		return err
 	}

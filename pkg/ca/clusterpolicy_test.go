@@ -206,23 +206,23 @@ func TestSetPolicyValidation(t *testing.T) {
 		{"a max alone lowers the default",
 			`{"profiles":{"server":{"max_validity_hours":2160},"peer":{"max_validity_hours":17520}}}`,
 			store.ClusterPolicy{Profiles: map[string]store.ProfilePolicy{"server": {MaxValidityHours: 2160}, "peer": {MaxValidityHours: 17520}}},
-			mustJSON(t, Policy{Profiles: service(defClient, ProfileLimits{2160, 2160}, defServer)})},
+			mustJSON(t, ClusterPolicy{Profiles: service(defClient, ProfileLimits{2160, 2160}, defServer)})},
 		{"a default alone keeps the service's max",
 			`{"profiles":{"client":{"default_validity_hours":8}}}`,
 			store.ClusterPolicy{Profiles: map[string]store.ProfilePolicy{"client": {DefaultValidityHours: 8}}},
-			mustJSON(t, Policy{Profiles: service(ProfileLimits{8, 17520}, defServer, defServer)})},
+			mustJSON(t, ClusterPolicy{Profiles: service(ProfileLimits{8, 17520}, defServer, defServer)})},
 		{"an empty allowed list allows no group",
 			`{"allowed_groups":[]}`,
 			store.ClusterPolicy{AllowedGroups: []string{}},
-			mustJSON(t, Policy{Profiles: service(defClient, defServer, defServer), AllowedGroups: []string{}})},
+			mustJSON(t, ClusterPolicy{Profiles: service(defClient, defServer, defServer), AllowedGroups: []string{}})},
 		{"64 groups", groups(64), store.ClusterPolicy{}, ""},
 		{"a privileged group may be listed (it stays refused to members)",
 			`{"allowed_groups":["system:nodes"]}`,
 			store.ClusterPolicy{AllowedGroups: []string{"system:nodes"}}, ""},
 		{"an empty profile sets nothing", `{"profiles":{"peer":{}}}`, store.ClusterPolicy{},
-			mustJSON(t, Policy{Profiles: service(defClient, defServer, defServer)})},
+			mustJSON(t, ClusterPolicy{Profiles: service(defClient, defServer, defServer)})},
 		{"{} clears the policy", `{}`, store.ClusterPolicy{},
-			mustJSON(t, Policy{Profiles: service(defClient, defServer, defServer)})},
+			mustJSON(t, ClusterPolicy{Profiles: service(defClient, defServer, defServer)})},
 	}
 	for _, tt := range accepted {
 		t.Run("accepted/"+tt.name, func(t *testing.T) {
@@ -250,7 +250,7 @@ func TestSetPolicyValidation(t *testing.T) {
 				t.Fatalf("stored %#v\nwant   %#v", c.Policy, tt.stored)
 			}
 			// GET answers what PUT answered.
-			got, err := a.Policy(polCtx(polReader), "prod")
+			got, err := a.ClusterPolicy(polCtx(polReader), "prod")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -302,7 +302,7 @@ func TestPolicyAuthorization(t *testing.T) {
 			if tt.put {
 				_, err = putPolicy(t, a, tt.who, tt.cluster, body)
 			} else {
-				_, err = a.Policy(polCtx(tt.who), tt.cluster)
+				_, err = a.ClusterPolicy(polCtx(tt.who), tt.cluster)
 			}
 			if tt.want == (polRefusal{}) {
 				if err != nil {
@@ -316,7 +316,7 @@ func TestPolicyAuthorization(t *testing.T) {
 		})
 	}
 	t.Run("without a policy GET shows the service's defaults", func(t *testing.T) {
-		got, err := a.Policy(polCtx(polMember), "short")
+		got, err := a.ClusterPolicy(polCtx(polMember), "short")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -456,7 +456,7 @@ func TestPolicyAppliesOnEveryInstanceAtOnce(t *testing.T) {
 	if res, err := signFor(0, "ops"); err != nil || res.NotAfter.Sub(polNow) != 720*time.Hour {
 		t.Fatalf("before: %v, %v", res.NotAfter, err)
 	}
-	if _, err := b.SetPolicy(polCtx(polAdmin), "prod", PolicyRequest{
+	if _, err := b.SetClusterPolicy(polCtx(polAdmin), "prod", ClusterPolicyRequest{
 		Profiles:      map[string]ProfileLimitsRequest{"client": {MaxValidityHours: hours(12)}},
 		AllowedGroups: []string{"developers"},
 	}); err != nil {
@@ -471,10 +471,10 @@ func TestPolicyAppliesOnEveryInstanceAtOnce(t *testing.T) {
 	if _, err := signFor(13); refusalOf(err) != (polRefusal{400, api.CodeInvalidField, "validity_hours"}) {
 		t.Fatalf("over the max on A: %v", err)
 	}
-	if got, err := a.Policy(polCtx(polReader), "prod"); err != nil || got.Profiles["client"].MaxValidityHours != 12 {
+	if got, err := a.ClusterPolicy(polCtx(polReader), "prod"); err != nil || got.Profiles["client"].MaxValidityHours != 12 {
 		t.Fatalf("A's GET: %+v, %v", got, err)
 	}
-	if _, err := b.SetPolicy(polCtx(polAdmin), "prod", PolicyRequest{}); err != nil {
+	if _, err := b.SetClusterPolicy(polCtx(polAdmin), "prod", ClusterPolicyRequest{}); err != nil {
 		t.Fatal(err)
 	}
 	if res, err := signFor(0, "ops"); err != nil || res.NotAfter.Sub(polNow) != 720*time.Hour {
@@ -552,7 +552,7 @@ func TestPolicyCostsASignNoRead(t *testing.T) {
 	if without["ActiveCA"] != 1 {
 		t.Fatalf("a sign read %v", without)
 	}
-	if _, err := a.SetPolicy(polCtx(polAdmin), "prod", PolicyRequest{
+	if _, err := a.SetClusterPolicy(polCtx(polAdmin), "prod", ClusterPolicyRequest{
 		Profiles:      map[string]ProfileLimitsRequest{"client": {DefaultValidityHours: hours(1)}},
 		AllowedGroups: []string{"developers"},
 	}); err != nil {
@@ -587,7 +587,7 @@ func TestPolicyAnswerShape(t *testing.T) {
 		if want := strings.Contains(body, "allowed_groups"); hasGroups != want {
 			t.Fatalf("PUT %s answered %s", body, w.Body)
 		}
-		var again PolicyRequest
+		var again ClusterPolicyRequest
 		if err := api.DecodeJSONBytes(w.Body.Bytes(), &again); err != nil {
 			t.Fatalf("the answer %s is no PUT body: %v", w.Body, err)
 		}
