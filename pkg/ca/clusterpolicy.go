@@ -62,7 +62,7 @@ type ProfileLimits struct {
 	MaxValidityHours     int `json:"max_validity_hours"`
 }
 
-// profiles are the profile names, in the order refusals name them.
+// profiles are the signing profiles, in the order the log lists them.
 var profiles = []Profile{ProfileClient, ProfileServer, ProfilePeer}
 
 // validity is the validity a sign of one profile gets on one cluster: def
@@ -85,13 +85,23 @@ func (a *Authority) validityFor(pol store.ClusterPolicy, profile Profile) validi
 	}
 	pp := pol.Profiles[string(profile)]
 	if pp.MaxValidityHours > 0 {
-		v.max = min(time.Duration(pp.MaxValidityHours)*time.Hour, a.opts.MaxValidity)
+		v.max = a.hoursWithinMax(pp.MaxValidityHours)
 		v.def = min(v.def, v.max)
 	}
 	if pp.DefaultValidityHours > 0 {
-		v.def = min(time.Duration(pp.DefaultValidityHours)*time.Hour, v.max)
+		v.def = min(a.hoursWithinMax(pp.DefaultValidityHours), v.max)
 	}
 	return v
+}
+
+// hoursWithinMax returns h hours, at most Options.MaxValidity: compared in
+// whole hours, since a stored value the service never wrote could
+// overflow time.Duration.
+func (a *Authority) hoursWithinMax(h int) time.Duration {
+	if int64(h) >= int64(a.opts.MaxValidity/time.Hour) {
+		return a.opts.MaxValidity
+	}
+	return time.Duration(h) * time.Hour
 }
 
 // effective returns the API view of pol.

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -340,6 +341,9 @@ func TestSignFollowsTheClusterPolicy(t *testing.T) {
 	maxOnly := &store.ClusterPolicy{Profiles: map[string]store.ProfilePolicy{"client": {MaxValidityHours: 24}, "server": {MaxValidityHours: 2160}}}
 	groups := &store.ClusterPolicy{AllowedGroups: []string{"developers", "viewers", "system:nodes"}}
 	none := &store.ClusterPolicy{AllowedGroups: []string{}}
+	// Never written by SetClusterPolicy: as if the service's maximum had
+	// been lowered since, or the row edited by hand.
+	huge := &store.ClusterPolicy{Profiles: map[string]store.ProfilePolicy{"client": {DefaultValidityHours: math.MaxInt, MaxValidityHours: math.MaxInt}}}
 	longDefault := &store.ClusterPolicy{Profiles: map[string]store.ProfilePolicy{"client": {DefaultValidityHours: 17520}}}
 
 	type sign struct {
@@ -374,6 +378,8 @@ func TestSignFollowsTheClusterPolicy(t *testing.T) {
 
 		{"a max alone makes the default short", "prod", maxOnly, sign{polMember, ProfileClient, 0, nil}, 24 * time.Hour, polRefusal{}, ""},
 		{"a server max alone caps the server default", "prod", maxOnly, sign{polAdmin, ProfileServer, 0, nil}, 2160 * time.Hour, polRefusal{}, ""},
+		{"a stored value beyond the service's max is capped by it", "prod", huge, sign{polMember, ProfileClient, 0, nil}, 17520 * time.Hour, polRefusal{}, ""},
+		{"a stored value beyond the service's max allows no more", "prod", huge, sign{polMember, ProfileClient, 17521, nil}, 0, polRefusal{400, api.CodeInvalidField, "validity_hours"}, "17520"},
 		{"the CA's end still caps the default", "short", longDefault, sign{polMember, ProfileClient, 0, nil}, 48 * time.Hour, polRefusal{}, ""},
 		{"the CA's end still refuses a longer ask", "short", longDefault, sign{polMember, ProfileClient, 49, nil}, 0, polRefusal{400, api.CodeValidityTooLong, "validity_hours"}, ""},
 
