@@ -5,18 +5,14 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/big"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/clusterkeys/clusterkeys/internal/fakeclock"
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/store"
 	"github.com/clusterkeys/clusterkeys/pkg/store/sqlite"
@@ -332,14 +328,10 @@ func (s *countingStore) TrustedGenerations(ctx context.Context, cluster string, 
 // show needs the active one and those still in the trust bundle.
 func TestSignAndShowReadOnlyTheGenerationsTheyNeed(t *testing.T) {
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "clusterkeys.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	f := newFixture(t, Options{})
+	db, clk := f.st, f.clock
 	st := &countingStore{DB: db}
-	clk := fakeclock.New(testStart)
-	a := New(st, newFakeKeys(), Options{Now: clk.Now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	a := f.with(st, f.keys)
 	if _, _, err := a.CreateCA(as(member), "c1", CreateRequest{}); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package ca
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
@@ -18,6 +19,7 @@ import (
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/auth"
 	"github.com/clusterkeys/clusterkeys/pkg/store"
+	"github.com/clusterkeys/clusterkeys/pkg/store/sqlite"
 )
 
 func TestCreateCA(t *testing.T) {
@@ -81,7 +83,7 @@ func TestCreateCA(t *testing.T) {
 			if tt.first != nil || created {
 				wantKeys = 1
 			}
-			if n := len(f.keys.liveRefs()); n != wantKeys {
+			if n := len(f.liveRefs(t)); n != wantKeys {
 				t.Fatalf("%d keys in custody, want %d", n, wantKeys)
 			}
 			if err != nil {
@@ -142,7 +144,7 @@ func TestCreatedCAIsASelfSignedCA(t *testing.T) {
 				!res.NotBefore.Equal(c.NotBefore) || !res.NotAfter.Equal(c.NotAfter) || res.NotAfter.Location() != time.UTC {
 				t.Errorf("resource %+v", res)
 			}
-			refs := f.keys.liveRefs()
+			refs := f.liveRefs(t)
 			if len(refs) != 1 || !strings.HasPrefix(refs[0], "ca/c1/1/") || len(refs[0]) != len("ca/c1/1/")+32 {
 				t.Errorf("key refs %v", refs)
 			}
@@ -166,7 +168,7 @@ func TestConcurrentCreatesLeaveOneCAAndNoOrphanKey(t *testing.T) {
 			// Both creates generate their key before either stores.
 			var arrived sync.WaitGroup
 			arrived.Add(2)
-			f.st.beforeCreate = func() { arrived.Done(); arrived.Wait() }
+			f.a = f.with(createBarrier{DB: f.st, arrived: &arrived}, f.keys)
 			type out struct {
 				res     Resource
 				created bool
@@ -199,7 +201,7 @@ func TestConcurrentCreatesLeaveOneCAAndNoOrphanKey(t *testing.T) {
 				t.Fatalf("codes %v, want one %s", codes, tt.wantCode)
 			}
 			gens, _ := f.st.Generations(context.Background(), "c1")
-			live := f.keys.liveRefs()
+			live := f.liveRefs(t)
 			if len(live) != 1 || len(gens) != 1 || live[0] != gens[0].KeyRef {
 				t.Fatalf("custody holds %v, store references %v", live, gens[0].KeyRef)
 			}
@@ -208,6 +210,19 @@ func TestConcurrentCreatesLeaveOneCAAndNoOrphanKey(t *testing.T) {
 			}
 		})
 	}
+}
+
+// createBarrier is the real store whose CreateCluster waits until every
+// caller the test expects has arrived.
+type createBarrier struct {
+	*sqlite.DB
+	arrived *sync.WaitGroup
+}
+
+func (s createBarrier) CreateCluster(ctx context.Context, c store.Cluster, first store.CAGeneration) error {
+	s.arrived.Done()
+	s.arrived.Wait()
+	return s.DB.CreateCluster(ctx, c, first)
 }
 
 func TestShowCA(t *testing.T) {
@@ -270,13 +285,13 @@ func TestRekeyWithoutGraceDropsTheOldCAAtOnce(t *testing.T) {
 	if after.CAGeneration != 2 || !verifies(t, after.Certificate, res.TrustBundle, now) {
 		t.Error("a certificate signed after the rekey does not verify")
 	}
-	certs := f.st.all("c1")
+	certs := f.all(t, "c1")
 	for _, c := range certs {
 		if revoked := !c.RevokedAt.IsZero(); revoked != (c.Serial == before.Serial) {
 			t.Errorf("certificate %s of generation %d revoked=%v", c.Serial, c.Generation, revoked)
 		}
 	}
-	refs := f.keys.liveRefs()
+	refs := f.liveRefs(t)
 	if len(refs) != 1 || !strings.HasPrefix(refs[0], "ca/c1/2/") {
 		t.Errorf("custody holds %v, want only the new key: the retired one signs nothing more", refs)
 	}
@@ -356,16 +371,33 @@ func TestRekeyRequests(t *testing.T) {
 	}
 }
 
+// rekeyHook is the real store whose Rekey calls hook, when set, with the
+// real Rekey of its arguments.
+type rekeyHook struct {
+	*sqlite.DB
+	hook func(rekey func() error) error
+}
+
+func (s *rekeyHook) Rekey(ctx context.Context, cluster string, expected int, next store.CAGeneration, now, until time.Time) error {
+	rekey := func() error { return s.DB.Rekey(ctx, cluster, expected, next, now, until) }
+	if s.hook == nil {
+		return rekey()
+	}
+	return s.hook(rekey)
+}
+
 func TestRekeyThatLosesTheCompareAndSwapDestroysItsKey(t *testing.T) {
 	f := newFixture(t, Options{})
 	f.mustCreate(t, "c1", CreateRequest{})
 	// Another instance rekeys between our read and our swap.
-	f.st.rekey = func(ctx context.Context, cluster string, expected int, next store.CAGeneration, now, until time.Time) error {
-		f.st.rekey = nil
-		if _, err := f.a.Rekey(as(member), cluster, RekeyRequest{}); err != nil {
+	st := &rekeyHook{DB: f.st}
+	f.a = f.with(st, f.keys)
+	st.hook = func(rekey func() error) error {
+		st.hook = nil
+		if _, err := f.a.Rekey(as(member), "c1", RekeyRequest{}); err != nil {
 			return fmt.Errorf("concurrent rekey: %w", err)
 		}
-		return f.st.doRekey(cluster, expected, next, now, until)
+		return rekey()
 	}
 	_, err := f.a.Rekey(as(member), "c1", RekeyRequest{})
 	if status, code := codeOf(err); status != http.StatusConflict || code != api.CodeGenerationMismatch {
@@ -378,7 +410,7 @@ func TestRekeyThatLosesTheCompareAndSwapDestroysItsKey(t *testing.T) {
 	}
 	// Live: the winner's key only. Destroyed: the loser's (never stored)
 	// and the retired generation 1's (destroyed by the winner).
-	live := f.keys.liveRefs()
+	live := f.liveRefs(t)
 	if len(live) != 1 || live[0] != gens[0].KeyRef || len(f.keys.destroyed) != 2 {
 		t.Fatalf("custody holds %v, destroyed %v: want only the active key %s", live, f.keys.destroyed, gens[0].KeyRef)
 	}
@@ -390,18 +422,18 @@ func TestRekeyThatLosesTheCompareAndSwapDestroysItsKey(t *testing.T) {
 func TestRekeyKeepsItsKeyWhenTheStoreCommittedDespiteAnError(t *testing.T) {
 	f := newFixture(t, Options{})
 	f.mustCreate(t, "c1", CreateRequest{})
-	f.st.rekey = func(_ context.Context, cluster string, expected int, next store.CAGeneration, now, until time.Time) error {
-		if err := f.st.doRekey(cluster, expected, next, now, until); err != nil {
+	f.a = f.with(&rekeyHook{DB: f.st, hook: func(rekey func() error) error {
+		if err := rekey(); err != nil {
 			return err
 		}
 		return fmt.Errorf("connection reset after commit: %w", api.ErrUnavailable)
-	}
+	}}, f.keys)
 	res, err := f.a.Rekey(as(member), "c1", RekeyRequest{})
 	if err != nil || res.Generation != 2 {
 		t.Fatalf("Rekey = %d, %v; want generation 2", res.Generation, err)
 	}
 	gens, _ := f.st.Generations(context.Background(), "c1")
-	if live := f.keys.liveRefs(); len(live) != 1 || live[0] != gens[0].KeyRef {
+	if live := f.liveRefs(t); len(live) != 1 || live[0] != gens[0].KeyRef {
 		t.Fatalf("custody holds %v, want the new generation's key %s kept", live, gens[0].KeyRef)
 	}
 }
@@ -409,16 +441,16 @@ func TestRekeyKeepsItsKeyWhenTheStoreCommittedDespiteAnError(t *testing.T) {
 func TestRekeyThatFailsWithAnUnknownOutcomeKeepsItsKey(t *testing.T) {
 	f := newFixture(t, Options{})
 	f.mustCreate(t, "c1", CreateRequest{})
-	f.st.rekey = func(context.Context, string, int, store.CAGeneration, time.Time, time.Time) error {
+	f.a = f.with(&rekeyHook{DB: f.st, hook: func(func() error) error {
 		return fmt.Errorf("database down: %w", api.ErrUnavailable)
-	}
+	}}, f.keys)
 	_, err := f.a.Rekey(as(member), "c1", RekeyRequest{})
 	if status, _ := codeOf(err); status != http.StatusServiceUnavailable {
 		t.Fatalf("Rekey = %v, want 503", err)
 	}
 	// The write may have committed: the key stays for the reconciler.
-	if len(f.keys.destroyed) != 0 || len(f.keys.liveRefs()) != 2 {
-		t.Fatalf("destroyed %v, live %v; want both keys kept", f.keys.destroyed, f.keys.liveRefs())
+	if len(f.keys.destroyed) != 0 || len(f.liveRefs(t)) != 2 {
+		t.Fatalf("destroyed %v, live %v; want both keys kept", f.keys.destroyed, f.liveRefs(t))
 	}
 }
 
@@ -442,21 +474,20 @@ func TestGracePeriodsNeverExtendAnEarlierOne(t *testing.T) {
 func TestRekeyDestroysTheKeyItRetiredAndLeavesEarlierFailuresToTheReconciler(t *testing.T) {
 	f := newFixture(t, Options{})
 	f.mustCreate(t, "c1", CreateRequest{})
-	f.keys.destroyErr = fmt.Errorf("token gone: %w", api.ErrUnavailable)
-	if res, err := f.a.Rekey(as(member), "c1", RekeyRequest{}); err != nil || res.Generation != 2 {
+	unreachable := f.with(f.st, keepingKeys{f.keys})
+	if res, err := unreachable.Rekey(as(member), "c1", RekeyRequest{}); err != nil || res.Generation != 2 {
 		t.Fatalf("a rekey whose clean-up fails must still succeed: %d, %v", res.Generation, err)
 	}
-	if live := f.keys.liveRefs(); len(live) != 2 {
+	if live := f.liveRefs(t); len(live) != 2 {
 		t.Fatalf("custody holds %v, want both keys while Destroy fails", live)
 	}
-	f.keys.destroyErr = nil
 	res, err := f.a.Rekey(as(member), "c1", RekeyRequest{})
 	if err != nil || res.Generation != 3 {
 		t.Fatalf("second rekey: %d, %v", res.Generation, err)
 	}
 	// A rekey destroys the key it retired (generation 2), one key per
 	// rekey whatever the history; generation 1's is the reconciler's.
-	live := f.keys.liveRefs()
+	live := f.liveRefs(t)
 	slices.Sort(live)
 	if len(live) != 2 || !strings.HasPrefix(live[0], "ca/c1/1/") || !strings.HasPrefix(live[1], "ca/c1/3/") {
 		t.Fatalf("custody holds %v, want generations 1 (left to the reconciler) and 3", live)
@@ -468,8 +499,10 @@ func TestSignRacingARekeyIsARetryNotAFailure(t *testing.T) {
 	f.mustCreate(t, "c1", CreateRequest{})
 	// The rekey commits, and destroys generation 1's key, after the sign
 	// read the generations and before it loads the key.
-	f.keys.beforeSigner = func(string) {
-		f.keys.beforeSigner = nil
+	k := &signerHook{Keys: f.keys}
+	f.a = f.with(f.st, k)
+	k.before = func() {
+		k.before = nil
 		if _, err := f.a.Rekey(as(member), "c1", RekeyRequest{}); err != nil {
 			t.Errorf("concurrent rekey: %v", err)
 		}
@@ -481,4 +514,17 @@ func TestSignRacingARekeyIsARetryNotAFailure(t *testing.T) {
 	if r := signClient(t, f, "c1"); r.CAGeneration != 2 {
 		t.Fatalf("the retry signed with generation %d, want 2", r.CAGeneration)
 	}
+}
+
+// signerHook is custody that runs before, when set, as Signer starts.
+type signerHook struct {
+	Keys
+	before func()
+}
+
+func (k *signerHook) Signer(ctx context.Context, ref string) (crypto.Signer, error) {
+	if k.before != nil {
+		k.before()
+	}
+	return k.Keys.Signer(ctx, ref)
 }

@@ -16,17 +16,12 @@ import (
 )
 
 // benchAuthority returns an Authority over a real SQLite store in dir,
-// fake custody, and cluster c1 created; also the store and the clock.
+// software custody, and cluster c1 created; also the store and the clock.
 func benchAuthority(b *testing.B, dir string) (*Authority, *sqlite.DB, *fakeclock.Clock) {
 	b.Helper()
-	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "clusterkeys.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { db.Close() })
+	db, custody := openInstance(b, filepath.Join(dir, "clusterkeys.db"), newMasterKey(b))
 	clk := fakeclock.New(testStart)
-	a := New(db, newFakeKeys(), Options{Now: clk.Now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	a := New(db, custody, Options{Now: clk.Now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if _, _, err := a.CreateCA(as(member), "c1", CreateRequest{}); err != nil {
 		b.Fatal(err)
 	}

@@ -4,9 +4,10 @@ import (
 	"testing"
 )
 
-// BenchmarkSign measures one sign in process, fakes for store and custody:
-// CSR parsing and signature check, policy, certificate creation and the
-// registry write. The CSR is P-256; the CA key varies.
+// BenchmarkSign measures one sign in process on the real SQLite store and
+// software custody: CSR parsing and signature check, policy, certificate
+// creation and the registry write (a commit). The CSR is P-256; the CA key
+// varies.
 func BenchmarkSign(b *testing.B) {
 	for _, alg := range []string{"ecdsa-p256", "rsa-2048"} {
 		b.Run("ca="+alg, func(b *testing.B) {

@@ -25,7 +25,6 @@ import (
 
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/auth"
-	"github.com/clusterkeys/clusterkeys/pkg/keys/software"
 	"github.com/clusterkeys/clusterkeys/pkg/store"
 	"github.com/clusterkeys/clusterkeys/pkg/store/sqlite"
 )
@@ -43,22 +42,6 @@ var (
 
 func polCtx(p auth.Principal) context.Context { return auth.WithPrincipal(context.Background(), p) }
 
-// policyStore opens a SQLite store at path with software custody under
-// master, as one clusterkeys instance does.
-func policyStore(t *testing.T, path string, master []byte) (*sqlite.DB, *software.Custody) {
-	t.Helper()
-	db, err := sqlite.Open(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	k, err := software.New(master, db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return db, k
-}
-
 // newPolicyAuthority returns an Authority on a fresh SQLite file and
 // software custody, at polNow, with cluster "prod" of project team-a (CA
 // valid ten years) and, when caDays > 0, cluster "short" whose CA lives
@@ -67,11 +50,8 @@ func policyStore(t *testing.T, path string, master []byte) (*sqlite.DB, *softwar
 func newPolicyAuthority(t *testing.T, st func(*sqlite.DB) Store) (*Authority, string, []byte) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "clusterkeys.db")
-	master := make([]byte, software.MasterKeySize)
-	if _, err := rand.Read(master); err != nil {
-		t.Fatal(err)
-	}
-	db, k := policyStore(t, path, master)
+	master := newMasterKey(t)
+	db, k := openInstance(t, path, master)
 	var s Store = db
 	if st != nil {
 		s = st(db)
@@ -453,7 +433,7 @@ func polParse(t *testing.T, s string) *x509.Certificate {
 // the cluster's signer cached, and a policy cleared on B is cleared on A.
 func TestPolicyAppliesOnEveryInstanceAtOnce(t *testing.T) {
 	a, path, master := newPolicyAuthority(t, nil)
-	dbB, keysB := policyStore(t, path, master)
+	dbB, keysB := openInstance(t, path, master)
 	b := New(dbB, keysB, Options{Now: func() time.Time { return polNow }, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 
 	signFor := func(hours int, orgs ...string) (SignResult, error) {
@@ -624,20 +604,7 @@ func BenchmarkSignUnderPolicy(b *testing.B) {
 		}},
 	} {
 		b.Run(tt.name, func(b *testing.B) {
-			path := filepath.Join(b.TempDir(), "clusterkeys.db")
-			master := make([]byte, software.MasterKeySize)
-			if _, err := rand.Read(master); err != nil {
-				b.Fatal(err)
-			}
-			db, err := sqlite.Open(context.Background(), path)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { db.Close() })
-			k, err := software.New(master, db)
-			if err != nil {
-				b.Fatal(err)
-			}
+			db, k := openInstance(b, filepath.Join(b.TempDir(), "clusterkeys.db"), newMasterKey(b))
 			a := New(db, k, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 			if _, _, err := a.CreateCA(polCtx(polAdmin), "bench", CreateRequest{ProjectID: "team-a"}); err != nil {
 				b.Fatal(err)

@@ -2,7 +2,6 @@ package ca
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/clusterkeys/clusterkeys/pkg/keys/software"
 	"github.com/clusterkeys/clusterkeys/pkg/store"
 	"github.com/clusterkeys/clusterkeys/pkg/store/sqlite"
 )
@@ -38,27 +36,12 @@ func (keepingKeys) Destroy(context.Context, string) error { return errors.New("c
 // software master key, as two processes of one deployment would be.
 func twoInstances(t *testing.T, keepRetired bool) (a, b *Authority, st *sqlite.DB) {
 	t.Helper()
-	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "clusterkeys.db")
-	master := make([]byte, software.MasterKeySize)
-	if _, err := rand.Read(master); err != nil {
-		t.Fatal(err)
-	}
-	open := func() (*sqlite.DB, Keys) {
-		db, err := sqlite.Open(ctx, path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		c, err := software.New(master, db)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return db, c
-	}
+	master := newMasterKey(t)
 	opts := Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	dbA, keysA := open()
-	dbB, keysB := open()
+	dbA, keysA := openInstance(t, path, master)
+	dbB, custodyB := openInstance(t, path, master)
+	var keysB Keys = custodyB
 	if keepRetired {
 		keysB = keepingKeys{keysB}
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/auth"
 	"github.com/clusterkeys/clusterkeys/pkg/store"
+	"github.com/clusterkeys/clusterkeys/pkg/store/sqlite"
 )
 
 func TestSignPolicy(t *testing.T) {
@@ -213,7 +214,7 @@ func TestSignRecordsTheCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	certs := f.st.all("c1")
+	certs := f.all(t, "c1")
 	if len(certs) != 1 {
 		t.Fatalf("%d certificates recorded, want 1", len(certs))
 	}
@@ -297,7 +298,7 @@ func TestSignRefusesACertificateWhenTheCAWasRekeyedMeanwhile(t *testing.T) {
 	f.mustCreate(t, "c1", CreateRequest{})
 	// A store whose RecordCertificate runs a rekey first, as a concurrent
 	// instance would.
-	st := &rekeyOnRecord{fakeStore: f.st, a: f.a}
+	st := &rekeyOnRecord{DB: f.st, a: f.a}
 	a := New(st, f.keys, Options{Now: f.clock.Now, Logger: f.a.log})
 	st.a = a
 	_, err := a.Sign(as(member), "c1", SignRequest{CSR: makeCSR(t, csrOptions{cn: "a"})})
@@ -306,8 +307,10 @@ func TestSignRefusesACertificateWhenTheCAWasRekeyedMeanwhile(t *testing.T) {
 	}
 }
 
+// rekeyOnRecord is the real store whose first RecordCertificate runs a
+// rekey first.
 type rekeyOnRecord struct {
-	*fakeStore
+	*sqlite.DB
 	a    *Authority
 	done bool
 }
@@ -319,7 +322,7 @@ func (s *rekeyOnRecord) RecordCertificate(ctx context.Context, c store.IssuedCer
 			return err
 		}
 	}
-	return s.fakeStore.RecordCertificate(ctx, c)
+	return s.DB.RecordCertificate(ctx, c)
 }
 
 func TestParseCSRAcceptsEveryAllowedKey(t *testing.T) {
