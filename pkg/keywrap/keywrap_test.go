@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,8 @@ import (
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/keys/software"
 	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
+	"github.com/clusterkeys/clusterkeys/pkg/store"
+	"github.com/clusterkeys/clusterkeys/pkg/store/sqlite"
 )
 
 // flakyCustody is custody that can be made unavailable.
@@ -41,16 +44,19 @@ func (f *flakyCustody) Open(ctx context.Context, ref string, ct, aad []byte) ([]
 	return f.Custody.Open(ctx, ref, ct, aad)
 }
 
+// fixture is a Service on the real SQLite store, in t.TempDir(), and
+// software custody under a random master key, on a fake clock.
 type fixture struct {
-	st      *memStore
-	custody *flakyCustody
+	st      *sqlite.DB
+	keys    *software.Custody
+	custody *flakyCustody // keys, as the Service sees them
 	clock   *fakeclock.Clock
 	svc     *keywrap.Service
 }
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
-	st := newMemStore()
+	st := openSQLite(t, filepath.Join(t.TempDir(), "clusterkeys.db"))
 	mk := make([]byte, software.MasterKeySize)
 	if _, err := rand.Read(mk); err != nil {
 		t.Fatal(err)
@@ -59,15 +65,29 @@ func newFixture(t testing.TB) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{st: st, custody: &flakyCustody{Custody: c}, clock: fakeclock.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))}
+	f := &fixture{st: st, keys: c, custody: &flakyCustody{Custody: c}, clock: fakeclock.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))}
 	f.svc = f.service()
 	return f
 }
 
 // service returns another Service over the same store and custody, as a
 // second instance (or the KMS shim next to the gateway) would be.
-func (f *fixture) service() *keywrap.Service {
-	return keywrap.New(f.st, f.custody, keywrap.Options{Now: f.clock.Now, Registerer: prometheus.NewRegistry()})
+func (f *fixture) service() *keywrap.Service { return f.serviceOn(f.st) }
+
+// serviceOn returns another Service over st (the fixture's store, wrapped)
+// and the same custody.
+func (f *fixture) serviceOn(st keywrap.Store) *keywrap.Service {
+	return keywrap.New(st, f.custody, keywrap.Options{Now: f.clock.Now, Registerer: prometheus.NewRegistry()})
+}
+
+// keyCount returns the number of keys custody holds.
+func (f *fixture) keyCount(t testing.TB) int {
+	t.Helper()
+	listed, err := f.keys.ListKeys(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(listed)
 }
 
 func (f *fixture) create(t testing.TB, name string) {
@@ -113,7 +133,7 @@ func TestCreate(t *testing.T) {
 		if err != nil || created || v2.KeyID != v.KeyID || k2.Project != "p1" {
 			t.Fatalf("second Create = %+v %+v created %v, %v", k2, v2, created, err)
 		}
-		if n := f.st.blobCount(); n != 1 {
+		if n := f.keyCount(t); n != 1 {
 			t.Fatalf("%d custody keys after two creates, want 1", n)
 		}
 	})
@@ -135,12 +155,12 @@ func TestCreate(t *testing.T) {
 	}
 	t.Run("a store failure of unknown outcome keeps the new key for the reconciler", func(t *testing.T) {
 		f := newFixture(t)
-		f.st.failCreate = fmt.Errorf("disk full: %w", api.ErrUnavailable)
-		_, _, _, err := f.svc.Create(ctx, "etcd", "p1")
+		st := refusingCreate{DB: f.st, err: fmt.Errorf("disk full: %w", api.ErrUnavailable)}
+		_, _, _, err := f.serviceOn(st).Create(ctx, "etcd", "p1")
 		if !errors.Is(err, api.ErrUnavailable) {
 			t.Fatalf("err = %v", err)
 		}
-		if n := f.st.blobCount(); n != 1 {
+		if n := f.keyCount(t); n != 1 {
 			t.Fatalf("%d custody keys, want the new one kept", n)
 		}
 	})
@@ -171,11 +191,20 @@ func TestCreate(t *testing.T) {
 				t.Fatalf("key ids differ: %v", ids)
 			}
 		}
-		if c := f.st.blobCount(); c != 1 {
+		if c := f.keyCount(t); c != 1 {
 			t.Fatalf("%d custody keys, want 1", c)
 		}
 	})
 }
+
+// refusingCreate is the real store whose CreateKEK fails with err and
+// writes nothing.
+type refusingCreate struct {
+	*sqlite.DB
+	err error
+}
+
+func (s refusingCreate) CreateKEK(context.Context, store.KEK, store.KEKVersion) error { return s.err }
 
 func TestWrapUnwrap(t *testing.T) {
 	ctx := context.Background()
@@ -319,13 +348,13 @@ func TestRotate(t *testing.T) {
 		}
 	})
 	t.Run("a stale expected version is a generation mismatch and creates nothing", func(t *testing.T) {
-		before := f.st.blobCount()
+		before := f.keyCount(t)
 		_, err := f.svc.Rotate(ctx, "etcd", 1)
 		if !errors.Is(err, api.ErrGenerationMismatch) {
 			t.Fatalf("err = %v", err)
 		}
 		wantCode(t, err, http.StatusConflict, api.CodeGenerationMismatch)
-		if f.st.blobCount() != before {
+		if f.keyCount(t) != before {
 			t.Fatal("a custody key was left behind")
 		}
 	})
@@ -345,18 +374,19 @@ func TestActiveIsCachedBriefly(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
 	f.create(t, "etcd")
-	shim := f.service() // another process, e.g. the KMS shim
+	st := &countingReads{DB: f.st}
+	shim := f.serviceOn(st) // another process, e.g. the KMS shim
 	v1, err := shim.Active(ctx, "etcd")
 	if err != nil {
 		t.Fatal(err)
 	}
-	reads := f.st.readCount()
+	reads := st.reads.Load()
 	for range 10 {
 		if _, _, err := shim.Wrap(ctx, "etcd", []byte("seed"), nil); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if got := f.st.readCount(); got != reads {
+	if got := st.reads.Load(); got != reads {
 		t.Fatalf("10 wraps within the TTL read the KEK %d times, want 0", got-reads)
 	}
 	if _, err := f.svc.Rotate(ctx, "etcd", 1); err != nil {
@@ -369,6 +399,28 @@ func TestActiveIsCachedBriefly(t *testing.T) {
 	if v, _ := shim.Active(ctx, "etcd"); v.Version != 2 {
 		t.Fatalf("after the TTL the shim sees version %d, want 2", v.Version)
 	}
+}
+
+// countingReads is the real store counting its reads of KEKs and their
+// versions.
+type countingReads struct {
+	*sqlite.DB
+	reads atomic.Int32
+}
+
+func (s *countingReads) KEK(ctx context.Context, name string) (store.KEK, error) {
+	s.reads.Add(1)
+	return s.DB.KEK(ctx, name)
+}
+
+func (s *countingReads) KEKVersions(ctx context.Context, name string) ([]store.KEKVersion, error) {
+	s.reads.Add(1)
+	return s.DB.KEKVersions(ctx, name)
+}
+
+func (s *countingReads) KEKVersion(ctx context.Context, name string, version int) (store.KEKVersion, error) {
+	s.reads.Add(1)
+	return s.DB.KEKVersion(ctx, name, version)
 }
 
 func FuzzUnwrap(f *testing.F) {

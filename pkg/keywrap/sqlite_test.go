@@ -18,7 +18,7 @@ import (
 )
 
 // openSQLite opens the real metadata store in t.TempDir().
-func openSQLite(t *testing.T, path string) *sqlite.DB {
+func openSQLite(t testing.TB, path string) *sqlite.DB {
 	t.Helper()
 	db, err := sqlite.Open(context.Background(), path)
 	if err != nil {
