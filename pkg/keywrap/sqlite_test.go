@@ -146,18 +146,9 @@ func TestAKEKWhoseStoreOutcomeIsUnknownIsKept(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			dir := t.TempDir()
-			db := openSQLite(t, filepath.Join(dir, "clusterkeys.db"))
-			mk, err := software.LoadOrCreateMasterKey(ctx, filepath.Join(dir, "master.key"), db)
-			if err != nil {
-				t.Fatal(err)
-			}
-			c, err := software.New(mk, db)
-			if err != nil {
-				t.Fatal(err)
-			}
-			st := &lossyStore{DB: db}
-			svc := keywrap.New(st, c, keywrap.Options{ActiveTTL: -1})
+			f := newFixture(t)
+			st := &lossyStore{DB: f.st}
+			svc := keywrap.New(st, f.keys, keywrap.Options{ActiveTTL: -1})
 
 			st.errAfter = tt.err
 			if _, _, _, err := svc.Create(ctx, "etcd", "p1"); err == nil {
@@ -182,9 +173,8 @@ func TestAKEKWhoseStoreOutcomeIsUnknownIsKept(t *testing.T) {
 			if _, err := svc.Rotate(ctx, "etcd", 1); !errors.Is(err, api.ErrGenerationMismatch) {
 				t.Fatalf("stale Rotate = %v", err)
 			}
-			blobs, err := db.ListBlobs(ctx, "")
-			if err != nil || len(blobs) != 2 {
-				t.Fatalf("custody holds %d keys (%v), want versions 1 and 2 only", len(blobs), err)
+			if n := f.keyCount(t); n != 2 {
+				t.Fatalf("custody holds %d keys, want versions 1 and 2 only", n)
 			}
 		})
 	}
