@@ -73,20 +73,30 @@ func TestListFindsACertificateBehindManyCheapOnes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The cheap signs go straight to the registry: what the listing does
-	// with them is the point, not signing them.
+	// The cheap signs go straight to the registry, a millisecond apart:
+	// what the listing does with them is the point, not signing them. They
+	// are recorded concurrently, so that the store commits them in a few
+	// group commits rather than one commit each.
 	const cheap = MaxListedCertificates + 5
+	var wg sync.WaitGroup
 	for i := range cheap {
-		f.clock.Advance(time.Millisecond)
+		issued := f.clock.Now().Add(time.Duration(i+1) * time.Millisecond)
 		ic := store.IssuedCertificate{
 			Cluster: "c1", Serial: fmt.Sprintf("%032x", i+1), Generation: 1, Subject: "CN=alice",
 			Profile: "client", User: "alice", Project: "p1",
-			NotBefore: f.clock.Now(), NotAfter: f.clock.Now().Add(time.Hour), IssuedAt: f.clock.Now(),
+			NotBefore: issued, NotAfter: issued.Add(time.Hour), IssuedAt: issued,
 		}
-		if err := f.st.RecordCertificate(context.Background(), ic); err != nil {
-			t.Fatal(err)
-		}
+		wg.Go(func() {
+			if err := f.st.RecordCertificate(context.Background(), ic); err != nil {
+				t.Error(err)
+			}
+		})
 	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	f.clock.Advance(cheap * time.Millisecond)
 	routes := Routes(f.a)
 
 	t.Run("the serial filter finds it", func(t *testing.T) {
