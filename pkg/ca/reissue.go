@@ -1,0 +1,186 @@
+package ca
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/clusterkeys/clusterkeys/pkg/api"
+	"github.com/clusterkeys/clusterkeys/pkg/auth"
+	"github.com/clusterkeys/clusterkeys/pkg/keys"
+	"github.com/clusterkeys/clusterkeys/pkg/store"
+)
+
+// maxReissueAttempts bounds how many times a reissue reads the
+// certificates to re-issue again because they changed between its read and
+// its transaction (a sign or a revocation committed meanwhile). Each
+// attempt signs only the certificates it has not signed yet, so an attempt
+// after the first costs a read, a few signatures and the transaction, and
+// the window a concurrent sign can hit is a few milliseconds.
+const maxReissueAttempts = 8
+
+// reissue revokes as r says, rotates the CA of c (a compare-and-swap from
+// its active generation, trusted for grace after) and re-signs under the
+// new CA every other certificate valid and unrevoked now (not those of
+// chain: the revoked serial and its successors), all in one store
+// transaction. The new key and every certificate are made before the
+// transaction; a transaction that writes nothing destroys the key.
+func (a *Authority) reissue(ctx context.Context, p auth.Principal, c store.Cluster, r store.Revocation, chain []string, grace time.Duration) (RevokeResult, error) {
+	start := time.Now()
+	expected := c.Generation
+	next, ca, err := a.newCA(ctx, c.Name, expected+1, keys.Algorithm(c.KeyAlgorithm), c.CommonName, c.ValidityDays, a.now())
+	if err != nil {
+		return RevokeResult{}, err
+	}
+	// signed holds the certificates signed so far, by the serial they
+	// replace: kept from one attempt to the next.
+	signed := map[string]store.IssuedCertificate{}
+	var (
+		revoked, notReissued []string
+		certs                []store.IssuedCertificate
+	)
+	for attempt := 1; ; attempt++ {
+		now := a.now()
+		r.At = now
+		cands, err := a.st.ReissueCandidates(ctx, c.Name, now)
+		if err != nil {
+			a.destroy(ctx, next.KeyRef)
+			return RevokeResult{}, fmt.Errorf("read the certificates to re-issue on cluster %q: %w", c.Name, err)
+		}
+		var candidates []string
+		var toSign []store.IssuedCertificate
+		certs = certs[:0]
+		for _, ic := range cands {
+			if slices.Contains(chain, ic.Serial) || (r.User != "" && ic.User == r.User) {
+				continue
+			}
+			candidates = append(candidates, ic.Serial)
+			if nc, ok := signed[ic.Serial]; ok {
+				certs = append(certs, nc)
+			} else {
+				toSign = append(toSign, ic)
+			}
+		}
+		fresh, skipped, err := resign(toSign, ca, next.Generation, now)
+		if err != nil {
+			a.destroy(ctx, next.KeyRef)
+			return RevokeResult{}, fmt.Errorf("re-sign the certificates of cluster %q: %w", c.Name, err)
+		}
+		for _, nc := range fresh {
+			signed[nc.Supersedes] = nc
+		}
+		certs = append(certs, fresh...)
+		notReissued = skipped
+		revoked, err = a.st.Reissue(ctx, store.Reissue{
+			Cluster: c.Name, Expected: expected, Next: next, Now: now, TrustedUntil: now.Add(grace),
+			Revocation: r, Candidates: candidates, Certificates: certs,
+		})
+		if err == nil {
+			break
+		}
+		if store.NotWritten(err) {
+			if errors.Is(err, store.ErrCandidatesChanged) && attempt < maxReissueAttempts {
+				a.log.Info("the certificates to re-issue changed meanwhile; reading them again",
+					"cluster", c.Name, "attempt", attempt)
+				continue
+			}
+			a.destroy(ctx, next.KeyRef)
+			switch {
+			case errors.Is(err, api.ErrGenerationMismatch):
+				return RevokeResult{}, generationMismatch(c.Name, expected, 0, err)
+			case errors.Is(err, store.ErrCandidatesChanged):
+				return RevokeResult{}, api.New(http.StatusConflict, api.CodeConflict,
+					fmt.Sprintf("the certificates of cluster %q kept changing during the reissue; retry", c.Name)).Wrap(err)
+			}
+			return RevokeResult{}, fmt.Errorf("reissue on cluster %q: %w", c.Name, err)
+		}
+		if !a.stored(ctx, c.Name, next.KeyRef) {
+			a.log.Warn("reissue failed with an unknown outcome; the new CA key is kept",
+				"cluster", c.Name, "generation", next.Generation, "key_ref", next.KeyRef, "err", err)
+			return RevokeResult{}, fmt.Errorf("reissue on cluster %q: %w", c.Name, err)
+		}
+		// The transaction committed although it reported an error.
+		a.log.Warn("reissue reported an error but was stored", "cluster", c.Name, "err", err)
+		revoked = chain
+		if r.User != "" {
+			revoked = []string{}
+		}
+		break
+	}
+	reissued := make([]ReissuedCertificate, len(certs))
+	for i, nc := range certs {
+		reissued[i] = ReissuedCertificate{Serial: nc.Supersedes, SupersededBy: nc.Serial}
+	}
+	slices.SortFunc(reissued, func(x, y ReissuedCertificate) int { return strings.Compare(x.Serial, y.Serial) })
+	a.log.Warn("certificates revoked and re-issued under a new CA", "cluster", c.Name, "by", p.User,
+		"revoked_user", r.User, "serial", r.Serial, "serials", len(revoked), "reason", r.Reason,
+		"reissued", len(reissued), "not_reissued", len(notReissued), "generation", next.Generation,
+		"grace_period_seconds", int64(grace/time.Second), "duration", time.Since(start))
+	if grace > 0 {
+		a.lastCRL(ctx, c.Name, next.Generation, expected, r.At.Add(grace))
+	}
+	a.destroyRetired(ctx, c.Name, next.Generation)
+	c.Generation = next.Generation
+	return RevokeResult{
+		Cluster: c.Name, Revoked: revoked, Reason: r.Reason, User: r.User,
+		CRLNumber: a.refreshCRLs(ctx, c), CAGeneration: next.Generation,
+		Reissued: &reissued, NotReissued: notReissued,
+	}, nil
+}
+
+// resign signs every certificate of cands again with ca (generation gen)
+// at now: the same subject, public key, key usages, SANs and profile, the
+// same NotAfter capped by the CA's, a new serial. It returns the new
+// registry entries, and the serials it could not sign again (no DER kept).
+func resign(cands []store.IssuedCertificate, ca caKey, gen int, now time.Time) ([]store.IssuedCertificate, []string, error) {
+	var out []store.IssuedCertificate
+	var skipped []string
+	notBefore := now.Truncate(time.Second).Add(-clockSkew).UTC()
+	for _, ic := range cands {
+		if ic.CertificateDER == nil {
+			skipped = append(skipped, ic.Serial)
+			continue
+		}
+		old, err := x509.ParseCertificate(ic.CertificateDER)
+		if err != nil {
+			return nil, nil, fmt.Errorf("parse certificate %s: %w", ic.Serial, err)
+		}
+		serial, err := randomSerial()
+		if err != nil {
+			return nil, nil, err
+		}
+		notAfter := old.NotAfter
+		if notAfter.After(ca.cert.NotAfter) {
+			notAfter = ca.cert.NotAfter
+		}
+		tmpl := &x509.Certificate{
+			SerialNumber: serial,
+			RawSubject:   old.RawSubject,
+			NotBefore:    notBefore,
+			NotAfter:     notAfter.UTC(),
+			KeyUsage:     old.KeyUsage,
+			ExtKeyUsage:  old.ExtKeyUsage,
+			SubjectKeyId: old.SubjectKeyId,
+			DNSNames:     old.DNSNames,
+			IPAddresses:  old.IPAddresses,
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, old.PublicKey, ca.signer)
+		if err != nil {
+			return nil, nil, fmt.Errorf("re-sign certificate %s: %w", ic.Serial, err)
+		}
+		out = append(out, store.IssuedCertificate{
+			Cluster: ic.Cluster, Serial: hex.EncodeToString(serial.Bytes()), Generation: gen,
+			Subject: ic.Subject, Profile: ic.Profile, User: ic.User, Project: ic.Project,
+			NotBefore: notBefore, NotAfter: notAfter.UTC(), IssuedAt: now, Privileged: ic.Privileged,
+			CertificateDER: der, Supersedes: ic.Serial,
+		})
+	}
+	return out, skipped, nil
+}
