@@ -117,3 +117,24 @@ func TestSEC1ShapedKeysOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestValidAnchoredBundleValidatesThePathOnce counts the x509 path
+// validations of a valid bundle anchored in ca_bundle: one (each signature
+// checked once), where the long way runs its own link checks and then one.
+func TestValidAnchoredBundleValidatesThePathOnce(t *testing.T) {
+	p := corpus(t)
+	calls := 0
+	verifyChain = func(c *x509.Certificate, opts x509.VerifyOptions) ([][]*x509.Certificate, error) {
+		calls++
+		return c.Verify(opts)
+	}
+	t.Cleanup(func() { verifyChain = (*x509.Certificate).Verify })
+	in := good(t, p)
+	in.CABundle = p.get(t, "root.pem")
+	if r := Validate(context.Background(), in, p.now); !r.Valid || len(r.Chain) != 4 || !r.Chain[3].Trusted {
+		t.Fatalf("report: valid %v errors %+v chain %+v", r.Valid, r.Errors, r.Chain)
+	}
+	if calls != 1 {
+		t.Errorf("%d path validations, want 1", calls)
+	}
+}
