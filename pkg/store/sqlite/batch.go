@@ -3,9 +3,13 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"slices"
 	"sync"
 	"sync/atomic"
+
+	msqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/clusterkeys/clusterkeys/pkg/store"
 )
@@ -99,32 +103,25 @@ func (d *DB) commitQueued(ctx context.Context, w *certWrite) {
 
 // commitCertificates records batch in one transaction, with the write lock
 // held, and answers each write. The transaction does not end with the
-// context of the caller that happens to run it (others wait on it too);
-// the busy timeout still bounds it.
+// context of the caller that happens to run it (others wait on it too),
+// and runs under a context that is never done: with one, database/sql and
+// the driver start a goroutine per transaction and per statement to watch
+// it, a cost every sign paid. What bounds the transaction is the busy
+// timeout (BEGIN IMMEDIATE waiting for another process's lock); an
+// interrupt could not have cut a hung write or fsync short anyway.
 func (d *DB) commitCertificates(ctx context.Context, batch []*certWrite) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*BusyTimeout)
-	defer cancel()
+	ctx = context.WithoutCancel(ctx)
 	d.certs.transactions.Add(1)
 	errs := make([]error, len(batch))
 	err := d.writeLocked(ctx, func(tx *sql.Tx) error {
 		stmt := tx.StmtContext(ctx, d.stmts.insertCertificate)
 		defer stmt.Close()
-		if len(batch) == 1 {
-			errs[0] = insertCertificate(ctx, d, stmt, batch[0].c)
-			return errs[0]
-		}
 		for i, w := range batch {
-			if _, err := tx.ExecContext(ctx, "SAVEPOINT record_certificate"); err != nil {
-				return d.wrap(err, "savepoint")
-			}
 			errs[i] = insertCertificate(ctx, d, stmt, w.c)
-			if errs[i] != nil {
-				if _, err := tx.ExecContext(ctx, "ROLLBACK TO record_certificate"); err != nil {
-					return d.wrap(err, "roll back to savepoint")
-				}
-			}
-			if _, err := tx.ExecContext(ctx, "RELEASE record_certificate"); err != nil {
-				return d.wrap(err, "release savepoint")
+			if errs[i] != nil && !statementOnly(errs[i]) {
+				// Anything but a constraint violation (I/O, a full disk)
+				// may have rolled the transaction back: fail the batch.
+				return errs[i]
 			}
 		}
 		return nil
@@ -139,6 +136,15 @@ func (d *DB) commitCertificates(ctx context.Context, batch []*certWrite) {
 			w.done <- nil
 		}
 	}
+}
+
+// statementOnly reports whether err is a constraint violation, which
+// SQLite undoes for the failing statement alone (its default ABORT
+// conflict resolution): the transaction and the other certificates of the
+// batch stay as they were, so no savepoint is needed around each insert.
+func statementOnly(err error) bool {
+	var se *msqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_CONSTRAINT
 }
 
 // insertCertificate inserts one registry entry with the prepared statement.

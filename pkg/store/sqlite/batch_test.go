@@ -144,3 +144,42 @@ func TestConcurrentReadsReuseConnections(t *testing.T) {
 		t.Errorf("%d connections closed for lack of idle slots between rounds, want 0", closed)
 	}
 }
+
+// TestStatementOnlyErrors checks which insert failures leave the group
+// commit's transaction usable for the rest of the batch: constraint
+// violations (a duplicate serial, a missing generation), which SQLite undoes
+// for the failing statement alone, and nothing else.
+func TestStatementOnlyErrors(t *testing.T) {
+	ctx := context.Background()
+	d := openTest(t)
+	createCluster(t, d, "c")
+	if err := d.RecordCertificate(ctx, storetest.Cert("c", 1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	insert := func(c store.IssuedCertificate) error {
+		return d.write(ctx, func(tx *sql.Tx) error {
+			stmt := tx.StmtContext(ctx, d.stmts.insertCertificate)
+			defer stmt.Close()
+			return insertCertificate(ctx, d, stmt, c)
+		})
+	}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"duplicate serial", insert(storetest.Cert("c", 1, 1)), true},
+		{"missing generation", insert(storetest.Cert("c", 7, 2)), true},
+		{"closed database", sql.ErrConnDone, false},
+		{"busy", d.wrap(errors.New("database is locked"), "insert"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.err == nil {
+				t.Fatal("no error to classify")
+			}
+			if got := statementOnly(tc.err); got != tc.want {
+				t.Errorf("statementOnly(%v) = %v, want %v", tc.err, got, tc.want)
+			}
+		})
+	}
+}
