@@ -248,20 +248,36 @@ func (s *strictScan) object(t reflect.Type, depth int) bool {
 	}
 }
 
+// skipString consumes the string at s.i, finding its closing quote with
+// bytes.IndexByte (PEM text makes long strings): a quote is the end when
+// an even number of backslashes precedes it.
+func (s *strictScan) skipString() {
+	i := s.i + 1
+	for {
+		j := bytes.IndexByte(s.b[i:], '"')
+		if j < 0 {
+			panic("unterminated string") // json.Valid said otherwise; see strictClean
+		}
+		i += j
+		escapes := 0
+		for k := i - 1; s.b[k] == '\\'; k-- {
+			escapes++
+		}
+		if escapes%2 == 0 {
+			s.i = i + 1
+			return
+		}
+		i++
+	}
+}
+
 // skip consumes the value at s.i.
 func (s *strictScan) skip() {
 	depth := 0
 	for {
 		switch c := s.b[s.i]; {
 		case c == '"':
-			s.i++
-			for s.b[s.i] != '"' {
-				if s.b[s.i] == '\\' {
-					s.i++
-				}
-				s.i++
-			}
-			s.i++
+			s.skipString()
 		case c == '{' || c == '[':
 			depth++
 			s.i++

@@ -51,6 +51,8 @@ func TestStrictCleanTakesCleanBodies(t *testing.T) {
 		{`{"name":"a","count":2,"tags":["x"]}`, reflect.TypeFor[*sample](), true},
 		{` {"name" : "-----BEGIN CERTIFICATE REQUEST-----\nMIIB\u0041\"x\\\n"} `, reflect.TypeFor[*sample](), true},
 		{`{"inner":{"id":"a"},"list":[{"id":"b"}],"raw":{"A":1,"A":2},"any":{"x":[1,2]},"map":{"K":{}}}`, reflect.TypeFor[*nested](), true},
+		{`{"tags":["a\\","b\\\"\\\\","\"\""],"name":"n\\","count":1}`, reflect.TypeFor[*sample](), true},
+		{`{"tags":["a\\"],"name":"x","name":"y"}`, reflect.TypeFor[*sample](), false},
 		{`{"name":"a","name":"b"}`, reflect.TypeFor[*sample](), false},
 		{`{"nam":"a"}`, reflect.TypeFor[*sample](), false},
 		{`{"list":[{"ID":"b"}]}`, reflect.TypeFor[*nested](), false},
