@@ -23,9 +23,9 @@ const maxCertBatch = 128
 // fsync of the WAL, and concurrent signs used to queue for the write lock
 // one commit each. Now a caller queues its certificate and then takes the
 // write lock; whoever holds it records everything queued in one
-// transaction, each certificate under its own savepoint (so that one
-// conflict fails only its caller), commits once, and hands every caller its
-// own outcome. A caller returns only after the transaction holding its
+// transaction (a conflict, which SQLite undoes for its own statement,
+// fails only its caller; any other error fails the batch), commits once,
+// and hands every caller its own outcome. A caller returns only after the transaction holding its
 // certificate has committed (or failed), so the registry still records
 // every certificate before it is handed out.
 type certQueue struct {
