@@ -25,9 +25,9 @@ const maxCertBatch = 128
 // write lock; whoever holds it records everything queued in one
 // transaction (a conflict, which SQLite undoes for its own statement,
 // fails only its caller; any other error fails the batch), commits once,
-// and hands every caller its own outcome. A caller returns only after the transaction holding its
-// certificate has committed (or failed), so the registry still records
-// every certificate before it is handed out.
+// and hands every caller its own outcome. A caller returns only after the
+// transaction holding its certificate has committed (or failed), so the
+// registry still records every certificate before it is handed out.
 type certQueue struct {
 	mu      sync.Mutex
 	pending []*certWrite
