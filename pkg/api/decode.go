@@ -101,6 +101,14 @@ func DecodeJSONBytes(body []byte, v any) error {
 // the value is what is reported. Everything else (types, trailing data) is
 // left to the normal decode.
 func checkStrict(body []byte, t reflect.Type) error {
+	if strictClean(body, t) {
+		return nil
+	}
+	return walkStrict(body, t)
+}
+
+// walkStrict is checkStrict the long way, with Decoder.Token.
+func walkStrict(body []byte, t reflect.Type) error {
 	w := strictWalker{dec: json.NewDecoder(bytes.NewReader(body))}
 	// Numbers as json.Number: the walk must not fail on a number that does
 	// not fit a float64, which only the target type can judge.
@@ -112,6 +120,183 @@ func checkStrict(body []byte, t reflect.Type) error {
 		return w.err
 	}
 	return nil
+}
+
+// strictClean is the common case of checkStrict, without its cost: a body
+// that encoding/json finds valid is walked byte by byte (no tokens, no
+// allocations), guided by t as strictWalker is. It returns true only when
+// the walk meets nothing strictWalker would refuse, that is when
+// checkStrict would return nil; on anything else (invalid JSON, an unknown
+// or repeated key, a key with an escape or a non-ASCII byte, which
+// strictWalker compares decoded, deep nesting, a struct of more than 64
+// fields) it returns false and checkStrict takes the long way, which says
+// exactly what is wrong.
+func strictClean(body []byte, t reflect.Type) (clean bool) {
+	if !json.Valid(body) {
+		return false
+	}
+	// The walk trusts json.Valid for the grammar; should it ever step out
+	// of the body, the long way answers.
+	defer func() {
+		if recover() != nil {
+			clean = false
+		}
+	}()
+	s := strictScan{b: body}
+	s.space()
+	return s.value(t, 0)
+}
+
+// strictScan walks a body json.Valid has accepted.
+type strictScan struct {
+	b []byte
+	i int
+}
+
+// maxCleanDepth bounds the nesting strictClean walks.
+const maxCleanDepth = 64
+
+func (s *strictScan) space() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+// value consumes the value at s.i, checking it against t as
+// strictWalker.value does; false means "take the long way".
+func (s *strictScan) value(t reflect.Type, depth int) bool {
+	if depth > maxCleanDepth {
+		return false
+	}
+	t, walk := strictTarget(t)
+	switch {
+	case !walk:
+	case s.b[s.i] == '{' && t.Kind() == reflect.Struct:
+		return s.object(t, depth)
+	case s.b[s.i] == '[' && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array):
+		s.i++
+		s.space()
+		if s.b[s.i] == ']' {
+			s.i++
+			return true
+		}
+		for {
+			if !s.value(t.Elem(), depth+1) {
+				return false
+			}
+			s.space()
+			if s.b[s.i] == ']' {
+				s.i++
+				return true
+			}
+			s.i++ // ','
+			s.space()
+		}
+	}
+	// A value strictWalker does not look into, a scalar, or a type
+	// mismatch the decoder reports: nothing to refuse.
+	s.skip()
+	return true
+}
+
+// object consumes the object at s.i ('{') for the struct type t.
+func (s *strictScan) object(t reflect.Type, depth int) bool {
+	info := strictFieldsOf(t)
+	if len(info.fields) > 64 {
+		return false
+	}
+	var seen uint64
+	s.i++
+	s.space()
+	if s.b[s.i] == '}' {
+		s.i++
+		return true
+	}
+	for {
+		start := s.i + 1 // after the key's '"'
+		end := start
+		for s.b[end] != '"' {
+			if c := s.b[end]; c == '\\' || c >= 0x80 {
+				return false
+			}
+			end++
+		}
+		f, known := info.byName[string(s.b[start:end])]
+		if !known || seen&(1<<f) != 0 {
+			return false
+		}
+		seen |= 1 << f
+		s.i = end + 1
+		s.space()
+		s.i++ // ':'
+		s.space()
+		if !s.value(info.fields[f].typ, depth+1) {
+			return false
+		}
+		s.space()
+		if s.b[s.i] == '}' {
+			s.i++
+			return true
+		}
+		s.i++ // ','
+		s.space()
+	}
+}
+
+// skipString consumes the string at s.i, finding its closing quote with
+// bytes.IndexByte (PEM text makes long strings): a quote is the end when
+// an even number of backslashes precedes it.
+func (s *strictScan) skipString() {
+	i := s.i + 1
+	for {
+		j := bytes.IndexByte(s.b[i:], '"')
+		if j < 0 {
+			panic("unterminated string") // json.Valid said otherwise; see strictClean
+		}
+		i += j
+		escapes := 0
+		for k := i - 1; s.b[k] == '\\'; k-- {
+			escapes++
+		}
+		if escapes%2 == 0 {
+			s.i = i + 1
+			return
+		}
+		i++
+	}
+}
+
+// skip consumes the value at s.i.
+func (s *strictScan) skip() {
+	depth := 0
+	for {
+		switch c := s.b[s.i]; {
+		case c == '"':
+			s.skipString()
+		case c == '{' || c == '[':
+			depth++
+			s.i++
+		case c == '}' || c == ']':
+			depth--
+			s.i++
+		case depth == 0:
+			// A number or literal: up to the next delimiter.
+			for s.i < len(s.b) && !strings.ContainsRune(",}] \t\n\r", rune(s.b[s.i])) {
+				s.i++
+			}
+			return
+		default:
+			s.i++
+		}
+		if depth == 0 {
+			return
+		}
+	}
 }
 
 type strictWalker struct {

@@ -336,10 +336,13 @@ func (g *Gateway) wrap(rt api.Route, ops bool) http.Handler {
 		}
 		elapsed := time.Since(start)
 		g.metrics.observe(rt.Name, status, elapsed)
-		if !rt.Public {
-			g.log.Info("request", "method", r.Method, "route", rt.Name, "path", r.URL.Path,
-				"status", status, "duration_ms", float64(elapsed.Microseconds())/1000,
-				"request_id", rid, "user", user)
+		if !rt.Public && g.log.Enabled(ctx, slog.LevelInfo) {
+			// LogAttrs behind Enabled: no attribute is built, nor any value
+			// boxed, for a level that is off.
+			g.log.LogAttrs(ctx, slog.LevelInfo, "request", slog.String("method", r.Method), slog.String("route", rt.Name),
+				slog.String("path", r.URL.Path), slog.Int("status", status),
+				slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
+				slog.String("request_id", rid), slog.String("user", user))
 		}
 	})
 }

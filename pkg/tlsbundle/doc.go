@@ -53,5 +53,8 @@
 // that stops at a certificate whose issuer is nowhere is
 // CodeChainIncomplete; a chain that reaches a self-signed root not in
 // ca_bundle is CodeUntrustedRoot; then x509 path validation runs for the
-// remaining constraints (CodeChainInvalid).
+// remaining constraints (CodeChainInvalid). A valid chain anchored in
+// ca_bundle has each signature checked once: the path validation runs
+// first on the chain the name links give, and when it succeeds with exactly
+// that chain, the separate link checks would only repeat it.
 package tlsbundle

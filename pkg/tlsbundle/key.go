@@ -162,6 +162,14 @@ func parseKeyDER(der []byte) (crypto.PrivateKey, error) {
 	if len(der) > maxKeyDER {
 		return nil, fmt.Errorf("key DER is %d bytes, above the limit of %d (an RSA key over 8192 bits)", len(der), maxKeyDER)
 	}
+	// The three forms differ in the element after the version: a SEC1
+	// key's is an OCTET STRING. At most one form parses, so trying SEC1
+	// first for such a DER saves two failed parses and changes nothing.
+	if sec1Shaped(der) {
+		if k, err := x509.ParseECPrivateKey(der); err == nil {
+			return k, nil
+		}
+	}
 	if k, err := x509.ParsePKCS8PrivateKey(der); err == nil {
 		if _, ok := k.(*ecdh.PrivateKey); ok {
 			return nil, errors.New("X25519 keys cannot sign a certificate")
@@ -175,6 +183,25 @@ func parseKeyDER(der []byte) (crypto.PrivateKey, error) {
 		return k, nil
 	}
 	return nil, errors.New("not a PKCS#8, PKCS#1 or SEC1 private key")
+}
+
+// sec1Shaped reports whether der starts as a SEC1 EC private key does: a
+// SEQUENCE whose first element is a short INTEGER and whose second is an
+// OCTET STRING (PKCS#8 has a SEQUENCE there, PKCS#1 an INTEGER).
+func sec1Shaped(der []byte) bool {
+	if len(der) < 2 || der[0] != 0x30 {
+		return false
+	}
+	i := 2
+	if der[1]&0x80 != 0 {
+		i += int(der[1] & 0x7f)
+	}
+	// INTEGER version, short form, then the next element's tag.
+	if len(der) < i+3 || der[i] != 0x02 || der[i+1]&0x80 != 0 {
+		return false
+	}
+	j := i + 2 + int(der[i+1])
+	return j < len(der) && der[j] == 0x04
 }
 
 func parseLegacyPEM(block *pem.Block, passphrase string) (*parsedKey, error) {

@@ -388,8 +388,14 @@ func Validate(_ context.Context, in Input, now time.Time) (r Report) {
 		}
 	}
 
-	// The chain.
-	links := buildChain(leaf, inters)
+	// The chain. anchor is the ca_bundle root when anchoredChain has
+	// already proved, with the one x509 path validation verifyPath would
+	// run, the chain buildChain would build (it then checks no signature
+	// twice); nil means the chain is built and checked the long way.
+	links, anchor := anchorChain(leaf, inters, roots, now)
+	if anchor == nil {
+		links = buildChain(leaf, inters)
+	}
 	used := map[int]bool{}
 	var order []int
 	for _, l := range links[1:] {
@@ -420,6 +426,10 @@ func Validate(_ context.Context, in Input, now time.Time) (r Report) {
 
 	if len(roots) > 0 {
 		switch {
+		case anchor != nil:
+			// Path validation passed in anchoredChain: what verifyPath
+			// would have said is nothing.
+			links = append(links, chainLink{cert: anchor, input: -1, field: FieldCABundle, trusted: true})
 		case selfSigned(last):
 			if !containsCert(roots, last) {
 				r.errorf(CodeUntrustedRoot, FieldCABundle, "the chain ends at the root %s, which is not in ca_bundle", last.Subject)
@@ -440,7 +450,7 @@ func Validate(_ context.Context, in Input, now time.Time) (r Report) {
 					last.Subject, last.Issuer.String())
 			}
 		}
-		if top := links[len(links)-1]; top.trusted {
+		if top := links[len(links)-1]; top.trusted && anchor == nil {
 			verifyPath(&r, leaf, links, roots, now)
 		}
 	}
@@ -472,20 +482,7 @@ func Validate(_ context.Context, in Input, now time.Time) (r Report) {
 // length, key usage) on a chain already known to link to a trusted root,
 // reporting what the link checks have not already reported.
 func verifyPath(r *Report, leaf *x509.Certificate, links []chainLink, roots []*x509.Certificate, now time.Time) {
-	rootPool := x509.NewCertPool()
-	for _, c := range roots {
-		rootPool.AddCert(c)
-	}
-	inter := x509.NewCertPool()
-	for _, l := range links[1:] {
-		if !l.trusted {
-			inter.AddCert(l.cert)
-		}
-	}
-	_, err := leaf.Verify(x509.VerifyOptions{
-		Roots: rootPool, Intermediates: inter, CurrentTime: now,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
-	})
+	_, err := verifyChain(leaf, pathOptions(links, roots, now))
 	if err == nil {
 		return
 	}
@@ -501,6 +498,104 @@ func verifyPath(r *Report, leaf *x509.Certificate, links []chainLink, roots []*x
 		return
 	}
 	r.errorf(CodeChainInvalid, FieldIntermediates, "the chain does not validate: %v", err)
+}
+
+// verifyChain is the x509 path validation; tests count its calls.
+var verifyChain = (*x509.Certificate).Verify
+
+// anchorChain is anchoredChain; tests replace it to compare with the long
+// way.
+var anchorChain = anchoredChain
+
+// anchoredChain is the common case of a valid bundle, checked with half
+// the signature verifications of buildChain, findIssuer and verifyPath,
+// which each verify the same signatures. It picks, as buildChain and
+// findIssuer would, the first unused intermediate (then ca_bundle root)
+// whose subject is the issuer of the certificate before it, but without
+// checking signatures, and then runs verifyPath's own x509 path validation
+// (the same roots, the chain's intermediates, the same time). When that
+// succeeds with a chain made of exactly these certificates, every
+// signature buildChain and findIssuer would check is valid, so they would
+// have picked the same ones, and verifyPath would report nothing: it
+// returns the chain (without the root) and the root. Otherwise (a
+// self-issued certificate on the way, no root by name, any validation
+// error, another chain) it returns nil and the caller takes the long way,
+// so that every report is what it was.
+func anchoredChain(leaf *x509.Certificate, inters []certEntry, roots []*x509.Certificate, now time.Time) ([]chainLink, *x509.Certificate) {
+	if len(roots) == 0 {
+		return nil, nil
+	}
+	links := []chainLink{{cert: leaf, input: -1, field: FieldCertificate}}
+	used := make([]bool, len(inters))
+	cur := leaf
+	for {
+		if bytes.Equal(cur.RawSubject, cur.RawIssuer) {
+			return nil, nil // selfSigned would check a signature: the long way
+		}
+		if len(links) > len(inters) {
+			break
+		}
+		found := -1
+		for i, e := range inters {
+			if !used[i] && bytes.Equal(e.cert.RawSubject, cur.RawIssuer) {
+				found = i
+				break
+			}
+		}
+		if found < 0 {
+			break
+		}
+		used[found] = true
+		links = append(links, chainLink{cert: inters[found].cert, input: inters[found].index, field: inters[found].field})
+		cur = inters[found].cert
+	}
+	var root *x509.Certificate
+	for _, r := range roots {
+		if bytes.Equal(r.RawSubject, cur.RawIssuer) {
+			root = r
+			break
+		}
+	}
+	if root == nil {
+		return nil, nil
+	}
+	chains, err := verifyChain(leaf, pathOptions(links, roots, now))
+	if err != nil {
+		return nil, nil
+	}
+	for _, ch := range chains {
+		if len(ch) != len(links)+1 || ch[len(ch)-1] != root {
+			continue
+		}
+		same := true
+		for i, l := range links {
+			same = same && ch[i] == l.cert
+		}
+		if same {
+			return links, root
+		}
+	}
+	return nil, nil
+}
+
+// pathOptions are the options of the x509 path validation of a chain
+// (links, the leaf first) to roots at now: the roots and the chain's
+// untrusted certificates as intermediates, any extended key usage.
+func pathOptions(links []chainLink, roots []*x509.Certificate, now time.Time) x509.VerifyOptions {
+	rootPool := x509.NewCertPool()
+	for _, c := range roots {
+		rootPool.AddCert(c)
+	}
+	inter := x509.NewCertPool()
+	for _, l := range links[1:] {
+		if !l.trusted {
+			inter.AddCert(l.cert)
+		}
+	}
+	return x509.VerifyOptions{
+		Roots: rootPool, Intermediates: inter, CurrentTime: now,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+	}
 }
 
 // buildChain links the leaf to its issuers among the intermediates by

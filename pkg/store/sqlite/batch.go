@@ -3,10 +3,14 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
+
+	msqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/store"
@@ -21,11 +25,11 @@ const maxCertBatch = 128
 // fsync of the WAL, and concurrent signs used to queue for the write lock
 // one commit each. Now a caller queues its certificate and then takes the
 // write lock; whoever holds it records everything queued in one
-// transaction, each certificate under its own savepoint (so that one
-// conflict fails only its caller), commits once, and hands every caller its
-// own outcome. A caller returns only after the transaction holding its
-// certificate has committed (or failed), so the registry still records
-// every certificate before it is handed out.
+// transaction (a conflict, which SQLite undoes for its own statement,
+// fails only its caller; any other error fails the batch), commits once,
+// and hands every caller its own outcome. A caller returns only after the
+// transaction holding its certificate has committed (or failed), so the
+// registry still records every certificate before it is handed out.
 type certQueue struct {
 	mu      sync.Mutex
 	pending []*certWrite
@@ -101,32 +105,26 @@ func (d *DB) commitQueued(ctx context.Context, w *certWrite) {
 
 // commitCertificates records batch in one transaction, with the write lock
 // held, and answers each write. The transaction does not end with the
-// context of the caller that happens to run it (others wait on it too);
-// the busy timeout still bounds it.
+// context of the caller that happens to run it (others wait on it too),
+// and runs under a context that is never done: with one, database/sql and
+// the driver start a goroutine per transaction and per statement to watch
+// it, a cost every sign paid. What bounds the transaction is the busy
+// timeout (BEGIN IMMEDIATE waiting for another process's lock); an
+// interrupt could not have cut a hung write or fsync short anyway.
 func (d *DB) commitCertificates(ctx context.Context, batch []*certWrite) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*BusyTimeout)
-	defer cancel()
+	ctx = context.WithoutCancel(ctx)
 	d.certs.transactions.Add(1)
 	errs := make([]error, len(batch))
 	err := d.writeLocked(ctx, func(tx *sql.Tx) error {
 		stmt := tx.StmtContext(ctx, d.stmts.insertCertificate)
 		defer stmt.Close()
-		if len(batch) == 1 {
-			errs[0] = insertCertificate(ctx, d, stmt, batch[0].c)
-			return errs[0]
-		}
 		for i, w := range batch {
-			if _, err := tx.ExecContext(ctx, "SAVEPOINT record_certificate"); err != nil {
-				return d.wrap(err, "savepoint")
-			}
 			errs[i] = insertCertificate(ctx, d, stmt, w.c)
-			if errs[i] != nil {
-				if _, err := tx.ExecContext(ctx, "ROLLBACK TO record_certificate"); err != nil {
-					return d.wrap(err, "roll back to savepoint")
-				}
-			}
-			if _, err := tx.ExecContext(ctx, "RELEASE record_certificate"); err != nil {
-				return d.wrap(err, "release savepoint")
+			if errs[i] != nil && !statementOnly(errs[i]) && !errors.Is(errs[i], api.ErrUserRevoked) {
+				// Anything but a constraint violation or a refused user
+				// (whose insert wrote nothing) may have rolled the
+				// transaction back (I/O, a full disk): fail the batch.
+				return errs[i]
 			}
 		}
 		return nil
@@ -141,6 +139,15 @@ func (d *DB) commitCertificates(ctx context.Context, batch []*certWrite) {
 			w.done <- nil
 		}
 	}
+}
+
+// statementOnly reports whether err is a constraint violation, which
+// SQLite undoes for the failing statement alone (its default ABORT
+// conflict resolution): the transaction and the other certificates of the
+// batch stay as they were, so no savepoint is needed around each insert.
+func statementOnly(err error) bool {
+	var se *msqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_CONSTRAINT
 }
 
 // insertCertificate inserts one registry entry with the prepared statement.

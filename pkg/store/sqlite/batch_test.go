@@ -144,3 +144,75 @@ func TestConcurrentReadsReuseConnections(t *testing.T) {
 		t.Errorf("%d connections closed for lack of idle slots between rounds, want 0", closed)
 	}
 }
+
+// TestStatementOnlyErrors checks which insert failures leave the group
+// commit's transaction usable for the rest of the batch: constraint
+// violations (a duplicate serial, a missing generation), which SQLite undoes
+// for the failing statement alone, and nothing else.
+func TestStatementOnlyErrors(t *testing.T) {
+	ctx := context.Background()
+	d := openTest(t)
+	createCluster(t, d, "c")
+	if err := d.RecordCertificate(ctx, storetest.Cert("c", 1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	insert := func(c store.IssuedCertificate) error {
+		return d.write(ctx, func(tx *sql.Tx) error {
+			stmt := tx.StmtContext(ctx, d.stmts.insertCertificate)
+			defer stmt.Close()
+			return insertCertificate(ctx, d, stmt, c)
+		})
+	}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"duplicate serial", insert(storetest.Cert("c", 1, 1)), true},
+		{"missing generation", insert(storetest.Cert("c", 7, 2)), true},
+		{"closed database", sql.ErrConnDone, false},
+		{"busy", d.wrap(errors.New("database is locked"), "insert"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.err == nil {
+				t.Fatal("no error to classify")
+			}
+			if got := statementOnly(tc.err); got != tc.want {
+				t.Errorf("statementOnly(%v) = %v, want %v", tc.err, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestGroupCommitRefusedUserSparesTheBatch checks that a revoked user's
+// certificate, refused inside a group commit, fails alone: the other
+// certificates of the same transaction are recorded.
+func TestGroupCommitRefusedUserSparesTheBatch(t *testing.T) {
+	ctx := context.Background()
+	d := openTest(t)
+	createCluster(t, d, "c")
+	revoked := storetest.Cert("c", 1, 1)
+	revoked.User = "mallory"
+	if _, err := d.RevokeUser(ctx, store.Revocation{Cluster: "c", User: "mallory", Reason: "affiliationChanged", By: "admin", At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	others := []store.IssuedCertificate{storetest.Cert("c", 1, 2), storetest.Cert("c", 1, 3)}
+	batch := []*certWrite{
+		{c: others[0], done: make(chan error, 1)},
+		{c: revoked, done: make(chan error, 1)},
+		{c: others[1], done: make(chan error, 1)},
+	}
+	d.commitCertificates(ctx, batch)
+	for i, w := range batch {
+		err := <-w.done
+		if wantRefused := i == 1; wantRefused != errors.Is(err, api.ErrUserRevoked) || (!wantRefused && err != nil) {
+			t.Errorf("write %d (user %s): %v", i, w.c.User, err)
+		}
+	}
+	for _, c := range others {
+		got, err := d.Certificates(ctx, store.CertificateQuery{Cluster: "c", Serial: c.Serial, Limit: 1})
+		if err != nil || len(got) != 1 {
+			t.Errorf("certificate %s of the same batch: %v, %d found", c.Serial, err, len(got))
+		}
+	}
+}
