@@ -3,6 +3,7 @@ package config
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -47,55 +48,76 @@ type StoreBackend struct {
 	Path bool
 }
 
-var registry struct {
-	sync.Mutex
-	custody []CustodyBackend
-	stores  []StoreBackend
+// Registry holds values by name, for the backends that register
+// themselves from their init (here, in pkg/keys and in pkg/store). It is
+// safe for concurrent use; its zero value is empty.
+type Registry[T any] struct {
+	mu     sync.Mutex
+	byName map[string]T
 }
 
-// RegisterCustody makes a custody backend known to the settings. It panics
-// when the name is taken, as registering twice is a programming error.
-func RegisterCustody(b CustodyBackend) {
-	registry.Lock()
-	defer registry.Unlock()
-	if slices.ContainsFunc(registry.custody, func(o CustodyBackend) bool { return o.Name == b.Name }) {
-		panic(fmt.Sprintf("config: custody backend %q registered twice", b.Name))
+// Register adds v as name. It panics when name is taken: registering
+// twice is a programming error.
+func (r *Registry[T]) Register(name string, v T) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.byName[name]; ok {
+		panic(fmt.Sprintf("%q registered twice", name))
 	}
-	registry.custody = append(registry.custody, b)
-	slices.SortFunc(registry.custody, func(a, b CustodyBackend) int {
-		return cmp.Or(cmp.Compare(a.Rank, b.Rank), strings.Compare(a.Name, b.Name))
-	})
+	if r.byName == nil {
+		r.byName = map[string]T{}
+	}
+	r.byName[name] = v
 }
+
+// Lookup returns the value registered as name.
+func (r *Registry[T]) Lookup(name string) (T, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v, ok := r.byName[name]
+	return v, ok
+}
+
+// All returns the values in the order cmp gives.
+func (r *Registry[T]) All(cmp func(a, b T) int) []T {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.SortedFunc(maps.Values(r.byName), cmp)
+}
+
+var (
+	custodyBackends Registry[CustodyBackend]
+	storeBackends   Registry[StoreBackend]
+)
+
+// RegisterCustody makes a custody backend known to the settings. It panics
+// when the name is taken.
+func RegisterCustody(b CustodyBackend) { custodyBackends.Register(b.Name, b) }
 
 // RegisterStore makes a store known to the settings. It panics when the
 // name or a prefix is taken.
 func RegisterStore(b StoreBackend) {
-	registry.Lock()
-	defer registry.Unlock()
-	for _, o := range registry.stores {
-		if o.Name == b.Name || slices.ContainsFunc(b.Prefixes, func(p string) bool { return slices.Contains(o.Prefixes, p) }) {
-			panic(fmt.Sprintf("config: store %q registered twice", b.Name))
+	for _, p := range b.Prefixes {
+		if o, _, ok := StoreFor(p); ok {
+			panic(fmt.Sprintf("config: store %q takes prefix %q of store %q", b.Name, p, o.Name))
 		}
 	}
-	registry.stores = append(registry.stores, b)
-	slices.SortFunc(registry.stores, func(a, b StoreBackend) int {
-		return cmp.Or(cmp.Compare(a.Rank, b.Rank), strings.Compare(a.Name, b.Name))
-	})
+	storeBackends.Register(b.Name, b)
 }
 
 // CustodyBackends are the custody backends linked into this binary, in
 // Rank order.
 func CustodyBackends() []CustodyBackend {
-	registry.Lock()
-	defer registry.Unlock()
-	return slices.Clone(registry.custody)
+	return custodyBackends.All(func(a, b CustodyBackend) int {
+		return cmp.Or(cmp.Compare(a.Rank, b.Rank), strings.Compare(a.Name, b.Name))
+	})
 }
 
 // StoreBackends are the stores linked into this binary, in Rank order.
 func StoreBackends() []StoreBackend {
-	registry.Lock()
-	defer registry.Unlock()
-	return slices.Clone(registry.stores)
+	return storeBackends.All(func(a, b StoreBackend) int {
+		return cmp.Or(cmp.Compare(a.Rank, b.Rank), strings.Compare(a.Name, b.Name))
+	})
 }
 
 // StoreFor returns the store that takes the --store value store, and the

@@ -2,9 +2,7 @@ package keys
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -12,10 +10,10 @@ import (
 	"github.com/clusterkeys/clusterkeys/pkg/store"
 )
 
-// Blobs is the part of the metadata store where custody may keep records
-// of its own (software custody's sealed keys, Barbican's secret hrefs);
-// every store implements it.
-type Blobs interface {
+// BlobStore is the part of the metadata store where custody may keep
+// records of its own by ref (software custody's sealed keys, Barbican's
+// secret hrefs); every store implements it.
+type BlobStore interface {
 	// PutBlob stores blob under ref; an existing ref fails with an error
 	// wrapping ErrConflict.
 	PutBlob(ctx context.Context, ref string, blob []byte) error
@@ -23,6 +21,11 @@ type Blobs interface {
 	GetBlob(ctx context.Context, ref string) ([]byte, error)
 	// DeleteBlob deletes the blob stored under ref (ErrNotFound when absent).
 	DeleteBlob(ctx context.Context, ref string) error
+}
+
+// Blobs is a BlobStore that also lists its blobs, as every store does.
+type Blobs interface {
+	BlobStore
 	// ListBlobs returns the blobs whose ref starts with prefix, never
 	// their contents.
 	ListBlobs(ctx context.Context, prefix string) ([]store.Blob, error)
@@ -56,32 +59,16 @@ type Backend struct {
 	Open func(ctx context.Context, o OpenOptions) (Custody, error)
 }
 
-var registry struct {
-	sync.Mutex
-	backends map[string]Backend
-}
+var backends config.Registry[Backend]
 
 // Register makes the custody backend called name (its --keys value)
 // available to pkg/backends and known to the settings. A backend package
 // calls it from its init; a binary links the backends it imports (see
 // pkg/backends/all). It panics when name is taken.
 func Register(name string, b Backend) {
-	registry.Lock()
-	defer registry.Unlock()
-	if _, ok := registry.backends[name]; ok || b.Open == nil {
-		panic(fmt.Sprintf("keys: backend %q registered twice or without Open", name))
-	}
-	if registry.backends == nil {
-		registry.backends = map[string]Backend{}
-	}
-	registry.backends[name] = b
+	backends.Register(name, b)
 	config.RegisterCustody(config.CustodyBackend{Name: name, Rank: b.Rank, Flags: b.Flags, Environ: b.Environ})
 }
 
 // Lookup returns the custody backend called name.
-func Lookup(name string) (Backend, bool) {
-	registry.Lock()
-	defer registry.Unlock()
-	b, ok := registry.backends[name]
-	return b, ok
-}
+func Lookup(name string) (Backend, bool) { return backends.Lookup(name) }

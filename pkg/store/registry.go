@@ -2,8 +2,6 @@ package store
 
 import (
 	"context"
-	"fmt"
-	"sync"
 
 	"github.com/clusterkeys/clusterkeys/pkg/config"
 )
@@ -31,32 +29,16 @@ type Backend struct {
 	Open func(ctx context.Context, value string) (Handle, error)
 }
 
-var registry struct {
-	sync.Mutex
-	backends map[string]Backend
-}
+var backends config.Registry[Backend]
 
 // Register makes the store called name available to pkg/backends and
 // known to the settings. A store package calls it from its init; a binary
 // links the stores it imports (see pkg/backends/all). It panics when name
 // or a prefix is taken.
 func Register(name string, b Backend) {
-	registry.Lock()
-	defer registry.Unlock()
-	if _, ok := registry.backends[name]; ok || b.Open == nil {
-		panic(fmt.Sprintf("store: %q registered twice or without Open", name))
-	}
-	if registry.backends == nil {
-		registry.backends = map[string]Backend{}
-	}
-	registry.backends[name] = b
+	backends.Register(name, b)
 	config.RegisterStore(config.StoreBackend{Name: name, Rank: b.Rank, Prefixes: b.Prefixes, Usage: b.Usage, Path: b.Path})
 }
 
 // Lookup returns the store called name.
-func Lookup(name string) (Backend, bool) {
-	registry.Lock()
-	defer registry.Unlock()
-	b, ok := registry.backends[name]
-	return b, ok
-}
+func Lookup(name string) (Backend, bool) { return backends.Lookup(name) }
