@@ -169,17 +169,8 @@ func (d *DB) Rekey(ctx context.Context, cluster string, expected int, next store
 	}
 	nowT, until := ts(now), ts(trustedUntil)
 	err := d.write(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, "UPDATE clusters SET generation = $1 WHERE name = $2 AND generation = $3",
-			next.Generation, cluster, expected)
-		if err != nil {
-			return d.wrap(err, "move the generation pointer")
-		}
-		if tag.RowsAffected() != 1 {
-			var active int
-			if err := tx.QueryRow(ctx, "SELECT generation FROM clusters WHERE name = $1", cluster).Scan(&active); err != nil {
-				return d.wrap(err, "read the active generation")
-			}
-			return fmt.Errorf("active generation is %d, not %d: %w", active, expected, api.ErrGenerationMismatch)
+		if err := d.move(ctx, tx, clusterGeneration, cluster, expected, next.Generation); err != nil {
+			return err
 		}
 		// Cap the generations retired earlier whose grace outlasts this one.
 		if _, err := tx.Exec(ctx, `UPDATE ca_generations SET trusted_until = $1

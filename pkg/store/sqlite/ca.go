@@ -175,22 +175,8 @@ func (d *DB) Rekey(ctx context.Context, cluster string, expected int, next store
 	}
 	nowS, untilS := formatTime(now), formatTime(trustedUntil)
 	err := d.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, "UPDATE clusters SET generation = ? WHERE name = ? AND generation = ?",
-			next.Generation, cluster, expected)
-		if err != nil {
-			return d.wrap(err, "move the generation pointer")
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return d.wrap(err, "move the generation pointer")
-		}
-		if n != 1 {
-			var active int
-			err := tx.QueryRowContext(ctx, "SELECT generation FROM clusters WHERE name = ?", cluster).Scan(&active)
-			if err != nil {
-				return d.wrap(err, "read the active generation")
-			}
-			return fmt.Errorf("active generation is %d, not %d: %w", active, expected, api.ErrGenerationMismatch)
+		if err := d.move(ctx, tx, clusterGeneration, cluster, expected, next.Generation); err != nil {
+			return err
 		}
 		// Cap the generations retired earlier whose grace outlasts this one.
 		if _, err := tx.ExecContext(ctx, `UPDATE ca_generations SET trusted_until = ?
