@@ -137,7 +137,7 @@ func (d *Deps) Keywrap() *keywrap.Service {
 // to see a configuration error; Validator alone ignores one.
 func (d *Deps) Validator() *tlsbundle.Validator {
 	d.validatorOnce.Do(func() {
-		d.validator, d.validatorErr = NewValidator(d.Config, d.Registry)
+		d.validator, d.validatorErr = barbicanref.NewValidator(d.Config, d.Registry)
 	})
 	return d.validator
 }
@@ -147,20 +147,4 @@ func (d *Deps) Validator() *tlsbundle.Validator {
 func (d *Deps) Init() error {
 	d.Validator()
 	return d.validatorErr
-}
-
-// NewValidator builds the TLS bundle validator cfg describes: it loads
-// Barbican containers when cfg names a Barbican endpoint.
-// functions/validatebundle builds the same without this package, which
-// would link the store and custody.
-func NewValidator(cfg config.Config, reg prometheus.Registerer) (*tlsbundle.Validator, error) {
-	opts := tlsbundle.Options{Registerer: reg}
-	if cfg.BarbicanEndpoint != "" {
-		loader, err := barbicanref.New(barbicanref.Config{Endpoint: cfg.BarbicanEndpoint, CallerToken: cfg.Auth == "keystone"})
-		if err != nil {
-			return nil, fmt.Errorf("barbican container loader: %w", err)
-		}
-		opts.ContainerLoader = loader
-	}
-	return tlsbundle.NewValidator(opts), nil
 }
