@@ -20,6 +20,10 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/clusterkeys/clusterkeys/internal/testcert"
+	// The settings accept the --keys and --store values of the backends a
+	// binary links: these tests resolve the examples as localrun, which
+	// links them all, does.
+	_ "github.com/clusterkeys/clusterkeys/pkg/backends/all"
 	"github.com/clusterkeys/clusterkeys/pkg/config"
 	"github.com/clusterkeys/clusterkeys/pkg/tlsserve"
 )
