@@ -15,7 +15,6 @@ import (
 	"github.com/clusterkeys/clusterkeys/pkg/config"
 	"github.com/clusterkeys/clusterkeys/pkg/functions"
 	"github.com/clusterkeys/clusterkeys/pkg/gateway"
-	"github.com/clusterkeys/clusterkeys/pkg/keys/software"
 )
 
 // execHandler starts every function's built bootstrap behind its own local
@@ -109,21 +108,17 @@ func bootstrapEnv(cfg config.Config) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	master, err := abs(cfg.MasterKeyFile)
-	if err != nil {
-		return nil, err
-	}
 	store := cfg.Store
-	if p, ok := strings.CutPrefix(store, "sqlite:"); ok {
-		if p, err = filepath.Abs(p); err != nil {
+	if b, path, ok := config.StoreFor(store); ok && b.Path {
+		prefix := strings.TrimSuffix(store, path)
+		if path, err = filepath.Abs(path); err != nil {
 			return nil, err
 		}
-		store = "sqlite:" + p
+		store = prefix + path
 	}
 	env := []string{
 		config.EnvName("state-dir") + "=" + stateDir,
 		config.EnvName("token-auth-file") + "=" + tokens,
-		config.EnvName("master-key-file") + "=" + master,
 		config.EnvName("store") + "=" + store,
 		config.EnvName("keys") + "=" + cfg.Keys,
 		config.EnvName("auth") + "=" + cfg.Auth,
@@ -131,43 +126,38 @@ func bootstrapEnv(cfg config.Config) ([]string, error) {
 		config.EnvName("log-level") + "=" + cfg.LogLevel,
 		config.EnvName("log-format") + "=" + cfg.LogFormat,
 	}
-	// PKCS#11 settings pass through; the PIN only by file or by the
-	// variable the operator already set, never on a command line.
-	for _, k := range []string{"pkcs11-module", "pkcs11-token-label", "pkcs11-pin-file"} {
-		if v, ok := os.LookupEnv(config.EnvName(k)); ok {
-			env = append(env, config.EnvName(k)+"="+v)
-		}
-	}
-	for k, v := range map[string]string{"barbican-endpoint": cfg.BarbicanEndpoint, "barbican-project": cfg.BarbicanProject, "os-cloud": cfg.OSCloud, "auth-cache-ttl": cfg.AuthCacheTTL.String(), "pkcs11-call-timeout": cfg.PKCS11CallTimeout.String(), "public-url": cfg.PublicURL} {
+	for k, v := range map[string]string{"os-cloud": cfg.OSCloud, "auth-cache-ttl": cfg.AuthCacheTTL.String(), "public-url": cfg.PublicURL} {
 		if v != "" {
 			env = append(env, config.EnvName(k)+"="+v)
 		}
 	}
-	if cfg.PKCS11Module != "" {
-		env = append(env, config.EnvName("pkcs11-module")+"="+cfg.PKCS11Module)
-	}
-	if cfg.PKCS11TokenLabel != "" {
-		env = append(env, config.EnvName("pkcs11-token-label")+"="+cfg.PKCS11TokenLabel)
-	}
-	if cfg.PKCS11PinFile != "" {
-		env = append(env, config.EnvName("pkcs11-pin-file")+"="+cfg.PKCS11PinFile)
-	}
-	if v, ok := os.LookupEnv("CLUSTERKEYS_PKCS11_PIN"); ok {
-		env = append(env, "CLUSTERKEYS_PKCS11_PIN="+v)
-	}
-	// A master key delivered in the environment goes to every bootstrap,
-	// which would otherwise look for the file.
-	if v, ok := os.LookupEnv(software.EnvMasterKey); ok {
-		env = append(env, software.EnvMasterKey+"="+v)
+	// Every custody backend's settings pass through (validatebundle reads
+	// --barbican-endpoint too), as do the variables they read, such as a
+	// PIN or a master key, which never go on a command line.
+	settings := cfg.Values()
+	for _, b := range config.CustodyBackends() {
+		for _, k := range b.Flags {
+			v := settings[k]
+			if strings.HasSuffix(k, "-file") {
+				if v, err = abs(v); err != nil {
+					return nil, err
+				}
+			}
+			if v != "" {
+				env = append(env, config.EnvName(k)+"="+v)
+			}
+		}
+		for _, k := range b.Environ {
+			if v, ok := os.LookupEnv(k); ok {
+				env = append(env, k+"="+v)
+			}
+		}
 	}
 	// OpenStack service credentials (clouds.yaml location, OS_* settings).
 	for _, kv := range os.Environ() {
 		if strings.HasPrefix(kv, "OS_") {
 			env = append(env, kv)
 		}
-	}
-	if v, ok := os.LookupEnv("SOFTHSM2_CONF"); ok {
-		env = append(env, "SOFTHSM2_CONF="+v)
 	}
 	return env, nil
 }

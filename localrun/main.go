@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 
+	// Every store and custody backend, so that any --store and --keys works.
+	_ "github.com/clusterkeys/clusterkeys/pkg/backends/all"
 	"github.com/clusterkeys/clusterkeys/pkg/config"
 	"github.com/clusterkeys/clusterkeys/pkg/functions"
 )

@@ -26,6 +26,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/clusterkeys/clusterkeys/pkg/backends"
+	_ "github.com/clusterkeys/clusterkeys/pkg/backends/all" // every store and custody backend
 	"github.com/clusterkeys/clusterkeys/pkg/config"
 	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
 	"github.com/clusterkeys/clusterkeys/pkg/kmsplugin"

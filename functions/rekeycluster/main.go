@@ -3,6 +3,9 @@
 // configuration comes from CLUSTERKEYS_* variables.
 package main
 
-import "github.com/clusterkeys/clusterkeys/pkg/lambdaapp"
+import (
+	_ "github.com/clusterkeys/clusterkeys/pkg/backends/all" // the stores and custody backends it can open
+	"github.com/clusterkeys/clusterkeys/pkg/lambdaapp"
+)
 
 func main() { lambdaapp.Main("rekeycluster") }

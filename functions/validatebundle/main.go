@@ -41,13 +41,10 @@ func run(ctx context.Context) error {
 		return err
 	}
 	reg := prometheus.NewRegistry()
-	opts := tlsbundle.Options{Registerer: reg}
-	if cfg.BarbicanEndpoint != "" {
-		if opts.ContainerLoader, err = barbicanref.New(barbicanref.Config{Endpoint: cfg.BarbicanEndpoint, CallerToken: cfg.Auth == "keystone"}); err != nil {
-			return err
-		}
+	v, err := barbicanref.NewValidator(cfg, reg)
+	if err != nil {
+		return err
 	}
-	v := tlsbundle.NewValidator(opts)
 	limits := &gateway.Limits{MaxInFlight: cfg.MaxInFlight, RouteMaxInFlight: map[string]int{gateway.ValidateRoute: cfg.MaxInFlightValidate},
 		MaxAuthFailures: cfg.MaxAuthFailures, AuthFailureWindow: cfg.AuthFailureWindow}
 	g, err := gateway.New(gateway.Config{Auth: authenticator, Logger: log.With("function", "validatebundle"), Registry: reg, Limits: limits},

@@ -1,31 +1,28 @@
 // Package backends opens the metadata store and the key custody a Config
-// names. It is the one place that knows every backend; the functions only
-// see the small interfaces they define (ca.Store, ca.Keys, keywrap.Store,
-// keywrap.Custody).
+// names, among those registered (store.Register, keys.Register) by the
+// backend packages a binary links (see pkg/backends/all). It is where
+// backends and the functions meet: the functions only see the small
+// interfaces they define (ca.Store, ca.Keys, keywrap.Store,
+// keywrap.Custody), and this package checks that what it opens satisfies
+// them.
 package backends
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
-	"strings"
 
-	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/clusterkeys/clusterkeys/pkg/ca"
 	"github.com/clusterkeys/clusterkeys/pkg/config"
 	"github.com/clusterkeys/clusterkeys/pkg/keys"
-	"github.com/clusterkeys/clusterkeys/pkg/keys/barbican"
-	"github.com/clusterkeys/clusterkeys/pkg/keys/pkcs11"
-	"github.com/clusterkeys/clusterkeys/pkg/keys/software"
 	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
-	"github.com/clusterkeys/clusterkeys/pkg/openstackauth"
 	"github.com/clusterkeys/clusterkeys/pkg/reconcile"
-	"github.com/clusterkeys/clusterkeys/pkg/store/postgres"
-	"github.com/clusterkeys/clusterkeys/pkg/store/sqlite"
+	"github.com/clusterkeys/clusterkeys/pkg/store"
 )
 
 // Store is every store interface the functions define.
@@ -75,99 +72,54 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, reg promethe
 	b.Store = db
 	b.closers = append(b.closers, db.Close)
 
-	switch cfg.Keys {
-	case "software":
-		// Many instances share one master key: delivered in the
-		// environment (Lambda) or as a file.
-		mk, fromEnv, err := software.MasterKeyFromEnv(os.LookupEnv)
-		if err == nil && !fromEnv {
-			mk, err = software.LoadOrCreateMasterKey(ctx, cfg.MasterKeyFile, db)
-		}
-		if err != nil {
-			b.Close()
-			return nil, fmt.Errorf("software custody: %w", err)
-		}
-		c, err := software.New(mk, db)
-		if err != nil {
-			b.Close()
-			return nil, fmt.Errorf("software custody: %w", err)
-		}
-		b.Custody = c
-	case "pkcs11":
-		// cfg already holds the flags and their CLUSTERKEYS_* variables: the
-		// PIN file is read once, and a flag beats the environment.
-		pc, err := pkcs11.NewConfig(cfg.PKCS11Module, cfg.PKCS11TokenLabel, cfg.PKCS11PinFile)
-		if err != nil {
-			b.Close()
-			return nil, fmt.Errorf("pkcs11 custody: %w", err)
-		}
-		c, err := pkcs11.Open(pc, pkcs11.Options{Logger: log, Registerer: reg, CallTimeout: cfg.PKCS11CallTimeout})
-		if err != nil {
-			b.Close()
-			return nil, fmt.Errorf("pkcs11 custody: %w", err)
-		}
-		b.Custody = c
-		b.closers = append(b.closers, c.Close)
-	case "barbican":
-		bc := barbican.Config{Endpoint: cfg.BarbicanEndpoint, Project: cfg.BarbicanProject, Logger: log}
-		if bc.Project == "" {
-			// Keystone: the service user's own token, Barbican from the
-			// catalog unless --barbican-endpoint overrides it.
-			pc, eo, err := openstackauth.Provider(ctx, cfg.OSCloud)
-			if err != nil {
-				b.Close()
-				return nil, fmt.Errorf("barbican custody: %w", err)
-			}
-			bc.Client = pc
-			if bc.Endpoint == "" {
-				sc, err := openstack.NewKeyManagerV1(pc, eo)
-				if err != nil {
-					b.Close()
-					return nil, fmt.Errorf("barbican custody: no key-manager in the catalog: %w", err)
-				}
-				bc.Endpoint = sc.Endpoint
-			}
-		}
-		c, err := barbican.Open(bc, db)
-		if err != nil {
-			b.Close()
-			return nil, err
-		}
-		b.Custody = c
-		b.SignerCacheSize = -1
-	default:
+	kb, ok := keys.Lookup(cfg.Keys)
+	if !ok {
 		b.Close()
 		return nil, fmt.Errorf("key custody %q is not built in yet", cfg.Keys)
+	}
+	c, err := kb.Open(ctx, keys.OpenOptions{Config: cfg, Blobs: db, Logger: log, Registerer: reg})
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	b.Custody = c
+	if cl, ok := c.(io.Closer); ok {
+		b.closers = append(b.closers, cl.Close)
+	}
+	if kb.NoSignerCache {
+		b.SignerCacheSize = -1
 	}
 	return b, nil
 }
 
-// storeWithBlobs is a store that also keeps the blobs of software and
-// Barbican custody, and lists them.
+// storeWithBlobs is a store that also keeps the blobs of custody.
 type storeWithBlobs interface {
 	Store
-	software.BlobStore
-	software.BlobLister
+	keys.Blobs
 }
 
-// openStore opens the store cfg.Store names: sqlite:PATH or a PostgreSQL
-// URI. Its errors never hold the URI, which may hold a password.
+// openStore opens the store cfg.Store names, with the store registered
+// for its prefix. Its errors never hold the value, which may hold a
+// password.
 func openStore(ctx context.Context, cfg config.Config) (storeWithBlobs, error) {
-	if path, ok := strings.CutPrefix(cfg.Store, "sqlite:"); ok {
-		db, err := sqlite.Open(ctx, path)
-		if err != nil {
-			return nil, err
-		}
-		return db, nil
+	sb, _, ok := config.StoreFor(cfg.Store)
+	if !ok {
+		return nil, fmt.Errorf("not built in: want %s", config.StoreUsage(false))
 	}
-	if config.IsPostgres(cfg.Store) {
-		db, err := postgres.Open(ctx, cfg.Store)
-		if err != nil {
-			return nil, err
-		}
-		return db, nil
+	opener, ok := store.Lookup(sb.Name)
+	if !ok {
+		return nil, fmt.Errorf("store %q is not built in", sb.Name)
 	}
-	return nil, errors.New("not built in: want sqlite:PATH or postgres://…")
+	h, err := opener.Open(ctx, cfg.Store)
+	if err != nil {
+		return nil, err
+	}
+	db, ok := h.(storeWithBlobs)
+	if !ok {
+		h.Close()
+		return nil, fmt.Errorf("store %q lacks methods the functions need (run pkg/store/storetest against it)", sb.Name)
+	}
+	return db, nil
 }
 
 // StartReconciler runs the custody reconciler (pkg/reconcile) in the

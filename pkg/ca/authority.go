@@ -31,8 +31,8 @@
 //
 // # HTTP
 //
-// Routes publishes the native API, MagnumRoutes the Magnum-compatible one;
-// the gateway serves both.
+// Routes publishes the native API; pkg/magnum builds the Magnum-compatible
+// one on top of the exported methods.
 package ca
 
 import (
@@ -112,11 +112,6 @@ type Options struct {
 	// SignerCacheSize is how many loaded signing keys are kept;
 	// DefaultSignerCacheSize when 0, no cache when negative.
 	SignerCacheSize int
-	// PublicURL is where clients reach the service (config --public-url,
-	// e.g. https://keys.example.com), the base of Magnum's links; the links
-	// are relative ("/v1/certificates/…") when empty. Never a request's
-	// Host or X-Forwarded-Proto, which any client sets.
-	PublicURL string
 }
 
 // Authority is a cluster certificate authority over a metadata store and

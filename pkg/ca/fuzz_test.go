@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -95,43 +94,6 @@ func FuzzParseCSR(f *testing.F) {
 			if err := c.CheckSignatureFrom(caCert); err != nil {
 				t.Fatalf("issued certificate does not verify: %v", err)
 			}
-		}
-	})
-}
-
-// FuzzMagnumVersion: any OpenStack-API-Version header either selects a
-// supported microversion or is refused with 406, and every
-// "container-infra 1.<digits>" is accepted.
-func FuzzMagnumVersion(f *testing.F) {
-	for _, s := range []string{"", "container-infra latest", "container-infra 1.5", "container-infra 1.99",
-		"compute 2.1", "container-infra 1", "container-infra -1.-1", "container-infra 01.010",
-		"container-infra 1.0", "container-infra 2.0", "container-infra 1.99999999999999999999999"} {
-		f.Add(s)
-	}
-	lo, _ := parseMicroversion(MagnumMinVersion)
-	hi, _ := parseMicroversion(MagnumMaxVersion)
-	digits := func(s string) bool {
-		return s != "" && strings.Trim(s, "0123456789") == ""
-	}
-	f.Fuzz(func(t *testing.T, h string) {
-		v, err := magnumVersion(h)
-		fields := strings.Fields(h)
-		if len(fields) == 2 && fields[0] == magnumService {
-			major, minor, _ := strings.Cut(fields[1], ".")
-			if digits(major) && strings.TrimLeft(major, "0") == "1" && digits(minor) && err != nil {
-				t.Fatalf("header %q refused: %v", h, err)
-			}
-		}
-		if err != nil {
-			var e *api.Error
-			if !errors.As(err, &e) || e.Status != http.StatusNotAcceptable || e.Code != CodeUnsupportedVersion {
-				t.Fatalf("refusal is not a 406: %v", err)
-			}
-			return
-		}
-		got, ok := parseMicroversion(v)
-		if !ok || got[0] != lo[0] || got[1] < lo[1] || got[1] > hi[1] {
-			t.Fatalf("header %q selected unsupported version %q", h, v)
 		}
 	})
 }

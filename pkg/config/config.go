@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -42,10 +43,12 @@ type Config struct {
 	TokenAuthFile string
 	// Auth is how requests are authenticated: "token-file" or "keystone".
 	Auth string
-	// Keys is the key custody backend: "software", "pkcs11" or "barbican".
+	// Keys is the key custody backend, by its registered name (see
+	// CustodyBackend): "software", "pkcs11" or "barbican".
 	Keys string
-	// Store is the metadata store: "sqlite:PATH", or a PostgreSQL URI
-	// (postgres://… or postgresql://…, any form pgx takes). It may hold a
+	// Store is the metadata store, a value a registered StoreBackend takes:
+	// "sqlite:PATH", or a PostgreSQL URI (postgres://… or postgresql://…,
+	// any form pgx takes). It may hold a
 	// password: show StoreName instead.
 	Store string
 	// StoreFile names a file (mode 0600) that holds Store, so that a DSN's
@@ -132,8 +135,8 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "directory for the SQLite file, master key and token file")
 	fs.StringVar(&c.TokenAuthFile, "token-auth-file", c.TokenAuthFile, "static token file, CSV token,user,project,\"roles\" (default <state-dir>/tokens.csv)")
 	fs.StringVar(&c.Auth, "auth", c.Auth, "authentication: token-file or keystone")
-	fs.StringVar(&c.Keys, "keys", c.Keys, "key custody: software, pkcs11 or barbican")
-	fs.StringVar(&c.Store, "store", c.Store, "metadata store: sqlite:PATH or postgres://… (default sqlite:<state-dir>/clusterkeys.db)")
+	fs.StringVar(&c.Keys, "keys", c.Keys, "key custody: "+custodyNames())
+	fs.StringVar(&c.Store, "store", c.Store, "metadata store: "+StoreUsage(false)+" (default sqlite:<state-dir>/clusterkeys.db)")
 	fs.StringVar(&c.StoreFile, "store-file", c.StoreFile, "file (mode 0600) holding the --store value, e.g. a postgres:// DSN with its password")
 	fs.StringVar(&c.MasterKeyFile, "master-key-file", c.MasterKeyFile, "software custody master key, 32 bytes, mode 0600 (default <state-dir>/master.key; CLUSTERKEYS_MASTER_KEY, base64, is used instead when set)")
 	fs.StringVar(&c.PKCS11Module, "pkcs11-module", c.PKCS11Module, "path of the PKCS#11 library (e.g. libsofthsm2.so)")
@@ -154,6 +157,15 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.MaxAuthFailures, "max-auth-failures", c.MaxAuthFailures, "failed authentications per client address in --auth-failure-window before 429 rate_limited (0: no limit)")
 	fs.DurationVar(&c.AuthFailureWindow, "auth-failure-window", c.AuthFailureWindow, "window of --max-auth-failures; one failure is allowed back every window/max")
 	fs.StringVar(&c.PublicURL, "public-url", c.PublicURL, "URL clients reach clusterkeys at, for the links of Magnum responses (default: relative links)")
+}
+
+// Values returns c's settings by flag name, as the flags would print them.
+func (c Config) Values() map[string]string {
+	fs := pflag.NewFlagSet("values", pflag.ContinueOnError)
+	c.BindFlags(fs)
+	out := map[string]string{}
+	fs.VisitAll(func(f *pflag.Flag) { out[f.Name] = f.Value.String() })
+	return out
 }
 
 // EnvName returns the environment variable that sets flag name.
@@ -221,22 +233,20 @@ func (c Config) Resolve() (Config, error) {
 	if (c.TLSCertFile == "") != (c.TLSPrivateKeyFile == "") {
 		return c, errors.New("--tls-cert-file and --tls-private-key-file go together")
 	}
-	switch c.Keys {
-	case "software", "pkcs11", "barbican":
-	default:
-		return c, fmt.Errorf("--keys %q: want software, pkcs11 or barbican", c.Keys)
+	// A binary that links no custody (functions/validatebundle) opens
+	// none, and takes any --keys.
+	if names := CustodyBackends(); len(names) > 0 && !slices.ContainsFunc(names, func(b CustodyBackend) bool { return b.Name == c.Keys }) {
+		return c, fmt.Errorf("--keys %q: want %s", c.Keys, custodyNames())
 	}
 	switch c.Auth {
 	case "token-file", "keystone":
 	default:
 		return c, fmt.Errorf("--auth %q: want token-file or keystone", c.Auth)
 	}
-	switch {
-	case strings.HasPrefix(c.Store, "sqlite:"):
-	case IsPostgres(c.Store):
-	default:
+	// Likewise a binary that links no store takes any --store.
+	if _, _, ok := StoreFor(c.Store); !ok && len(StoreBackends()) > 0 {
 		// Never the value: it may hold a password.
-		return c, fmt.Errorf("--store %s: want sqlite:PATH, postgres://… or postgresql://…", c.StoreName())
+		return c, fmt.Errorf("--store %s: want %s", c.StoreName(), StoreUsage(true))
 	}
 	pub, err := checkPublicURL(c.PublicURL)
 	if err != nil {
@@ -246,20 +256,16 @@ func (c Config) Resolve() (Config, error) {
 	return c, nil
 }
 
-// IsPostgres reports whether store is a PostgreSQL URI.
-func IsPostgres(store string) bool {
-	return strings.HasPrefix(store, "postgres://") || strings.HasPrefix(store, "postgresql://")
-}
-
 // StoreName describes the store without anything secret, for banners,
-// logs and errors: "sqlite:PATH", "postgres" for a PostgreSQL URI (whose
+// logs and errors: "sqlite:PATH" for a store whose value is a path, the
+// store's name for any other (a PostgreSQL URI shows as "postgres": its
 // user, host and password are not shown), or the scheme of anything else.
 func (c Config) StoreName() string {
-	switch {
-	case strings.HasPrefix(c.Store, "sqlite:"):
-		return c.Store
-	case IsPostgres(c.Store):
-		return "postgres"
+	if b, _, ok := StoreFor(c.Store); ok {
+		if b.Path {
+			return c.Store
+		}
+		return b.Name
 	}
 	scheme, _, ok := strings.Cut(c.Store, ":")
 	if !ok {

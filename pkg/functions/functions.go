@@ -25,6 +25,7 @@ import (
 	"github.com/clusterkeys/clusterkeys/pkg/ca"
 	"github.com/clusterkeys/clusterkeys/pkg/config"
 	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
+	"github.com/clusterkeys/clusterkeys/pkg/magnum"
 	"github.com/clusterkeys/clusterkeys/pkg/tlsbundle"
 )
 
@@ -46,10 +47,24 @@ type Function struct {
 
 // All are the deployable functions, in the order localrun composes them.
 var All = []Function{
-	{Name: "rekeycluster", Store: true, Cgo: true, Routes: func(d *Deps) []api.Route { return ca.RekeyRoutes(d.Authority()) }},
-	{Name: "signcsr", Store: true, Cgo: true, Routes: func(d *Deps) []api.Route { return ca.SignRoutes(d.Authority()) }},
+	{Name: "rekeycluster", Store: true, Cgo: true, Routes: func(d *Deps) []api.Route { return d.caRoutes(false) }},
+	{Name: "signcsr", Store: true, Cgo: true, Routes: func(d *Deps) []api.Route { return d.caRoutes(true) }},
 	{Name: "keywrap", Store: true, Cgo: true, Routes: func(d *Deps) []api.Route { return keywrap.Routes(d.Keywrap()) }},
 	{Name: "validatebundle", Routes: func(d *Deps) []api.Route { return tlsbundle.Routes(d.Validator()) }},
+}
+
+// signRouteNames are the routes of signcsr, natively and through Magnum's
+// POST /v1/certificates; every other CA route (create, show and rekey the
+// CA, and Magnum's GET and PATCH /v1/certificates/{cluster}) belongs to
+// rekeycluster.
+var signRouteNames = []string{"ca_sign", "magnum_ca_sign"}
+
+// caRoutes are the CA's routes, native (pkg/ca) and Magnum's (pkg/magnum):
+// those of signcsr when sign, the others otherwise.
+func (d *Deps) caRoutes(sign bool) []api.Route {
+	a := d.Authority()
+	all := append(ca.Routes(a), magnum.Routes(a, d.Config.PublicURL)...)
+	return slices.DeleteFunc(all, func(r api.Route) bool { return slices.Contains(signRouteNames, r.Name) != sign })
 }
 
 // Lookup returns the function called name.
@@ -104,7 +119,7 @@ func (d *Deps) backends() (backends.Store, backends.Custody, int) {
 func (d *Deps) Authority() *ca.Authority {
 	d.authorityOnce.Do(func() {
 		st, cu, cache := d.backends()
-		d.authority = ca.New(st, cu, ca.Options{Logger: d.Logger, Registerer: d.Registry, SignerCacheSize: cache, PublicURL: d.Config.PublicURL})
+		d.authority = ca.New(st, cu, ca.Options{Logger: d.Logger, Registerer: d.Registry, SignerCacheSize: cache})
 	})
 	return d.authority
 }
@@ -122,7 +137,7 @@ func (d *Deps) Keywrap() *keywrap.Service {
 // to see a configuration error; Validator alone ignores one.
 func (d *Deps) Validator() *tlsbundle.Validator {
 	d.validatorOnce.Do(func() {
-		d.validator, d.validatorErr = NewValidator(d.Config, d.Registry)
+		d.validator, d.validatorErr = barbicanref.NewValidator(d.Config, d.Registry)
 	})
 	return d.validator
 }
@@ -132,20 +147,4 @@ func (d *Deps) Validator() *tlsbundle.Validator {
 func (d *Deps) Init() error {
 	d.Validator()
 	return d.validatorErr
-}
-
-// NewValidator builds the TLS bundle validator cfg describes: it loads
-// Barbican containers when cfg names a Barbican endpoint.
-// functions/validatebundle builds the same without this package, which
-// would link the store and custody.
-func NewValidator(cfg config.Config, reg prometheus.Registerer) (*tlsbundle.Validator, error) {
-	opts := tlsbundle.Options{Registerer: reg}
-	if cfg.BarbicanEndpoint != "" {
-		loader, err := barbicanref.New(barbicanref.Config{Endpoint: cfg.BarbicanEndpoint, CallerToken: cfg.Auth == "keystone"})
-		if err != nil {
-			return nil, fmt.Errorf("barbican container loader: %w", err)
-		}
-		opts.ContainerLoader = loader
-	}
-	return tlsbundle.NewValidator(opts), nil
 }

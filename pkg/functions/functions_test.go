@@ -7,6 +7,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/clusterkeys/clusterkeys/pkg/ca"
+	"github.com/clusterkeys/clusterkeys/pkg/magnum"
 )
 
 // notInTable are the commands under functions/ that are not functions of
@@ -92,6 +95,29 @@ func TestRoutesListableWithoutBackends(t *testing.T) {
 				t.Errorf("%q is served by both %s and %s", r.Pattern, other, f.Name)
 			}
 			seen[r.Pattern] = f.Name
+		}
+	}
+}
+
+// TestCARoutesSplitBetweenSignAndRekey: signcsr and rekeycluster serve
+// every native and Magnum CA route between them, signing in signcsr.
+func TestCARoutesSplitBetweenSignAndRekey(t *testing.T) {
+	d := &Deps{}
+	seen := map[string]bool{}
+	for _, sign := range []bool{true, false} {
+		for _, r := range d.caRoutes(sign) {
+			seen[r.Pattern] = sign
+		}
+	}
+	if want := len(ca.Routes(d.Authority())) + len(magnum.Routes(d.Authority(), "")); len(seen) != want {
+		t.Errorf("the functions serve %d CA routes, want all %d", len(seen), want)
+	}
+	for p, sign := range map[string]bool{
+		"POST /v1/clusters/{cluster}/certificates": true, "POST /v1/certificates": true,
+		"PATCH /v1/certificates/{cluster}": false, "GET /v1/clusters/{cluster}": false, "POST /v1/clusters/{cluster}/ca/rekey": false,
+	} {
+		if got, ok := seen[p]; !ok || got != sign {
+			t.Errorf("%s: served by signcsr %v (served: %v), want %v", p, got, ok, sign)
 		}
 	}
 }

@@ -17,8 +17,9 @@
 //
 // A backend is one package under pkg/keys that implements Custody (with a
 // compile-time check, var _ keys.Custody = (*Custody)(nil)) and runs the
-// conformance suite from its tests: keystest.Run(t, newCustody). Opening it
-// from configuration is a case in pkg/backends.
+// conformance suite from its tests: keystest.Run(t, newCustody). Its init
+// registers it by name (Register), which makes it a --keys value; a binary
+// links it by a blank import (pkg/backends/all).
 package keys
 
 import (

@@ -2,15 +2,8 @@ package tlsserve
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -18,76 +11,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/clusterkeys/clusterkeys/internal/testcert"
 )
-
-// testCA issues server certificates for 127.0.0.1 with chosen serials.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
-}
-
-func newTestCA(t testing.TB) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "tlsserve test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testCA{cert: cert, key: key, pool: pool}
-}
-
-// pair returns the PEM certificate and key of a new server pair.
-func (ca *testCA) pair(t testing.TB, serial int64) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
-}
-
-// writeAtomically replaces path as rotation tools do: a new file renamed
-// over the old one.
-func writeAtomically(t testing.TB, path string, b []byte) {
-	t.Helper()
-	tmp := path + ".new"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
 
 type logBuffer struct {
 	mu sync.Mutex
@@ -127,14 +53,14 @@ func handshake(t *testing.T, cfg *tls.Config, client *tls.Config) (int64, error)
 }
 
 // setup writes a first pair (serial 1) and returns a Reloader on it.
-func setup(t testing.TB, interval time.Duration) (r *Reloader, ca *testCA, certFile, keyFile string, logs *logBuffer) {
+func setup(t testing.TB, interval time.Duration) (r *Reloader, ca *testcert.CA, certFile, keyFile string, logs *logBuffer) {
 	t.Helper()
 	dir := t.TempDir()
-	ca = newTestCA(t)
+	ca = testcert.NewCA(t, "tlsserve test CA")
 	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	c, k := ca.pair(t, 1)
-	writeAtomically(t, certFile, c)
-	writeAtomically(t, keyFile, k)
+	c, k := ca.Pair(t, 1)
+	testcert.Replace(t, certFile, c)
+	testcert.Replace(t, keyFile, k)
 	logs = &logBuffer{}
 	r, err := NewReloader(certFile, keyFile, Options{CheckInterval: interval, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
@@ -146,18 +72,18 @@ func setup(t testing.TB, interval time.Duration) (r *Reloader, ca *testCA, certF
 func TestReloader(t *testing.T) {
 	t.Run("serves a rotated pair without a restart", func(t *testing.T) {
 		r, ca, certFile, keyFile, logs := setup(t, 0)
-		client := &tls.Config{RootCAs: ca.pool, ServerName: "127.0.0.1"}
+		client := &tls.Config{RootCAs: ca.Pool, ServerName: "127.0.0.1"}
 		if got, err := handshake(t, r.TLSConfig(), client); err != nil || got != 1 {
 			t.Fatalf("first handshake: serial %d, %v", got, err)
 		}
-		c, k := ca.pair(t, 2)
-		writeAtomically(t, keyFile, k)
-		writeAtomically(t, certFile, c)
+		c, k := ca.Pair(t, 2)
+		testcert.Replace(t, keyFile, k)
+		testcert.Replace(t, certFile, c)
 		if got, err := handshake(t, r.TLSConfig(), client); err != nil || got != 2 {
 			t.Fatalf("after rotation: serial %d, %v; logs:\n%s", got, err, logs)
 		}
 		// Rewritten in place (same file, new contents) is seen too.
-		c, k = ca.pair(t, 3)
+		c, k = ca.Pair(t, 3)
 		if err := os.WriteFile(keyFile, k, 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -174,9 +100,9 @@ func TestReloader(t *testing.T) {
 
 	t.Run("keeps the old pair when the new one is broken, and logs it once", func(t *testing.T) {
 		r, ca, certFile, keyFile, logs := setup(t, 0)
-		client := &tls.Config{RootCAs: ca.pool, ServerName: "127.0.0.1"}
-		_, otherKey := ca.pair(t, 9)
-		c, _ := ca.pair(t, 2)
+		client := &tls.Config{RootCAs: ca.Pool, ServerName: "127.0.0.1"}
+		_, otherKey := ca.Pair(t, 9)
+		c, _ := ca.Pair(t, 2)
 		for _, broken := range []struct {
 			what, file string
 			b          []byte
@@ -185,7 +111,7 @@ func TestReloader(t *testing.T) {
 			{"a truncated certificate", certFile, c[:len(c)/2]},
 			{"an empty key file", keyFile, nil},
 		} {
-			writeAtomically(t, broken.file, broken.b)
+			testcert.Replace(t, broken.file, broken.b)
 			for range 3 {
 				if got, err := handshake(t, r.TLSConfig(), client); err != nil || got != 1 {
 					t.Fatalf("%s: serial %d, %v; want the old pair (1)", broken.what, got, err)
@@ -199,9 +125,9 @@ func TestReloader(t *testing.T) {
 			t.Errorf("key material in the logs:\n%s", logs)
 		}
 		// A good pair after the broken ones is served.
-		c, k := ca.pair(t, 4)
-		writeAtomically(t, certFile, c)
-		writeAtomically(t, keyFile, k)
+		c, k := ca.Pair(t, 4)
+		testcert.Replace(t, certFile, c)
+		testcert.Replace(t, keyFile, k)
 		if got, err := handshake(t, r.TLSConfig(), client); err != nil || got != 4 {
 			t.Fatalf("good pair after broken ones: serial %d, %v", got, err)
 		}
@@ -209,7 +135,7 @@ func TestReloader(t *testing.T) {
 
 	t.Run("keeps the old pair while a file is missing", func(t *testing.T) {
 		r, ca, _, keyFile, logs := setup(t, 0)
-		client := &tls.Config{RootCAs: ca.pool, ServerName: "127.0.0.1"}
+		client := &tls.Config{RootCAs: ca.Pool, ServerName: "127.0.0.1"}
 		if err := os.Remove(keyFile); err != nil {
 			t.Fatal(err)
 		}
@@ -223,9 +149,9 @@ func TestReloader(t *testing.T) {
 
 	t.Run("looks at the files at most once per interval", func(t *testing.T) {
 		r, ca, certFile, keyFile, _ := setup(t, time.Hour)
-		c, k := ca.pair(t, 2)
-		writeAtomically(t, certFile, c)
-		writeAtomically(t, keyFile, k)
+		c, k := ca.Pair(t, 2)
+		testcert.Replace(t, certFile, c)
+		testcert.Replace(t, keyFile, k)
 		r.refresh(time.Now())
 		if got := r.cur.Load().Leaf.SerialNumber.Int64(); got != 1 {
 			t.Fatalf("reloaded within the interval: serial %d", got)
@@ -239,12 +165,12 @@ func TestReloader(t *testing.T) {
 	t.Run("refuses TLS older than 1.2", func(t *testing.T) {
 		r, ca, _, _, _ := setup(t, 0)
 		for _, v := range []uint16{tls.VersionTLS10, tls.VersionTLS11} {
-			client := &tls.Config{RootCAs: ca.pool, ServerName: "127.0.0.1", MinVersion: v, MaxVersion: v}
+			client := &tls.Config{RootCAs: ca.Pool, ServerName: "127.0.0.1", MinVersion: v, MaxVersion: v}
 			if _, err := handshake(t, r.TLSConfig(), client); err == nil {
 				t.Errorf("a client limited to %s completed a handshake", tls.VersionName(v))
 			}
 		}
-		client := &tls.Config{RootCAs: ca.pool, ServerName: "127.0.0.1", MaxVersion: tls.VersionTLS12}
+		client := &tls.Config{RootCAs: ca.Pool, ServerName: "127.0.0.1", MaxVersion: tls.VersionTLS12}
 		if _, err := handshake(t, r.TLSConfig(), client); err != nil {
 			t.Errorf("TLS 1.2: %v", err)
 		}
@@ -252,12 +178,12 @@ func TestReloader(t *testing.T) {
 
 	t.Run("refuses to start on a bad pair", func(t *testing.T) {
 		dir := t.TempDir()
-		ca := newTestCA(t)
-		c, _ := ca.pair(t, 1)
-		_, k := ca.pair(t, 2)
+		ca := testcert.NewCA(t, "tlsserve test CA")
+		c, _ := ca.Pair(t, 1)
+		_, k := ca.Pair(t, 2)
 		certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-		writeAtomically(t, certFile, c)
-		writeAtomically(t, keyFile, k)
+		testcert.Replace(t, certFile, c)
+		testcert.Replace(t, keyFile, k)
 		if _, err := NewReloader(certFile, keyFile, Options{}); err == nil || !strings.Contains(err.Error(), certFile) {
 			t.Errorf("mismatched pair: %v, want an error naming %s", err, certFile)
 		}

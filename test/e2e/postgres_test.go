@@ -25,7 +25,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/clusterkeys/clusterkeys/internal/need"
-	"github.com/clusterkeys/clusterkeys/pkg/keys/software"
+	"github.com/clusterkeys/clusterkeys/pkg/keys"
 	"github.com/clusterkeys/clusterkeys/pkg/store"
 	"github.com/clusterkeys/clusterkeys/pkg/store/postgres"
 	"github.com/clusterkeys/clusterkeys/pkg/store/sqlite"
@@ -600,8 +600,7 @@ func e2eStoreArgs(t testing.TB, state string, args []string) []string {
 // stateStore is the store of a stopped server's state dir, opened by the
 // test itself.
 type stateStore interface {
-	software.BlobStore
-	software.BlobLister
+	keys.Blobs
 	KeyRefs(ctx context.Context) (store.KeyRefs, error)
 	Close() error
 }

@@ -3,16 +3,9 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -26,76 +19,14 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/clusterkeys/clusterkeys/internal/testcert"
+	// The settings accept the --keys and --store values of the backends a
+	// binary links: these tests resolve the examples as localrun, which
+	// links them all, does.
+	_ "github.com/clusterkeys/clusterkeys/pkg/backends/all"
 	"github.com/clusterkeys/clusterkeys/pkg/config"
 	"github.com/clusterkeys/clusterkeys/pkg/tlsserve"
 )
-
-// servingCA issues serving certificates for 127.0.0.1 with chosen serials.
-type servingCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
-}
-
-func newServingCA(t *testing.T) *servingCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "e2e serving CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := x509.NewCertPool()
-	p.AddCert(cert)
-	return &servingCA{cert: cert, key: key, pool: p}
-}
-
-// writePair writes a serving pair for 127.0.0.1 with serial into certFile
-// and keyFile, each renamed into place as rotation tools do.
-func (ca *servingCA) writePair(t *testing.T, serial int64, certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	replaceFile(t, keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}))
-	replaceFile(t, certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-}
-
-func replaceFile(t *testing.T, path string, b []byte) {
-	t.Helper()
-	if err := os.WriteFile(path+".tmp", b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(path+".tmp", path); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // servedSerial opens a fresh TLS connection to addr and returns the serial
 // of the certificate served.
@@ -120,9 +51,9 @@ func TestServeTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeTokens(t, state, testTokens...)
-	ca := newServingCA(t)
+	ca := testcert.NewCA(t, "e2e serving CA")
 	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	ca.writePair(t, 1, certFile, keyFile)
+	ca.WritePair(t, 1, certFile, keyFile)
 
 	addr := freeAddr(t)
 	cmd := exec.Command(filepath.Join(binDir, "localrun"), "serve", "--listen", addr, "--state-dir", state,
@@ -170,7 +101,7 @@ func TestServeTLS(t *testing.T) {
 		t.Fatal("localrun printed no banner in 90 s")
 	}
 
-	conf := &tls.Config{RootCAs: ca.pool, ServerName: "127.0.0.1"}
+	conf := &tls.Config{RootCAs: ca.Pool, ServerName: "127.0.0.1"}
 	https := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: conf, DisableKeepAlives: true}}
 	base := "https://" + addr
 	deadline := time.Now().Add(30 * time.Second)
@@ -227,7 +158,7 @@ func TestServeTLS(t *testing.T) {
 		if got, err := servedSerial(addr, conf); err != nil || got != 1 {
 			t.Fatalf("before rotation: serial %d, %v", got, err)
 		}
-		ca.writePair(t, 2, certFile, keyFile)
+		ca.WritePair(t, 2, certFile, keyFile)
 		waitServed(t, addr, conf, 2)
 		resp, err := https.Get(base + "/readyz")
 		if err != nil {
@@ -240,7 +171,7 @@ func TestServeTLS(t *testing.T) {
 	})
 
 	t.Run("keeps the last good pair when a broken one replaces it", func(t *testing.T) {
-		replaceFile(t, keyFile, []byte("-----BEGIN PRIVATE KEY-----\nbroken\n-----END PRIVATE KEY-----\n"))
+		testcert.Replace(t, keyFile, []byte("-----BEGIN PRIVATE KEY-----\nbroken\n-----END PRIVATE KEY-----\n"))
 		deadline := time.Now().Add(30 * time.Second)
 		for !strings.Contains(logs.String(), "does not load") {
 			if time.Now().After(deadline) {
@@ -254,7 +185,7 @@ func TestServeTLS(t *testing.T) {
 		if got, err := servedSerial(addr, conf); err != nil || got != 2 {
 			t.Fatalf("with a broken pair on disk: serial %d, %v; want the last good one (2)", got, err)
 		}
-		ca.writePair(t, 3, certFile, keyFile)
+		ca.WritePair(t, 3, certFile, keyFile)
 		waitServed(t, addr, conf, 3)
 	})
 

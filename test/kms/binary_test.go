@@ -17,6 +17,7 @@ import (
 	"k8s.io/apiserver/pkg/storage/value"
 
 	"github.com/clusterkeys/clusterkeys/pkg/backends"
+	_ "github.com/clusterkeys/clusterkeys/pkg/backends/all"
 	"github.com/clusterkeys/clusterkeys/pkg/config"
 	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
 )

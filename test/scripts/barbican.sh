@@ -14,37 +14,16 @@
 # /etc is written: oslo.config finds DIR/.barbican/barbican.conf because the
 # server runs with HOME=DIR.
 #
-# Facts this relies on (measured here, see ../shared/recipes/):
-# - Debian's /usr/bin/python3 has the barbican modules; a pyenv python does not.
-# - uWSGI's http-socket closes the connection after each response: the
-#   "Connection: close" header stops Go clients reusing a dead connection.
-# - SQLite wants one thread ("database is locked" otherwise).
-# - policy_dirs must not be empty; host_href must carry the real port.
+# Facts this relies on (measured here, see ../shared/recipes/), besides
+# those of uwsgi-service.sh: policy_dirs must not be empty; host_href must
+# carry the real port.
 set -euo pipefail
 
-PY=/usr/bin/python3
-die() { echo "barbican.sh: $*" >&2; exit 1; }
+NAME=Barbican
+# shellcheck source=uwsgi-service.sh
+source "$(dirname "${BASH_SOURCE[0]}")/uwsgi-service.sh"
 
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-
-cmd_install() {
-  local want=(barbican-api uwsgi-core uwsgi-plugin-python3 curl) missing=() p
-  for p in "${want[@]}"; do installed "$p" || missing+=("$p"); done
-  [[ ${#missing[@]} -eq 0 ]] && return 0
-  [[ $(id -u) -eq 0 ]] || die "missing ${missing[*]}: run as root: apt-get install -y ${missing[*]}"
-  echo "barbican.sh: installing ${missing[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  if ! apt-cache show barbican-api >/dev/null 2>&1; then apt-get update -qq; fi
-  # Debian's barbican-api starts a system service on install; policy-rc.d
-  # keeps it from starting (the tests run their own, on their own port).
-  local rc=/usr/sbin/policy-rc.d created=
-  if [[ ! -e $rc ]]; then printf '#!/bin/sh\nexit 101\n' > "$rc"; chmod 755 "$rc"; created=1; fi
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 || { [[ -n $created ]] && rm -f "$rc"; die "apt-get install failed"; }
-  [[ -n $created ]] && rm -f "$rc"
-  return 0
-}
-
-running() { [[ -f $1/server.pid ]] && kill -0 "$(cat "$1/server.pid")" 2>/dev/null; }
+cmd_install() { svc_install barbican-api uwsgi-core uwsgi-plugin-python3 curl; }
 
 cmd_start() {
   local d=${1:?usage: start DIR PORT} port=${2:?usage: start DIR PORT}
@@ -107,50 +86,21 @@ EOF
 from paste.deploy import loadapp
 application = loadapp('config:$d/barbican-api-paste.ini')
 EOF
-  cat > "$d/uwsgi.ini" <<EOF
-[uwsgi]
-http-socket = 127.0.0.1:$port
-plugins = python3
-master = true
-processes = 1
-threads = 1
-lazy-apps = true
-need-app = true
-die-on-term = true
-buffer-size = 65535
-add-header = Connection: close
-wsgi-file = $d/wsgi.py
-chdir = $d
-EOF
-  local t0; t0=$(date +%s%N)
-  ( cd "$d" && HOME=$d exec setsid uwsgi --ini "$d/uwsgi.ini" ) > "$d/log/server.log" 2>&1 < /dev/null &
-  echo $! > "$d/server.pid"
-  local deadline=$(( $(date +%s) + ${BARBICAN_START_TIMEOUT:-120} )) code=
-  while :; do
-    running "$d" || { tail -n 30 "$d/log/server.log" >&2; die "Barbican exited during start-up (logs in $d/log)"; }
-    code=$(curl -s -o /dev/null -w '%{http_code}' -H 'X-Project-Id: healthcheck' -H 'Accept: application/json' \
-      "http://127.0.0.1:$port/v1/secrets?limit=1" 2>/dev/null || true)
-    [[ $code == 200 || ( $code == 401 && -n ${BARBICAN_KEYSTONE_URL:-} ) ]] && break
-    (( $(date +%s) < deadline )) || { cmd_stop "$d"; die "Barbican did not answer in time (last HTTP code $code)"; }
-    sleep 0.2
-  done
-  echo "barbican.sh: started on 127.0.0.1:$port in $(( ($(date +%s%N) - t0) / 1000000 )) ms" >&2
+  svc_uwsgi_ini "$d" "$port" "$d/wsgi.py"
+  svc_spawn "$d"
+  svc_wait "$d" "${BARBICAN_START_TIMEOUT:-120}" 0.2 barbican_answers "$port"
+  svc_started "$port"
   echo "http://127.0.0.1:$port"
 }
 
-cmd_stop() {
-  local d=${1:?usage: stop DIR}
-  [[ -f $d/server.pid ]] || return 0
-  local pid; pid=$(cat "$d/server.pid")
-  kill -TERM -- "-$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL -- "-$pid" 2>/dev/null || true
-  rm -f "$d/server.pid"
+# barbican_answers PORT: whether Barbican lists secrets (or, behind
+# Keystone, asks for a token).
+barbican_answers() {
+  local code
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H 'X-Project-Id: healthcheck' -H 'Accept: application/json' \
+    "http://127.0.0.1:$1/v1/secrets?limit=1" 2>/dev/null || true)
+  svc_detail=" (last HTTP code $code)"
+  [[ $code == 200 || ( $code == 401 && -n ${BARBICAN_KEYSTONE_URL:-} ) ]]
 }
 
-case ${1:-} in
-  install) cmd_install ;;
-  start) shift; cmd_start "$@" ;;
-  stop) shift; cmd_stop "$@" ;;
-  *) echo "usage: $0 install | start DIR PORT | stop DIR" >&2; exit 2 ;;
-esac
+svc_main "$@"

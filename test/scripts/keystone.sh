@@ -14,27 +14,16 @@
 #   dora   member on the Default domain (a domain-scoped token carries no project)
 # Token lifetime: KEYSTONE_TOKEN_EXPIRATION seconds (default 3600).
 #
-# Facts this relies on (measured here, see ../shared/recipes/): Debian's
-# /usr/bin/python3; SQLite in WAL mode (else "database is locked"); uWSGI
-# with "Connection: close"; nothing under /etc is written.
+# Facts this relies on (measured here, see ../shared/recipes/), besides
+# those of uwsgi-service.sh: SQLite in WAL mode (else "database is
+# locked"); nothing under /etc is written.
 set -euo pipefail
 
-PY=/usr/bin/python3
-die() { echo "keystone.sh: $*" >&2; exit 1; }
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+NAME=Keystone
+# shellcheck source=uwsgi-service.sh
+source "$(dirname "${BASH_SOURCE[0]}")/uwsgi-service.sh"
 
-cmd_install() {
-  local want=(python3-keystone python3-keystoneclient uwsgi-core uwsgi-plugin-python3 curl) missing=() p
-  for p in "${want[@]}"; do installed "$p" || missing+=("$p"); done
-  [[ ${#missing[@]} -eq 0 ]] && return 0
-  [[ $(id -u) -eq 0 ]] || die "missing ${missing[*]}: run as root: apt-get install -y ${missing[*]}"
-  echo "keystone.sh: installing ${missing[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  if ! apt-cache show python3-keystone >/dev/null 2>&1; then apt-get update -qq; fi
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-}
-
-running() { [[ -f $1/server.pid ]] && kill -0 "$(cat "$1/server.pid")" 2>/dev/null; }
+cmd_install() { svc_install python3-keystone python3-keystoneclient uwsgi-core uwsgi-plugin-python3 curl; }
 
 cmd_start() {
   local d=${1:?usage: start DIR PORT} port=${2:?usage: start DIR PORT}
@@ -73,30 +62,9 @@ EOF
       || die "keystone-manage setup failed ($d/log/manage.log)"
     touch "$d/bootstrapped"
   fi
-  cat > "$d/uwsgi.ini" <<EOF
-[uwsgi]
-http-socket = 127.0.0.1:$port
-plugins = python3
-master = true
-processes = 1
-threads = 1
-lazy-apps = true
-need-app = true
-die-on-term = true
-add-header = Connection: close
-buffer-size = 65535
-wsgi-file = /usr/bin/keystone-wsgi-public
-chdir = $d
-EOF
-  local t0; t0=$(date +%s%N)
-  ( cd "$d" && HOME=$d OS_KEYSTONE_CONFIG_FILES=$d/keystone.conf exec setsid uwsgi --ini "$d/uwsgi.ini" ) > "$d/log/server.log" 2>&1 < /dev/null &
-  echo $! > "$d/server.pid"
-  local deadline=$(( $(date +%s) + ${KEYSTONE_START_TIMEOUT:-180} ))
-  until [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v3/" 2>/dev/null) == 200 ]]; do
-    running "$d" || { tail -n 30 "$d/log/server.log" >&2; die "Keystone exited during start-up (logs in $d/log)"; }
-    (( $(date +%s) < deadline )) || { cmd_stop "$d"; die "Keystone did not answer in time"; }
-    sleep 0.3
-  done
+  svc_uwsgi_ini "$d" "$port" /usr/bin/keystone-wsgi-public
+  svc_spawn "$d" OS_KEYSTONE_CONFIG_FILES="$d/keystone.conf"
+  svc_wait "$d" "${KEYSTONE_START_TIMEOUT:-180}" 0.3 keystone_answers "$port"
   $PY - "http://127.0.0.1:$port/v3" > "$d/log/setup.log" 2>&1 <<'EOF' || die "user setup failed ($d/log/setup.log)"
 import sys
 from keystoneauth1.identity import v3
@@ -120,23 +88,11 @@ for u, p, roles in [('svc', 'service', ('service', 'admin')), ('alice', 'team-a'
 ks.roles.grant(role('member'), user=user('dora'), domain='default')
 print('ok')
 EOF
-  echo "keystone.sh: started on 127.0.0.1:$port in $(( ($(date +%s%N) - t0) / 1000000 )) ms" >&2
+  svc_started "$port"
   echo "http://127.0.0.1:$port/v3"
 }
 
-cmd_stop() {
-  local d=${1:?usage: stop DIR}
-  [[ -f $d/server.pid ]] || return 0
-  local pid; pid=$(cat "$d/server.pid")
-  kill -TERM -- "-$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL -- "-$pid" 2>/dev/null || true
-  rm -f "$d/server.pid"
-}
+# keystone_answers PORT: whether Keystone serves its v3 root.
+keystone_answers() { [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/v3/" 2>/dev/null) == 200 ]]; }
 
-case ${1:-} in
-  install) cmd_install ;;
-  start) shift; cmd_start "$@" ;;
-  stop) shift; cmd_stop "$@" ;;
-  *) echo "usage: $0 install | start DIR PORT | stop DIR" >&2; exit 2 ;;
-esac
+svc_main "$@"

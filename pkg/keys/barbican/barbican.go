@@ -6,7 +6,7 @@
 // material is fetched for each operation and dropped after it: nothing is
 // cached in clusterkeys, so revoking access in Barbican takes effect at
 // once. The mapping from a clusterkeys key ref to the secret's href is kept
-// in the metadata store (the BlobStore the software custody also uses),
+// in the metadata store (the keys.BlobStore the software custody also uses),
 // under "barbican/<ref>", so a load is one Barbican call.
 //
 // # Errors
@@ -43,14 +43,6 @@ import (
 	"github.com/clusterkeys/clusterkeys/pkg/keys"
 )
 
-// BlobStore keeps the ref → secret href mapping; pkg/store/sqlite
-// implements it (as for software custody).
-type BlobStore interface {
-	PutBlob(ctx context.Context, ref string, blob []byte) error
-	GetBlob(ctx context.Context, ref string) ([]byte, error)
-	DeleteBlob(ctx context.Context, ref string) error
-}
-
 // Config says how to reach Barbican.
 type Config struct {
 	// Endpoint is Barbican's base URL, e.g. http://127.0.0.1:9311.
@@ -71,7 +63,7 @@ type Config struct {
 // Custody keeps keys as Barbican secrets.
 type Custody struct {
 	sc      *gophercloud.ServiceClient
-	blobs   BlobStore
+	blobs   keys.BlobStore
 	timeout time.Duration
 	log     *slog.Logger
 
@@ -88,7 +80,7 @@ var _ keys.Custody = (*Custody)(nil)
 
 // Open returns a custody over Barbican at cfg.Endpoint. It does not call
 // Barbican; Check does.
-func Open(cfg Config, blobs BlobStore) (*Custody, error) {
+func Open(cfg Config, blobs keys.BlobStore) (*Custody, error) {
 	if cfg.Endpoint == "" {
 		return nil, errors.New("barbican custody: no endpoint (--barbican-endpoint)")
 	}

@@ -32,17 +32,6 @@ import (
 	"github.com/clusterkeys/clusterkeys/pkg/keys"
 )
 
-// BlobStore keeps sealed key blobs by ref. pkg/store/sqlite implements it.
-type BlobStore interface {
-	// PutBlob stores blob under ref; an existing ref fails with an error
-	// wrapping keys.ErrConflict.
-	PutBlob(ctx context.Context, ref string, blob []byte) error
-	// GetBlob returns the blob stored under ref (keys.ErrNotFound when absent).
-	GetBlob(ctx context.Context, ref string) ([]byte, error)
-	// DeleteBlob deletes the blob stored under ref (keys.ErrNotFound when absent).
-	DeleteBlob(ctx context.Context, ref string) error
-}
-
 // ErrBlobIntegrity means a stored blob does not open under the master key
 // with its own identity: the master key is not the one the blob was sealed
 // with, or the blob was altered or copied from another ref. It is a server
@@ -68,14 +57,14 @@ const (
 // opens the blob it needs.
 type Custody struct {
 	master cipher.AEAD
-	blobs  BlobStore
+	blobs  keys.BlobStore
 }
 
 var _ keys.Custody = (*Custody)(nil)
 
 // New returns custody that seals blobs under masterKey (MasterKeySize bytes)
 // and keeps them in blobs.
-func New(masterKey []byte, blobs BlobStore) (*Custody, error) {
+func New(masterKey []byte, blobs keys.BlobStore) (*Custody, error) {
 	if len(masterKey) != MasterKeySize {
 		return nil, fmt.Errorf("software custody: master key is %d bytes, want %d", len(masterKey), MasterKeySize)
 	}

@@ -123,17 +123,8 @@ func (d *DB) RotateKEK(ctx context.Context, name string, expected int, next stor
 		return fmt.Errorf("rotate KEK %q: %w", name, err)
 	}
 	err := d.write(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, "UPDATE keks SET active_version = $1 WHERE name = $2 AND active_version = $3",
-			next.Version, name, expected)
-		if err != nil {
-			return d.wrap(err, "move the active version")
-		}
-		if tag.RowsAffected() != 1 {
-			var active int
-			if err := tx.QueryRow(ctx, "SELECT active_version FROM keks WHERE name = $1", name).Scan(&active); err != nil {
-				return d.wrap(err, "read the active version")
-			}
-			return fmt.Errorf("active version is %d, not %d: %w", active, expected, api.ErrGenerationMismatch)
+		if err := d.move(ctx, tx, kekActiveVersion, name, expected, next.Version); err != nil {
+			return err
 		}
 		return d.insertKEKVersion(ctx, tx, name, next)
 	})

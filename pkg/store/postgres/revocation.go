@@ -396,7 +396,7 @@ func (d *DB) Reissue(ctx context.Context, r store.Reissue) ([]string, error) {
 	}
 	var revoked []string
 	err := d.write(ctx, func(tx pgx.Tx) error {
-		if err := d.movePointer(ctx, tx, r.Cluster, r.Expected, r.Next.Generation); err != nil {
+		if err := d.move(ctx, tx, clusterGeneration, r.Cluster, r.Expected, r.Next.Generation); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, "SELECT 1 FROM ca_generations WHERE cluster = $1 FOR NO KEY UPDATE", r.Cluster); err != nil {

@@ -174,36 +174,13 @@ func (d *DB) Rekey(ctx context.Context, cluster string, expected int, next store
 		return fmt.Errorf("rekey cluster %q: %w", cluster, err)
 	}
 	err := d.write(ctx, func(tx *sql.Tx) error {
-		if err := d.movePointer(ctx, tx, cluster, expected, next.Generation); err != nil {
+		if err := d.move(ctx, tx, clusterGeneration, cluster, expected, next.Generation); err != nil {
 			return err
 		}
 		return d.retire(ctx, tx, cluster, expected, next, now, trustedUntil)
 	})
 	if err != nil {
 		return fmt.Errorf("rekey cluster %q from generation %d: %w", cluster, expected, err)
-	}
-	return nil
-}
-
-// movePointer is the compare-and-swap of a rekey: the cluster's active
-// generation moves from expected to next, else api.ErrGenerationMismatch.
-func (d *DB) movePointer(ctx context.Context, tx *sql.Tx, cluster string, expected, next int) error {
-	res, err := tx.ExecContext(ctx, "UPDATE clusters SET generation = ? WHERE name = ? AND generation = ?",
-		next, cluster, expected)
-	if err != nil {
-		return d.wrap(err, "move the generation pointer")
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return d.wrap(err, "move the generation pointer")
-	}
-	if n != 1 {
-		var active int
-		err := tx.QueryRowContext(ctx, "SELECT generation FROM clusters WHERE name = ?", cluster).Scan(&active)
-		if err != nil {
-			return d.wrap(err, "read the active generation")
-		}
-		return fmt.Errorf("active generation is %d, not %d: %w", active, expected, api.ErrGenerationMismatch)
 	}
 	return nil
 }

@@ -123,21 +123,8 @@ func (d *DB) RotateKEK(ctx context.Context, name string, expected int, next stor
 		return fmt.Errorf("rotate KEK %q: %w", name, err)
 	}
 	err := d.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, "UPDATE keks SET active_version = ? WHERE name = ? AND active_version = ?",
-			next.Version, name, expected)
-		if err != nil {
-			return d.wrap(err, "move the active version")
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return d.wrap(err, "move the active version")
-		}
-		if n != 1 {
-			var active int
-			if err := tx.QueryRowContext(ctx, "SELECT active_version FROM keks WHERE name = ?", name).Scan(&active); err != nil {
-				return d.wrap(err, "read the active version")
-			}
-			return fmt.Errorf("active version is %d, not %d: %w", active, expected, api.ErrGenerationMismatch)
+		if err := d.move(ctx, tx, kekActiveVersion, name, expected, next.Version); err != nil {
+			return err
 		}
 		return d.insertKEKVersion(ctx, tx, name, next)
 	})

@@ -409,7 +409,7 @@ func (d *DB) Reissue(ctx context.Context, r store.Reissue) ([]string, error) {
 	}
 	var revoked []string
 	err := d.write(ctx, func(tx *sql.Tx) error {
-		if err := d.movePointer(ctx, tx, r.Cluster, r.Expected, r.Next.Generation); err != nil {
+		if err := d.move(ctx, tx, clusterGeneration, r.Cluster, r.Expected, r.Next.Generation); err != nil {
 			return err
 		}
 		var err error

@@ -27,7 +27,7 @@ import (
 	"time"
 
 	"github.com/clusterkeys/clusterkeys/pkg/ca"
-	"github.com/clusterkeys/clusterkeys/pkg/keys/software"
+	"github.com/clusterkeys/clusterkeys/pkg/keys"
 	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
 	"github.com/clusterkeys/clusterkeys/pkg/reconcile"
 	"github.com/clusterkeys/clusterkeys/pkg/store"
@@ -38,8 +38,7 @@ import (
 type Store interface {
 	ca.Store
 	keywrap.Store
-	software.BlobStore
-	software.BlobLister
+	keys.Blobs
 	reconcile.Store
 	// KEKVersionByKeyID returns the version whose KeyID is keyID
 	// (api.ErrNotFound when absent).

@@ -1,4 +1,9 @@
-package ca
+// Package magnum is the Magnum-compatible certificate API, an adapter on
+// top of the cluster CA (pkg/ca): python-magnumclient and "openstack coe
+// ca sign|show|rotate" work unchanged against clusterkeys. It speaks
+// Magnum's bodies, microversion headers and {"errors":[…]} errors, and
+// calls the CA's exported API, whose policy applies as to the native API.
+package magnum
 
 import (
 	"errors"
@@ -9,28 +14,29 @@ import (
 	"strings"
 
 	"github.com/clusterkeys/clusterkeys/pkg/api"
+	"github.com/clusterkeys/clusterkeys/pkg/ca"
 )
 
 // Magnum microversions (magnum/api/controllers/versions.py): requests
 // name one with "OpenStack-API-Version: container-infra 1.x" or "latest";
 // responses give the version served and the range. Every 1.x is accepted
 // (the certificate API is the same in all of them) and served as the
-// nearest version of [MagnumMinVersion, MagnumMaxVersion].
+// nearest version of [MinVersion, MaxVersion].
 const (
-	MagnumMinVersion = "1.1"
-	MagnumMaxVersion = "1.11"
+	MinVersion = "1.1"
+	MaxVersion = "1.11"
 	// CodeUnsupportedVersion is the code of a 406 for a major version
 	// other than 1, another service or a malformed header.
 	CodeUnsupportedVersion = "unsupported_api_version"
-	magnumVersionHeader    = "OpenStack-API-Version"
-	magnumService          = "container-infra"
+	versionHeader          = "OpenStack-API-Version"
+	serviceType            = "container-infra"
 )
 
-// MagnumCertificate is the body python-magnumclient sends to
+// Certificate is the body python-magnumclient sends to
 // POST /v1/certificates and reads back. bay_uuid is the pre-Pike name of
 // cluster_uuid; ca_cert_type selects Magnum's CA ("kubernetes" is the only
 // one here).
-type MagnumCertificate struct {
+type Certificate struct {
 	ClusterUUID string `json:"cluster_uuid"`
 	BayUUID     string `json:"bay_uuid,omitempty"`
 	CSR         string `json:"csr,omitempty"`
@@ -45,7 +51,7 @@ type Link struct {
 	Rel  string `json:"rel"`
 }
 
-// MagnumRoutes returns the Magnum-compatible certificate API, so that
+// Routes returns the Magnum-compatible certificate API over a, so that
 // python-magnumclient and "openstack coe ca sign|show|rotate" work
 // unchanged against clusterkeys:
 //
@@ -59,59 +65,71 @@ type Link struct {
 // the cluster name is its UUID.
 //
 // Signing uses the client profile and the same policy as the native API.
-// Errors are Magnum's {"errors":[…]}.
-func MagnumRoutes(a *Authority) []api.Route {
+// Errors are Magnum's {"errors":[…]}. Links start with publicURL (config
+// --public-url), relative ("/v1/…") when it is empty.
+func Routes(a Authority, publicURL string) []api.Route {
+	s := &service{a: a, publicURL: strings.TrimRight(publicURL, "/")}
 	return []api.Route{
-		{Pattern: "POST /v1/certificates", Name: "magnum_ca_sign", Handler: magnumVersioned(a.handleMagnumSign), Format: api.MagnumErrors},
-		{Pattern: "GET /v1/certificates/{cluster}", Name: "magnum_ca_show", Handler: magnumVersioned(a.handleMagnumShow), Format: api.MagnumErrors},
-		{Pattern: "PATCH /v1/certificates/{cluster}", Name: "magnum_ca_rotate", Handler: magnumVersioned(a.handleMagnumRotate), Format: api.MagnumErrors},
-		{Pattern: "GET /v1/clusters/{cluster}", Name: "magnum_cluster_show", Handler: magnumVersioned(a.handleMagnumCluster), Format: api.MagnumErrors},
+		{Pattern: "POST /v1/certificates", Name: "magnum_ca_sign", Handler: versioned(s.handleSign), Format: api.MagnumErrors},
+		{Pattern: "GET /v1/certificates/{cluster}", Name: "magnum_ca_show", Handler: versioned(s.handleShow), Format: api.MagnumErrors},
+		{Pattern: "PATCH /v1/certificates/{cluster}", Name: "magnum_ca_rotate", Handler: versioned(s.handleRotate), Format: api.MagnumErrors},
+		{Pattern: "GET /v1/clusters/{cluster}", Name: "magnum_cluster_show", Handler: versioned(s.handleCluster), Format: api.MagnumErrors},
 	}
 }
 
-// magnumVersioned checks the OpenStack-API-Version header as Magnum does
+// service serves the routes.
+type service struct {
+	a         Authority
+	publicURL string
+}
+
+// versioned checks the OpenStack-API-Version header as Magnum does
 // and sets Magnum's version headers on every response, errors included.
-func magnumVersioned(h api.HandlerFunc) api.HandlerFunc {
+func versioned(h api.HandlerFunc) api.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		hdr := w.Header()
-		hdr.Set("OpenStack-API-Minimum-Version", magnumService+" "+MagnumMinVersion)
-		hdr.Set("OpenStack-API-Maximum-Version", magnumService+" "+MagnumMaxVersion)
-		hdr.Add("Vary", magnumVersionHeader)
-		v, err := magnumVersion(r.Header.Get(magnumVersionHeader))
+		hdr.Set("OpenStack-API-Minimum-Version", serviceType+" "+MinVersion)
+		hdr.Set("OpenStack-API-Maximum-Version", serviceType+" "+MaxVersion)
+		hdr.Add("Vary", versionHeader)
+		v, err := version(r.Header.Get(versionHeader))
 		if err != nil {
 			return err
 		}
-		hdr.Set(magnumVersionHeader, magnumService+" "+v)
+		hdr.Set(versionHeader, serviceType+" "+v)
 		return h(w, r)
 	}
 }
 
-// magnumVersion returns the microversion served for a request header:
+// version returns the microversion served for a request header:
 // the minimum without one, the maximum for "latest", and for 1.x the
-// requested minor brought into [MagnumMinVersion, MagnumMaxVersion].
-func magnumVersion(h string) (string, error) {
+// requested minor brought into [MinVersion, MaxVersion].
+func version(h string) (string, error) {
 	if strings.TrimSpace(h) == "" {
-		return MagnumMinVersion, nil
+		return MinVersion, nil
 	}
 	fields := strings.Fields(h)
-	if len(fields) != 2 || fields[0] != magnumService {
+	if len(fields) != 2 || fields[0] != serviceType {
 		return "", api.New(http.StatusNotAcceptable, CodeUnsupportedVersion,
 			"Invalid service type for OpenStack-API-Version header")
 	}
 	if strings.EqualFold(fields[1], "latest") {
-		return MagnumMaxVersion, nil
+		return MaxVersion, nil
 	}
 	v, ok := parseMicroversion(fields[1])
 	if !ok {
 		return "", api.New(http.StatusNotAcceptable, CodeUnsupportedVersion,
 			"Invalid value for OpenStack-API-Version header")
 	}
-	lo, _ := parseMicroversion(MagnumMinVersion)
-	hi, _ := parseMicroversion(MagnumMaxVersion)
+	lo, _ := parseMicroversion(MinVersion)
+	hi, _ := parseMicroversion(MaxVersion)
 	if v[0] != lo[0] {
+		asked := fields[1]
+		if len(asked) > 16 {
+			asked = asked[:16] + "…"
+		}
 		return "", api.New(http.StatusNotAcceptable, CodeUnsupportedVersion,
 			fmt.Sprintf("Version %s was requested but the major version is not supported by this service. The supported version range is: [%s, %s].",
-				truncate(fields[1], 16), MagnumMinVersion, MagnumMaxVersion))
+				asked, MinVersion, MaxVersion))
 	}
 	switch {
 	case v[1] < lo[1]:
@@ -140,14 +158,14 @@ func parseMicroversion(s string) ([2]int, bool) {
 	return [2]int{ma, mi}, true
 }
 
-// magnumLinks are Magnum's self and bookmark links of a resource
+// links are Magnum's self and bookmark links of a resource
 // (magnum.api.controllers.link.build_url): "certificates" or "clusters".
 // Magnum bases them on its configured public_endpoint; here on
-// Options.PublicURL, or "" (links relative to the server) when unset. The
+// the public URL, or "" (links relative to the server) when unset. The
 // request's Host and X-Forwarded-Proto are never used: a client could
 // point the links anywhere. python-magnumclient does not follow them.
-func (a *Authority) magnumLinks(resource, cluster string) []Link {
-	base := strings.TrimRight(a.opts.PublicURL, "/")
+func (s *service) links(resource, cluster string) []Link {
+	base := s.publicURL
 	c := url.PathEscape(cluster)
 	return []Link{
 		{Href: base + "/v1/" + resource + "/" + c, Rel: "self"},
@@ -162,8 +180,8 @@ func checkCACertType(t string) error {
 	return nil
 }
 
-func (a *Authority) handleMagnumSign(w http.ResponseWriter, r *http.Request) error {
-	var req MagnumCertificate
+func (s *service) handleSign(w http.ResponseWriter, r *http.Request) error {
+	var req Certificate
 	if err := api.DecodeJSON(r, &req, false); err != nil {
 		return err
 	}
@@ -180,7 +198,7 @@ func (a *Authority) handleMagnumSign(w http.ResponseWriter, r *http.Request) err
 	if err := checkCACertType(req.CACertType); err != nil {
 		return err
 	}
-	res, err := a.Sign(r.Context(), cluster, SignRequest{CSR: req.CSR, Profile: string(ProfileClient)})
+	res, err := s.a.Sign(r.Context(), cluster, ca.SignRequest{CSR: req.CSR, Profile: string(ca.ProfileClient)})
 	if err != nil {
 		var e *api.Error
 		if errors.As(err, &e) && e.Code == api.CodeCANotFound {
@@ -191,51 +209,51 @@ func (a *Authority) handleMagnumSign(w http.ResponseWriter, r *http.Request) err
 		}
 		return err
 	}
-	return api.WriteJSON(w, http.StatusCreated, MagnumCertificate{
+	return api.WriteJSON(w, http.StatusCreated, Certificate{
 		ClusterUUID: cluster, CSR: req.CSR, CACertType: req.CACertType,
-		PEM: res.Certificate, Links: a.magnumLinks("certificates", cluster),
+		PEM: res.Certificate, Links: s.links("certificates", cluster),
 	})
 }
 
-func (a *Authority) handleMagnumShow(w http.ResponseWriter, r *http.Request) error {
+func (s *service) handleShow(w http.ResponseWriter, r *http.Request) error {
 	cluster := r.PathValue("cluster")
 	if err := checkCACertType(r.URL.Query().Get("ca_cert_type")); err != nil {
 		return err
 	}
-	res, err := a.CA(r.Context(), cluster)
+	res, err := s.a.CA(r.Context(), cluster)
 	if err != nil {
 		return err
 	}
 	// The trust bundle, not only the active CA: during a grace period a
 	// client written against Magnum then trusts both generations.
-	return api.WriteJSON(w, http.StatusOK, MagnumCertificate{
-		ClusterUUID: cluster, PEM: res.TrustBundle, Links: a.magnumLinks("certificates", cluster),
+	return api.WriteJSON(w, http.StatusOK, Certificate{
+		ClusterUUID: cluster, PEM: res.TrustBundle, Links: s.links("certificates", cluster),
 	})
 }
 
-func (a *Authority) handleMagnumRotate(w http.ResponseWriter, r *http.Request) error {
+func (s *service) handleRotate(w http.ResponseWriter, r *http.Request) error {
 	// python-magnumclient sends no body (Content-Type
 	// application/octet-stream); whatever is sent is ignored, as Magnum does.
 	cluster := r.PathValue("cluster")
 	var zero int64
-	if _, err := a.Rekey(r.Context(), cluster, RekeyRequest{GracePeriodSeconds: &zero}); err != nil {
+	if _, err := s.a.Rekey(r.Context(), cluster, ca.RekeyRequest{GracePeriodSeconds: &zero}); err != nil {
 		return err
 	}
 	return api.WriteJSON(w, http.StatusAccepted, map[string]string{"uuid": cluster})
 }
 
-// MagnumCluster is the subset of Magnum's cluster resource clients need to
+// Cluster is the subset of Magnum's cluster resource clients need to
 // address a cluster's certificates.
-type MagnumCluster struct {
+type Cluster struct {
 	UUID  string `json:"uuid"`
 	Name  string `json:"name"`
 	Links []Link `json:"links"`
 }
 
-func (a *Authority) handleMagnumCluster(w http.ResponseWriter, r *http.Request) error {
+func (s *service) handleCluster(w http.ResponseWriter, r *http.Request) error {
 	cluster := r.PathValue("cluster")
-	if _, err := a.CA(r.Context(), cluster); err != nil {
+	if _, err := s.a.CA(r.Context(), cluster); err != nil {
 		return err
 	}
-	return api.WriteJSON(w, http.StatusOK, MagnumCluster{UUID: cluster, Name: cluster, Links: a.magnumLinks("clusters", cluster)})
+	return api.WriteJSON(w, http.StatusOK, Cluster{UUID: cluster, Name: cluster, Links: s.links("clusters", cluster)})
 }

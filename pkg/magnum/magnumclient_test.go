@@ -1,8 +1,7 @@
-package ca
+package magnum
 
 import (
 	"encoding/json"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -11,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/clusterkeys/clusterkeys/internal/need"
-	"github.com/clusterkeys/clusterkeys/pkg/auth"
 )
 
 // pythonWithMagnumclient returns a Python interpreter that imports the
@@ -63,17 +61,8 @@ print(json.dumps(out))
 
 func TestRealMagnumclientSignsShowsAndRotates(t *testing.T) {
 	py := pythonWithMagnumclient(t)
-	f := newFixture(t, Options{})
-	const uuid = "5d12f6fd-a196-4bf0-ae4c-1f639a523a52"
-	f.mustCreate(t, uuid, CreateRequest{})
-
-	const token = "test-token-member"
-	srv := httptest.NewServer(testHandler(MagnumRoutes(f.a), func(r *http.Request) *auth.Principal {
-		if r.Header.Get("X-Auth-Token") == token {
-			return &member
-		}
-		return nil
-	}))
+	f := newFixture(t, "")
+	srv := httptest.NewServer(f.handler)
 	t.Cleanup(srv.Close)
 
 	dir := t.TempDir()
@@ -81,11 +70,11 @@ func TestRealMagnumclientSignsShowsAndRotates(t *testing.T) {
 	if err := os.WriteFile(script, []byte(magnumScript), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(csrFile, []byte(makeCSR(t, csrOptions{cn: "alice", orgs: []string{"dev"}})), 0o600); err != nil {
+	if err := os.WriteFile(csrFile, []byte(newCSR(t, "alice", "dev")), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(py, script)
-	cmd.Env = append(os.Environ(), "MAGNUM_URL="+srv.URL+"/v1", "MAGNUM_TOKEN="+token,
+	cmd.Env = append(os.Environ(), "MAGNUM_URL="+srv.URL+"/v1", "MAGNUM_TOKEN=member",
 		"MAGNUM_CLUSTER="+uuid, "MAGNUM_CSR="+csrFile)
 	stdout, err := cmd.Output()
 	if err != nil {
