@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -178,8 +179,13 @@ func TestCloseLeavesNoProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, body := get(t, rt, "/echo")
-	pid := pidOf(t, body)
-	var pids []int
+	// The process that answered, and whatever the slots run now (on a
+	// loaded machine a slot may be between two processes).
+	pid, err := strconv.Atoi(pidOf(t, body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids := []int{pid}
 	for _, s := range rt.slots {
 		s.mu.Lock()
 		if s.cmd != nil {
@@ -189,9 +195,6 @@ func TestCloseLeavesNoProcess(t *testing.T) {
 	}
 	if err := rt.Close(); err != nil {
 		t.Fatal(err)
-	}
-	if len(pids) == 0 {
-		t.Fatalf("no process was running (echo came from pid %s)", pid)
 	}
 	for _, p := range pids {
 		if err := syscall.Kill(p, 0); err == nil {
