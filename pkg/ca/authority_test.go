@@ -243,7 +243,7 @@ func TestShowCA(t *testing.T) {
 
 func signClient(t *testing.T, f *fixture, cluster string) SignResult {
 	t.Helper()
-	res, err := f.a.Sign(as(member), cluster, SignRequest{CSR: makeCSR(t, csrOptions{cn: "u"})})
+	res, err := f.a.Sign(as(member), cluster, SignRequest{CSR: makeCSR(t, csrOptions{cn: member.User})})
 	if err != nil {
 		t.Fatal(err)
 	}

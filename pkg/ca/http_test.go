@@ -215,7 +215,7 @@ func TestMagnumRoutes(t *testing.T) {
 	f.mustCreate(t, uuid, CreateRequest{})
 	routes := MagnumRoutes(f.a)
 	latest := http.Header{"Openstack-Api-Version": {"container-infra latest"}}
-	csr := makeCSR(t, csrOptions{cn: "admin", orgs: []string{"dev"}})
+	csr := makeCSR(t, csrOptions{cn: "alice", orgs: []string{"dev"}})
 
 	t.Run("POST signs a client certificate with Magnum's body and links", func(t *testing.T) {
 		rec := serve(t, routes, &member, "POST", "/v1/certificates", "application/json", jsonBody(t, map[string]string{"cluster_uuid": uuid, "csr": csr}), latest)
@@ -230,7 +230,7 @@ func TestMagnumRoutes(t *testing.T) {
 			t.Errorf("body %v", m)
 		}
 		c := parseCertPEM(t, m["pem"].(string))
-		if len(c.ExtKeyUsage) != 1 || c.ExtKeyUsage[0] != x509.ExtKeyUsageClientAuth || c.Subject.CommonName != "admin" {
+		if len(c.ExtKeyUsage) != 1 || c.ExtKeyUsage[0] != x509.ExtKeyUsageClientAuth || c.Subject.CommonName != "alice" {
 			t.Errorf("certificate usages %v subject %v", c.ExtKeyUsage, c.Subject)
 		}
 		wantLinks := []any{

@@ -81,7 +81,7 @@ func TestRealMagnumclientSignsShowsAndRotates(t *testing.T) {
 	if err := os.WriteFile(script, []byte(magnumScript), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(csrFile, []byte(makeCSR(t, csrOptions{cn: "kube-admin", orgs: []string{"dev"}})), 0o600); err != nil {
+	if err := os.WriteFile(csrFile, []byte(makeCSR(t, csrOptions{cn: "alice", orgs: []string{"dev"}})), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(py, script)

@@ -92,7 +92,7 @@ func TestRekeyOnAnotherInstanceEvictsTheRetiredSigner(t *testing.T) {
 			if _, _, err := a.CreateCA(as(member), "c1", CreateRequest{}); err != nil {
 				t.Fatal(err)
 			}
-			res, err := a.Sign(as(member), "c1", SignRequest{CSR: makeCSR(t, csrOptions{cn: "before"})})
+			res, err := a.Sign(as(member), "c1", SignRequest{CSR: makeCSR(t, csrOptions{cn: "alice"})})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -106,7 +106,7 @@ func TestRekeyOnAnotherInstanceEvictsTheRetiredSigner(t *testing.T) {
 			}
 			g2 := active(t, st, "c1")
 
-			res, err = a.Sign(as(member), "c1", SignRequest{CSR: makeCSR(t, csrOptions{cn: "after"})})
+			res, err = a.Sign(as(member), "c1", SignRequest{CSR: makeCSR(t, csrOptions{cn: "alice"})})
 			if err != nil {
 				t.Fatal(err)
 			}

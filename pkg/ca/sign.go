@@ -85,6 +85,9 @@ func (a *Authority) Sign(ctx context.Context, cluster string, req SignRequest) (
 	if err := CheckProfile(csr, profile, p.IsAdmin()); err != nil {
 		return SignResult{}, err
 	}
+	if err := CheckRequester(csr, profile, p.User, p.IsAdmin()); err != nil {
+		return SignResult{}, err
+	}
 	privAttr, _ := Privileged(csr) // only an admin gets this far with one
 
 	now := a.now()

@@ -47,15 +47,15 @@ func TestSignPolicy(t *testing.T) {
 		wantCode   string
 	}{
 		{"a P-256 client CSR is signed", member, "c1", SignRequest{CSR: valid}, 0, ""},
-		{"an Ed25519 CSR is signed", member, "c1", SignRequest{CSR: makeCSR(t, csrOptions{key: ed25519Key(t), cn: "e"})}, 0, ""},
+		{"an Ed25519 CSR is signed", member, "c1", SignRequest{CSR: makeCSR(t, csrOptions{key: ed25519Key(t), cn: "alice"})}, 0, ""},
 		{"an RSA-2048 server CSR is signed", member, "c1", SignRequest{CSR: makeCSR(t, csrOptions{key: rsaKey(2048), cn: "s", dns: []string{"api.example"}}), Profile: "server"}, 0, ""},
-		{"a P-384 peer CSR with an IP SAN is signed", member, "c1", SignRequest{CSR: makeCSR(t, csrOptions{key: ecKey(t, elliptic.P384()), cn: "etcd-0", ips: []net.IP{net.ParseIP("10.0.0.5")}}), Profile: "peer"}, 0, ""},
+		{"a P-384 peer CSR with an IP SAN is signed", member, "c1", SignRequest{CSR: makeCSR(t, csrOptions{key: ecKey(t, elliptic.P384()), cn: "alice", ips: []net.IP{net.ParseIP("10.0.0.5")}}), Profile: "peer"}, 0, ""},
 		{"an RSA-1024 key is weak", member, "c1", SignRequest{CSR: makeCSR(t, csrOptions{key: rsaKey(1024), cn: "x"})}, 400, api.CodeWeakKey},
 		{"a P-224 key is weak", member, "c1", SignRequest{CSR: makeCSR(t, csrOptions{key: ecKey(t, elliptic.P224()), cn: "x"})}, 400, api.CodeWeakKey},
 		{"a P-521 key is unsupported", member, "c1", SignRequest{CSR: makeCSR(t, csrOptions{key: ecKey(t, elliptic.P521()), cn: "x"})}, 400, api.CodeUnsupportedKey},
 		{"a tampered signature is refused", member, "c1", SignRequest{CSR: tampered}, 400, api.CodeCSRSignature},
 		{"a CSR asking for CA:TRUE is refused", member, "c1", SignRequest{CSR: makeCSR(t, csrOptions{cn: "x", extra: []pkix.Extension{basicConstraintsExt(t, true)}})}, 400, api.CodeCARequested},
-		{"a CSR asking for CA:FALSE is signed", member, "c1", SignRequest{CSR: makeCSR(t, csrOptions{cn: "x", extra: []pkix.Extension{basicConstraintsExt(t, false)}})}, 0, ""},
+		{"a CSR asking for CA:FALSE is signed", member, "c1", SignRequest{CSR: makeCSR(t, csrOptions{cn: "alice", extra: []pkix.Extension{basicConstraintsExt(t, false)}})}, 0, ""},
 		{"a CSR asking for keyCertSign is refused", member, "c1", SignRequest{CSR: makeCSR(t, csrOptions{cn: "x", extra: []pkix.Extension{keyUsageExt(t, 0, 5)}})}, 400, api.CodeCARequested},
 		{"system:masters from a member is refused", member, "c1", SignRequest{CSR: makeCSR(t, csrOptions{cn: "x", orgs: []string{"dev", "system:masters"}})}, 403, api.CodeSystemMasters},
 		{"system:masters from an admin is signed", admin, "c1", SignRequest{CSR: makeCSR(t, csrOptions{cn: "x", orgs: []string{"system:masters"}})}, 0, ""},
@@ -236,7 +236,7 @@ func TestSignDefaultValidityStopsAtTheCANotAfter(t *testing.T) {
 		t.Fatalf("not_after %v, want the CA's %v", res.NotAfter, ca.NotAfter)
 	}
 	f.clock.Advance(11 * 24 * time.Hour)
-	_, err = f.a.Sign(as(member), "c1", SignRequest{CSR: makeCSR(t, csrOptions{cn: "late"})})
+	_, err = f.a.Sign(as(member), "c1", SignRequest{CSR: makeCSR(t, csrOptions{cn: "alice"})})
 	if _, code := codeOf(err); code != api.CodeValidityTooLong {
 		t.Fatalf("sign with an expired CA = %v, want %s", err, api.CodeValidityTooLong)
 	}
@@ -246,7 +246,7 @@ func TestSignReusesTheLoadedSigner(t *testing.T) {
 	f := newFixture(t, Options{})
 	f.mustCreate(t, "c1", CreateRequest{})
 	for range 3 {
-		if _, err := f.a.Sign(as(member), "c1", SignRequest{CSR: makeCSR(t, csrOptions{cn: "a"})}); err != nil {
+		if _, err := f.a.Sign(as(member), "c1", SignRequest{CSR: makeCSR(t, csrOptions{cn: "alice"})}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -259,7 +259,7 @@ func TestSignWithoutCacheLoadsTheSignerEachTime(t *testing.T) {
 	f := newFixture(t, Options{SignerCacheSize: -1})
 	f.mustCreate(t, "c1", CreateRequest{})
 	for range 2 {
-		if _, err := f.a.Sign(as(member), "c1", SignRequest{CSR: makeCSR(t, csrOptions{cn: "a"})}); err != nil {
+		if _, err := f.a.Sign(as(member), "c1", SignRequest{CSR: makeCSR(t, csrOptions{cn: "alice"})}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -300,7 +300,7 @@ func TestSignRefusesACertificateWhenTheCAWasRekeyedMeanwhile(t *testing.T) {
 	st := &rekeyOnRecord{fakeStore: f.st, a: f.a}
 	a := New(st, f.keys, Options{Now: f.clock.Now, Logger: f.a.log})
 	st.a = a
-	_, err := a.Sign(as(member), "c1", SignRequest{CSR: makeCSR(t, csrOptions{cn: "a"})})
+	_, err := a.Sign(as(member), "c1", SignRequest{CSR: makeCSR(t, csrOptions{cn: "alice"})})
 	if status, code := codeOf(err); status != http.StatusConflict || code != api.CodeGenerationMismatch {
 		t.Fatalf("Sign = %v, want 409 generation_mismatch", err)
 	}

@@ -106,7 +106,7 @@ func TestCAWithKeysInBarbican(t *testing.T) {
 	b := startBarbican(t)
 	s := startServer(t, serverOpts{args: barbicanArgs(b)})
 	ca := createCA(t, s, memberToken, "bb-1", map[string]any{"key_algorithm": "ecdsa-p256"})
-	before := sign(t, s, memberToken, "bb-1", map[string]any{"csr": newCSR(t, p256(t), "bb-user", nil), "profile": "client"})
+	before := sign(t, s, memberToken, "bb-1", map[string]any{"csr": newCSR(t, p256(t), "alice", nil), "profile": "client"})
 	if err := verifies(t, before.Certificate, ca.TrustBundle, x509.ExtKeyUsageClientAuth); err != nil {
 		t.Fatalf("a certificate signed with a Barbican key does not verify: %v", err)
 	}
@@ -226,7 +226,7 @@ func TestBarbicanDownDuringRekey(t *testing.T) {
 	if got := b.secrets(t, "clusterkeys"); len(got) != len(secretsBefore) {
 		t.Fatalf("Barbican holds %v after the failed rekey, had %v: an orphaned secret", got, secretsBefore)
 	}
-	sign(t, s, memberToken, "bb-down", map[string]any{"csr": newCSR(t, p256(t), "after", nil), "profile": "client"})
+	sign(t, s, memberToken, "bb-down", map[string]any{"csr": newCSR(t, p256(t), "alice", nil), "profile": "client"})
 	if r := do(t, "POST", s.URL+"/v1/clusters/bb-down/ca/rekey", memberToken, map[string]any{"expected_generation": 1}); r.Status != 200 {
 		t.Fatalf("rekey after Barbican came back: %d %s", r.Status, r.Body)
 	}

@@ -171,7 +171,7 @@ func TestCAWalkthrough(t *testing.T) {
 
 	t.Run("with a grace period the old CA stays in the trust bundle", func(t *testing.T) {
 		c := createCA(t, s, memberToken, "grace", nil)
-		old := sign(t, s, memberToken, "grace", map[string]any{"csr": newCSR(t, key, "bob", nil), "profile": "client"})
+		old := sign(t, s, memberToken, "grace", map[string]any{"csr": newCSR(t, key, "alice", nil), "profile": "client"})
 		r := do(t, "POST", s.URL+"/v1/clusters/grace/ca/rekey", memberToken, map[string]any{"grace_period_seconds": 3600})
 		var next caResource
 		r.json(t, &next)
@@ -228,7 +228,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 	s := startServer(t, serverOpts{})
 	ca := createCA(t, s, memberToken, "c1", map[string]any{"validity_days": 30})
 
-	good := newCSR(t, p256(t), "node-1", nil, "node-1.example.com")
+	good := newCSR(t, p256(t), "alice", nil, "node-1.example.com")
 	rsa1024, err := rsa.GenerateKey(rand.Reader, 1024)
 	if err != nil {
 		t.Fatal(err)

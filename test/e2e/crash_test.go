@@ -50,7 +50,7 @@ func TestKilledDuringRekeysLeavesOneActiveCA(t *testing.T) {
 			}
 		})
 	}
-	csr := newCSR(t, p256(t), "crash-user", nil)
+	csr := newCSR(t, p256(t), "alice", nil)
 	for range 2 {
 		wg.Go(func() {
 			for {
@@ -102,7 +102,7 @@ func TestKilledDuringRekeysLeavesOneActiveCA(t *testing.T) {
 	if ca.TrustBundle != ca.Certificate {
 		t.Fatalf("grace 0 everywhere, yet the trust bundle holds more than the active CA")
 	}
-	c := sign(t, s2, memberToken, "crash-1", map[string]any{"csr": newCSR(t, p256(t), "after", nil), "profile": "client"})
+	c := sign(t, s2, memberToken, "crash-1", map[string]any{"csr": newCSR(t, p256(t), "alice", nil), "profile": "client"})
 	if err := verifies(t, c.Certificate, ca.TrustBundle, x509.ExtKeyUsageClientAuth); err != nil || c.CAGeneration != ca.Generation {
 		t.Fatalf("a certificate signed after the restart (generation %d): %v", c.CAGeneration, err)
 	}

@@ -139,7 +139,7 @@ func TestInvokeOneEvent(t *testing.T) {
 	if resp.StatusCode != 201 || !strings.Contains(resp.Body, `"generation"`) {
 		t.Fatalf("rekeycluster create: %d %s", resp.StatusCode, resp.Body)
 	}
-	csr, _ := json.Marshal(map[string]string{"csr": newCSR(t, p256(t), "ev-user", nil), "profile": "client"})
+	csr, _ := json.Marshal(map[string]string{"csr": newCSR(t, p256(t), "alice", nil), "profile": "client"})
 	resp = invoke("signcsr", event("POST", "/v1/clusters/ev-1/certificates", string(csr)))
 	if resp.StatusCode != 201 || !strings.Contains(resp.Body, "BEGIN CERTIFICATE") {
 		t.Fatalf("signcsr: %d %s", resp.StatusCode, resp.Body)

@@ -188,7 +188,7 @@ func TestMagnumClientThroughKeystone(t *testing.T) {
 	alice := k.token(t, "alice", "team-a")
 	first := createCA(t, s, alice, cluster, nil)
 	csrFile := filepath.Join(t.TempDir(), "csr.pem")
-	if err := os.WriteFile(csrFile, []byte(newCSR(t, p256(t), "magnum-ks", nil)), 0o600); err != nil {
+	if err := os.WriteFile(csrFile, []byte(newCSR(t, p256(t), "alice", nil)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(debianPython, "testdata/magnum_client.py", s.URL+"/v1", "keystone", cluster, csrFile)

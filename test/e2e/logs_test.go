@@ -29,7 +29,7 @@ func TestNoSecretInTheLogs(t *testing.T) {
 	plainKey := string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
 
 	createCA(t, s, memberToken, "logs-1", nil)
-	sign(t, s, memberToken, "logs-1", map[string]any{"csr": newCSR(t, p256(t), "log-user", nil), "profile": "client"})
+	sign(t, s, memberToken, "logs-1", map[string]any{"csr": newCSR(t, p256(t), "alice", nil), "profile": "client"})
 	do(t, "GET", s.URL+"/v1/clusters/logs-1/ca", wrongToken, nil)
 	do(t, "GET", s.URL+"/v1/clusters/logs-1/ca", "", nil)
 	do(t, "POST", s.URL+"/v1/keys", memberToken, map[string]any{"name": "logs-kek"})

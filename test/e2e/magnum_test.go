@@ -36,7 +36,7 @@ func TestMagnumClient(t *testing.T) {
 	first := createCA(t, s, memberToken, cluster, nil)
 
 	csrFile := filepath.Join(t.TempDir(), "csr.pem")
-	if err := os.WriteFile(csrFile, []byte(newCSR(t, p256(t), "magnum-user", nil)), 0o600); err != nil {
+	if err := os.WriteFile(csrFile, []byte(newCSR(t, p256(t), "alice", nil)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(debianPython, "testdata/magnum_client.py", s.URL+"/v1", "-", cluster, csrFile)

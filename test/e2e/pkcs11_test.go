@@ -45,7 +45,7 @@ func TestCAWithKeysInSoftHSM(t *testing.T) {
 		t.Run(alg, func(t *testing.T) {
 			cluster := "hsm-" + alg
 			ca := createCA(t, s, memberToken, cluster, map[string]any{"key_algorithm": alg})
-			before := sign(t, s, memberToken, cluster, map[string]any{"csr": newCSR(t, p256(t), "hsm-user", nil), "profile": "client"})
+			before := sign(t, s, memberToken, cluster, map[string]any{"csr": newCSR(t, p256(t), "alice", nil), "profile": "client"})
 			if err := verifies(t, before.Certificate, ca.TrustBundle, x509.ExtKeyUsageClientAuth); err != nil {
 				t.Fatalf("a certificate signed in the HSM does not verify: %v", err)
 			}

@@ -274,14 +274,14 @@ func TestTwoInstancesOnOnePostgres(t *testing.T) {
 		if viaB.Certificate != ca.Certificate || viaB.Generation != 1 {
 			t.Fatalf("the other instance sees generation %d, a different certificate: %v", viaB.Generation, viaB.Certificate != ca.Certificate)
 		}
-		c := sign(t, b, memberToken, "across", map[string]any{"csr": newCSR(t, p256(t), "across-user", nil), "profile": "client"})
+		c := sign(t, b, memberToken, "across", map[string]any{"csr": newCSR(t, p256(t), "alice", nil), "profile": "client"})
 		if err := verifies(t, c.Certificate, ca.TrustBundle, x509.ExtKeyUsageClientAuth); err != nil || c.CAGeneration != 1 {
 			t.Fatalf("signed through the other instance: generation %d, %v", c.CAGeneration, err)
 		}
 	})
 
 	createCA(t, a, memberToken, "storm", nil)
-	csr := newCSR(t, p256(t), "storm-user", nil)
+	csr := newCSR(t, p256(t), "alice", nil)
 	var (
 		signs   []signed
 		signMu  sync.Mutex
@@ -423,7 +423,7 @@ func TestPostgresOutageThroughHTTP(t *testing.T) {
 	pg := startPostgres(t)
 	s := startServer(t, serverOpts{args: sharedConfig(t, pg)})
 	ca := createCA(t, s, memberToken, "outage", nil)
-	csr := newCSR(t, p256(t), "outage-user", nil)
+	csr := newCSR(t, p256(t), "alice", nil)
 	body := map[string]any{"csr": csr, "profile": "client"}
 	sign(t, s, memberToken, "outage", body)
 
@@ -496,7 +496,7 @@ func TestExecBootstrapsOnPostgres(t *testing.T) {
 	plain := startServer(t, serverOpts{args: shared})
 
 	ca := createCA(t, lambda, memberToken, "lambda-pg", nil)
-	c := sign(t, lambda, memberToken, "lambda-pg", map[string]any{"csr": newCSR(t, p256(t), "node", nil), "profile": "client"})
+	c := sign(t, lambda, memberToken, "lambda-pg", map[string]any{"csr": newCSR(t, p256(t), "alice", nil), "profile": "client"})
 	if err := verifies(t, c.Certificate, ca.TrustBundle, x509.ExtKeyUsageClientAuth); err != nil || c.CAGeneration != 1 {
 		t.Fatalf("signed through the signcsr bootstrap: generation %d, %v", c.CAGeneration, err)
 	}
@@ -510,7 +510,7 @@ func TestExecBootstrapsOnPostgres(t *testing.T) {
 	if seen.Generation != 2 || seen.Certificate != rekeyed.Certificate {
 		t.Fatalf("the ordinary instance sees generation %d", seen.Generation)
 	}
-	c = sign(t, plain, memberToken, "lambda-pg", map[string]any{"csr": newCSR(t, p256(t), "node", nil), "profile": "client"})
+	c = sign(t, plain, memberToken, "lambda-pg", map[string]any{"csr": newCSR(t, p256(t), "alice", nil), "profile": "client"})
 	if err := verifies(t, c.Certificate, rekeyed.TrustBundle, x509.ExtKeyUsageClientAuth); err != nil || c.CAGeneration != 2 {
 		t.Fatalf("signed by the ordinary instance after the bootstrap's rekey: generation %d, %v", c.CAGeneration, err)
 	}
