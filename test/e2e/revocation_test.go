@@ -17,6 +17,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -1165,5 +1167,54 @@ func TestRevocationReissueCAS(t *testing.T) {
 	}
 	if c := u["carol"]; c.Valid != 1 || c.UserRevoked {
 		t.Errorf("carol, re-issued and never revoked: %+v", c)
+	}
+}
+
+// TestREADMERevokeWalkthrough runs the README's walkthrough "alice leaves:
+// revoke her alone" as written, against a fresh server whose token file
+// holds an admin ($CLUSTERKEYS_TOKEN), alice ($ALICE_TOKEN) and bob
+// ($BOB_TOKEN), members of team-a.
+func TestREADMERevokeWalkthrough(t *testing.T) {
+	for _, tool := range []string{"bash", "curl", "jq", "openssl"} {
+		need.Tool(t, tool, "apt-get install "+tool+" (or make deps)")
+	}
+	_, file, _, _ := runtime.Caller(0)
+	readme, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)## Walkthrough: alice leaves[^\n]*\n.*?```sh\n(.*?)```").FindSubmatch(readme)
+	if m == nil {
+		t.Fatal(`README has no "## Walkthrough: alice leaves: revoke her alone" section with a sh block`)
+	}
+	script := string(m[1])
+	if !strings.Contains(script, "URL=http://127.0.0.1:8080") {
+		t.Fatal("the walkthrough no longer sets URL=http://127.0.0.1:8080")
+	}
+	s := startRevServer(t)
+	script = strings.Replace(script, "URL=http://127.0.0.1:8080", "URL="+s.URL, 1)
+	cmd := exec.Command("bash", "-c", script)
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(os.Environ(), "CLUSTERKEYS_TOKEN="+adminToken, "ALICE_TOKEN="+tok("alice"), "BOB_TOKEN="+tok("bob"))
+	out, _ := cmd.CombinedOutput() // openssl verify fails on purpose for alice
+	got := string(out)
+	for _, want := range []string{
+		`{"user":"alice","valid":1}`,
+		`{"user":"bob","valid":1}`,
+		`{"revoked":1,"ca_generation":2,"reissued":1}`,
+		"user_revoked",
+		"certificate revoked",
+		"bob.crt: OK",
+		"bob-new.crt: OK",
+		"alice.crt: verification failed",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("walkthrough output lacks %q:\n%s", want, got)
+		}
+	}
+	for _, secret := range []string{adminToken, tok("alice"), tok("bob")} {
+		if strings.Contains(got, secret) {
+			t.Error("the walkthrough printed a token")
+		}
 	}
 }
