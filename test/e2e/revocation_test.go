@@ -359,6 +359,9 @@ func TestRevocationOpenSSL(t *testing.T) {
 		if rl == nil {
 			t.Fatalf("CRL generation %d: %d %s", gen, r.Status, r.Body)
 		}
+		if rl.Number == nil {
+			t.Fatalf("CRL generation %d has no CRL number", gen)
+		}
 		if err := os.WriteFile(crlFile, r.Body, 0o600); err != nil {
 			t.Fatal(err)
 		}
