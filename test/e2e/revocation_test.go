@@ -493,6 +493,31 @@ func TestRevocationOpenSSL(t *testing.T) {
 		}
 		wantRevoked(t, ca2File, "dave")
 	})
+	t.Run("revoking a user revokes their certificates of every trusted generation", func(t *testing.T) {
+		carol2 := signAs(t, s, cluster, "carol")
+		writeFile(t, dir, "carol2.crt", carol2.Certificate)
+		a := mustRevoke(t, s, adminToken, cluster, map[string]any{"user": "carol", "reason": "affiliationChanged"})
+		got := []string{}
+		for _, sr := range a.Revoked {
+			got = append(got, serialKey(sr))
+		}
+		slices.Sort(got)
+		want := []string{serialKey(carol.Serial), serialKey(carol2.Serial)}
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("revoking carol revoked %v, want her generation 1 and 2 certificates %v", got, want)
+		}
+		rl := getCRL(t, 1)
+		if got := crlSerials(rl); got[serialKey(carol.Serial)] != 3 {
+			t.Errorf("generation 1's CRL lists %v, want carol's generation 1 certificate (affiliationChanged, 3)", got)
+		}
+		wantRevoked(t, ca1File, "carol")
+		rl = getCRL(t, 2)
+		if got := crlSerials(rl); got[serialKey(carol2.Serial)] != 3 || len(got) != 2 {
+			t.Errorf("generation 2's CRL lists %v, want dave's and carol's generation 2 certificate", got)
+		}
+		wantRevoked(t, ca2File, "carol2")
+	})
 	t.Run("a generation outside the trust bundle is 404", func(t *testing.T) {
 		for _, gen := range []int{3, 99} {
 			if r, _ := fetchCRL(t, s, tok("rita"), cluster, gen, false); r.Status != http.StatusNotFound || r.problemCode(t) != "not_found" {
