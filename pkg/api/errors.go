@@ -61,6 +61,9 @@ const (
 	CodeCAExists          = "ca_exists"
 	CodeCANotFound        = "ca_not_found"
 	CodeInvalidAlgorithm  = "invalid_key_algorithm"
+	// CodeUserRevoked: the caller's user was revoked on the cluster; its
+	// signs are refused until an admin lifts the revocation.
+	CodeUserRevoked = "user_revoked"
 )
 
 // FieldError is one reason a request was refused, tied to the field
@@ -136,6 +139,9 @@ var (
 	ErrUnauthenticated = errors.New("unauthenticated")
 	// ErrForbidden: valid credentials, not allowed (403 forbidden).
 	ErrForbidden = errors.New("forbidden")
+	// ErrUserRevoked: the requester of a certificate was revoked on the
+	// cluster, so the store refused to record it (403 user_revoked).
+	ErrUserRevoked = errors.New("user revoked")
 )
 
 // ErrorFor returns the *Error the client sees for err: err itself if it is
@@ -158,6 +164,8 @@ func ErrorFor(err error) *Error {
 		return &Error{Status: http.StatusBadGateway, Code: CodeBackendError, Detail: "a backend refused the operation", Err: err}
 	case errors.Is(err, ErrUnauthenticated):
 		return &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized, Detail: "missing or invalid credentials", Err: err}
+	case errors.Is(err, ErrUserRevoked):
+		return &Error{Status: http.StatusForbidden, Code: CodeUserRevoked, Detail: "the user was revoked on this cluster; an admin may lift it", Err: err}
 	case errors.Is(err, ErrForbidden):
 		return &Error{Status: http.StatusForbidden, Code: CodeForbidden, Detail: "not allowed", Err: err}
 	}

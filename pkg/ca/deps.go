@@ -12,6 +12,7 @@ import (
 // Store is the part of the metadata store the CA functions use.
 // pkg/store/sqlite implements it.
 type Store interface {
+	RevocationStore
 	// CreateCluster stores a cluster and its first CA generation in one
 	// transaction. It fails with an error wrapping api.ErrConflict when the
 	// cluster already exists.

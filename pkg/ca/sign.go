@@ -124,9 +124,14 @@ func (a *Authority) Sign(ctx context.Context, cluster string, req SignRequest) (
 		Subject: tmpl.Subject.String(), Profile: string(profile),
 		User: p.User, Project: p.Project,
 		NotBefore: tmpl.NotBefore, NotAfter: tmpl.NotAfter, IssuedAt: now,
-		Privileged: privAttr != "",
+		Privileged: privAttr != "", CertificateDER: der,
 	}
 	if err := a.st.RecordCertificate(ctx, rec); err != nil {
+		if errors.Is(err, api.ErrUserRevoked) {
+			a.log.Warn("sign refused: user revoked", "cluster", cluster, "user", p.User, "project", p.Project)
+			return SignResult{}, api.New(http.StatusForbidden, api.CodeUserRevoked,
+				fmt.Sprintf("user %q is revoked on cluster %q; an admin may lift it", p.User, cluster)).Wrap(err)
+		}
 		return SignResult{}, fmt.Errorf("record certificate %s of cluster %q: %w", serial, cluster, err)
 	}
 	// A rekey that committed while this request signed would leave the

@@ -61,6 +61,18 @@ type IssuedCertificate struct {
 	// beginning "system:", O=kubeadm:cluster-admins), which only an admin
 	// may obtain.
 	Privileged bool
+	// CertificateDER is the certificate itself; nil for entries recorded
+	// before the registry kept it (migration 0005).
+	CertificateDER []byte
+	// RevocationReason is the reason of an explicit revocation (one of
+	// Reasons); "" when the certificate was not revoked explicitly.
+	RevocationReason string
+	// SupersededBy is the serial of the certificate that a reissue signed
+	// in its place; "" when none.
+	SupersededBy string
+	// Supersedes is, for a certificate a reissue signs (Reissue), the
+	// serial of the one it replaces. It is not stored on the new entry.
+	Supersedes string
 }
 
 // KEK is a named key-encryption key and its active version.

@@ -167,42 +167,58 @@ func (d *DB) Rekey(ctx context.Context, cluster string, expected int, next store
 	if err := checkTimes(now, trustedUntil, next.NotBefore, next.NotAfter, next.CreatedAt, next.RetiredAt, next.TrustedUntil); err != nil {
 		return fmt.Errorf("rekey cluster %q: %w", cluster, err)
 	}
-	nowT, until := ts(now), ts(trustedUntil)
 	err := d.write(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, "UPDATE clusters SET generation = $1 WHERE name = $2 AND generation = $3",
-			next.Generation, cluster, expected)
-		if err != nil {
-			return d.wrap(err, "move the generation pointer")
+		if err := d.movePointer(ctx, tx, cluster, expected, next.Generation); err != nil {
+			return err
 		}
-		if tag.RowsAffected() != 1 {
-			var active int
-			if err := tx.QueryRow(ctx, "SELECT generation FROM clusters WHERE name = $1", cluster).Scan(&active); err != nil {
-				return d.wrap(err, "read the active generation")
-			}
-			return fmt.Errorf("active generation is %d, not %d: %w", active, expected, api.ErrGenerationMismatch)
-		}
-		// Cap the generations retired earlier whose grace outlasts this one.
-		if _, err := tx.Exec(ctx, `UPDATE ca_generations SET trusted_until = $1
-			WHERE cluster = $2 AND generation <= $3 AND retired_at IS NOT NULL AND trusted_until > $1`,
-			until, cluster, expected); err != nil {
-			return d.wrap(err, "cap retired generations")
-		}
-		if _, err := tx.Exec(ctx, `UPDATE ca_generations SET retired_at = $1, trusted_until = $2
-			WHERE cluster = $3 AND generation <= $4 AND retired_at IS NULL`,
-			nowT, until, cluster, expected); err != nil {
-			return d.wrap(err, "retire generation %d", expected)
-		}
-		if _, err := tx.Exec(ctx, `UPDATE issued_certificates SET revoked_at = $1
-			WHERE cluster = $2 AND generation <= $3 AND (revoked_at IS NULL OR revoked_at > $1)`,
-			until, cluster, expected); err != nil {
-			return d.wrap(err, "revoke the certificates of retired generations")
-		}
-		return d.insertGeneration(ctx, tx, cluster, next)
+		return d.retire(ctx, tx, cluster, expected, next, now, trustedUntil)
 	})
 	if err != nil {
 		return fmt.Errorf("rekey cluster %q from generation %d: %w", cluster, expected, err)
 	}
 	return nil
+}
+
+// movePointer is the compare-and-swap of a rekey: the cluster's active
+// generation moves from expected to next, else api.ErrGenerationMismatch.
+func (d *DB) movePointer(ctx context.Context, tx pgx.Tx, cluster string, expected, next int) error {
+	tag, err := tx.Exec(ctx, "UPDATE clusters SET generation = $1 WHERE name = $2 AND generation = $3",
+		next, cluster, expected)
+	if err != nil {
+		return d.wrap(err, "move the generation pointer")
+	}
+	if tag.RowsAffected() != 1 {
+		var active int
+		if err := tx.QueryRow(ctx, "SELECT generation FROM clusters WHERE name = $1", cluster).Scan(&active); err != nil {
+			return d.wrap(err, "read the active generation")
+		}
+		return fmt.Errorf("active generation is %d, not %d: %w", active, expected, api.ErrGenerationMismatch)
+	}
+	return nil
+}
+
+// retire is the rest of a rekey once the pointer moved: the older
+// generations are retired, their certificates revoked when they leave the
+// trust bundle, and next is inserted.
+func (d *DB) retire(ctx context.Context, tx pgx.Tx, cluster string, expected int, next store.CAGeneration, now, trustedUntil time.Time) error {
+	nowT, until := ts(now), ts(trustedUntil)
+	// Cap the generations retired earlier whose grace outlasts this one.
+	if _, err := tx.Exec(ctx, `UPDATE ca_generations SET trusted_until = $1
+		WHERE cluster = $2 AND generation <= $3 AND retired_at IS NOT NULL AND trusted_until > $1`,
+		until, cluster, expected); err != nil {
+		return d.wrap(err, "cap retired generations")
+	}
+	if _, err := tx.Exec(ctx, `UPDATE ca_generations SET retired_at = $1, trusted_until = $2
+		WHERE cluster = $3 AND generation <= $4 AND retired_at IS NULL`,
+		nowT, until, cluster, expected); err != nil {
+		return d.wrap(err, "retire generation %d", expected)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE issued_certificates SET revoked_at = $1
+		WHERE cluster = $2 AND generation <= $3 AND (revoked_at IS NULL OR revoked_at > $1)`,
+		until, cluster, expected); err != nil {
+		return d.wrap(err, "revoke the certificates of retired generations")
+	}
+	return d.insertGeneration(ctx, tx, cluster, next)
 }
 
 // RecordCertificate adds an issued certificate to the registry. The
@@ -211,10 +227,17 @@ func (d *DB) Rekey(ctx context.Context, cluster string, expected int, next store
 // generation that a rekey already retired is stored as revoked when that
 // generation leaves the trust bundle.
 //
-// It is one statement, so one round trip: the generation's row is read
-// FOR SHARE, and a rekey retiring it at the same time (which updates that
-// row) either commits first, and the certificate is stored revoked, or
-// waits for this insert, and then revokes it.
+// It is one round trip: the insert reads the generation's row FOR SHARE,
+// and a rekey retiring it at the same time (which updates that row) either
+// commits first, and the certificate is stored revoked, or waits for this
+// insert, and then revokes it. A requester revoked on the cluster gives
+// api.ErrUserRevoked and nothing is recorded: the second statement of the
+// same implicit transaction, which takes a new snapshot after the share
+// lock was granted, deletes the row again if a user revocation is visible.
+// RevokeUser locks the generation rows first (FOR NO KEY UPDATE, which
+// conflicts with FOR SHARE), so either it waited for this transaction and
+// then revokes the certificate, or this insert waited for it and then sees
+// the revocation.
 func (d *DB) RecordCertificate(ctx context.Context, c store.IssuedCertificate) error {
 	if c.Cluster == "" || c.Serial == "" || c.IssuedAt.IsZero() {
 		// The listing pages by (issued_at, serial): an entry without an
@@ -225,17 +248,28 @@ func (d *DB) RecordCertificate(ctx context.Context, c store.IssuedCertificate) e
 		return fmt.Errorf("record certificate %s of cluster %q: %w", c.Serial, c.Cluster, err)
 	}
 	err := d.attempt(ctx, func() error {
-		tag, err := d.pool.Exec(ctx, `INSERT INTO issued_certificates
-			(cluster, serial, generation, subject, profile, user_name, project, not_before, not_after, issued_at, revoked_at, privileged)
-			SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, COALESCE($11, g.trusted_until), $12
-			FROM (SELECT trusted_until FROM ca_generations WHERE cluster = $1 AND generation = $3 FOR SHARE) AS g`,
-			c.Cluster, c.Serial, c.Generation, c.Subject, c.Profile, c.User, c.Project,
-			ts(c.NotBefore), ts(c.NotAfter), ts(c.IssuedAt), ts(c.RevokedAt), c.Privileged)
+		// One round trip: both statements go in one pipeline, which the
+		// server runs as one implicit transaction.
+		b := &pgx.Batch{}
+		b.Queue(insertCertificateSQL, certificateArgs(c)...)
+		b.Queue(refuseRevokedSQL, c.Cluster, c.Serial, c.User)
+		br := d.pool.SendBatch(ctx, b)
+		defer br.Close()
+		tag, err := br.Exec()
 		if err != nil {
 			return d.wrap(err, "insert")
 		}
 		if tag.RowsAffected() != 1 {
 			return fmt.Errorf("no CA generation %d: %w", c.Generation, api.ErrNotFound)
+		}
+		if tag, err = br.Exec(); err != nil {
+			return d.wrap(err, "check the requester")
+		}
+		if tag.RowsAffected() != 0 {
+			return fmt.Errorf("user %q is revoked on cluster %q: %w", c.User, c.Cluster, api.ErrUserRevoked)
+		}
+		if err := br.Close(); err != nil {
+			return d.wrap(err, "commit")
 		}
 		return nil
 	})
@@ -243,6 +277,25 @@ func (d *DB) RecordCertificate(ctx context.Context, c store.IssuedCertificate) e
 		return fmt.Errorf("record certificate %s of cluster %q generation %d: %w", c.Serial, c.Cluster, c.Generation, err)
 	}
 	return nil
+}
+
+// insertCertificateSQL inserts one registry entry (certificateArgs),
+// holding a share lock on its CA generation's row.
+const insertCertificateSQL = `INSERT INTO issued_certificates
+	(cluster, serial, generation, subject, profile, user_name, project, not_before, not_after, issued_at, revoked_at, privileged,
+	 certificate_der)
+	SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, COALESCE($11, g.trusted_until), $12, $13
+	FROM (SELECT trusted_until FROM ca_generations WHERE cluster = $1 AND generation = $3 FOR SHARE) AS g`
+
+// refuseRevokedSQL takes back the entry just inserted when its requester
+// is revoked on the cluster.
+const refuseRevokedSQL = `DELETE FROM issued_certificates WHERE cluster = $1 AND serial = $2
+	AND EXISTS (SELECT 1 FROM user_revocations WHERE cluster = $1 AND user_name = $3)`
+
+// certificateArgs are the arguments of insertCertificateSQL for c.
+func certificateArgs(c store.IssuedCertificate) []any {
+	return []any{c.Cluster, c.Serial, c.Generation, c.Subject, c.Profile, c.User, c.Project,
+		ts(c.NotBefore), ts(c.NotAfter), ts(c.IssuedAt), ts(c.RevokedAt), c.Privileged, c.CertificateDER}
 }
 
 // Certificates returns one page of a cluster's issued-certificate

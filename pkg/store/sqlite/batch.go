@@ -3,10 +3,12 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
 
+	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/store"
 )
 
@@ -143,11 +145,17 @@ func (d *DB) commitCertificates(ctx context.Context, batch []*certWrite) {
 
 // insertCertificate inserts one registry entry with the prepared statement.
 func insertCertificate(ctx context.Context, d *DB, stmt *sql.Stmt, c store.IssuedCertificate) error {
-	_, err := stmt.ExecContext(ctx,
+	res, err := stmt.ExecContext(ctx,
 		c.Cluster, c.Serial, c.Generation, c.Subject, c.Profile, c.User, c.Project,
-		formatTime(c.NotBefore), formatTime(c.NotAfter), formatTime(c.IssuedAt), formatTime(c.RevokedAt), c.Privileged)
+		formatTime(c.NotBefore), formatTime(c.NotAfter), formatTime(c.IssuedAt), formatTime(c.RevokedAt), c.Privileged,
+		c.CertificateDER)
 	if err != nil {
 		return d.wrap(err, "insert")
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return d.wrap(err, "insert")
+	} else if n != 1 {
+		return fmt.Errorf("user %q is revoked on cluster %q: %w", c.User, c.Cluster, api.ErrUserRevoked)
 	}
 	return nil
 }

@@ -173,42 +173,11 @@ func (d *DB) Rekey(ctx context.Context, cluster string, expected int, next store
 	if err := checkTimes(now, trustedUntil, next.NotBefore, next.NotAfter, next.CreatedAt, next.RetiredAt, next.TrustedUntil); err != nil {
 		return fmt.Errorf("rekey cluster %q: %w", cluster, err)
 	}
-	nowS, untilS := formatTime(now), formatTime(trustedUntil)
 	err := d.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, "UPDATE clusters SET generation = ? WHERE name = ? AND generation = ?",
-			next.Generation, cluster, expected)
-		if err != nil {
-			return d.wrap(err, "move the generation pointer")
+		if err := d.movePointer(ctx, tx, cluster, expected, next.Generation); err != nil {
+			return err
 		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return d.wrap(err, "move the generation pointer")
-		}
-		if n != 1 {
-			var active int
-			err := tx.QueryRowContext(ctx, "SELECT generation FROM clusters WHERE name = ?", cluster).Scan(&active)
-			if err != nil {
-				return d.wrap(err, "read the active generation")
-			}
-			return fmt.Errorf("active generation is %d, not %d: %w", active, expected, api.ErrGenerationMismatch)
-		}
-		// Cap the generations retired earlier whose grace outlasts this one.
-		if _, err := tx.ExecContext(ctx, `UPDATE ca_generations SET trusted_until = ?
-			WHERE cluster = ? AND generation <= ? AND retired_at IS NOT NULL AND trusted_until > ?`,
-			untilS, cluster, expected, untilS); err != nil {
-			return d.wrap(err, "cap retired generations")
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE ca_generations SET retired_at = ?, trusted_until = ?
-			WHERE cluster = ? AND generation <= ? AND retired_at IS NULL`,
-			nowS, untilS, cluster, expected); err != nil {
-			return d.wrap(err, "retire generation %d", expected)
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE issued_certificates SET revoked_at = ?
-			WHERE cluster = ? AND generation <= ? AND (revoked_at IS NULL OR revoked_at > ?)`,
-			untilS, cluster, expected, untilS); err != nil {
-			return d.wrap(err, "revoke the certificates of retired generations")
-		}
-		return d.insertGeneration(ctx, tx, cluster, next)
+		return d.retire(ctx, tx, cluster, expected, next, now, trustedUntil)
 	})
 	if err != nil {
 		return fmt.Errorf("rekey cluster %q from generation %d: %w", cluster, expected, err)
@@ -216,16 +185,72 @@ func (d *DB) Rekey(ctx context.Context, cluster string, expected int, next store
 	return nil
 }
 
+// movePointer is the compare-and-swap of a rekey: the cluster's active
+// generation moves from expected to next, else api.ErrGenerationMismatch.
+func (d *DB) movePointer(ctx context.Context, tx *sql.Tx, cluster string, expected, next int) error {
+	res, err := tx.ExecContext(ctx, "UPDATE clusters SET generation = ? WHERE name = ? AND generation = ?",
+		next, cluster, expected)
+	if err != nil {
+		return d.wrap(err, "move the generation pointer")
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return d.wrap(err, "move the generation pointer")
+	}
+	if n != 1 {
+		var active int
+		err := tx.QueryRowContext(ctx, "SELECT generation FROM clusters WHERE name = ?", cluster).Scan(&active)
+		if err != nil {
+			return d.wrap(err, "read the active generation")
+		}
+		return fmt.Errorf("active generation is %d, not %d: %w", active, expected, api.ErrGenerationMismatch)
+	}
+	return nil
+}
+
+// retire is the rest of a rekey once the pointer moved: the older
+// generations are retired, their certificates revoked when they leave the
+// trust bundle, and next is inserted.
+func (d *DB) retire(ctx context.Context, tx *sql.Tx, cluster string, expected int, next store.CAGeneration, now, trustedUntil time.Time) error {
+	nowS, untilS := formatTime(now), formatTime(trustedUntil)
+	// Cap the generations retired earlier whose grace outlasts this one.
+	if _, err := tx.ExecContext(ctx, `UPDATE ca_generations SET trusted_until = ?
+		WHERE cluster = ? AND generation <= ? AND retired_at IS NOT NULL AND trusted_until > ?`,
+		untilS, cluster, expected, untilS); err != nil {
+		return d.wrap(err, "cap retired generations")
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE ca_generations SET retired_at = ?, trusted_until = ?
+		WHERE cluster = ? AND generation <= ? AND retired_at IS NULL`,
+		nowS, untilS, cluster, expected); err != nil {
+		return d.wrap(err, "retire generation %d", expected)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE issued_certificates SET revoked_at = ?
+		WHERE cluster = ? AND generation <= ? AND (revoked_at IS NULL OR revoked_at > ?)`,
+		untilS, cluster, expected, untilS); err != nil {
+		return d.wrap(err, "revoke the certificates of retired generations")
+	}
+	return d.insertGeneration(ctx, tx, cluster, next)
+}
+
 // insertCertificateSQL inserts one registry entry; see RecordCertificate.
+//
+// It inserts nothing when the requester is revoked on the cluster
+// (user_revocations): run inside the write transaction, that check and the
+// insert are one atomic step against a concurrent RevokeUser.
 const insertCertificateSQL = `INSERT INTO issued_certificates
-	(cluster, serial, generation, subject, profile, user_name, project, not_before, not_after, issued_at, revoked_at, privileged)
-	VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
+	(cluster, serial, generation, subject, profile, user_name, project, not_before, not_after, issued_at, revoked_at, privileged,
+	 certificate_der)
+	SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
 		CASE WHEN ?11 IS NOT NULL THEN ?11
-		ELSE (SELECT trusted_until FROM ca_generations WHERE cluster = ?1 AND generation = ?3) END, ?12)`
+		ELSE (SELECT trusted_until FROM ca_generations WHERE cluster = ?1 AND generation = ?3) END, ?12,
+		?13
+	WHERE NOT EXISTS (SELECT 1 FROM user_revocations WHERE cluster = ?1 AND user_name = ?6)`
 
 // RecordCertificate adds an issued certificate to the registry. The
 // cluster and generation must exist (else api.ErrNotFound); a serial the
-// cluster already has gives api.ErrConflict. A certificate recorded for a
+// cluster already has gives api.ErrConflict, a requester revoked on the
+// cluster api.ErrUserRevoked (checked in the transaction that records). A
+// certificate recorded for a
 // generation that a rekey already retired is stored as revoked when that
 // generation leaves the trust bundle, so a sign racing a rekey is never
 // left out of the revocation. Concurrent calls share one transaction (a

@@ -89,7 +89,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"TimesOutOfRange", testTimesOutOfRange},
 		{"Closed", testClosed},
 	}
-	for _, c := range cases {
+	for _, c := range append(cases, revocationCases...) {
 		t.Run(c.name, func(t *testing.T) { c.run(t, newStore) })
 	}
 }
