@@ -450,6 +450,11 @@ func (a *Authority) Rekey(ctx context.Context, cluster string, req RekeyRequest)
 	}
 	a.log.Info("CA rekeyed", "cluster", cluster, "project", c.Project, "user", p.User,
 		"generation", gen.Generation, "grace_period_seconds", int64(grace/time.Second))
+	if grace > 0 {
+		// The retired CA stays trusted for the grace: its CRL must outlive
+		// the key destroyed below.
+		a.lastCRL(ctx, cluster, gen.Generation, expected, now.Add(grace))
+	}
 	a.destroyRetired(ctx, cluster, gen.Generation)
 	c.Generation = gen.Generation
 	return a.resource(ctx, c)
@@ -540,24 +545,31 @@ func newKeyRef(cluster string, generation int) (string, error) {
 // newGeneration generates a CA key in custody and its self-signed
 // certificate. On error no key is left behind.
 func (a *Authority) newGeneration(ctx context.Context, cluster string, generation int, alg keys.Algorithm, cn string, days int, now time.Time) (store.CAGeneration, error) {
+	gen, _, err := a.newCA(ctx, cluster, generation, alg, cn, days, now)
+	return gen, err
+}
+
+// newCA is newGeneration that also returns the loaded CA, to sign with
+// before the generation is stored (a reissue).
+func (a *Authority) newCA(ctx context.Context, cluster string, generation int, alg keys.Algorithm, cn string, days int, now time.Time) (store.CAGeneration, caKey, error) {
 	ref, err := newKeyRef(cluster, generation)
 	if err != nil {
-		return store.CAGeneration{}, err
+		return store.CAGeneration{}, caKey{}, err
 	}
 	signer, err := a.keys.GenerateSigner(ctx, ref, alg)
 	if err != nil {
-		return store.CAGeneration{}, fmt.Errorf("generate %s CA key for cluster %q: %w", alg, cluster, err)
+		return store.CAGeneration{}, caKey{}, fmt.Errorf("generate %s CA key for cluster %q: %w", alg, cluster, err)
 	}
 	der, cert, err := selfSign(signer, cn, now, days)
 	if err != nil {
 		a.destroy(ctx, ref)
-		return store.CAGeneration{}, fmt.Errorf("self-sign CA of cluster %q generation %d: %w", cluster, generation, err)
+		return store.CAGeneration{}, caKey{}, fmt.Errorf("self-sign CA of cluster %q generation %d: %w", cluster, generation, err)
 	}
 	return store.CAGeneration{
 		Cluster: cluster, Generation: generation, KeyRef: ref, CertificateDER: der,
 		KeyAlgorithm: string(alg), NotBefore: cert.NotBefore.UTC(), NotAfter: cert.NotAfter.UTC(),
 		CreatedAt: now,
-	}, nil
+	}, caKey{signer: signer, cert: cert, certPEM: certPEM(der)}, nil
 }
 
 // selfSign makes a CA certificate for signer.

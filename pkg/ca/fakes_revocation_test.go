@@ -17,8 +17,8 @@ func (s *fakeStore) Certificate(context.Context, string, string) (store.IssuedCe
 	return store.IssuedCertificate{}, errFakeRevocation
 }
 
-func (s *fakeStore) RevokeCertificate(context.Context, store.Revocation) (store.IssuedCertificate, error) {
-	return store.IssuedCertificate{}, errFakeRevocation
+func (s *fakeStore) RevokeCertificate(context.Context, store.Revocation) ([]string, error) {
+	return nil, errFakeRevocation
 }
 
 func (s *fakeStore) RevokeUser(context.Context, store.Revocation) ([]string, error) {

@@ -14,6 +14,11 @@ import (
 //	POST /v1/clusters/{cluster}/ca/rekey    rekey (200)
 //	POST /v1/clusters/{cluster}/certificates sign a CSR (201)
 //	GET  /v1/clusters/{cluster}/certificates the issued-certificate registry (200)
+//	GET  /v1/clusters/{cluster}/certificates/{serial} one certificate (200)
+//	GET  /v1/clusters/{cluster}/users        who holds certificates (200)
+//	POST /v1/clusters/{cluster}/revocations  revoke a certificate or a user, optionally reissue (200)
+//	DELETE /v1/clusters/{cluster}/revocations/users/{user} lift a user revocation (204)
+//	GET  /v1/clusters/{cluster}/crl          the CRL of a CA generation (200)
 func Routes(a *Authority) []api.Route {
 	return []api.Route{
 		{Pattern: "PUT /v1/clusters/{cluster}/ca", Name: "ca_create", Handler: a.handleCreate},
@@ -21,6 +26,11 @@ func Routes(a *Authority) []api.Route {
 		{Pattern: "POST /v1/clusters/{cluster}/ca/rekey", Name: "ca_rekey", Handler: a.handleRekey},
 		{Pattern: "POST /v1/clusters/{cluster}/certificates", Name: "ca_sign", Handler: a.handleSign},
 		{Pattern: "GET /v1/clusters/{cluster}/certificates", Name: "ca_certificates", Handler: a.handleList},
+		{Pattern: "GET /v1/clusters/{cluster}/certificates/{serial}", Name: "ca_certificate", Handler: a.handleCertificate},
+		{Pattern: "GET /v1/clusters/{cluster}/users", Name: "ca_users", Handler: a.handleUsers},
+		{Pattern: "POST /v1/clusters/{cluster}/revocations", Name: "ca_revoke", Handler: a.handleRevoke, MaxBody: 4 << 10},
+		{Pattern: "DELETE /v1/clusters/{cluster}/revocations/users/{user}", Name: "ca_lift_user_revocation", Handler: a.handleLift},
+		{Pattern: "GET /v1/clusters/{cluster}/crl", Name: "ca_crl", Handler: a.handleCRL},
 	}
 }
 

@@ -301,24 +301,29 @@ func (a *Authority) ListCertificates(ctx context.Context, cluster string, req Li
 		out.Next = encodeCursor(store.CertificateKey{IssuedAt: last.IssuedAt, Serial: last.Serial})
 	}
 	for _, r := range recs {
-		ic := IssuedCertificate{
-			Serial: r.Serial, Subject: r.Subject, Profile: r.Profile, User: r.User, Project: r.Project,
-			CAGeneration: r.Generation, IssuedAt: r.IssuedAt.UTC(), NotBefore: r.NotBefore.UTC(), NotAfter: r.NotAfter.UTC(),
-			Status: store.StatusValid, Privileged: r.Privileged,
-		}
-		if !r.RevokedAt.IsZero() {
-			t := r.RevokedAt.UTC()
-			ic.RevokedAt = &t
-			if !t.After(now) {
-				ic.Status = store.StatusRevoked
-			}
-		}
-		if ic.Status == store.StatusValid && !r.NotAfter.After(now) {
-			ic.Status = store.StatusExpired
-		}
-		out.Certificates = append(out.Certificates, ic)
+		out.Certificates = append(out.Certificates, entryOf(r, now))
 	}
 	return out, nil
+}
+
+// entryOf is the API view of a registry entry at now, with its status.
+func entryOf(r store.IssuedCertificate, now time.Time) IssuedCertificate {
+	ic := IssuedCertificate{
+		Serial: r.Serial, Subject: r.Subject, Profile: r.Profile, User: r.User, Project: r.Project,
+		CAGeneration: r.Generation, IssuedAt: r.IssuedAt.UTC(), NotBefore: r.NotBefore.UTC(), NotAfter: r.NotAfter.UTC(),
+		Status: store.StatusValid, Privileged: r.Privileged,
+	}
+	if !r.RevokedAt.IsZero() {
+		t := r.RevokedAt.UTC()
+		ic.RevokedAt = &t
+		if !t.After(now) {
+			ic.Status = store.StatusRevoked
+		}
+	}
+	if ic.Status == store.StatusValid && !r.NotAfter.After(now) {
+		ic.Status = store.StatusExpired
+	}
+	return ic
 }
 
 func (a *Authority) handleList(w http.ResponseWriter, r *http.Request) error {

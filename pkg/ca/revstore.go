@@ -14,9 +14,10 @@ type RevocationStore interface {
 	// Certificate returns one registry entry with its DER, revocation
 	// reason and successor (api.ErrNotFound when absent).
 	Certificate(ctx context.Context, cluster, serial string) (store.IssuedCertificate, error)
-	// RevokeCertificate revokes r.Serial explicitly (a certificate already
-	// revoked explicitly is left as it is) and returns its entry after.
-	RevokeCertificate(ctx context.Context, r store.Revocation) (store.IssuedCertificate, error)
+	// RevokeCertificate revokes r.Serial explicitly, with the certificates
+	// a reissue signed in its place (a certificate already revoked
+	// explicitly is left as it is), and returns their serials.
+	RevokeCertificate(ctx context.Context, r store.Revocation) ([]string, error)
 	// RevokeUser records r.User as revoked on the cluster and revokes every
 	// certificate the user requested there that is still trusted, in one
 	// transaction that RecordCertificate cannot interleave with: a

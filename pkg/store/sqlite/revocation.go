@@ -49,32 +49,26 @@ func (d *DB) Certificate(ctx context.Context, cluster, serial string) (store.Iss
 	return c, nil
 }
 
-// RevokeCertificate revokes one certificate explicitly: its RevokedAt
-// becomes r.At (unless it is already earlier) and its reason r.Reason. A
-// certificate already revoked explicitly keeps its reason and time, and is
-// not revoked again. It returns the entry as stored after, and
-// api.ErrNotFound when the cluster has no such serial.
-func (d *DB) RevokeCertificate(ctx context.Context, r store.Revocation) (store.IssuedCertificate, error) {
+// RevokeCertificate revokes one certificate explicitly, and the
+// certificates that a reissue signed in its place (the same key): their
+// RevokedAt becomes r.At (unless it is already earlier) and their reason
+// r.Reason. A certificate already revoked explicitly keeps its reason and
+// time. It returns the serials of the chain, sorted, and api.ErrNotFound
+// when the cluster has no such serial.
+func (d *DB) RevokeCertificate(ctx context.Context, r store.Revocation) ([]string, error) {
 	if err := checkRevocation(r); err != nil || r.Serial == "" {
-		return store.IssuedCertificate{}, fmt.Errorf("revoke a certificate of cluster %q: invalid revocation (%v)", r.Cluster, err)
+		return nil, fmt.Errorf("revoke a certificate of cluster %q: invalid revocation (%v)", r.Cluster, err)
 	}
-	var c store.IssuedCertificate
+	var serials []string
 	err := d.write(ctx, func(tx *sql.Tx) error {
-		if _, err := d.revoke(ctx, tx, r); err != nil {
-			return err
-		}
 		var err error
-		c, err = scanCertificate(tx.QueryRowContext(ctx,
-			"SELECT "+certColumns+" FROM issued_certificates WHERE cluster = ? AND serial = ?", r.Cluster, r.Serial), r.Cluster)
-		if err != nil {
-			return d.wrap(err, "read certificate %s", r.Serial)
-		}
-		return nil
+		serials, err = d.revoke(ctx, tx, r)
+		return err
 	})
 	if err != nil {
-		return store.IssuedCertificate{}, fmt.Errorf("revoke certificate %s of cluster %q: %w", r.Serial, r.Cluster, err)
+		return nil, fmt.Errorf("revoke certificate %s of cluster %q: %w", r.Serial, r.Cluster, err)
 	}
-	return c, nil
+	return serials, nil
 }
 
 // RevokeUser records that r.User is revoked on r.Cluster (a repeat keeps
@@ -100,27 +94,43 @@ func (d *DB) RevokeUser(ctx context.Context, r store.Revocation) ([]string, erro
 	return serials, nil
 }
 
-// revoke applies r in tx and returns the serials it revoked (for a serial
-// already revoked explicitly, that serial, unchanged). It increments the
+// maxChain bounds the reissue chain a revocation by serial follows.
+const maxChain = 64
+
+// revoke applies r in tx and returns the serials it revoked, sorted: for a
+// serial, it and the certificates that superseded it (a certificate
+// already revoked explicitly is listed, unchanged). It increments the
 // cluster's revocation revision when anything changed.
 func (d *DB) revoke(ctx context.Context, tx *sql.Tx, r store.Revocation) ([]string, error) {
 	at := formatTime(r.At)
 	if r.Serial != "" {
-		var reason sql.NullString
-		err := tx.QueryRowContext(ctx, "SELECT revocation_reason FROM issued_certificates WHERE cluster = ? AND serial = ?",
-			r.Cluster, r.Serial).Scan(&reason)
-		if err != nil {
-			return nil, d.wrap(err, "read certificate %s", r.Serial)
+		// A certificate a reissue replaced holds the same key as its
+		// successors: revoking it revokes the whole chain.
+		var serials []string
+		changed := false
+		for serial := r.Serial; serial != "" && len(serials) < maxChain; {
+			var reason, next sql.NullString
+			err := tx.QueryRowContext(ctx, "SELECT revocation_reason, superseded_by FROM issued_certificates WHERE cluster = ? AND serial = ?",
+				r.Cluster, serial).Scan(&reason, &next)
+			if err != nil {
+				return nil, d.wrap(err, "read certificate %s", serial)
+			}
+			serials = append(serials, serial)
+			if !reason.Valid {
+				if _, err := tx.ExecContext(ctx, `UPDATE issued_certificates SET revocation_reason = ?3,
+						revoked_at = CASE WHEN revoked_at IS NOT NULL AND revoked_at <= ?4 THEN revoked_at ELSE ?4 END
+					WHERE cluster = ?1 AND serial = ?2`, r.Cluster, serial, r.Reason, at); err != nil {
+					return nil, d.wrap(err, "revoke certificate %s", serial)
+				}
+				changed = true
+			}
+			serial = next.String
 		}
-		if reason.Valid {
-			return []string{r.Serial}, nil
+		slices.Sort(serials)
+		if !changed {
+			return serials, nil
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE issued_certificates SET revocation_reason = ?3,
-				revoked_at = CASE WHEN revoked_at IS NOT NULL AND revoked_at <= ?4 THEN revoked_at ELSE ?4 END
-			WHERE cluster = ?1 AND serial = ?2`, r.Cluster, r.Serial, r.Reason, at); err != nil {
-			return nil, d.wrap(err, "revoke certificate %s", r.Serial)
-		}
-		return []string{r.Serial}, d.bumpRevision(ctx, tx, r.Cluster)
+		return serials, d.bumpRevision(ctx, tx, r.Cluster)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO user_revocations (cluster, user_name, reason, revoked_by, revoked_at)
 		VALUES (?, ?, ?, ?, ?) ON CONFLICT (cluster, user_name) DO NOTHING`,

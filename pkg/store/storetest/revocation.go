@@ -83,9 +83,13 @@ func testRevokeCertificate(t *testing.T, newStore NewStore) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := d.RevokeCertificate(ctx, revocation("c", c.Serial, "", at))
+	serials, err := d.RevokeCertificate(ctx, revocation("c", c.Serial, "", at))
+	if err != nil || !slices.Equal(serials, []string{c.Serial}) {
+		t.Fatalf("RevokeCertificate = %v, %v", serials, err)
+	}
+	got, err := d.Certificate(ctx, "c", c.Serial)
 	if err != nil || got.RevocationReason != store.ReasonKeyCompromise || !got.RevokedAt.Equal(at) {
-		t.Fatalf("RevokeCertificate = %+v, %v", got, err)
+		t.Fatalf("the revoked certificate: %+v, %v", got, err)
 	}
 	_, rev1, err := d.CRL(ctx, "c", 1)
 	if err != nil || rev1 <= rev0 {
@@ -93,9 +97,10 @@ func testRevokeCertificate(t *testing.T, newStore NewStore) {
 	}
 	again := revocation("c", c.Serial, "", at.Add(time.Hour))
 	again.Reason = store.ReasonSuperseded
-	got, err = d.RevokeCertificate(ctx, again)
-	if err != nil || got.RevocationReason != store.ReasonKeyCompromise || !got.RevokedAt.Equal(at) {
-		t.Fatalf("a second revocation changed the first: %+v, %v", got, err)
+	serials, err = d.RevokeCertificate(ctx, again)
+	got, _ = d.Certificate(ctx, "c", c.Serial)
+	if err != nil || !slices.Equal(serials, []string{c.Serial}) || got.RevocationReason != store.ReasonKeyCompromise || !got.RevokedAt.Equal(at) {
+		t.Fatalf("a second revocation changed the first: %v %+v, %v", serials, got, err)
 	}
 	if _, rev2, _ := d.CRL(ctx, "c", 1); rev2 != rev1 {
 		t.Fatalf("a repeated revocation moved the revision from %d to %d", rev1, rev2)
@@ -109,8 +114,10 @@ func testRevokeCertificate(t *testing.T, newStore NewStore) {
 	if err := d.Rekey(ctx, "c", 1, Generation("c", 2), at, at.Add(48*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	got, err = d.RevokeCertificate(ctx, revocation("c", late.Serial, "", at.Add(time.Hour)))
-	if err != nil || !got.RevokedAt.Equal(at.Add(time.Hour)) {
+	if _, err := d.RevokeCertificate(ctx, revocation("c", late.Serial, "", at.Add(time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := d.Certificate(ctx, "c", late.Serial); err != nil || !got.RevokedAt.Equal(at.Add(time.Hour)) {
 		t.Fatalf("revoking a certificate in its grace: %+v, %v", got, err)
 	}
 }
@@ -418,6 +425,15 @@ func testReissue(t *testing.T, newStore NewStore) {
 	if err := d.RecordCertificate(ctx, userCert("c", 2, 50, "alice")); !errors.Is(err, api.ErrUserRevoked) {
 		t.Fatalf("alice signs after the reissue: %v", err)
 	}
+	defer func() {
+		// Revoking a replaced certificate revokes its successor: the same key.
+		serials, err := d.RevokeCertificate(ctx, revocation("c", certs[1].Serial, "", now.Add(2*time.Minute)))
+		want := []string{certs[1].Serial, r.Certificates[0].Serial}
+		slices.Sort(want)
+		if err != nil || !slices.Equal(serials, want) {
+			t.Fatalf("revoking a replaced certificate = %v, %v; want %v", serials, err, want)
+		}
+	}()
 	// Within the grace, the candidates are the new certificates and the
 	// old ones not superseded (carol's, which had no re-issue here).
 	candidates, err = d.ReissueCandidates(ctx, "c", now.Add(time.Minute))
