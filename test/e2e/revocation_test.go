@@ -494,6 +494,7 @@ func TestRevocationOpenSSL(t *testing.T) {
 		wantRevoked(t, ca2File, "dave")
 	})
 	t.Run("revoking a user revokes their certificates of every trusted generation", func(t *testing.T) {
+		// In the registry, and in the active generation's CRL.
 		carol2 := signAs(t, s, cluster, "carol")
 		writeFile(t, dir, "carol2.crt", carol2.Certificate)
 		a := mustRevoke(t, s, adminToken, cluster, map[string]any{"user": "carol", "reason": "affiliationChanged"})
@@ -507,11 +508,16 @@ func TestRevocationOpenSSL(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Errorf("revoking carol revoked %v, want her generation 1 and 2 certificates %v", got, want)
 		}
-		rl := getCRL(t, 1)
-		if got := crlSerials(rl); got[serialKey(carol.Serial)] != 3 {
-			t.Errorf("generation 1's CRL lists %v, want carol's generation 1 certificate (affiliationChanged, 3)", got)
+		if e, _ := certBySerial(t, s, tok("rita"), cluster, carol.Serial); e.Status != "revoked" || e.RevocationReason != "affiliationChanged" {
+			t.Errorf("carol's generation 1 certificate in the registry: %+v", e)
 		}
-		wantRevoked(t, ca1File, "carol")
+		// Generation 1's key was destroyed by the rekey: its CRL cannot be
+		// signed again, and stays the last one built before the rekey
+		// (a known limit, see notes/reve2e.md).
+		rl := getCRL(t, 1)
+		if err := rl.CheckSignatureFrom(parseCert(t, ca1.Certificate)); err != nil {
+			t.Errorf("generation 1's CRL after the rekey: %v", err)
+		}
 		rl = getCRL(t, 2)
 		if got := crlSerials(rl); got[serialKey(carol2.Serial)] != 3 || len(got) != 2 {
 			t.Errorf("generation 2's CRL lists %v, want dave's and carol's generation 2 certificate", got)
@@ -563,15 +569,20 @@ func TestRevocationEtcd(t *testing.T) {
 		writeFile(t, dir, h.user+".crt", h.Certificate)
 		writeFile(t, dir, h.user+".key", keyPEM(t, h.key))
 	}
-	a := mustRevoke(t, s, adminToken, cluster, map[string]any{"user": "alice", "reason": "affiliationChanged"})
-	if a.User != "alice" || len(a.Revoked) != 1 || serialKey(a.Revoked[0]) != serialKey(alice.Serial) {
-		t.Fatalf("revoking alice: %+v", a)
+	// The CRL file etcd reads: the cluster's, empty at first.
+	crlFile := filepath.Join(dir, "crl.pem")
+	writeCRL := func() {
+		t.Helper()
+		r, rl := fetchCRL(t, s, adminToken, cluster, 0, true)
+		if rl == nil {
+			t.Fatalf("CRL: %d %s", r.Status, r.Body)
+		}
+		writeFile(t, dir, "crl.pem.tmp", string(r.Body))
+		if err := os.Rename(crlFile+".tmp", crlFile); err != nil {
+			t.Fatal(err)
+		}
 	}
-	r, rl := fetchCRL(t, s, adminToken, cluster, 0, true)
-	if rl == nil {
-		t.Fatalf("CRL: %d %s", r.Status, r.Body)
-	}
-	crlFile := writeFile(t, dir, "crl.pem", string(r.Body))
+	writeCRL()
 
 	clientURL := "https://" + freeAddr(t)
 	peerURL := "http://" + freeAddr(t)
@@ -624,11 +635,20 @@ func TestRevocationEtcd(t *testing.T) {
 	if out, err := etcdctl("bob", "get", "/rev/k", "--print-value-only"); err != nil || strings.TrimSpace(out) != "served" {
 		t.Fatalf("bob's get: %v\n%s", err, out)
 	}
+	if out, err := etcdctl("alice", "get", "/rev/k", "--print-value-only"); err != nil || strings.TrimSpace(out) != "served" {
+		t.Fatalf("alice's get before her revocation: %v\n%s", err, out)
+	}
+	// Revoke alice; etcd reads the CRL file at every TLS handshake.
+	a := mustRevoke(t, s, adminToken, cluster, map[string]any{"user": "alice", "reason": "affiliationChanged"})
+	if a.User != "alice" || len(a.Revoked) != 1 || serialKey(a.Revoked[0]) != serialKey(alice.Serial) {
+		t.Fatalf("revoking alice: %+v", a)
+	}
+	writeCRL()
 	if out, err := etcdctl("alice", "get", "/rev/k", "--print-value-only"); err == nil || strings.Contains(out, "served") {
 		t.Fatalf("alice's revoked certificate was served: %v\n%s", err, out)
 	}
-	if !strings.Contains(logs.String(), "revoked") {
-		t.Logf("etcd did not log the revoked certificate:\n%s", logs.String())
+	if out, err := etcdctl("bob", "get", "/rev/k", "--print-value-only"); err != nil || strings.TrimSpace(out) != "served" {
+		t.Fatalf("bob's get after alice's revocation: %v\n%s", err, out)
 	}
 }
 
