@@ -12,7 +12,7 @@ func BenchmarkSign(b *testing.B) {
 		b.Run("ca="+alg, func(b *testing.B) {
 			f := newFixture(b, Options{})
 			f.mustCreate(b, "c1", CreateRequest{KeyAlgorithm: alg})
-			req := SignRequest{CSR: makeCSR(b, csrOptions{cn: "bench", orgs: []string{"dev"}}), Profile: "client"}
+			req := SignRequest{CSR: makeCSR(b, csrOptions{cn: "alice", orgs: []string{"dev"}}), Profile: "client"}
 			ctx := as(member)
 			b.ReportAllocs()
 			for b.Loop() {
