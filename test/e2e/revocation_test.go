@@ -716,6 +716,7 @@ func TestRevocationRoles(t *testing.T) {
 			{"neither serial nor user", adminToken, map[string]any{"reason": "keyCompromise"}, 400, ""},
 			{"an unknown field", adminToken, map[string]any{"serial": alice.Serial, "reason": "keyCompromise", "colour": "red"}, 400, "unknown_field"},
 			{"a grace period without reissue", adminToken, map[string]any{"user": "alice", "reason": "keyCompromise", "grace_period_seconds": 60}, 400, ""},
+			{"a negative grace period", adminToken, map[string]any{"user": "alice", "reason": "keyCompromise", "reissue": true, "grace_period_seconds": -1}, 400, ""},
 		} {
 			r := rev(tt.token, tt.body)
 			if r.Status != tt.status || (tt.code != "" && r.problemCode(t) != tt.code) {
@@ -1264,5 +1265,54 @@ func TestREADMERevokeWalkthrough(t *testing.T) {
 		if strings.Contains(got, secret) {
 			t.Error("the walkthrough printed a token")
 		}
+	}
+}
+
+// TestRevocationReissueBySerial: revoking one serial with reissue re-issues
+// everything else, the user's other certificates included, and does not
+// revoke the user; revoking a superseded serial later revokes its
+// successor too (they share the key).
+func TestRevocationReissueBySerial(t *testing.T) {
+	s := startRevServer(t)
+	const cluster = "rev-serial"
+	createCA(t, s, tok("alice"), cluster, nil)
+	a1, a2, bob := signAs(t, s, cluster, "alice"), signAs(t, s, cluster, "alice"), signAs(t, s, cluster, "bob")
+	a := mustRevoke(t, s, adminToken, cluster, map[string]any{"serial": a1.Serial, "reason": "keyCompromise", "reissue": true})
+	if len(a.Revoked) != 1 || serialKey(a.Revoked[0]) != serialKey(a1.Serial) || a.User != "" || a.CAGeneration != 2 || len(a.Reissued) != 2 {
+		t.Fatalf("answer %+v, want a1 revoked and a2 and bob's re-issued under generation 2", a)
+	}
+	newOf := map[string]string{}
+	for _, r := range a.Reissued {
+		newOf[serialKey(r.Serial)] = r.SupersededBy
+	}
+	if newOf[serialKey(a2.Serial)] == "" || newOf[serialKey(bob.Serial)] == "" {
+		t.Fatalf("reissued %+v, want alice's second and bob's", a.Reissued)
+	}
+	if e, _ := certBySerial(t, s, tok("alice"), cluster, a1.Serial); e.Status != "revoked" || e.SupersededBy != "" || e.RevocationReason != "keyCompromise" {
+		t.Errorf("the revoked serial: %+v", e)
+	}
+	if u := users(t, s, tok("rita"), cluster)["alice"]; u.UserRevoked {
+		t.Errorf("revoking one serial revoked the user: %+v", u)
+	}
+	sign(t, s, tok("alice"), cluster, map[string]any{"csr": newCSR(t, p256(t), "alice", nil)})
+
+	// bob revokes his old serial: its successor, same key, goes with it.
+	b := mustRevoke(t, s, tok("bob"), cluster, map[string]any{"serial": bob.Serial, "reason": "keyCompromise"})
+	got := []string{}
+	for _, sr := range b.Revoked {
+		got = append(got, serialKey(sr))
+	}
+	slices.Sort(got)
+	want := []string{serialKey(bob.Serial), serialKey(newOf[serialKey(bob.Serial)])}
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("revoking bob's superseded serial revoked %v, want it and its successor %v", got, want)
+	}
+	if e, _ := certBySerial(t, s, tok("bob"), cluster, newOf[serialKey(bob.Serial)]); e.Status != "revoked" {
+		t.Errorf("bob's re-issued certificate after revoking his old serial: %+v", e)
+	}
+	_, rl := fetchCRL(t, s, tok("rita"), cluster, 0, false)
+	if rl == nil || crlSerials(rl)[serialKey(newOf[serialKey(bob.Serial)])] != 1 {
+		t.Errorf("generation 2's CRL does not list bob's re-issued certificate")
 	}
 }
