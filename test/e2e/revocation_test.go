@@ -1316,3 +1316,94 @@ func TestRevocationReissueBySerial(t *testing.T) {
 		t.Errorf("generation 2's CRL does not list bob's re-issued certificate")
 	}
 }
+
+// TestRevocationTwoInstances: two localrun on one PostgreSQL database. A
+// user revoked through one instance is refused by the other; the CRL is
+// cached in the store (both serve the same one), and CRLs built at once by
+// both instances after a revocation never share a number.
+func TestRevocationTwoInstances(t *testing.T) {
+	pg := startPostgres(t)
+	shared := sharedConfig(t, pg)
+	lines := make([]string, 0, len(revTokens))
+	for _, l := range revTokens {
+		lines = append(lines, l)
+	}
+	tokens := writeTokens(t, t.TempDir(), lines...)
+	for i := range shared {
+		if shared[i] == "--token-auth-file" {
+			shared[i+1] = tokens
+		}
+	}
+	a := startServer(t, serverOpts{args: shared})
+	b := startServer(t, serverOpts{args: shared})
+	const cluster = "rev-two"
+	createCA(t, a, tok("alice"), cluster, nil)
+	alice, bob, carol := signAs(t, b, cluster, "alice"), signAs(t, a, cluster, "bob"), signAs(t, b, cluster, "carol")
+	crlDER := func(s *server) (*x509.RevocationList, []byte) {
+		t.Helper()
+		r, rl := fetchCRL(t, s, tok("rita"), cluster, 0, false)
+		if rl == nil {
+			t.Fatalf("CRL: %d %s", r.Status, r.Body)
+		}
+		return rl, r.Body
+	}
+	rl0, _ := crlDER(a)
+
+	ans := mustRevoke(t, a, adminToken, cluster, map[string]any{"user": "alice", "reason": "affiliationChanged"})
+	if r := do(t, "POST", b.URL+"/v1/clusters/"+cluster+"/certificates", tok("alice"), map[string]any{"csr": newCSR(t, p256(t), "alice", nil)}); r.Status != 403 || r.problemCode(t) != "user_revoked" {
+		t.Errorf("alice signs through the other instance: %d %s, want 403 user_revoked", r.Status, r.Body)
+	}
+	rlA, derA := crlDER(a)
+	rlB, derB := crlDER(b)
+	if string(derA) != string(derB) {
+		t.Errorf("the instances serve different CRLs (numbers %v and %v): the CRL is not the store's", rlA.Number, rlB.Number)
+	}
+	if _, ok := crlSerials(rlB)[serialKey(alice.Serial)]; !ok || rlB.Number.Cmp(rl0.Number) <= 0 || rlB.Number.Int64() < ans.CRLNumber {
+		t.Errorf("the other instance's CRL: number %v (before %v, answer %d), lists %v", rlB.Number, rl0.Number, ans.CRLNumber, crlSerials(rlB))
+	}
+
+	// Revocations through both instances at once, then CRLs fetched from
+	// both at once: one number, one list.
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if _, r := revoke(t, a, tok("bob"), cluster, map[string]any{"serial": bob.Serial, "reason": "keyCompromise"}); r.Status != 200 {
+			t.Errorf("bob's revocation: %d %s", r.Status, r.Body)
+		}
+	})
+	wg.Go(func() {
+		if _, r := revoke(t, b, tok("carol"), cluster, map[string]any{"serial": carol.Serial, "reason": "keyCompromise"}); r.Status != 200 {
+			t.Errorf("carol's revocation: %d %s", r.Status, r.Body)
+		}
+	})
+	wg.Wait()
+	var mu sync.Mutex
+	byNumber := map[string]string{}
+	for i := range 16 {
+		s := []*server{a, b}[i%2]
+		wg.Go(func() {
+			r, err := tryDo("GET", s.URL+"/v1/clusters/"+cluster+"/crl", tok("rita"), nil)
+			if err != nil || r.Status != 200 {
+				t.Errorf("CRL: %v %d %s", err, r.Status, r.Body)
+				return
+			}
+			rl, err := x509.ParseRevocationList(r.Body)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if len(rl.RevokedCertificateEntries) != 3 {
+				t.Errorf("CRL number %v lists %d certificates, want 3", rl.Number, len(rl.RevokedCertificateEntries))
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if prev, ok := byNumber[rl.Number.String()]; ok && prev != string(r.Body) {
+				t.Errorf("two different CRLs have number %v", rl.Number)
+			}
+			byNumber[rl.Number.String()] = string(r.Body)
+			if rl.Number.Cmp(rlB.Number) <= 0 {
+				t.Errorf("CRL number %v after two more revocations, was %v", rl.Number, rlB.Number)
+			}
+		})
+	}
+	wg.Wait()
+}
