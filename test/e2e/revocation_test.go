@@ -723,6 +723,16 @@ func TestRevocationRoles(t *testing.T) {
 				t.Errorf("%s: %d %s, want %d %s", tt.name, r.Status, r.Body, tt.status, tt.code)
 			}
 		}
+		createCA(t, s, tok("alice"), "rev-roles-other", nil)
+		elsewhere := signAs(t, s, "rev-roles-other", "alice")
+		for _, token := range []string{tok("alice"), adminToken} {
+			if r := rev(token, map[string]any{"serial": elsewhere.Serial, "reason": "keyCompromise"}); r.Status != 404 || r.problemCode(t) != "not_found" {
+				t.Errorf("a serial of another cluster: %d %s, want 404 not_found", r.Status, r.Body)
+			}
+		}
+		if _, r := certBySerial(t, s, tok("alice"), cluster, elsewhere.Serial); r.Status != 404 {
+			t.Errorf("GET a serial of another cluster: %d %s, want 404", r.Status, r.Body)
+		}
 		if r := do(t, "POST", s.URL+"/v1/clusters/rev-nowhere/revocations", adminToken, map[string]any{"user": "alice", "reason": "keyCompromise"}); r.Status != 404 || r.problemCode(t) != "ca_not_found" {
 			t.Errorf("unknown cluster: %d %s, want 404 ca_not_found", r.Status, r.Body)
 		}
@@ -785,6 +795,10 @@ func TestRevocationRoles(t *testing.T) {
 		body := map[string]any{"csr": newCSR(t, p256(t), "bob", nil), "profile": "client"}
 		if r := do(t, "POST", certs, tok("bob"), body); r.Status != 403 || r.problemCode(t) != "user_revoked" {
 			t.Errorf("bob signs after his revocation: %d %s, want 403 user_revoked", r.Status, r.Body)
+		}
+		mr := do(t, "POST", s.URL+"/v1/certificates", tok("bob"), map[string]string{"cluster_uuid": cluster, "csr": newCSR(t, p256(t), "bob", nil)})
+		if mr.Status != 403 || !strings.Contains(string(mr.Body), "user_revoked") {
+			t.Errorf("bob signs through the Magnum route after his revocation: %d %s, want 403 user_revoked", mr.Status, mr.Body)
 		}
 		// A server certificate too: the user is refused, not a profile.
 		if r := do(t, "POST", certs, tok("bob"), map[string]any{"csr": newCSR(t, p256(t), "web", nil, "web.example.com"), "profile": "server"}); r.Status != 403 || r.problemCode(t) != "user_revoked" {
