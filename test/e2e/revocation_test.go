@@ -814,6 +814,12 @@ func TestRevocationRoles(t *testing.T) {
 		if a := u["alice"]; a.UserRevoked || a.Revoked != 1 || a.Valid < 2 {
 			t.Errorf("users: alice = %+v", a)
 		}
+		if r := do(t, "GET", s.URL+"/v1/clusters/rev-nowhere/users", adminToken, nil); r.Status != 404 || r.problemCode(t) != "ca_not_found" {
+			t.Errorf("users of an unknown cluster: %d %s, want 404 ca_not_found", r.Status, r.Body)
+		}
+		if r := do(t, "DELETE", s.URL+"/v1/clusters/rev-nowhere/revocations/users/bob", adminToken, nil); r.Status != 404 || r.problemCode(t) != "ca_not_found" {
+			t.Errorf("lift on an unknown cluster: %d %s, want 404 ca_not_found", r.Status, r.Body)
+		}
 		if r := do(t, "GET", s.URL+"/v1/clusters/"+cluster+"/users", tok("eve"), nil); r.Status != 403 {
 			t.Errorf("users for another project: %d %s", r.Status, r.Body)
 		}
