@@ -138,6 +138,7 @@ type registryEntry struct {
 	Certificate      string `json:"certificate"`
 	SupersededBy     string `json:"superseded_by"`
 	RevocationReason string `json:"revocation_reason"`
+	Privileged       *bool  `json:"privileged"`
 }
 
 // registry lists every entry of cluster matching query, page after page.
@@ -1297,9 +1298,10 @@ func TestRevocationReissueBySerial(t *testing.T) {
 	const cluster = "rev-serial"
 	createCA(t, s, tok("alice"), cluster, nil)
 	a1, a2, bob := signAs(t, s, cluster, "alice"), signAs(t, s, cluster, "alice"), signAs(t, s, cluster, "bob")
+	node := sign(t, s, adminToken, cluster, map[string]any{"csr": newCSR(t, p256(t), "system:node:n1", []string{"system:nodes"}), "profile": "client"})
 	a := mustRevoke(t, s, adminToken, cluster, map[string]any{"serial": a1.Serial, "reason": "keyCompromise", "reissue": true})
-	if len(a.Revoked) != 1 || serialKey(a.Revoked[0]) != serialKey(a1.Serial) || a.User != "" || a.CAGeneration != 2 || len(a.Reissued) != 2 {
-		t.Fatalf("answer %+v, want a1 revoked and a2 and bob's re-issued under generation 2", a)
+	if len(a.Revoked) != 1 || serialKey(a.Revoked[0]) != serialKey(a1.Serial) || a.User != "" || a.CAGeneration != 2 || len(a.Reissued) != 3 {
+		t.Fatalf("answer %+v, want a1 revoked and a2, bob's and the node's re-issued under generation 2", a)
 	}
 	newOf := map[string]string{}
 	for _, r := range a.Reissued {
@@ -1307,6 +1309,12 @@ func TestRevocationReissueBySerial(t *testing.T) {
 	}
 	if newOf[serialKey(a2.Serial)] == "" || newOf[serialKey(bob.Serial)] == "" {
 		t.Fatalf("reissued %+v, want alice's second and bob's", a.Reissued)
+	}
+	if e, _ := certBySerial(t, s, adminToken, cluster, newOf[serialKey(node.Serial)]); e.Privileged == nil || !*e.Privileged || e.User != "root" || e.Status != "valid" {
+		t.Errorf("the node's re-issued certificate: %+v, want privileged, requested by root, valid", e)
+	}
+	if e, _ := certBySerial(t, s, adminToken, cluster, newOf[serialKey(bob.Serial)]); e.Privileged == nil || *e.Privileged || e.User != "bob" || e.Project != "team-a" {
+		t.Errorf("bob's re-issued certificate: %+v, want not privileged, requested by bob of team-a", e)
 	}
 	if e, _ := certBySerial(t, s, tok("alice"), cluster, a1.Serial); e.Status != "revoked" || e.SupersededBy != "" || e.RevocationReason != "keyCompromise" {
 		t.Errorf("the revoked serial: %+v", e)
