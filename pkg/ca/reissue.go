@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/clusterkeys/clusterkeys/pkg/api"
@@ -17,72 +18,81 @@ import (
 	"github.com/clusterkeys/clusterkeys/pkg/store"
 )
 
-// maxReissueAttempts bounds how many times a reissue signs everything
-// again because the certificates to re-issue changed meanwhile (a sign or
-// a revocation committed between the read and the transaction).
-const maxReissueAttempts = 3
+// maxReissueAttempts bounds how many times a reissue reads the
+// certificates to re-issue again because they changed between its read and
+// its transaction (a sign or a revocation committed meanwhile). Each
+// attempt signs only the certificates it has not signed yet, so an attempt
+// after the first costs a read, a few signatures and the transaction, and
+// the window a concurrent sign can hit is a few milliseconds.
+const maxReissueAttempts = 8
 
 // reissue revokes as r says, rotates the CA of c (a compare-and-swap from
 // its active generation, trusted for grace after) and re-signs under the
-// new CA every other certificate valid and unrevoked now, all in one store
+// new CA every other certificate valid and unrevoked now (not those of
+// chain: the revoked serial and its successors), all in one store
 // transaction. The new key and every certificate are made before the
 // transaction; a transaction that writes nothing destroys the key.
 func (a *Authority) reissue(ctx context.Context, p auth.Principal, c store.Cluster, r store.Revocation, chain []string, grace time.Duration) (RevokeResult, error) {
 	start := time.Now()
 	expected := c.Generation
+	next, ca, err := a.newCA(ctx, c.Name, expected+1, keys.Algorithm(c.KeyAlgorithm), c.CommonName, c.ValidityDays, a.now())
+	if err != nil {
+		return RevokeResult{}, err
+	}
+	// signed holds the certificates signed so far, by the serial they
+	// replace: kept from one attempt to the next.
+	signed := map[string]store.IssuedCertificate{}
 	var (
 		revoked, notReissued []string
-		reissued             []ReissuedCertificate
-		next                 store.CAGeneration
+		certs                []store.IssuedCertificate
 	)
 	for attempt := 1; ; attempt++ {
 		now := a.now()
 		r.At = now
 		cands, err := a.st.ReissueCandidates(ctx, c.Name, now)
 		if err != nil {
+			a.destroy(ctx, next.KeyRef)
 			return RevokeResult{}, fmt.Errorf("read the certificates to re-issue on cluster %q: %w", c.Name, err)
 		}
-		var keep []store.IssuedCertificate
+		var candidates []string
+		var toSign []store.IssuedCertificate
+		certs = certs[:0]
 		for _, ic := range cands {
 			if slices.Contains(chain, ic.Serial) || (r.User != "" && ic.User == r.User) {
 				continue
 			}
-			keep = append(keep, ic)
+			candidates = append(candidates, ic.Serial)
+			if nc, ok := signed[ic.Serial]; ok {
+				certs = append(certs, nc)
+			} else {
+				toSign = append(toSign, ic)
+			}
 		}
-		var ca caKey
-		next, ca, err = a.newCA(ctx, c.Name, expected+1, keys.Algorithm(c.KeyAlgorithm), c.CommonName, c.ValidityDays, now)
-		if err != nil {
-			return RevokeResult{}, err
-		}
-		certs, skipped, err := resign(keep, ca, next.Generation, now)
+		fresh, skipped, err := resign(toSign, ca, next.Generation, now)
 		if err != nil {
 			a.destroy(ctx, next.KeyRef)
 			return RevokeResult{}, fmt.Errorf("re-sign the certificates of cluster %q: %w", c.Name, err)
 		}
-		candidates := make([]string, len(keep))
-		for i, ic := range keep {
-			candidates[i] = ic.Serial
+		for _, nc := range fresh {
+			signed[nc.Supersedes] = nc
 		}
+		certs = append(certs, fresh...)
+		notReissued = skipped
 		revoked, err = a.st.Reissue(ctx, store.Reissue{
 			Cluster: c.Name, Expected: expected, Next: next, Now: now, TrustedUntil: now.Add(grace),
 			Revocation: r, Candidates: candidates, Certificates: certs,
 		})
 		if err == nil {
-			notReissued = skipped
-			reissued = make([]ReissuedCertificate, len(certs))
-			for i, nc := range certs {
-				reissued[i] = ReissuedCertificate{Serial: nc.Supersedes, SupersededBy: nc.Serial}
-			}
 			break
 		}
-		switch {
-		case store.NotWritten(err):
-			a.destroy(ctx, next.KeyRef)
-			switch {
-			case errors.Is(err, store.ErrCandidatesChanged) && attempt < maxReissueAttempts:
-				a.log.Info("the certificates to re-issue changed meanwhile; signing them again",
+		if store.NotWritten(err) {
+			if errors.Is(err, store.ErrCandidatesChanged) && attempt < maxReissueAttempts {
+				a.log.Info("the certificates to re-issue changed meanwhile; reading them again",
 					"cluster", c.Name, "attempt", attempt)
 				continue
+			}
+			a.destroy(ctx, next.KeyRef)
+			switch {
 			case errors.Is(err, api.ErrGenerationMismatch):
 				return RevokeResult{}, generationMismatch(c.Name, expected, 0, err)
 			case errors.Is(err, store.ErrCandidatesChanged):
@@ -90,24 +100,25 @@ func (a *Authority) reissue(ctx context.Context, p auth.Principal, c store.Clust
 					fmt.Sprintf("the certificates of cluster %q kept changing during the reissue; retry", c.Name)).Wrap(err)
 			}
 			return RevokeResult{}, fmt.Errorf("reissue on cluster %q: %w", c.Name, err)
-		case !a.stored(ctx, c.Name, next.KeyRef):
+		}
+		if !a.stored(ctx, c.Name, next.KeyRef) {
 			a.log.Warn("reissue failed with an unknown outcome; the new CA key is kept",
 				"cluster", c.Name, "generation", next.Generation, "key_ref", next.KeyRef, "err", err)
 			return RevokeResult{}, fmt.Errorf("reissue on cluster %q: %w", c.Name, err)
 		}
+		// The transaction committed although it reported an error.
 		a.log.Warn("reissue reported an error but was stored", "cluster", c.Name, "err", err)
-		// The transaction committed: the certificates are as signed.
 		revoked = chain
 		if r.User != "" {
 			revoked = []string{}
 		}
-		notReissued = skipped
-		reissued = make([]ReissuedCertificate, len(certs))
-		for i, nc := range certs {
-			reissued[i] = ReissuedCertificate{Serial: nc.Supersedes, SupersededBy: nc.Serial}
-		}
 		break
 	}
+	reissued := make([]ReissuedCertificate, len(certs))
+	for i, nc := range certs {
+		reissued[i] = ReissuedCertificate{Serial: nc.Supersedes, SupersededBy: nc.Serial}
+	}
+	slices.SortFunc(reissued, func(x, y ReissuedCertificate) int { return strings.Compare(x.Serial, y.Serial) })
 	a.log.Warn("certificates revoked and re-issued under a new CA", "cluster", c.Name, "by", p.User,
 		"revoked_user", r.User, "serial", r.Serial, "serials", len(revoked), "reason", r.Reason,
 		"reissued", len(reissued), "not_reissued", len(notReissued), "generation", next.Generation,

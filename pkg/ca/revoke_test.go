@@ -32,6 +32,7 @@ import (
 type realFixture struct {
 	a     *Authority
 	st    *sqlite.DB
+	keys  *software.Custody
 	clock *fakeclock.Clock
 }
 
@@ -53,7 +54,7 @@ func newRealFixture(t testing.TB) *realFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &realFixture{st: db, clock: fakeclock.New(testStart)}
+	f := &realFixture{st: db, keys: custody, clock: fakeclock.New(testStart)}
 	f.a = New(db, custody, Options{Now: f.clock.Now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if _, _, err := f.a.CreateCA(as(member), "c1", CreateRequest{}); err != nil {
 		t.Fatal(err)
@@ -422,5 +423,60 @@ func TestReissueLosingTheGenerationRaceDestroysItsKey(t *testing.T) {
 	}
 	if _, err := f.a.Sign(as(member), "c1", SignRequest{CSR: makeCSR(t, csrOptions{cn: "alice"})}); err != nil {
 		t.Fatalf("the lost reissue revoked alice: %v", err)
+	}
+}
+
+// signingMeanwhile is the SQLite store with a sign slipped in after each of
+// the first reads of the certificates to re-issue, as a cluster whose
+// kubelets and CI keep signing while an admin reissues.
+type signingMeanwhile struct {
+	*sqlite.DB
+	times int
+	sign  func()
+}
+
+func (s *signingMeanwhile) ReissueCandidates(ctx context.Context, cluster string, now time.Time) ([]store.IssuedCertificate, error) {
+	cands, err := s.DB.ReissueCandidates(ctx, cluster, now)
+	if s.times > 0 {
+		s.times--
+		s.sign()
+	}
+	return cands, err
+}
+
+func TestReissueWhileOthersKeepSigning(t *testing.T) {
+	f := newRealFixture(t)
+	f.signAs(t, member)
+	f.signAs(t, bob)
+	st := &signingMeanwhile{DB: f.st, times: maxReissueAttempts - 1}
+	a := New(st, f.keys, Options{Now: f.clock.Now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	var during []string
+	st.sign = func() {
+		res, err := a.Sign(as(bob), "c1", SignRequest{CSR: makeCSR(t, csrOptions{cn: "bob"})})
+		if err != nil {
+			t.Errorf("a sign during the reissue: %v", err)
+			return
+		}
+		during = append(during, res.Serial)
+	}
+	res, err := a.Revoke(as(admin), "c1", RevokeRequest{User: "alice", Reason: store.ReasonAffiliationChanged, Reissue: true})
+	if err != nil {
+		t.Fatalf("a reissue while %d signs land: %v", maxReissueAttempts-1, err)
+	}
+	var replaced []string
+	for _, r := range *res.Reissued {
+		replaced = append(replaced, r.Serial)
+	}
+	for _, s := range during {
+		if !slices.Contains(replaced, s) {
+			t.Fatalf("%s, signed during the reissue, was not re-issued (re-issued %v)", s, replaced)
+		}
+	}
+	if len(replaced) != 1+len(during) {
+		t.Fatalf("re-issued %d certificates, want bob's %d", len(replaced), 1+len(during))
+	}
+	refs, err := f.st.ListBlobs(context.Background(), "")
+	if err != nil || len(refs) != 1 {
+		t.Fatalf("custody holds %d keys after the reissue, want the new CA's alone (%v)", len(refs), err)
 	}
 }

@@ -56,8 +56,9 @@ func (d *DB) Certificate(ctx context.Context, cluster, serial string) (store.Iss
 	return c, nil
 }
 
-// RevokeCertificate revokes one certificate explicitly, and the
-// certificates that a reissue signed in its place (the same key): their
+// RevokeCertificate revokes one certificate explicitly, with its reissue
+// chain (the certificates it replaced and those signed in its place, all
+// of the same key): their
 // RevokedAt becomes r.At (unless it is already earlier) and their reason
 // r.Reason. A certificate already revoked explicitly keeps its reason and
 // time. It returns the serials of the chain, sorted, and api.ErrNotFound
@@ -105,17 +106,32 @@ func (d *DB) RevokeUser(ctx context.Context, r store.Revocation) ([]string, erro
 const maxChain = 64
 
 // revoke applies r in tx and returns the serials it revoked, sorted: for a
-// serial, it and the certificates that superseded it (a certificate
+// serial, its whole reissue chain, the certificates it replaced and those
+// that replaced it (a certificate
 // already revoked explicitly is listed, unchanged). It increments the
 // cluster's revocation revision when anything changed.
 func (d *DB) revoke(ctx context.Context, tx pgx.Tx, r store.Revocation) ([]string, error) {
 	at := ts(r.At)
 	if r.Serial != "" {
 		// A certificate a reissue replaced holds the same key as its
-		// successors: revoking it revokes the whole chain.
+		// successors: revoking any of them revokes the whole chain.
+		// Find the first certificate of the chain, then walk it forward.
+		first := r.Serial
+		for range maxChain {
+			var prev string
+			err := tx.QueryRow(ctx, "SELECT serial FROM issued_certificates WHERE cluster = $1 AND superseded_by = $2",
+				r.Cluster, first).Scan(&prev)
+			if errors.Is(err, pgx.ErrNoRows) {
+				break
+			}
+			if err != nil {
+				return nil, d.wrap(err, "read the certificate %s replaced", first)
+			}
+			first = prev
+		}
 		var serials []string
 		changed := false
-		for serial := r.Serial; serial != "" && len(serials) < maxChain; {
+		for serial := first; serial != "" && len(serials) < maxChain; {
 			var reason, next pgtype.Text
 			err := tx.QueryRow(ctx, "SELECT revocation_reason, superseded_by FROM issued_certificates WHERE cluster = $1 AND serial = $2 FOR UPDATE",
 				r.Cluster, serial).Scan(&reason, &next)

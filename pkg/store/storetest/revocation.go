@@ -426,12 +426,21 @@ func testReissue(t *testing.T, newStore NewStore) {
 		t.Fatalf("alice signs after the reissue: %v", err)
 	}
 	defer func() {
-		// Revoking a replaced certificate revokes its successor: the same key.
-		serials, err := d.RevokeCertificate(ctx, revocation("c", certs[1].Serial, "", now.Add(2*time.Minute)))
-		want := []string{certs[1].Serial, r.Certificates[0].Serial}
-		slices.Sort(want)
-		if err != nil || !slices.Equal(serials, want) {
-			t.Fatalf("revoking a replaced certificate = %v, %v; want %v", serials, err, want)
+		// Revoking either end of a reissue chain revokes the whole chain:
+		// the same key.
+		for _, c := range []struct{ revoke, other string }{
+			{certs[1].Serial, r.Certificates[0].Serial},
+			{r.Certificates[1].Serial, certs[3].Serial},
+		} {
+			serials, err := d.RevokeCertificate(ctx, revocation("c", c.revoke, "", now.Add(2*time.Minute)))
+			want := []string{c.revoke, c.other}
+			slices.Sort(want)
+			if err != nil || !slices.Equal(serials, want) {
+				t.Fatalf("revoking %s = %v, %v; want %v", c.revoke, serials, err, want)
+			}
+			if got, _ := d.Certificate(ctx, "c", c.other); got.RevocationReason == "" {
+				t.Fatalf("revoking %s left %s unrevoked", c.revoke, c.other)
+			}
 		}
 	}()
 	// Within the grace, the candidates are the new certificates and the

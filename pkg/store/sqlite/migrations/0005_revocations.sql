@@ -23,6 +23,10 @@ ALTER TABLE issued_certificates ADD COLUMN superseded_by TEXT;
 CREATE INDEX issued_certificates_revoked_explicitly ON issued_certificates (cluster, generation)
 	WHERE revocation_reason IS NOT NULL;
 
+-- A revocation by serial walks the reissue chain both ways.
+CREATE INDEX issued_certificates_by_successor ON issued_certificates (cluster, superseded_by)
+	WHERE superseded_by IS NOT NULL;
+
 CREATE TABLE user_revocations (
 	cluster    TEXT NOT NULL REFERENCES clusters (name),
 	user_name  TEXT NOT NULL,
