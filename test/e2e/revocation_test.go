@@ -1343,6 +1343,28 @@ func TestRevocationReissueBySerial(t *testing.T) {
 	if rl == nil || crlSerials(rl)[serialKey(newOf[serialKey(bob.Serial)])] != 1 {
 		t.Errorf("generation 2's CRL does not list bob's re-issued certificate")
 	}
+
+	// A reissue with a grace period keeps generation 2 trusted; carol
+	// revokes her generation 3 certificate (say its key leaked): her
+	// generation 2 one, same key, is revoked with it.
+	carol := signAs(t, s, cluster, "carol")
+	c := mustRevoke(t, s, adminToken, cluster, map[string]any{"serial": a2.Serial, "reason": "superseded", "reissue": true, "grace_period_seconds": 3600})
+	var carolNew string
+	for _, r := range c.Reissued {
+		if serialKey(r.Serial) == serialKey(carol.Serial) {
+			carolNew = r.SupersededBy
+		}
+	}
+	if carolNew == "" {
+		t.Fatalf("carol's certificate was not re-issued: %+v", c)
+	}
+	cr := mustRevoke(t, s, tok("carol"), cluster, map[string]any{"serial": carolNew, "reason": "keyCompromise"})
+	if len(cr.Revoked) != 2 {
+		t.Errorf("revoking carol's re-issued serial revoked %v, want it and its predecessor %s", cr.Revoked, carol.Serial)
+	}
+	if e, _ := certBySerial(t, s, tok("carol"), cluster, carol.Serial); e.Status != "revoked" || e.RevocationReason != "keyCompromise" {
+		t.Errorf("carol's generation 2 certificate, same key as the revoked one: %+v", e)
+	}
 }
 
 // TestRevocationTwoInstances: two localrun on one PostgreSQL database. A
@@ -1434,4 +1456,83 @@ func TestRevocationTwoInstances(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestRevocationReissueUnderSigns: a reissue over 500 certificates
+// succeeds while a member keeps signing on the cluster, and nobody loses
+// access: every certificate a sign answered 201 for is either of the new
+// generation or re-issued under it.
+func TestRevocationReissueUnderSigns(t *testing.T) {
+	s := startRevServer(t)
+	const cluster = "rev-busy"
+	createCA(t, s, tok("alice"), cluster, nil)
+	var wg sync.WaitGroup
+	work := make(chan string)
+	for range 4 {
+		wg.Go(func() {
+			for u := range work {
+				signAs(t, s, cluster, u)
+			}
+		})
+	}
+	for i := range 500 {
+		work <- []string{"alice", "bob", "carol", "dave"}[i%4]
+	}
+	close(work)
+	wg.Wait()
+	stop := make(chan struct{})
+	var signs []signed
+	var other []string
+	var sw sync.WaitGroup
+	sw.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			r, err := tryDo("POST", s.URL+"/v1/clusters/"+cluster+"/certificates", tok("carol"), map[string]any{"csr": newCSR(t, p256(t), "carol", nil)})
+			switch {
+			case err != nil:
+				other = append(other, err.Error())
+			case r.Status == http.StatusCreated:
+				var sg signed
+				if json.Unmarshal(r.Body, &sg) == nil {
+					signs = append(signs, sg)
+				}
+			case r.Status == http.StatusConflict && strings.Contains(string(r.Body), `"code":"generation_mismatch"`):
+				// a sign racing the rotation: the signer retries
+			default:
+				other = append(other, fmt.Sprintf("%d %s", r.Status, r.Body))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	time.Sleep(300 * time.Millisecond)
+	t0 := time.Now()
+	_, r := revoke(t, s, adminToken, cluster, map[string]any{"user": "alice", "reason": "affiliationChanged", "reissue": true})
+	d := time.Since(t0)
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	sw.Wait()
+	if r.Status != http.StatusOK {
+		t.Fatalf("reissue while carol signs: %d %s after %v", r.Status, r.Body, d)
+	}
+	t.Logf("reissue over 500 certificates while carol signed every 100 ms: %v; %d signs answered 201", d.Round(time.Millisecond), len(signs))
+	if len(other) > 0 {
+		t.Errorf("%d signs answered neither 201 nor 409 generation_mismatch, first: %s", len(other), other[0])
+	}
+	for _, sg := range signs {
+		if sg.CAGeneration == 2 {
+			continue
+		}
+		if e, r := certBySerial(t, s, tok("carol"), cluster, sg.Serial); r.Status != 200 || e.SupersededBy == "" {
+			t.Errorf("carol's generation %d certificate %s, signed during the reissue, was not re-issued: %d %s", sg.CAGeneration, sg.Serial, r.Status, r.Body)
+		}
+	}
+	for _, e := range registry(t, s, cluster, url.Values{"status": {"valid"}}) {
+		if e.CAGeneration != 2 || e.User == "alice" {
+			t.Errorf("after the reissue, valid %s of %s is of generation %d", e.Serial, e.User, e.CAGeneration)
+		}
+	}
 }
