@@ -1505,7 +1505,7 @@ func TestRevocationReissueUnderSigns(t *testing.T) {
 			default:
 				other = append(other, fmt.Sprintf("%d %s", r.Status, r.Body))
 			}
-			time.Sleep(100 * time.Millisecond)
+			time.Sleep(50 * time.Millisecond)
 		}
 	})
 	time.Sleep(300 * time.Millisecond)
@@ -1518,7 +1518,7 @@ func TestRevocationReissueUnderSigns(t *testing.T) {
 	if r.Status != http.StatusOK {
 		t.Fatalf("reissue while carol signs: %d %s after %v", r.Status, r.Body, d)
 	}
-	t.Logf("reissue over 500 certificates while carol signed every 100 ms: %v; %d signs answered 201", d.Round(time.Millisecond), len(signs))
+	t.Logf("reissue over 500 certificates while carol signed every 50 ms: %v; %d signs answered 201", d.Round(time.Millisecond), len(signs))
 	if len(other) > 0 {
 		t.Errorf("%d signs answered neither 201 nor 409 generation_mismatch, first: %s", len(other), other[0])
 	}
