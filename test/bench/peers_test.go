@@ -27,9 +27,21 @@ import (
 // TestMain runs the comparison only when asked to: it starts servers and
 // loads the machine for minutes.
 func TestMain(m *testing.M) {
+	if sock := os.Getenv(envKMSPeer); sock != "" {
+		os.Exit(serveKMSPeer(sock))
+	}
 	if os.Getenv("CLUSTERKEYS_PEER_BENCH") != "1" {
 		fmt.Println("bench: the side-by-side comparison with cfssl runs with CLUSTERKEYS_PEER_BENCH=1 (make bench)")
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if path := os.Getenv("CLUSTERKEYS_BENCHMARKS_MD"); path != "" {
+		if err := writeReport(path); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: write", path+":", err)
+			code = 1
+		} else {
+			fmt.Println("bench: wrote", path)
+		}
+	}
+	os.Exit(code)
 }
