@@ -494,3 +494,7 @@ func writePEM(t *testing.T, dir, name string, data any) string {
 	}
 	return p
 }
+
+func jsonBytes(v any) ([]byte, error) { return json.Marshal(v) }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
