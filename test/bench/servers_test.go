@@ -20,6 +20,7 @@ import (
 // server is a started server process.
 type server struct {
 	url   string
+	dir   string // localrun's state directory, or ""
 	pprof string // localrun's pprof base URL, or ""
 	logs  *lockedBuffer
 	pid   int
@@ -62,7 +63,7 @@ func startLocalrun(t *testing.T, bin string, withPprof bool) *server {
 	}
 	addr := freeAddr(t)
 	args := []string{"serve", "--listen", addr, "--state-dir", state, "--max-in-flight-validate", "0"}
-	s := &server{url: "http://" + addr}
+	s := &server{url: "http://" + addr, dir: state}
 	if withPprof {
 		p := freeAddr(t)
 		args = append(args, "--pprof-listen", p)

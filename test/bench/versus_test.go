@@ -163,7 +163,11 @@ type target struct {
 }
 
 func (tg target) request(hc *http.Client, body []byte) (int, []byte, error) {
-	req, err := http.NewRequest("POST", tg.url, bytes.NewReader(body))
+	return tg.requestMethod(hc, "POST", body)
+}
+
+func (tg target) requestMethod(hc *http.Client, method string, body []byte) (int, []byte, error) {
+	req, err := http.NewRequest(method, tg.url, bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, err
 	}

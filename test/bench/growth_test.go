@@ -1,0 +1,212 @@
+package bench
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clusterkeys/clusterkeys/pkg/store/sqlite"
+)
+
+// growthSettings are the registry sizes and retired generations of
+// TestRegistryGrowth (CLUSTERKEYS_GROWTH_SIZES, CLUSTERKEYS_GROWTH_GENERATIONS).
+func growthSettings(t *testing.T) (sizes []int, generations int) {
+	t.Helper()
+	sizes, generations = []int{10_000, 100_000, 1_000_000}, 1000
+	if v := os.Getenv("CLUSTERKEYS_GROWTH_SIZES"); v != "" {
+		sizes = nil
+		for f := range strings.SplitSeq(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 || n > 10_000_000 {
+				t.Fatalf("CLUSTERKEYS_GROWTH_SIZES=%q: want a list of 1..10000000", v)
+			}
+			sizes = append(sizes, n)
+		}
+	}
+	if v := os.Getenv("CLUSTERKEYS_GROWTH_GENERATIONS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 100_000 {
+			t.Fatalf("CLUSTERKEYS_GROWTH_GENERATIONS=%q: want 1..100000", v)
+		}
+		generations = n
+	}
+	return sizes, generations
+}
+
+// pageBaseline is the size of the cluster whose audit pages the others
+// are compared with: every filter fills its first page of 100.
+const pageBaseline = 300
+
+// growthRow is one measured registry.
+type growthRow struct {
+	name                                    string
+	rows, generations                       int
+	sign, page, valid, expired, generation1 time.Duration
+}
+
+// TestRegistryGrowth is the cost-as-the-work-grows comparison of issue 13:
+// sign p50 and audit-page p50 (first page; status=valid; status=expired)
+// through localrun on SQLite, on a cluster whose registry holds 10k, 100k
+// and 1M bulk-loaded certificates and on one with 1,000 retired
+// generations, beside an empty cluster in the same run.
+func TestRegistryGrowth(t *testing.T) {
+	bin := os.Getenv("CLUSTERKEYS_BIN")
+	if bin == "" {
+		t.Fatal("CLUSTERKEYS_BIN must name the directory holding the built localrun (make build)")
+	}
+	sizes, generations := growthSettings(t)
+	load := loadAverage()
+	dir := t.TempDir()
+	fx := newFixtures(t, dir)
+	ck := startLocalrun(t, filepath.Join(bin, "localrun"), false)
+	for _, c := range []string{"empty", "page", "big", "gens"} {
+		if r := post(t, ck.url+"/v1/clusters/"+c+"/ca", `{"key_algorithm":"ecdsa-p256"}`, "PUT", benchToken); r != http.StatusCreated {
+			t.Fatalf("create the CA of %s: status %d", c, r)
+		}
+	}
+	db, err := sql.Open("sqlite", filepath.Join(ck.dir, "clusterkeys.db")+"?_pragma=busy_timeout(30000)&_pragma=synchronous(OFF)&_txlock=immediate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	signBody := mustJSON(t, map[string]string{"csr": fx.csrs[0], "profile": "client"})
+
+	measure := func(name, cluster string, rows, gens int) growthRow {
+		r := growthRow{name: name, rows: rows, generations: gens}
+		list := ck.url + "/v1/clusters/" + cluster + "/certificates"
+		r.page = p50Of(t, "GET", list, nil, http.StatusOK)
+		r.valid = p50Of(t, "GET", list+"?status=valid", nil, http.StatusOK)
+		r.expired = p50Of(t, "GET", list+"?status=expired", nil, http.StatusOK)
+		r.generation1 = p50Of(t, "GET", list+"?generation=1", nil, http.StatusOK)
+		r.sign = p50Of(t, "POST", list, signBody, http.StatusCreated)
+		t.Logf("%-22s rows %8d: sign %s, page %s, valid %s, expired %s, generation=1 %s", name, rows, ms(r.sign), ms(r.page), ms(r.valid), ms(r.expired), ms(r.generation1))
+		return r
+	}
+	var results []growthRow
+	results = append(results, measure("empty", "empty", 0, 1))
+	// The baseline of the audit pages: just enough certificates that each
+	// filter fills its first page (the empty cluster's pages are empty).
+	bulkLoad(t, db, "page", 1, 0, pageBaseline, nil)
+	results = append(results, measure(fmt.Sprintf("%d certificates (baseline)", pageBaseline), "page", pageBaseline, 1))
+
+	// One cluster growing to each size: issued over the last two years,
+	// valid for one, never revoked (about half expired, the newest valid).
+	loaded := 0
+	for _, n := range sizes {
+		start := time.Now()
+		bulkLoad(t, db, "big", 1, loaded, n-loaded, nil)
+		t.Logf("loaded %d rows into big in %v", n-loaded, time.Since(start).Round(time.Millisecond))
+		loaded = n
+		results = append(results, measure(fmt.Sprintf("%d certificates", n), "big", n, 1))
+	}
+
+	// 1,000 retired generations, each with certificates revoked by the
+	// rekey that retired it; the active generation has none yet.
+	start := time.Now()
+	for g := 1; g <= generations; g++ {
+		if r := post(t, ck.url+"/v1/clusters/gens/ca/rekey", `{}`, "POST", benchToken); r != http.StatusOK {
+			t.Fatalf("rekey gens %d: status %d", g, r)
+		}
+	}
+	const perGeneration = 100
+	revoked := time.Now().Add(-time.Minute)
+	for g := 1; g <= generations; g++ {
+		bulkLoad(t, db, "gens", g, (g-1)*perGeneration, perGeneration, &revoked)
+	}
+	t.Logf("%d rekeys and %d rows in %v", generations, generations*perGeneration, time.Since(start).Round(time.Millisecond))
+	results = append(results, measure(fmt.Sprintf("%d retired generations", generations), "gens", generations*perGeneration, generations+1))
+	addSection("growth", growthMarkdown(results, load))
+}
+
+// bulkLoad inserts n certificates of cluster's generation gen into the
+// registry, numbered from first, in one transaction: issued over the last
+// two years, valid for one year, revoked at *revoked when not nil.
+func bulkLoad(t *testing.T, db *sql.DB, cluster string, gen, first, n int, revoked *time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback() //nolint:errcheck // committed below
+	st, err := tx.PrepareContext(ctx, `INSERT INTO issued_certificates
+		(cluster, serial, generation, subject, profile, user_name, project, not_before, not_after, issued_at, revoked_at, privileged)
+		VALUES (?, ?, ?, ?, 'client', 'bench', 'ops', ?, ?, ?, ?, 0)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Now().Add(-time.Hour)
+	const span = 2 * 365 * 24 * time.Hour
+	var rev any
+	if revoked != nil {
+		rev = revoked.UTC().Format(sqlite.TimeLayout)
+	}
+	for i := first; i < first+n; i++ {
+		// Issue times spread evenly over the span whatever the size: a
+		// multiplicative hash of the row number, in seconds.
+		h := uint64(uint32(i)*2654435761) * uint64(span/time.Second) >> 32
+		issued := now.Add(-span + time.Duration(h)*time.Second + time.Duration(i%1_000_000)*time.Microsecond).UTC()
+		if _, err := st.ExecContext(ctx, cluster, fmt.Sprintf("b%031x", i), gen, fmt.Sprintf("CN=bench-user-%d,O=bench", i),
+			issued.Format(sqlite.TimeLayout), issued.Add(365*24*time.Hour).Format(sqlite.TimeLayout), issued.Format(sqlite.TimeLayout), rev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// p50Of sends the request sequentially (at most 50 times or 5 s, at least
+// 5 times) and returns the median latency.
+func p50Of(t *testing.T, method, url string, body []byte, want int) time.Duration {
+	t.Helper()
+	tg := target{url: url, token: benchToken}
+	var lat []time.Duration
+	deadline := time.Now().Add(5 * time.Second)
+	for len(lat) < 5 || (len(lat) < 50 && time.Now().Before(deadline)) {
+		t0 := time.Now()
+		st, b, err := tg.requestMethod(http.DefaultClient, method, body)
+		if err != nil || st != want {
+			t.Fatalf("%s %s: status %d, %v: %s", method, url, st, err, b)
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	return pctOf(lat, .5)
+}
+
+func growthMarkdown(rows []growthRow, load string) string {
+	var b strings.Builder
+	b.WriteString("## Cost as the registry grows (SQLite)\n\n")
+	b.WriteString("`localrun serve` (software custody, SQLite) with four clusters: an empty one; a baseline of 300\n")
+	b.WriteString("certificates; one whose\n")
+	b.WriteString("registry is bulk-loaded to each size in turn (issued over the last two years, valid for one,\n")
+	b.WriteString("never revoked: the older half expired, the newest valid); and one rekeyed 1,000 times, 100\n")
+	b.WriteString("certificates per retired generation, all revoked by their rekey, none yet in the active one.\n")
+	b.WriteString("Each figure is the p50 of sequential requests (up to 50 or 5 s): sign-CSR, the first audit\n")
+	b.WriteString("page (`GET /v1/clusters/{c}/certificates`, 100 entries), the same filtered by status=valid,\n")
+	b.WriteString("by status=expired, and by generation=1.\n\n")
+	b.WriteString(machineLines(load))
+	b.WriteString("\nsign × is against the empty cluster; the audit pages' × against the baseline cluster, whose every\n")
+	b.WriteString("filter fills its first page (the empty cluster's pages are empty, and serializing 100 entries\n")
+	b.WriteString("is most of a page's cost).\n\n")
+	b.WriteString("| cluster | rows | sign p50 | × empty | page p50 | × | valid p50 | × | expired p50 | × | generation=1 p50 | × |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	e, base := rows[0], rows[1]
+	x := func(a, b time.Duration) string { return fmt.Sprintf("%.2f ×", float64(a)/float64(b)) }
+	for _, r := range rows {
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.name, r.rows,
+			ms(r.sign), x(r.sign, e.sign), ms(r.page), x(r.page, base.page), ms(r.valid), x(r.valid, base.valid),
+			ms(r.expired), x(r.expired, base.expired), ms(r.generation1), x(r.generation1, base.generation1))
+	}
+	b.WriteString("\nGoal (issue 13): sign p50 and audit-page p50 within 1.2 × their value on the empty cluster.\n")
+	return b.String()
+}
+
