@@ -209,4 +209,3 @@ func growthMarkdown(rows []growthRow, load string) string {
 	b.WriteString("\nGoal (issue 13): sign p50 and audit-page p50 within 1.2 × their value on the empty cluster.\n")
 	return b.String()
 }
-
