@@ -103,6 +103,11 @@ func TestColdStart(t *testing.T) {
 			t.Fatalf("%v (make lambda)", err)
 		}
 		boots = append(boots, &bootstrap{name: f.Name, path: p, prepare: ev[0], event: ev[1][0]})
+		// Another build of the same function (an older commit) measured in
+		// the same alternation, for a before/after.
+		if base := os.Getenv("CLUSTERKEYS_COLDSTART_BASELINE"); base != "" {
+			boots = append(boots, &bootstrap{name: f.Name + " (baseline)", path: filepath.Join(base, "lambda", f.Name, "bootstrap"), event: ev[1][0]})
+		}
 	}
 	env := append(os.Environ(), "CLUSTERKEYS_STATE_DIR="+state)
 	for _, b := range boots {
