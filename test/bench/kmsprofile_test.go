@@ -2,6 +2,8 @@ package bench
 
 import (
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/rand"
 	"path/filepath"
 	"testing"
@@ -14,6 +16,7 @@ import (
 	"github.com/clusterkeys/clusterkeys/pkg/config"
 	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
 	"github.com/clusterkeys/clusterkeys/pkg/kmsplugin"
+	"github.com/clusterkeys/clusterkeys/test/kmspeer"
 )
 
 // BenchmarkKMSShimInProcess runs the shim in this process, wired as
@@ -57,7 +60,42 @@ func BenchmarkKMSShimInProcess(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer func() { cancel(); <-done }()
-	c, err := kmsv2.NewGRPCService(ctx, opts.Listen, "bench", 5*time.Second)
+	benchKMSCalls(ctx, b, opts.Listen)
+}
+
+// BenchmarkKMSPeerInProcess is BenchmarkKMSShimInProcess for the minimal
+// plugin (test/kmspeer with an in-memory AES-256-GCM key), to compare
+// profiles taken the same way.
+func BenchmarkKMSPeerInProcess(b *testing.B) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sockDir := b.TempDir()
+	if len(sockDir) > 80 {
+		sockDir = "/tmp"
+	}
+	sock := filepath.Join(sockDir, "kmspeer.sock")
+	srv, err := kmspeer.Serve(sock, kmspeer.New("bench-peer-1", aead))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	benchKMSCalls(ctx, b, "unix://"+sock)
+}
+
+// benchKMSCalls drives Encrypt and Decrypt on the plugin at endpoint with
+// kube-apiserver's client, from 1 caller and from 8.
+func benchKMSCalls(ctx context.Context, b *testing.B, endpoint string) {
+	c, err := kmsv2.NewGRPCService(ctx, endpoint, "bench", 5*time.Second)
 	if err != nil {
 		b.Fatal(err)
 	}
