@@ -71,7 +71,7 @@ func TestRegistryGrowth(t *testing.T) {
 			t.Fatalf("create the CA of %s: status %d", c, r)
 		}
 	}
-	db, err := sql.Open("sqlite", filepath.Join(ck.dir, "clusterkeys.db")+"?_pragma=busy_timeout(30000)&_pragma=synchronous(OFF)&_txlock=immediate")
+	db, err := sql.Open("sqlite", filepath.Join(ck.dir, "clusterkeys.db")+"?_pragma=busy_timeout(30000)&_pragma=synchronous(OFF)&_pragma=cache_size(-262144)&_txlock=immediate")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,8 +126,9 @@ func TestRegistryGrowth(t *testing.T) {
 }
 
 // bulkLoad inserts n certificates of cluster's generation gen into the
-// registry, numbered from first, in one transaction: issued over the last
-// two years, valid for one year, revoked at *revoked when not nil.
+// registry, numbered from first, in one transaction of multi-row inserts:
+// issued over the last two years, valid for one year, revoked at *revoked
+// when not nil.
 func bulkLoad(t *testing.T, db *sql.DB, cluster string, gen, first, n int, revoked *time.Time) {
 	t.Helper()
 	ctx := context.Background()
@@ -136,29 +137,45 @@ func bulkLoad(t *testing.T, db *sql.DB, cluster string, gen, first, n int, revok
 		t.Fatal(err)
 	}
 	defer tx.Rollback() //nolint:errcheck // committed below
-	st, err := tx.PrepareContext(ctx, `INSERT INTO issued_certificates
-		(cluster, serial, generation, subject, profile, user_name, project, not_before, not_after, issued_at, revoked_at, privileged)
-		VALUES (?, ?, ?, ?, 'client', 'bench', 'ops', ?, ?, ?, ?, 0)`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	const perInsert = 500
 	now := time.Now().Add(-time.Hour)
 	const span = 2 * 365 * 24 * time.Hour
 	var rev any
 	if revoked != nil {
 		rev = revoked.UTC().Format(sqlite.TimeLayout)
 	}
-	for i := first; i < first+n; i++ {
-		// Issue times spread evenly over the span whatever the size: a
-		// multiplicative hash of the row number, in seconds.
-		h := uint64(uint32(i)*2654435761) * uint64(span/time.Second) >> 32
-		issued := now.Add(-span + time.Duration(h)*time.Second + time.Duration(i%1_000_000)*time.Microsecond).UTC()
-		if _, err := st.ExecContext(ctx, cluster, fmt.Sprintf("b%031x", i), gen, fmt.Sprintf("CN=bench-user-%d,O=bench", i),
-			issued.Format(sqlite.TimeLayout), issued.Add(365*24*time.Hour).Format(sqlite.TimeLayout), issued.Format(sqlite.TimeLayout), rev); err != nil {
+	var q strings.Builder
+	args := make([]any, 0, perInsert*9)
+	flush := func() {
+		if len(args) == 0 {
+			return
+		}
+		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
 			t.Fatal(err)
 		}
+		q.Reset()
+		args = args[:0]
 	}
+	for i := first; i < first+n; i++ {
+		if len(args) == 0 {
+			q.WriteString(`INSERT INTO issued_certificates
+				(cluster, serial, generation, subject, profile, user_name, project, not_before, not_after, issued_at, revoked_at, privileged)
+				VALUES `)
+		} else {
+			q.WriteString(", ")
+		}
+		q.WriteString("(?, ?, ?, ?, 'client', 'bench', 'ops', ?, ?, ?, ?, 0)")
+		// Issue times spread evenly over the span, in order within a
+		// load (so that the indexes grow at their ends); each load's
+		// instants are apart from the others'.
+		issued := now.Add(-span + time.Duration(int64(span)/int64(n)*int64(i-first)) + time.Duration(first%1000)*time.Microsecond).UTC()
+		args = append(args, cluster, fmt.Sprintf("b%031x", i), gen, fmt.Sprintf("CN=bench-user-%d,O=bench", i),
+			issued.Format(sqlite.TimeLayout), issued.Add(365*24*time.Hour).Format(sqlite.TimeLayout), issued.Format(sqlite.TimeLayout), rev)
+		if len(args) == perInsert*8 {
+			flush()
+		}
+	}
+	flush()
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
