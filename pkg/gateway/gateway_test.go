@@ -288,10 +288,11 @@ func BenchmarkGatewayAuthenticatedRequest(b *testing.B) {
 	for b.Loop() {
 		req := httptest.NewRequest("POST", "/v1/echo", strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+memberToken)
+		req.Header.Set("Content-Type", "application/json")
 		rec := httptest.NewRecorder()
 		g.ServeHTTP(rec, req)
 		if rec.Code != 200 {
-			b.Fatal(rec.Code)
+			b.Fatal(rec.Code, rec.Body.String())
 		}
 	}
 }
