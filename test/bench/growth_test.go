@@ -203,8 +203,7 @@ func growthMarkdown(rows []growthRow, load string) string {
 	var b strings.Builder
 	b.WriteString("## Cost as the registry grows (SQLite)\n\n")
 	b.WriteString("`localrun serve` (software custody, SQLite) with four clusters: an empty one; a baseline of 300\n")
-	b.WriteString("certificates; one whose\n")
-	b.WriteString("registry is bulk-loaded to each size in turn (issued over the last two years, valid for one,\n")
+	b.WriteString("certificates; one whose registry is bulk-loaded to each size in turn (issued over the last two years, valid for one,\n")
 	b.WriteString("never revoked: the older half expired, the newest valid); and one rekeyed 1,000 times, 100\n")
 	b.WriteString("certificates per retired generation, all revoked by their rekey, none yet in the active one.\n")
 	b.WriteString("Each figure is the p50 of sequential requests (up to 50 or 5 s): sign-CSR, the first audit\n")

@@ -210,7 +210,6 @@ func kmsMarkdown(pairs []pairResult, set settings, load string) string {
 			p.cf.rate(), us(p.cf.pct(.5)), us(p.cf.pct(.99)), us(p.cf.cpuPerRequest()), p.ratio(), p50Delta(p))
 	}
 	b.WriteString("\nGoals (issue 13): calls/s ≥ 0.9 × the plugin's at 8 callers; p50 at 1 caller within 20 µs of it.\n")
-	b.WriteString("CPU/call is the plugin process's user + system CPU time (from /proc) per answered call; at\n")
-	b.WriteString("10 ms clock ticks it is coarse for calls this short.\n")
+	b.WriteString("CPU/call is the plugin process's user + system CPU time (from /proc) per answered call.\n")
 	return b.String()
 }
