@@ -54,15 +54,16 @@ func (s *server) cpuTime() time.Duration {
 }
 
 // startLocalrun starts `localrun serve` on a free loopback port with a
-// fresh state directory (software custody, SQLite) and one admin token.
-func startLocalrun(t *testing.T, bin string, withPprof bool) *server {
+// fresh state directory (software custody, SQLite unless extra flags name
+// another store) and one admin token.
+func startLocalrun(t *testing.T, bin string, withPprof bool, extra ...string) *server {
 	t.Helper()
 	state := t.TempDir()
 	if err := os.WriteFile(filepath.Join(state, "tokens.csv"), []byte(benchToken+",bench,ops,\"admin\"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
-	args := []string{"serve", "--listen", addr, "--state-dir", state, "--max-in-flight-validate", "0"}
+	args := append([]string{"serve", "--listen", addr, "--state-dir", state, "--max-in-flight-validate", "0"}, extra...)
 	s := &server{url: "http://" + addr, dir: state}
 	if withPprof {
 		p := freeAddr(t)
