@@ -89,6 +89,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	rctx, stop := context.WithCancel(ctx)
 	wait := func() {}
 	defer func() { stop(); wait() }()
+	opts.CacheKEKs(b.Custody)
 	kw := keywrap.New(b.Store, b.Custody, keywrap.Options{Logger: log, Registerer: opts.Registry, ActiveTTL: opts.RefreshInterval})
 	return kmsplugin.Run(ctx, opts, kw, log, func(*kmsplugin.Server) {
 		wait = b.StartReconciler(rctx, cfg, log, opts.Registry)

@@ -27,7 +27,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -92,12 +91,32 @@ func New(cfg Config) (*Loader, error) {
 	return &Loader{endpoint: u, timeout: cfg.Timeout, hc: http.Client{Timeout: cfg.Timeout}, callerToken: cfg.CallerToken}, nil
 }
 
-var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+// isUUID reports whether s is a UUID in its 8-4-4-4-12 hex form (either
+// case); written out rather than a regexp compiled at package init, which
+// cost validatebundle's cold start.
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if i == 8 || i == 13 || i == 18 || i == 23 {
+			if c != '-' {
+				return false
+			}
+			continue
+		}
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
 
 // parseRef returns the kind ("containers" or "secrets") and id of ref: a
 // full Barbican href of our endpoint, or a bare container id.
 func (l *Loader) parseRef(ref string) (kind, id string, err error) {
-	if uuidRE.MatchString(ref) {
+	if isUUID(ref) {
 		return "containers", ref, nil
 	}
 	u, err := url.Parse(ref)
@@ -109,7 +128,7 @@ func (l *Loader) parseRef(ref string) (kind, id string, err error) {
 	if ok {
 		kind, id, ok = strings.Cut(rest, "/")
 	}
-	if !ok || (kind != "containers" && kind != "secrets") || !uuidRE.MatchString(id) {
+	if !ok || (kind != "containers" && kind != "secrets") || !isUUID(id) {
 		return "", "", api.Invalid(tlsbundle.CodeContainerRefUnsupported, tlsbundle.FieldContainerRef,
 			"container_ref must name /v1/containers/{id} or /v1/secrets/{id}")
 	}

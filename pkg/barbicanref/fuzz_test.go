@@ -3,6 +3,7 @@ package barbicanref
 import (
 	"errors"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -40,7 +41,7 @@ func FuzzParseRef(f *testing.F) {
 		if kind != "containers" && kind != "secrets" {
 			t.Fatalf("parseRef(%q) kind %q", ref, kind)
 		}
-		if !uuidRE.MatchString(id) {
+		if !uuidOracle.MatchString(id) {
 			t.Fatalf("parseRef(%q) id %q is not a UUID", ref, id)
 		}
 		if ref == id {
@@ -52,6 +53,24 @@ func FuzzParseRef(f *testing.F) {
 		if err != nil || !strings.EqualFold(u.Scheme, "http") || !strings.EqualFold(u.Host, "barbican.example:9311") ||
 			u.User != nil || !strings.HasSuffix(u.Path, "/v1/"+kind+"/"+id) {
 			t.Fatalf("parseRef(%q) accepted a ref outside the configured Barbican", ref)
+		}
+	})
+}
+
+// uuidOracle is the regexp isUUID replaced (compiled at package init, it
+// cost validatebundle's cold start); it stays as the tests' oracle.
+var uuidOracle = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// FuzzIsUUID checks isUUID against the regexp it replaced.
+func FuzzIsUUID(f *testing.F) {
+	for _, s := range []string{"", "0b8a1a9e-2f44-4b8e-9a57-6c1c7f3c0d11", "0B8A1A9E-2F44-4B8E-9A57-6C1C7F3C0D11",
+		"0b8a1a9e-2f44-4b8e-9a57-6c1c7f3c0d1", "0b8a1a9e-2f44-4b8e-9a57-6c1c7f3c0d111", "0b8a1a9e2f44-4b8e-9a57-6c1c7f3c0d11-",
+		"0b8a1a9e-2f44-4b8e-9a57-6c1c7f3c0d1g", "0b8a1a9e-2f44-4b8e-9a57-6c1c7f3c0d11\n", "g0000000-0000-0000-0000-000000000000"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := isUUID(s), uuidOracle.MatchString(s); got != want {
+			t.Fatalf("isUUID(%q) = %v, the regexp says %v", s, got, want)
 		}
 	})
 }

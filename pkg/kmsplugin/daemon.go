@@ -99,6 +99,34 @@ func (o Options) Validate() error {
 	return nil
 }
 
+// refreshInterval is RefreshInterval with its default applied.
+func (o Options) refreshInterval() time.Duration {
+	if o.RefreshInterval <= 0 {
+		return DefaultRefreshInterval
+	}
+	return o.RefreshInterval
+}
+
+// KEKCacher is key custody that can keep the KEKs it opens for a while
+// instead of reading them from the store on every call (pkg/keys/software).
+type KEKCacher interface {
+	// CacheKEKs keeps opened KEKs for up to ttl.
+	CacheKEKs(ttl time.Duration)
+}
+
+// CacheKEKs turns on custody's KEK cache, when it has one, for as long as
+// the shim reuses the KEK's active version (RefreshInterval): a change made
+// by another instance is then seen within the same bound as a rotation.
+// Without it, software custody reads and opens the KEK's blob from the store
+// on every Encrypt and Decrypt. It reports whether custody has a cache.
+func (o Options) CacheKEKs(custody any) bool {
+	c, ok := custody.(KEKCacher)
+	if ok {
+		c.CacheKEKs(o.refreshInterval())
+	}
+	return ok
+}
+
 // Backend is what the shim needs of the wrap/unwrap service.
 type Backend interface {
 	Envelope

@@ -10,7 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"google.golang.org/grpc/stats"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
@@ -29,7 +29,15 @@ type Metrics struct {
 	connections prometheus.Counter
 	recoveries  prometheus.Counter
 	healthy     prometheus.Gauge
+
+	// The children of the successful calls of each operation, resolved
+	// once: WithLabelValues hashes and locks on every call.
+	okOps     map[string]prometheus.Counter
+	opLatency map[string]prometheus.Observer
 }
+
+// operations are the op label values of the KMS v2 calls.
+var operations = []string{"encrypt", "decrypt", "status"}
 
 // NewMetrics creates the collectors and registers them with reg (none when
 // reg is nil).
@@ -61,6 +69,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "1 when the last Status round trip through key custody succeeded, else 0.",
 		}),
 	}
+	m.okOps = make(map[string]prometheus.Counter, len(operations))
+	m.opLatency = make(map[string]prometheus.Observer, len(operations))
+	for _, op := range operations {
+		m.okOps[op] = m.ops.WithLabelValues(op, codes.OK.String())
+		m.opLatency[op] = m.latency.WithLabelValues(op)
+	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.ops, m.latency, m.errors, m.connections, m.recoveries, m.healthy} {
 			if err := reg.Register(c); err != nil {
@@ -72,28 +86,37 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 }
 
 func (m *Metrics) observe(op string, d time.Duration, err error) {
-	code := status.Code(err)
-	m.ops.WithLabelValues(op, code.String()).Inc()
-	m.latency.WithLabelValues(op).Observe(d.Seconds())
+	if lat, ok := m.opLatency[op]; ok {
+		lat.Observe(d.Seconds())
+	} else {
+		m.latency.WithLabelValues(op).Observe(d.Seconds())
+	}
+	if err == nil {
+		if c, ok := m.okOps[op]; ok {
+			c.Inc()
+			return
+		}
+	}
+	m.ops.WithLabelValues(op, status.Code(err).String()).Inc()
 	if err != nil {
 		m.errors.WithLabelValues(op).Inc()
 	}
 }
 
-// connStats counts accepted gRPC connections.
-type connStats struct{ m *Metrics }
-
-var _ stats.Handler = connStats{}
-
-func (c connStats) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
-func (c connStats) HandleRPC(context.Context, stats.RPCStats)                       {}
-func (c connStats) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context {
-	return ctx
+// countingListener counts the connections it accepts. It replaces a gRPC
+// stats handler, which grpc-go calls several times for every RPC (and
+// allocates an event for each) when only connections are counted.
+type countingListener struct {
+	net.Listener
+	m *Metrics
 }
-func (c connStats) HandleConn(_ context.Context, s stats.ConnStats) {
-	if _, ok := s.(*stats.ConnBegin); ok && c.m != nil {
-		c.m.connections.Inc()
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil && l.m != nil {
+		l.m.connections.Inc()
 	}
+	return c, err
 }
 
 // ServeMetrics serves on addr (a TCP address such as 127.0.0.1:9464) until

@@ -63,6 +63,8 @@ type Server struct {
 	ln   net.Listener
 	gs   *grpc.Server
 	log  *slog.Logger
+
+	metrics *Metrics
 }
 
 // Listen opens the unix socket addr names (unix:///path.sock) with mode
@@ -101,10 +103,9 @@ func Listen(addr string, svc service.Service, opts ServerOptions) (*Server, erro
 	gs := grpc.NewServer(
 		grpc.ConnectionTimeout(opts.ConnectionTimeout),
 		grpc.MaxRecvMsgSize(64*1024),
-		grpc.StatsHandler(connStats{m: opts.Metrics}),
 	)
 	kmsapi.RegisterKeyManagementServiceServer(gs, service.NewGRPCService(path, opts.ConnectionTimeout, svc))
-	return &Server{path: path, ln: ln, gs: gs, log: opts.Logger}, nil
+	return &Server{path: path, ln: ln, gs: gs, log: opts.Logger, metrics: opts.Metrics}, nil
 }
 
 // removeStaleSocket removes path when it is a socket nobody accepts on.
@@ -136,7 +137,7 @@ func (s *Server) Path() string { return s.path }
 // Serve serves until Shutdown or Close; it then returns nil.
 func (s *Server) Serve() error {
 	s.log.Info("kms plugin serving", "socket", s.path)
-	if err := s.gs.Serve(s.ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+	if err := s.gs.Serve(countingListener{Listener: s.ln, m: s.metrics}); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 		return fmt.Errorf("serve %s: %w", s.path, err)
 	}
 	return nil

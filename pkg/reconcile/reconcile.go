@@ -50,6 +50,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -178,7 +179,11 @@ func New(st Store, c Custody, opts Options) *Reconciler {
 
 // The forms of the refs clusterkeys gives its keys (ca.newKeyRef,
 // keywrap's newVersion); cluster and KEK names never contain '/'.
-var ownedRef = regexp.MustCompile(`^(ca/[A-Za-z0-9._-]+/[0-9]+/[0-9a-f]{32}|kek/[A-Za-z0-9._-]+/v[0-9]+/[0-9a-f]{16})$`)
+// It is compiled on first use: the functions that link this package but
+// never reconcile (Lambda) do not pay for it at start.
+var ownedRef = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^(ca/[A-Za-z0-9._-]+/[0-9]+/[0-9a-f]{32}|kek/[A-Za-z0-9._-]+/v[0-9]+/[0-9a-f]{16})$`)
+})
 
 // Run runs the reconciler at once and then every interval until ctx ends.
 func (r *Reconciler) Run(ctx context.Context) {
@@ -253,7 +258,7 @@ func (r *Reconciler) reconcile(ctx context.Context) (Result, error) {
 	var retire, unnamed []keys.Listed
 	var undated []string
 	for _, k := range listed {
-		if !ownedRef.MatchString(k.Ref) {
+		if !ownedRef().MatchString(k.Ref) {
 			continue
 		}
 		res.Listed++

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -19,6 +20,7 @@ import (
 // server is a started server process.
 type server struct {
 	url   string
+	dir   string // localrun's state directory, or ""
 	pprof string // localrun's pprof base URL, or ""
 	logs  *lockedBuffer
 	pid   int
@@ -52,22 +54,23 @@ func (s *server) cpuTime() time.Duration {
 }
 
 // startLocalrun starts `localrun serve` on a free loopback port with a
-// fresh state directory (software custody, SQLite) and one admin token.
-func startLocalrun(t *testing.T, bin string, withPprof bool) *server {
+// fresh state directory (software custody, SQLite unless extra flags name
+// another store) and one admin token.
+func startLocalrun(t *testing.T, bin string, withPprof bool, extra ...string) *server {
 	t.Helper()
 	state := t.TempDir()
 	if err := os.WriteFile(filepath.Join(state, "tokens.csv"), []byte(benchToken+",bench,ops,\"admin\"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
-	args := []string{"serve", "--listen", addr, "--state-dir", state, "--max-in-flight-validate", "0"}
-	s := &server{url: "http://" + addr}
+	args := append([]string{"serve", "--listen", addr, "--state-dir", state, "--max-in-flight-validate", "0"}, extra...)
+	s := &server{url: "http://" + addr, dir: state}
 	if withPprof {
 		p := freeAddr(t)
 		args = append(args, "--pprof-listen", p)
 		s.pprof = "http://" + p
 	}
-	start(t, s, exec.Command(bin, args...), state, "/readyz")
+	start(t, s, exec.Command(bin, args...), state, s.httpReady("/readyz"))
 	return s
 }
 
@@ -81,13 +84,42 @@ func startCfssl(t *testing.T, bin, dir string) *server {
 		"-ca", filepath.Join(dir, "ca.pem"), "-ca-key", filepath.Join(dir, "ca-key.pem"),
 		"-ca-bundle", filepath.Join(dir, "root.pem"), "-int-bundle", filepath.Join(dir, "inter.pem"))
 	s := &server{url: "http://" + addr}
-	start(t, s, cmd, dir, "/api/v1/cfssl/health")
+	start(t, s, cmd, dir, s.httpReady("/api/v1/cfssl/health"))
 	return s
 }
 
+// httpReady returns a readiness check: GET probe on s answers 200.
+func (s *server) httpReady(probe string) func() error {
+	return func() error {
+		resp, err := http.Get(s.url + probe)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET %s: status %d", probe, resp.StatusCode)
+		}
+		return nil
+	}
+}
+
+// socketReady returns a readiness check: path is a unix socket.
+func socketReady(path string) func() error {
+	return func() error {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return err
+		}
+		if fi.Mode().Type() != fs.ModeSocket {
+			return fmt.Errorf("%s is not a socket", path)
+		}
+		return nil
+	}
+}
+
 // start runs cmd with its output in s.logs, stops it at the end of the
-// test, and waits until GET probe answers 200.
-func start(t *testing.T, s *server, cmd *exec.Cmd, dir, probe string) {
+// test, and waits until ready returns nil.
+func start(t *testing.T, s *server, cmd *exec.Cmd, dir string, ready func() error) {
 	t.Helper()
 	s.logs = &lockedBuffer{}
 	cmd.Dir = dir
@@ -96,15 +128,15 @@ func start(t *testing.T, s *server, cmd *exec.Cmd, dir, probe string) {
 		t.Fatal(err)
 	}
 	s.pid = cmd.Process.Pid
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
 		select {
-		case <-done:
+		case <-exited:
 		case <-time.After(10 * time.Second):
 			_ = cmd.Process.Kill()
-			<-done
+			<-exited
 		}
 		if t.Failed() {
 			t.Logf("%s logs (tail):\n%s", filepath.Base(cmd.Path), s.logs.tail(4096))
@@ -112,17 +144,19 @@ func start(t *testing.T, s *server, cmd *exec.Cmd, dir, probe string) {
 	})
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		resp, err := http.Get(s.url + probe)
+		err := ready()
 		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+			return
+		}
+		select {
+		case <-exited:
+			t.Fatalf("%s exited before it was ready: %v\n%s", cmd.Path, err, s.logs.tail(4096))
+		default:
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%s not ready in 60 s: %v\n%s", cmd.Path, err, s.logs.tail(4096))
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

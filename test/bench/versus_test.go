@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,14 +33,12 @@ type settings struct {
 	rounds     int
 	round      time.Duration
 	clients    []int
-	markdown   string
 	profileDir string
 }
 
 func readSettings(t *testing.T) settings {
 	t.Helper()
-	s := settings{rounds: 3, round: 3 * time.Second, clients: []int{1, 8, 32},
-		markdown: os.Getenv("CLUSTERKEYS_BENCHMARKS_MD"), profileDir: os.Getenv("CLUSTERKEYS_PEER_PROFILE_DIR")}
+	s := settings{rounds: 3, round: 3 * time.Second, clients: []int{1, 8, 32}, profileDir: os.Getenv("CLUSTERKEYS_PEER_PROFILE_DIR")}
 	if v := os.Getenv("CLUSTERKEYS_PEER_ROUNDS"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 100 {
@@ -134,14 +131,7 @@ func TestVersusCfssl(t *testing.T) {
 	if set.profileDir != "" {
 		profile(t, ck, ckSign, set.profileDir)
 	}
-	table := markdown(pairs, set, load)
-	fmt.Println(table)
-	if set.markdown != "" {
-		if err := os.WriteFile(set.markdown, []byte(table), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("wrote %s", set.markdown)
-	}
+	addSection("cfssl", markdown(pairs, set, load))
 	for _, pr := range pairs {
 		if pr.ck.errors > 0 || pr.cf.errors > 0 {
 			t.Errorf("%s at %d clients: %d clusterkeys and %d cfssl requests failed", pr.op, pr.clients, pr.ck.errors, pr.cf.errors)
@@ -173,7 +163,11 @@ type target struct {
 }
 
 func (tg target) request(hc *http.Client, body []byte) (int, []byte, error) {
-	req, err := http.NewRequest("POST", tg.url, bytes.NewReader(body))
+	return tg.requestMethod(hc, "POST", body)
+}
+
+func (tg target) requestMethod(hc *http.Client, method string, body []byte) (int, []byte, error) {
+	req, err := http.NewRequest(method, tg.url, bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, err
 	}
@@ -252,11 +246,25 @@ func run(tg target, clients int, d time.Duration) sample {
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	var next atomic.Int64
+	return closedLoop(tg.srv, clients, d, func() error {
+		body := tg.bodies[int(next.Add(1))%len(tg.bodies)]
+		st, _, err := tg.request(hc, body)
+		if err == nil && st != tg.want {
+			err = fmt.Errorf("status %d, want %d", st, tg.want)
+		}
+		return err
+	})
+}
+
+// closedLoop runs call from each of clients goroutines for d, each calling
+// again once its previous call has returned, and measures the calls and
+// srv's CPU time (srv may be nil).
+func closedLoop(srv *server, clients int, d time.Duration, call func() error) sample {
 	results := make([]sample, clients)
 	var wg sync.WaitGroup
 	var cpu0 time.Duration
-	if tg.srv != nil {
-		cpu0 = tg.srv.cpuTime()
+	if srv != nil {
+		cpu0 = srv.cpuTime()
 	}
 	start := time.Now()
 	deadline := start.Add(d)
@@ -266,10 +274,8 @@ func run(tg target, clients int, d time.Duration) sample {
 			defer wg.Done()
 			r := &results[c]
 			for time.Now().Before(deadline) {
-				body := tg.bodies[int(next.Add(1))%len(tg.bodies)]
 				t0 := time.Now()
-				st, _, err := tg.request(hc, body)
-				if err != nil || st != tg.want {
+				if err := call(); err != nil {
 					r.errors++
 					continue
 				}
@@ -284,8 +290,8 @@ func run(tg target, clients int, d time.Duration) sample {
 		s.add(r)
 	}
 	s.elapsed = time.Since(start)
-	if tg.srv != nil {
-		s.cpu = tg.srv.cpuTime() - cpu0
+	if srv != nil {
+		s.cpu = srv.cpuTime() - cpu0
 	}
 	return s
 }
@@ -306,18 +312,15 @@ func (p pairResult) ratio() float64 {
 
 func markdown(pairs []pairResult, set settings, load string) string {
 	var b strings.Builder
-	b.WriteString("# Benchmarks: clusterkeys beside cfssl\n\n")
-	b.WriteString("Written by `make bench` (test/bench); do not edit by hand. Both servers run on loopback on the\n")
+	b.WriteString("## sign and validate, beside cfssl\n\n")
+	b.WriteString("Both servers run on loopback on the\n")
 	b.WriteString("same machine, driven by the same closed-loop load generator with the same P-256 CSRs (CA keys\n")
 	b.WriteString("P-256 on both sides) and the same chain (root, intermediate, P-256 leaf and key), in rounds that\n")
 	b.WriteString("alternate between the two servers. clusterkeys is `localrun serve` with its defaults (software\n")
 	b.WriteString("custody, SQLite, token-file auth, info logs) except `--max-in-flight-validate 0` (cfssl has no such limit);\n")
 	b.WriteString("cfssl is `cfssl serve` v1.6.5 with its defaults. Every clusterkeys certificate is recorded in the\n")
 	b.WriteString("registry before the answer; cfssl records nothing (no database configured).\n\n")
-	fmt.Fprintf(&b, "- machine: %d CPUs, %s\n", runtime.NumCPU(), cpuModel())
-	fmt.Fprintf(&b, "- go: %s (load generator and both servers)\n", runtime.Version())
-	fmt.Fprintf(&b, "- date: %s\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
-	fmt.Fprintf(&b, "- load average at start: %s\n", load)
+	b.WriteString(machineLines(load))
 	fmt.Fprintf(&b, "- rounds: %d × %s per server, operation and client count\n\n", set.rounds, set.round)
 	b.WriteString("| operation | clients | clusterkeys req/s | p50 | p99 | CPU/req | cfssl req/s | p50 | p99 | CPU/req | ratio (req/s) |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -495,3 +498,7 @@ func writePEM(t *testing.T, dir, name string, data any) string {
 	}
 	return p
 }
+
+func jsonBytes(v any) ([]byte, error) { return json.Marshal(v) }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

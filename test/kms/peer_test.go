@@ -2,11 +2,7 @@ package kms
 
 import (
 	"context"
-	"crypto/cipher"
-	"crypto/rand"
-	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,53 +13,13 @@ import (
 
 	"github.com/clusterkeys/clusterkeys/pkg/keys/pkcs11"
 	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
+	"github.com/clusterkeys/clusterkeys/test/kmspeer"
 )
 
-// mockApproach is the peer the KMS v2 benchmarks compare with: the approach
-// of the Kubernetes mock KMS plugin (k8s.io/kms internal/plugins/_mock),
-// written here from its description, not copied. One crypto11 context, one
-// AES key found once, AES-GCM in the token with the nonce in front, a fixed
-// key_id, and a Status that answers "ok" without touching the token. It
-// does none of what the shim adds: KEK versions, a key_id per version, a
-// real health round trip, recovery from a token fault, metrics.
-type mockApproach struct {
-	keyID string
-	aead  cipher.AEAD
-}
-
-var _ kmsservice.Service = (*mockApproach)(nil)
-
-const mockAnnotation = "version.encryption.remote.io"
-
-func (m *mockApproach) Encrypt(_ context.Context, _ string, plaintext []byte) (*kmsservice.EncryptResponse, error) {
-	nonce := make([]byte, m.aead.NonceSize(), m.aead.NonceSize()+len(plaintext)+m.aead.Overhead())
-	if _, err := rand.Read(nonce); err != nil {
-		return nil, err
-	}
-	return &kmsservice.EncryptResponse{
-		Ciphertext:  m.aead.Seal(nonce, nonce, plaintext, []byte(m.keyID)),
-		KeyID:       m.keyID,
-		Annotations: map[string][]byte{mockAnnotation: []byte("1")},
-	}, nil
-}
-
-func (m *mockApproach) Decrypt(_ context.Context, _ string, req *kmsservice.DecryptRequest) ([]byte, error) {
-	if req.KeyID != m.keyID || string(req.Annotations[mockAnnotation]) != "1" {
-		return nil, errors.New("unknown key_id or annotation")
-	}
-	n := m.aead.NonceSize()
-	if len(req.Ciphertext) < n {
-		return nil, errors.New("ciphertext too short")
-	}
-	return m.aead.Open(nil, req.Ciphertext[:n], req.Ciphertext[n:], []byte(m.keyID))
-}
-
-func (m *mockApproach) Status(context.Context) (*kmsservice.StatusResponse, error) {
-	return &kmsservice.StatusResponse{Version: "v2", Healthz: "ok", KeyID: m.keyID}, nil
-}
-
-// startMockApproach serves mockApproach with k8s.io/kms's own gRPC service
-// on a fresh socket, with an AES-256 key generated in the token cfg names.
+// startMockApproach serves the peer of the KMS v2 benchmarks (kmspeer:
+// the approach of the Kubernetes mock KMS plugin) with k8s.io/kms's own gRPC
+// service on a fresh socket, with an AES-256 key generated in the token cfg
+// names.
 func startMockApproach(t testing.TB, cfg pkcs11.Config) string {
 	t.Helper()
 	cx, err := crypto11.Configure(&crypto11.Config{Path: cfg.Module, TokenLabel: cfg.TokenLabel, Pin: cfg.PIN, GCMIVLength: 12})
@@ -80,26 +36,12 @@ func startMockApproach(t testing.TB, cfg pkcs11.Config) string {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(socketDir(t), "mock.sock")
-	svc := kmsservice.NewGRPCService(sock, 5*time.Second, &mockApproach{keyID: "mock-approach-1", aead: aead})
-	done := make(chan error, 1)
-	go func() { done <- svc.ListenAndServe() }()
-	t.Cleanup(func() {
-		svc.Shutdown()
-		<-done
-	})
-	for i := 0; ; i++ {
-		if _, err := os.Stat(sock); err == nil {
-			return sock
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("mock approach: %v", err)
-		case <-time.After(10 * time.Millisecond):
-		}
-		if i > 500 {
-			t.Fatal("mock approach: no socket after 5s")
-		}
+	srv, err := kmspeer.Serve(sock, kmspeer.New("mock-approach-1", aead))
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(srv.Close)
+	return sock
 }
 
 // softHSMConfig makes an isolated SoftHSM2 token for this process (it sets

@@ -28,6 +28,10 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/clusterkeys/clusterkeys/pkg/keys"
 )
@@ -54,11 +58,27 @@ const (
 
 // Custody is software key custody. It is safe for concurrent use and keeps
 // no key material in memory beyond the master key: every operation loads and
-// opens the blob it needs.
+// opens the blob it needs, unless CacheKEKs asked it to keep opened KEKs for
+// a short while.
 type Custody struct {
 	master cipher.AEAD
 	blobs  keys.BlobStore
+
+	mu     sync.Mutex
+	kekTTL time.Duration               // 0: no KEK cache
+	keks   *lru.Cache[string, kekOpen] // by ref, while kekTTL > 0
+	now    func() time.Time
 }
+
+// kekOpen is a KEK opened from its blob, kept until expires.
+type kekOpen struct {
+	aead    cipher.AEAD
+	expires time.Time
+}
+
+// maxCachedKEKs bounds the KEK cache; a full cache drops its least recently
+// used KEK.
+const maxCachedKEKs = 256
 
 var _ keys.Custody = (*Custody)(nil)
 
@@ -75,7 +95,24 @@ func New(masterKey []byte, blobs keys.BlobStore) (*Custody, error) {
 	if err != nil {
 		return nil, fmt.Errorf("software custody: %w", err)
 	}
-	return &Custody{master: aead, blobs: blobs}, nil
+	return &Custody{master: aead, blobs: blobs, now: time.Now}, nil
+}
+
+// CacheKEKs makes Seal and Open reuse a KEK opened from its blob for up to
+// ttl instead of reading and opening the blob on every call (ttl <= 0 turns
+// the cache off and empties it). A long-running process that wraps with the
+// same KEK many times a second (the KMS shim) uses it. It keeps in memory
+// only what the master key, which is in memory anyway, opens from the
+// store; a blob never changes under its ref, and Destroy drops the cached
+// KEK at once (a Destroy by another process is seen after at most ttl).
+func (c *Custody) CacheKEKs(ttl time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.kekTTL = max(ttl, 0)
+	c.keks = nil
+	if c.kekTTL > 0 {
+		c.keks, _ = lru.New[string, kekOpen](maxCachedKEKs) // fails only for a size <= 0
+	}
 }
 
 // newAEAD returns AES-256-GCM whose Seal prepends a random 12-byte nonce.
@@ -185,10 +222,23 @@ func (c *Custody) Destroy(ctx context.Context, ref string) error {
 	if err := checkRef(ref); err != nil {
 		return fmt.Errorf("software custody: %w", err)
 	}
+	c.forget(ref)
+	// Forget it again once deleted: a Seal that read the blob just before
+	// the delete may have cached it meanwhile.
+	defer c.forget(ref)
 	if err := c.blobs.DeleteBlob(ctx, ref); err != nil && !errors.Is(err, keys.ErrNotFound) {
 		return fmt.Errorf("software custody: delete key %q: %w", ref, err)
 	}
 	return nil
+}
+
+// forget drops the cached KEK of ref, if any.
+func (c *Custody) forget(ref string) {
+	c.mu.Lock()
+	if c.keks != nil {
+		c.keks.Remove(ref)
+	}
+	c.mu.Unlock()
 }
 
 // GenerateKEK creates a random AES-256 key-encryption key and stores it
@@ -211,6 +261,34 @@ func (c *Custody) GenerateKEK(ctx context.Context, ref string) error {
 }
 
 func (c *Custody) kek(ctx context.Context, ref string) (cipher.AEAD, error) {
+	c.mu.Lock()
+	ttl := c.kekTTL
+	var e kekOpen
+	ok := false
+	if c.keks != nil {
+		e, ok = c.keks.Get(ref)
+	}
+	c.mu.Unlock()
+	if ttl <= 0 {
+		return c.openKEK(ctx, ref)
+	}
+	if ok && c.now().Before(e.expires) {
+		return e.aead, nil
+	}
+	aead, err := c.openKEK(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.keks != nil {
+		c.keks.Add(ref, kekOpen{aead: aead, expires: c.now().Add(c.kekTTL)})
+	}
+	c.mu.Unlock()
+	return aead, nil
+}
+
+// openKEK reads the KEK blob of ref and opens it.
+func (c *Custody) openKEK(ctx context.Context, ref string) (cipher.AEAD, error) {
 	key, err := c.load(ctx, domainKEK, ref)
 	if err != nil {
 		return nil, err

@@ -280,6 +280,14 @@ func (d *DB) Certificates(ctx context.Context, q store.CertificateQuery) ([]stor
 }
 
 // certificatesSQL returns the statement and arguments of q.
+//
+// The status filters valid and expired hold for certificates never revoked
+// and for those whose revocation is still ahead (a rekey's grace). They are
+// two arms of a UNION ALL that SQLite merges in listing order: the first
+// walks issued_certificates_unrevoked_key newest first, so it never reads
+// the revoked history of retired generations; the second reads only the
+// revocations still ahead (issued_certificates_by_revocation, migration
+// 0007).
 func certificatesSQL(q store.CertificateQuery) (string, []any, error) {
 	if q.Cluster == "" {
 		return "", nil, errors.New("a cluster is required")
@@ -287,23 +295,34 @@ func certificatesSQL(q store.CertificateQuery) (string, []any, error) {
 	if q.Limit < 1 {
 		return "", nil, fmt.Errorf("limit %d: must be positive", q.Limit)
 	}
-	var b strings.Builder
-	b.WriteString(`SELECT serial, generation, subject, profile, user_name, project,
-			not_before, not_after, issued_at, revoked_at, privileged
-		FROM issued_certificates WHERE cluster = ?`)
-	args := []any{q.Cluster}
+	// The conditions every arm shares, after the cluster's.
+	var shared strings.Builder
+	var sharedArgs []any
 	if q.User != "" {
-		b.WriteString(" AND user_name = ?")
-		args = append(args, q.User)
+		shared.WriteString(" AND user_name = ?")
+		sharedArgs = append(sharedArgs, q.User)
 	}
 	if q.Serial != "" {
-		b.WriteString(" AND serial = ?")
-		args = append(args, q.Serial)
+		shared.WriteString(" AND serial = ?")
+		sharedArgs = append(sharedArgs, q.Serial)
 	}
 	if q.Generation != 0 {
-		b.WriteString(" AND generation = ?")
-		args = append(args, q.Generation)
+		shared.WriteString(" AND generation = ?")
+		sharedArgs = append(sharedArgs, q.Generation)
 	}
+	if k := q.After; k != nil {
+		if k.IssuedAt.IsZero() || checkTimes(k.IssuedAt) != nil || k.Serial == "" {
+			return "", nil, fmt.Errorf("invalid position (%v, %q)", k.IssuedAt, k.Serial)
+		}
+		shared.WriteString(" AND (issued_at, serial) < (?, ?)")
+		sharedArgs = append(sharedArgs, formatTime(k.IssuedAt), k.Serial)
+	}
+	// The arms, each a condition with its arguments: one without a status.
+	type arm struct {
+		cond string
+		args []any
+	}
+	arms := []arm{{}}
 	if q.Status != "" {
 		if q.Now.IsZero() || checkTimes(q.Now) != nil {
 			return "", nil, fmt.Errorf("status %q needs a valid instant, not %v", q.Status, q.Now)
@@ -312,26 +331,38 @@ func certificatesSQL(q store.CertificateQuery) (string, []any, error) {
 		// The same rules as the listing's status: revoked once revoked_at
 		// has passed, else expired once not_after has passed (a NULL
 		// not_after is the zero time, long past), else valid.
+		var expiry string
 		switch q.Status {
 		case store.StatusRevoked:
-			b.WriteString(" AND revoked_at <= ?")
-			args = append(args, now)
+			arms = []arm{{" AND revoked_at <= ?", []any{now}}}
 		case store.StatusExpired:
-			b.WriteString(" AND (revoked_at IS NULL OR revoked_at > ?) AND (not_after IS NULL OR not_after <= ?)")
-			args = append(args, now, now)
+			expiry = " AND (not_after IS NULL OR not_after <= ?)"
 		case store.StatusValid:
-			b.WriteString(" AND (revoked_at IS NULL OR revoked_at > ?) AND not_after > ?")
-			args = append(args, now, now)
+			expiry = " AND not_after > ?"
 		default:
 			return "", nil, fmt.Errorf("unknown status %q", q.Status)
 		}
-	}
-	if k := q.After; k != nil {
-		if k.IssuedAt.IsZero() || checkTimes(k.IssuedAt) != nil || k.Serial == "" {
-			return "", nil, fmt.Errorf("invalid position (%v, %q)", k.IssuedAt, k.Serial)
+		if expiry != "" {
+			arms = []arm{
+				{" AND revoked_at IS NULL" + expiry, []any{now}},
+				{" AND revoked_at > ?" + expiry, []any{now, now}},
+			}
 		}
-		b.WriteString(" AND (issued_at, serial) < (?, ?)")
-		args = append(args, formatTime(k.IssuedAt), k.Serial)
+	}
+	var b strings.Builder
+	var args []any
+	for i, a := range arms {
+		if i > 0 {
+			b.WriteString("\n\t\tUNION ALL\n\t\t")
+		}
+		b.WriteString(`SELECT serial, generation, subject, profile, user_name, project,
+			not_before, not_after, issued_at, revoked_at, privileged
+		FROM issued_certificates WHERE cluster = ?`)
+		b.WriteString(shared.String())
+		b.WriteString(a.cond)
+		args = append(args, q.Cluster)
+		args = append(args, sharedArgs...)
+		args = append(args, a.args...)
 	}
 	b.WriteString(" ORDER BY issued_at DESC, serial DESC LIMIT ?")
 	args = append(args, q.Limit)

@@ -233,6 +233,12 @@ func (d *DB) migrate(ctx context.Context, fsys fs.FS) error {
 	if err != nil {
 		return err
 	}
+	// Every start of every instance (each Lambda cold start) opens the
+	// store: when the schema is up to date, a read says so without taking
+	// the write lock that a burst of signs holds.
+	if current, err := d.upToDate(ctx, ms); err != nil || current {
+		return err
+	}
 	return d.write(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 			version    INTEGER NOT NULL PRIMARY KEY,
@@ -270,6 +276,35 @@ func (d *DB) migrate(ctx context.Context, fsys fs.FS) error {
 		}
 		return nil
 	})
+}
+
+// upToDate reports whether schema_migrations records exactly the
+// migrations ms, reading without a write transaction. A schema that has a
+// migration ms does not know fails with ErrSchemaTooNew; a missing table or
+// a missing migration returns false.
+func (d *DB) upToDate(ctx context.Context, ms []migration) (bool, error) {
+	tx, err := d.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return false, nil // the write path reports it
+	}
+	defer tx.Rollback() //nolint:errcheck // read-only
+	applied, err := appliedMigrations(ctx, tx)
+	if err != nil {
+		return false, nil // no schema_migrations yet
+	}
+	known := map[int]bool{}
+	for _, m := range ms {
+		known[m.version] = true
+		if !applied[m.version] {
+			return false, nil
+		}
+	}
+	for v := range applied {
+		if !known[v] {
+			return false, fmt.Errorf("schema has migration %d, which this binary does not know: %w", v, ErrSchemaTooNew)
+		}
+	}
+	return true, nil
 }
 
 // appliedMigrations returns the versions schema_migrations records.

@@ -1,0 +1,16 @@
+-- 0007: the status filters valid and expired read about a page, however
+-- large the registry and however many generations were retired.
+--
+-- Both hold only for certificates never revoked and for those whose
+-- revocation is still ahead (the grace of a rekey). The listing queries the
+-- two as separate arms merged in listing order: the never revoked through
+-- this partial index, newest first, so that the revoked history of retired
+-- generations (every certificate of a rekeyed CA) is never read; before,
+-- a status=valid page after a rekey walked the cluster's whole registry.
+CREATE INDEX issued_certificates_unrevoked_key ON issued_certificates (cluster, issued_at, serial, not_after)
+	WHERE revoked_at IS NULL;
+
+-- The revocations still ahead are found by their time, not by walking
+-- every revoked certificate.
+CREATE INDEX issued_certificates_by_revocation ON issued_certificates (cluster, revoked_at)
+	WHERE revoked_at IS NOT NULL;

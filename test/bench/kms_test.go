@@ -1,0 +1,215 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"k8s.io/apiserver/pkg/storage/value/encrypt/envelope/kmsv2"
+	kmsservice "k8s.io/kms/pkg/service"
+
+	"github.com/clusterkeys/clusterkeys/test/kmspeer"
+)
+
+// envKMSPeer, when set in the environment of this test binary, makes it
+// serve the minimal KMS v2 plugin (kmspeer) on the socket it names instead
+// of running tests, so that the peer runs in its own process like the shim.
+const envKMSPeer = "CLUSTERKEYS_BENCH_KMSPEER_SOCKET"
+
+// kmsCallers are the numbers of concurrent callers of the KMS comparison.
+var kmsCallers = []int{1, 8}
+
+// serveKMSPeer serves kmspeer with an in-memory AES-256-GCM key on sock
+// until SIGINT or SIGTERM; it is the peer process of TestVersusKMSPlugin.
+func serveKMSPeer(sock string) int {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		fmt.Fprintln(os.Stderr, "kms peer:", err)
+		return 1
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kms peer:", err)
+		return 1
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kms peer:", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	srv, err := kmspeer.Serve(sock, kmspeer.New("bench-peer-1", aead))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kms peer:", err)
+		return 1
+	}
+	<-ctx.Done()
+	srv.Close()
+	return 0
+}
+
+// startKMSShim starts the built kmsshim binary as deployed with software
+// custody and SQLite in a fresh state directory, on a socket in sockDir.
+func startKMSShim(t *testing.T, bin, sockDir string) (*server, string) {
+	t.Helper()
+	sock := filepath.Join(sockDir, "shim.sock")
+	state := t.TempDir()
+	cmd := exec.Command(bin, "--listen", "unix://"+sock, "--key", "kubernetes-kms", "--keys", "software", "--state-dir", state)
+	s := &server{}
+	start(t, s, cmd, state, socketReady(sock))
+	return s, sock
+}
+
+// startKMSPeer starts this test binary again as the minimal plugin.
+func startKMSPeer(t *testing.T, sockDir string) (*server, string) {
+	t.Helper()
+	sock := filepath.Join(sockDir, "peer.sock")
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), envKMSPeer+"="+sock)
+	s := &server{}
+	start(t, s, cmd, sockDir, socketReady(sock))
+	return s, sock
+}
+
+// kmsTarget is one KMS v2 operation on one plugin, through kube-apiserver's
+// own gRPC client (one connection shared by every caller, as
+// kube-apiserver has).
+type kmsTarget struct {
+	srv  *server
+	call func() error
+}
+
+// kmsTargets returns the Encrypt and Decrypt targets of the plugin on sock.
+// The first call of each is checked before any timing.
+func kmsTargets(t *testing.T, srv *server, sock string) (enc, dec kmsTarget) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	c, err := kmsv2.NewGRPCService(ctx, "unix://"+sock, "bench", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := make([]byte, 32)
+	if _, err := rand.Read(seed); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := c.Status(ctx); err != nil || st.Healthz != "ok" {
+		t.Fatalf("status of %s: %+v, %v", sock, st, err)
+	}
+	r, err := c.Encrypt(ctx, "bench", seed)
+	if err != nil {
+		t.Fatalf("encrypt through %s: %v", sock, err)
+	}
+	req := &kmsservice.DecryptRequest{Ciphertext: r.Ciphertext, KeyID: r.KeyID, Annotations: r.Annotations}
+	pt, err := c.Decrypt(ctx, "bench", req)
+	if err != nil || !bytes.Equal(pt, seed) {
+		t.Fatalf("decrypt through %s: %d bytes, %v", sock, len(pt), err)
+	}
+	enc = kmsTarget{srv: srv, call: func() error { _, err := c.Encrypt(ctx, "bench", seed); return err }}
+	dec = kmsTarget{srv: srv, call: func() error {
+		pt, err := c.Decrypt(ctx, "bench", req)
+		if err == nil && !bytes.Equal(pt, seed) {
+			err = fmt.Errorf("decrypt returned other bytes")
+		}
+		return err
+	}}
+	return enc, dec
+}
+
+// TestVersusKMSPlugin is the KMS side-by-side of issue 13: the built
+// kmsshim (software custody, SQLite) against the minimal AES-GCM plugin,
+// each in its own process on a unix socket, Encrypt and Decrypt at 1 and 8
+// callers in alternating rounds.
+func TestVersusKMSPlugin(t *testing.T) {
+	set := readSettings(t)
+	bin := os.Getenv("CLUSTERKEYS_BIN")
+	if bin == "" {
+		t.Fatal("CLUSTERKEYS_BIN must name the directory holding the built kmsshim (make build)")
+	}
+	load := loadAverage()
+	sockDir, err := os.MkdirTemp("", "ckbench") // t.TempDir paths can exceed sun_path
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	shim, shimSock := startKMSShim(t, filepath.Join(bin, "kmsshim"), sockDir)
+	peer, peerSock := startKMSPeer(t, sockDir)
+	shimEnc, shimDec := kmsTargets(t, shim, shimSock)
+	peerEnc, peerDec := kmsTargets(t, peer, peerSock)
+
+	var pairs []pairResult
+	for _, p := range []struct {
+		op         string
+		shim, peer kmsTarget
+	}{{"Encrypt", shimEnc, peerEnc}, {"Decrypt", shimDec, peerDec}} {
+		for _, c := range kmsCallers {
+			pr := pairResult{op: p.op, clients: c}
+			for round := range set.rounds {
+				shimRun := func() { pr.ck.add(closedLoop(p.shim.srv, c, set.round, p.shim.call)) }
+				peerRun := func() { pr.cf.add(closedLoop(p.peer.srv, c, set.round, p.peer.call)) }
+				if round%2 == 0 {
+					shimRun()
+					peerRun()
+				} else {
+					peerRun()
+					shimRun()
+				}
+			}
+			t.Logf("%-8s %d callers: shim %s | plugin %s | ratio %.2f, p50 %+.0f µs",
+				p.op, c, pr.ck.summary(), pr.cf.summary(), pr.ratio(), p50Delta(pr))
+			pairs = append(pairs, pr)
+		}
+	}
+	addSection("kms", kmsMarkdown(pairs, set, load))
+	for _, pr := range pairs {
+		if pr.ck.errors > 0 || pr.cf.errors > 0 {
+			t.Errorf("%s at %d callers: %d shim and %d plugin calls failed", pr.op, pr.clients, pr.ck.errors, pr.cf.errors)
+		}
+	}
+}
+
+// p50Delta is the shim's p50 minus the plugin's, in µs.
+func p50Delta(p pairResult) float64 {
+	return float64(p.ck.pct(.5)-p.cf.pct(.5)) / float64(time.Microsecond)
+}
+
+func us(d time.Duration) string { return fmt.Sprintf("%d µs", d.Microseconds()) }
+
+func kmsMarkdown(pairs []pairResult, set settings, load string) string {
+	var b strings.Builder
+	b.WriteString("## KMS v2: the shim beside the minimal plugin\n\n")
+	b.WriteString("The shim is the built `kmsshim` as deployed (software custody, SQLite store, its defaults);\n")
+	b.WriteString("the plugin is the minimal KMS v2 plugin of test/kmspeer (the approach of the Kubernetes mock\n")
+	b.WriteString("plugin: one gRPC call and one in-memory AES-256-GCM operation, a fixed key_id, nothing\n")
+	b.WriteString("stored). Each runs in its own process on a unix socket and is driven by kube-apiserver's own\n")
+	b.WriteString("KMS v2 gRPC client (one connection shared by the callers, as in kube-apiserver), closed loop,\n")
+	b.WriteString("a 32-byte seed, rounds alternating between the two.\n\n")
+	b.WriteString(machineLines(load))
+	fmt.Fprintf(&b, "- rounds: %d × %s per plugin, operation and caller count\n\n", set.rounds, set.round)
+	b.WriteString("| operation | callers | shim calls/s | p50 | p99 | CPU/call | plugin calls/s | p50 | p99 | CPU/call | ratio (calls/s) | p50 shim − plugin |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, p := range pairs {
+		fmt.Fprintf(&b, "| %s | %d | %.0f | %s | %s | %s | %.0f | %s | %s | %s | %.2f × | %+.0f µs |\n",
+			p.op, p.clients, p.ck.rate(), us(p.ck.pct(.5)), us(p.ck.pct(.99)), us(p.ck.cpuPerRequest()),
+			p.cf.rate(), us(p.cf.pct(.5)), us(p.cf.pct(.99)), us(p.cf.cpuPerRequest()), p.ratio(), p50Delta(p))
+	}
+	b.WriteString("\nGoals (issue 13): calls/s ≥ 0.9 × the plugin's at 8 callers; p50 at 1 caller within 20 µs of it.\n")
+	b.WriteString("CPU/call is the plugin process's user + system CPU time (from /proc) per answered call.\n")
+	return b.String()
+}
