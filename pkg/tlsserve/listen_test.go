@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+
+	"github.com/clusterkeys/clusterkeys/internal/testproc"
 )
 
 func TestCheckListen(t *testing.T) {
@@ -35,7 +37,7 @@ func TestCheckListen(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			logs := &logBuffer{}
+			logs := &testproc.Output{}
 			err := CheckListen(tt.addr, tt.tlsOn, tt.insecureHTTP, slog.New(slog.NewTextHandler(logs, nil)))
 			if tt.refused {
 				if !errors.Is(err, ErrPlainHTTP) {

@@ -1,36 +1,18 @@
 package tlsserve
 
 import (
-	"bytes"
 	"crypto/tls"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/clusterkeys/clusterkeys/internal/testcert"
+	"github.com/clusterkeys/clusterkeys/internal/testproc"
 )
-
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // handshake runs a TLS handshake between cfg and a client trusting pool over
 // an in-memory pipe, and returns the serial the server presented.
@@ -53,7 +35,7 @@ func handshake(t *testing.T, cfg *tls.Config, client *tls.Config) (int64, error)
 }
 
 // setup writes a first pair (serial 1) and returns a Reloader on it.
-func setup(t testing.TB, interval time.Duration) (r *Reloader, ca *testcert.CA, certFile, keyFile string, logs *logBuffer) {
+func setup(t testing.TB, interval time.Duration) (r *Reloader, ca *testcert.CA, certFile, keyFile string, logs *testproc.Output) {
 	t.Helper()
 	dir := t.TempDir()
 	ca = testcert.NewCA(t, "tlsserve test CA")
@@ -61,7 +43,7 @@ func setup(t testing.TB, interval time.Duration) (r *Reloader, ca *testcert.CA, 
 	c, k := ca.Pair(t, 1)
 	testcert.Replace(t, certFile, c)
 	testcert.Replace(t, keyFile, k)
-	logs = &logBuffer{}
+	logs = &testproc.Output{}
 	r, err := NewReloader(certFile, keyFile, Options{CheckInterval: interval, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)

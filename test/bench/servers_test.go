@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/clusterkeys/clusterkeys/internal/testproc"
 )
 
 // server is a started server process.
@@ -22,7 +24,7 @@ type server struct {
 	url   string
 	dir   string // localrun's state directory, or ""
 	pprof string // localrun's pprof base URL, or ""
-	logs  *lockedBuffer
+	logs  *testproc.Output
 	pid   int
 }
 
@@ -62,11 +64,11 @@ func startLocalrun(t *testing.T, bin string, withPprof bool, extra ...string) *s
 	if err := os.WriteFile(filepath.Join(state, "tokens.csv"), []byte(benchToken+",bench,ops,\"admin\"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	addr := testproc.FreeAddr(t)
 	args := append([]string{"serve", "--listen", addr, "--state-dir", state, "--max-in-flight-validate", "0"}, extra...)
 	s := &server{url: "http://" + addr, dir: state}
 	if withPprof {
-		p := freeAddr(t)
+		p := testproc.FreeAddr(t)
 		args = append(args, "--pprof-listen", p)
 		s.pprof = "http://" + p
 	}
@@ -78,7 +80,7 @@ func startLocalrun(t *testing.T, bin string, withPprof bool, extra ...string) *s
 // P-256 CA of dir and bundling against its root and intermediate.
 func startCfssl(t *testing.T, bin, dir string) *server {
 	t.Helper()
-	addr := freeAddr(t)
+	addr := testproc.FreeAddr(t)
 	host, port, _ := net.SplitHostPort(addr)
 	cmd := exec.Command(bin, "serve", "-address", host, "-port", port,
 		"-ca", filepath.Join(dir, "ca.pem"), "-ca-key", filepath.Join(dir, "ca-key.pem"),
@@ -121,27 +123,11 @@ func socketReady(path string) func() error {
 // test, and waits until ready returns nil.
 func start(t *testing.T, s *server, cmd *exec.Cmd, dir string, ready func() error) {
 	t.Helper()
-	s.logs = &lockedBuffer{}
+	s.logs = &testproc.Output{Limit: 1 << 20}
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = s.logs, s.logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	exited := testproc.Start(t, filepath.Base(cmd.Path), cmd, 10*time.Second, s.logs)
 	s.pid = cmd.Process.Pid
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("%s logs (tail):\n%s", filepath.Base(cmd.Path), s.logs.tail(4096))
-		}
-	})
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		err := ready()
@@ -150,11 +136,11 @@ func start(t *testing.T, s *server, cmd *exec.Cmd, dir string, ready func() erro
 		}
 		select {
 		case <-exited:
-			t.Fatalf("%s exited before it was ready: %v\n%s", cmd.Path, err, s.logs.tail(4096))
+			t.Fatalf("%s exited before it was ready: %v\n%s", cmd.Path, err, s.logs.Tail(4096))
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready in 60 s: %v\n%s", cmd.Path, err, s.logs.tail(4096))
+			t.Fatalf("%s not ready in 60 s: %v\n%s", cmd.Path, err, s.logs.Tail(4096))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -195,40 +181,4 @@ func profile(t *testing.T, s *server, tg target, dir string) {
 		}
 		t.Logf("profile %s under 8-client sign load (%s) written to %s", p.name, got.summary(), dir)
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// lockedBuffer collects a process's output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	// Keep the memory bounded: logs of a long run are only read on failure.
-	if l.b.Len() > 1<<20 {
-		l.b.Reset()
-	}
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) tail(n int) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b := l.b.Bytes()
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return string(b)
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/clusterkeys/clusterkeys/internal/need"
+	"github.com/clusterkeys/clusterkeys/internal/testproc"
 )
 
 // barbican is a Debian Barbican on loopback, started by the project's
@@ -40,7 +41,7 @@ func startBarbican(t testing.TB, env ...string) *barbican {
 		}
 	}
 	b := &barbican{dir: t.TempDir()}
-	port := strings.TrimPrefix(freeAddr(t), "127.0.0.1:")
+	port := strings.TrimPrefix(testproc.FreeAddr(t), "127.0.0.1:")
 	start := time.Now()
 	cmd := exec.Command("bash", barbicanScript(), "start", b.dir, port)
 	cmd.Env = append(os.Environ(), env...)

@@ -18,7 +18,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -26,9 +25,10 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/clusterkeys/clusterkeys/internal/testproc"
 )
 
 // binDir holds localrun, kmsshim and lambda/<fn>/bootstrap: CLUSTERKEYS_BIN
@@ -105,24 +105,7 @@ type server struct {
 	Token    string
 	StateDir string
 	cmd      *exec.Cmd
-	out      *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	out      *testproc.Output
 }
 
 var (
@@ -174,7 +157,7 @@ func startServer(t testing.TB, o serverOpts) *server {
 	if !o.generateToken {
 		writeTokens(t, state, testTokens...)
 	}
-	addr := freeAddr(t)
+	addr := testproc.FreeAddr(t)
 	checkContract(t, addr)
 	args := append([]string{"serve", "--listen", addr, "--state-dir", state, "--log-level", "warn"}, o.args...)
 	args = append(args, e2eStoreArgs(t, state, o.args)...) // CLUSTERKEYS_E2E_STORE=postgres
@@ -185,7 +168,7 @@ func startServer(t testing.TB, o serverOpts) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testproc.Output{}
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -258,16 +241,6 @@ func startServer(t testing.TB, o serverOpts) *server {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return s
-}
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // writeTokens writes a token file into dir.

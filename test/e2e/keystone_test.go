@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/clusterkeys/clusterkeys/internal/need"
+	"github.com/clusterkeys/clusterkeys/internal/testproc"
 )
 
 // keystoneTokenLifetime is short so that the expired-token case is quick.
@@ -52,7 +53,7 @@ func startKeystone(t *testing.T) *keystone {
 			sharedKeystone.err = err
 			return
 		}
-		port := strings.TrimPrefix(freeAddr(t), "127.0.0.1:")
+		port := strings.TrimPrefix(testproc.FreeAddr(t), "127.0.0.1:")
 		start := time.Now()
 		cmd := exec.Command("bash", keystoneScript(), "start", dir, port)
 		cmd.Env = append(os.Environ(), fmt.Sprintf("KEYSTONE_TOKEN_EXPIRATION=%d", int(keystoneTokenLifetime.Seconds())))

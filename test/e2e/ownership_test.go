@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/clusterkeys/clusterkeys/internal/testproc"
 )
 
 // refuseToServe runs localrun serve on stateDir with the given extra
@@ -18,7 +20,7 @@ import (
 func refuseToServe(t *testing.T, stateDir string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, "localrun"),
-		append([]string{"serve", "--listen", freeAddr(t), "--state-dir", stateDir}, args...)...)
+		append([]string{"serve", "--listen", testproc.FreeAddr(t), "--state-dir", stateDir}, args...)...)
 	cmd.Dir = stateDir
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

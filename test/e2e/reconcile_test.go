@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clusterkeys/clusterkeys/internal/testproc"
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/keys"
 	"github.com/clusterkeys/clusterkeys/pkg/keys/software"
@@ -241,7 +242,7 @@ func TestShimCollectsOrphansToo(t *testing.T) {
 	sock := filepath.Join(state, "kms.sock")
 	cmd := exec.Command(kmsshimBinary(t), "--listen", "unix://"+sock, "--keys", "software",
 		"--state-dir", state, "--key", "shim-kek", "--reconcile-interval", "1s", "--orphan-safety-window", "1s")
-	var out syncBuffer
+	var out testproc.Output
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -29,6 +29,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 
 	"github.com/clusterkeys/clusterkeys/internal/need"
+	"github.com/clusterkeys/clusterkeys/internal/testproc"
 )
 
 // The CRL route answers DER (application/pkix-crl) or PEM
@@ -585,32 +586,16 @@ func TestRevocationEtcd(t *testing.T) {
 	}
 	writeCRL()
 
-	clientURL := "https://" + freeAddr(t)
-	peerURL := "http://" + freeAddr(t)
+	clientURL := "https://" + testproc.FreeAddr(t)
+	peerURL := "http://" + testproc.FreeAddr(t)
 	cmd := exec.Command("etcd", "--name", "rev", "--data-dir", filepath.Join(dir, "data"),
 		"--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
 		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL, "--initial-cluster", "rev="+peerURL,
 		"--cert-file", filepath.Join(dir, "server.crt"), "--key-file", filepath.Join(dir, "server.key"),
 		"--client-cert-auth", "--trusted-ca-file", caFile, "--client-crl-file", crlFile, "--log-level", "warn")
-	logs := &syncBuffer{}
+	logs := &testproc.Output{}
 	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("etcd logs:\n%s", logs.String())
-		}
-	})
+	testproc.Start(t, "etcd", cmd, 10*time.Second, logs)
 	etcdctl := func(user string, args ...string) (string, error) {
 		base := []string{"--endpoints", clientURL, "--cacert", caFile, "--cert", filepath.Join(dir, user+".crt"),
 			"--key", filepath.Join(dir, user+".key"), "--dial-timeout", "3s", "--command-timeout", "5s"}

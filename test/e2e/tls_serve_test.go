@@ -20,6 +20,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/clusterkeys/clusterkeys/internal/testcert"
+	"github.com/clusterkeys/clusterkeys/internal/testproc"
+
 	// The settings accept the --keys and --store values of the backends a
 	// binary links: these tests resolve the examples as localrun, which
 	// links them all, does.
@@ -55,7 +57,7 @@ func TestServeTLS(t *testing.T) {
 	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
 	ca.WritePair(t, 1, certFile, keyFile)
 
-	addr := freeAddr(t)
+	addr := testproc.FreeAddr(t)
 	cmd := exec.Command(filepath.Join(binDir, "localrun"), "serve", "--listen", addr, "--state-dir", state,
 		"--tls-cert-file", certFile, "--tls-private-key-file", keyFile)
 	cmd.Dir = state
@@ -63,25 +65,9 @@ func TestServeTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testproc.Output{}
 	cmd.Stderr = logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("localrun logs:\n%s", logs.String())
-		}
-	})
+	exited := testproc.Start(t, "localrun", cmd, 10*time.Second, logs)
 	banner := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -268,7 +254,7 @@ func TestFlagErrorsNameTheFlag(t *testing.T) {
 			defer cancel()
 			cmd := exec.CommandContext(ctx, tt.bin, tt.args...)
 			cmd.Dir = t.TempDir()
-			var stdout, stderr syncBuffer
+			var stdout, stderr testproc.Output
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			err := cmd.Run()
 			var exit *exec.ExitError

@@ -16,6 +16,7 @@ import (
 
 	"k8s.io/apiserver/pkg/storage/value"
 
+	"github.com/clusterkeys/clusterkeys/internal/testproc"
 	"github.com/clusterkeys/clusterkeys/pkg/backends"
 	_ "github.com/clusterkeys/clusterkeys/pkg/backends/all"
 	"github.com/clusterkeys/clusterkeys/pkg/config"
@@ -61,20 +62,8 @@ func shimBinary(t testing.TB) string {
 type shimProcess struct {
 	cmd  *exec.Cmd
 	sock string
-	log  *bytes.Buffer
+	log  *testproc.Output
 	done chan error
-}
-
-// lockedBuffer is a bytes.Buffer safe for the process's writes and the test's reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.Buffer.Write(p)
 }
 
 func startBinary(t testing.TB, bin, stateDir, sock string) *shimProcess {
@@ -88,14 +77,14 @@ func startBinary(t testing.TB, bin, stateDir, sock string) *shimProcess {
 // args and extra environment, and waits for its socket.
 func startBinaryWith(t testing.TB, bin, sock string, args, env []string) *shimProcess {
 	t.Helper()
-	var out lockedBuffer
+	var out testproc.Output
 	cmd := exec.Command(bin, append([]string{"--listen", "unix://" + sock, "--key", "kubernetes-kms"}, args...)...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.Env = append(os.Environ(), env...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &shimProcess{cmd: cmd, sock: sock, log: &out.Buffer, done: make(chan error, 1)}
+	p := &shimProcess{cmd: cmd, sock: sock, log: &out, done: make(chan error, 1)}
 	go func() { p.done <- cmd.Wait() }()
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {

@@ -20,9 +20,10 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/clusterkeys/clusterkeys/internal/testproc"
 )
 
 // The revocation test's identities: the same token file serves localrun
@@ -307,7 +308,7 @@ func startLocalrun(t *testing.T, dir string) *localrun {
 	if err := os.WriteFile(tokens, []byte(lines), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeLoopback(t)
+	addr := testproc.FreeAddr(t)
 	startProcess(t, "localrun", bin, "serve", "--listen", addr, "--state-dir", filepath.Join(dir, "state"),
 		"--token-auth-file", tokens, "--log-level", "warn")
 	l := &localrun{url: "http://" + addr, hc: &http.Client{Timeout: 120 * time.Second}}
@@ -322,7 +323,7 @@ type kubeAPI struct{ url string }
 // --client-ca-file caFile, both stopped when t ends.
 func startKubeAPIServer(t *testing.T, kapi, dir, caFile string) *kubeAPI {
 	t.Helper()
-	client, peer := "http://"+freeLoopback(t), "http://"+freeLoopback(t)
+	client, peer := "http://"+testproc.FreeAddr(t), "http://"+testproc.FreeAddr(t)
 	startProcess(t, "etcd", "etcd", "--name", "rev", "--data-dir", filepath.Join(dir, "etcd"),
 		"--listen-client-urls", client, "--advertise-client-urls", client,
 		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", "rev="+peer, "--log-level", "warn")
@@ -344,7 +345,7 @@ func startKubeAPIServer(t *testing.T, kapi, dir, caFile string) *kubeAPI {
 	if err := os.WriteFile(tokens, []byte(revAdminToken+",kube-admin,kube-admin,system:masters\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeLoopback(t)
+	addr := testproc.FreeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
 	startProcess(t, "kube-apiserver", kapi,
 		"--etcd-servers="+client,
@@ -422,34 +423,14 @@ func (k *kubeAPI) waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // startProcess starts a program whose output goes to a buffer that a failed
-// test prints; it is stopped by its PID (SIGTERM, then SIGKILL after 15 s)
+// test prints; it is interrupted, then killed after 15 s,
 // when t ends.
 func startProcess(t *testing.T, name, bin string, args ...string) {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
-	logs := &lockedBuffer{}
+	logs := &testproc.Output{}
 	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			out := logs.String()
-			if len(out) > 8000 {
-				out = "…" + out[len(out)-8000:]
-			}
-			t.Logf("%s output:\n%s", name, out)
-		}
-	})
+	testproc.Start(t, name, cmd, 15*time.Second, logs)
 }
 
 // waitHTTP polls url until it answers 200, for at most d.
@@ -477,32 +458,4 @@ func waitHTTP(t *testing.T, name string, hc *http.Client, url, token string, d t
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-func freeLoopback(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// lockedBuffer is a bytes.Buffer safe for a process's stdout and stderr.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
