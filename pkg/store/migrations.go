@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"slices"
@@ -68,4 +69,33 @@ func LoadMigrations(fsys fs.FS) ([]Migration, error) {
 		}
 	}
 	return ms, nil
+}
+
+// ErrSchemaTooNew is wrapped by a store's Open when the database was
+// migrated by a newer clusterkeys than this one: it records a migration
+// the binary does not know.
+var ErrSchemaTooNew = errors.New("database schema is newer than this binary knows")
+
+// PendingMigrations returns the migrations of ms (as LoadMigrations gives
+// them) whose versions applied, the versions a database records, does not
+// hold, in order of version: one below the highest recorded is pending
+// too, which fills a gap. A database that records a version ms does not
+// know is refused with an error wrapping ErrSchemaTooNew.
+func PendingMigrations(ms []Migration, applied []int) ([]Migration, error) {
+	known := map[int]bool{}
+	for _, m := range ms {
+		known[m.Version] = true
+	}
+	for _, v := range applied {
+		if !known[v] {
+			return nil, fmt.Errorf("schema has migration %d, which this binary does not know: %w", v, ErrSchemaTooNew)
+		}
+	}
+	var pending []Migration
+	for _, m := range ms {
+		if !slices.Contains(applied, m.Version) {
+			pending = append(pending, m)
+		}
+	}
+	return pending, nil
 }

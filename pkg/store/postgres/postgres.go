@@ -61,7 +61,6 @@ import (
 	"io"
 	"io/fs"
 	"net"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -95,8 +94,8 @@ const (
 const migrationLockKey = 0x636b2d6d696772
 
 // ErrSchemaTooNew is wrapped by Open when the database was migrated by a
-// newer clusterkeys than this one.
-var ErrSchemaTooNew = errors.New("database schema is newer than this binary knows")
+// newer clusterkeys than this one: it is store.ErrSchemaTooNew.
+var ErrSchemaTooNew = store.ErrSchemaTooNew
 
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
@@ -190,38 +189,12 @@ func (d *DB) SchemaVersion(ctx context.Context) (int, error) {
 	return v, nil
 }
 
-// migration is one embedded schema file.
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-// parseMigrationName is store.ParseMigrationName: every store names its
-// migration files alike.
-var parseMigrationName = store.ParseMigrationName
-
-// loadMigrations reads the embedded migrations of fsys with
-// store.LoadMigrations (in order of version, gaps allowed, a version given
-// twice refused).
-func loadMigrations(fsys fs.FS) ([]migration, error) {
-	loaded, err := store.LoadMigrations(fsys)
-	if err != nil {
-		return nil, err
-	}
-	ms := make([]migration, len(loaded))
-	for i, m := range loaded {
-		ms[i] = migration{version: m.Version, name: m.Name, sql: m.SQL}
-	}
-	return ms, nil
-}
-
 // migrate applies, in one transaction under the migration advisory lock
 // and in order of version, the migrations of fsys that the database has not
 // recorded (also one below the highest recorded, which fills a gap), and
 // refuses a database that recorded a migration fsys does not know.
 func (d *DB) migrate(ctx context.Context, fsys fs.FS) error {
-	ms, err := loadMigrations(fsys)
+	ms, err := store.LoadMigrations(fsys)
 	if err != nil {
 		return err
 	}
@@ -247,25 +220,17 @@ func (d *DB) migrate(ctx context.Context, fsys fs.FS) error {
 		if err != nil {
 			return d.wrap(err, "read schema version")
 		}
-		known := map[int]bool{}
-		for _, m := range ms {
-			known[m.version] = true
+		pending, err := store.PendingMigrations(ms, applied)
+		if err != nil {
+			return err
 		}
-		for _, v := range applied {
-			if !known[v] {
-				return fmt.Errorf("schema has migration %d, which this binary does not know: %w", v, ErrSchemaTooNew)
-			}
-		}
-		for _, m := range ms {
-			if slices.Contains(applied, m.version) {
-				continue
-			}
-			if _, err := tx.Exec(ctx, m.sql); err != nil {
-				return d.wrap(err, "apply migration %d (%s)", m.version, m.name)
+		for _, m := range pending {
+			if _, err := tx.Exec(ctx, m.SQL); err != nil {
+				return d.wrap(err, "apply migration %d (%s)", m.Version, m.Name)
 			}
 			if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, now())",
-				m.version, m.name); err != nil {
-				return d.wrap(err, "record migration %d (%s)", m.version, m.name)
+				m.Version, m.Name); err != nil {
+				return d.wrap(err, "record migration %d (%s)", m.Version, m.Name)
 			}
 		}
 		return nil

@@ -19,16 +19,17 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/clusterkeys/clusterkeys/pkg/api"
+	"github.com/clusterkeys/clusterkeys/pkg/store"
 	"github.com/clusterkeys/clusterkeys/pkg/store/storetest"
 )
 
 func TestMigrations(t *testing.T) {
 	ctx := context.Background()
-	known, err := loadMigrations(migrationFiles)
+	known, err := store.LoadMigrations(migrationFiles)
 	if err != nil {
 		t.Fatal(err)
 	}
-	latest := known[len(known)-1].version
+	latest := known[len(known)-1].Version
 	countRows := func(t *testing.T, d *DB) int {
 		t.Helper()
 		var n int
@@ -84,7 +85,7 @@ func TestMigrations(t *testing.T) {
 
 	withKnown := func(extra fstest.MapFS) fstest.MapFS {
 		for _, m := range known {
-			extra[fmt.Sprintf("migrations/%04d_%s.sql", m.version, m.name)] = &fstest.MapFile{Data: []byte(m.sql)}
+			extra[fmt.Sprintf("migrations/%04d_%s.sql", m.Version, m.Name)] = &fstest.MapFile{Data: []byte(m.SQL)}
 		}
 		return extra
 	}
@@ -179,13 +180,13 @@ func TestMigrations(t *testing.T) {
 func TestMigrationNames(t *testing.T) {
 	names := func(fsys fs.FS) []string {
 		t.Helper()
-		ms, err := loadMigrations(fsys)
+		ms, err := store.LoadMigrations(fsys)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var out []string
 		for _, m := range ms {
-			out = append(out, fmt.Sprintf("%04d_%s", m.version, m.name))
+			out = append(out, fmt.Sprintf("%04d_%s", m.Version, m.Name))
 		}
 		return out
 	}
@@ -293,30 +294,6 @@ func TestClassify(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := classify(tt.err, tt.closed); got != tt.want {
 				t.Fatalf("classify(%v) = %v, want %v", tt.err, got, tt.want)
-			}
-		})
-	}
-}
-
-func TestParseMigrationName(t *testing.T) {
-	tests := []struct {
-		file    string
-		version int
-		name    string
-		ok      bool
-	}{
-		{"0001_initial.sql", 1, "initial", true},
-		{"12_more_tables.sql", 12, "more_tables", true},
-		{"0000_zero.sql", 0, "", false},
-		{"0001_.sql", 0, "", false},
-		{"0001_x.txt", 0, "", false},
-		{"+1_x.sql", 0, "", false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.file, func(t *testing.T) {
-			v, name, err := parseMigrationName(tt.file)
-			if (err == nil) != tt.ok || v != tt.version || name != tt.name {
-				t.Fatalf("parseMigrationName(%q) = %d, %q, %v", tt.file, v, name, err)
 			}
 		})
 	}

@@ -19,7 +19,7 @@ import (
 // of "system:" (SQLite's LIKE ignores ASCII case; the port uses ILIKE).
 func TestMigrationMarksPrivilegedCertificatesAlreadyIssued(t *testing.T) {
 	ctx := context.Background()
-	known, err := loadMigrations(migrationFiles)
+	known, err := store.LoadMigrations(migrationFiles)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func TestMigrationMarksPrivilegedCertificatesAlreadyIssued(t *testing.T) {
 	}
 	old := &DB{pool: pool}
 	defer old.Close()
-	first := fstest.MapFS{"migrations/0001_" + known[0].name + ".sql": {Data: []byte(known[0].sql)}}
+	first := fstest.MapFS{"migrations/0001_" + known[0].Name + ".sql": {Data: []byte(known[0].SQL)}}
 	if err := old.migrate(ctx, first); err != nil {
 		t.Fatal(err)
 	}

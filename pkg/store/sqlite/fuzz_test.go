@@ -2,33 +2,9 @@ package sqlite
 
 import (
 	"database/sql"
-	"fmt"
-	"strings"
 	"testing"
 	"time"
 )
-
-// FuzzParseMigrationName checks that an accepted migration file name has a
-// positive version and a name, and that the name it gives formats back to
-// an accepted file name of the same version.
-func FuzzParseMigrationName(f *testing.F) {
-	for _, s := range []string{"0001_initial.sql", "2_x.sql", "0000_zero.sql", "_x.sql", "1_.sql", "x.sql", "9999999999999999999_x.sql"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, file string) {
-		v, name, err := parseMigrationName(file)
-		if err != nil {
-			return
-		}
-		if v < 1 || name == "" || !strings.HasSuffix(file, "_"+name+".sql") {
-			t.Fatalf("parseMigrationName(%q) = %d, %q", file, v, name)
-		}
-		v2, name2, err := parseMigrationName(fmt.Sprintf("%04d_%s.sql", v, name))
-		if err != nil || v2 != v || name2 != name {
-			t.Fatalf("reformatted %q: %d, %q, %v", file, v2, name2, err)
-		}
-	})
-}
 
 // FuzzTime checks that every storable time survives the round trip in UTC
 // and that the stored text sorts like the times.

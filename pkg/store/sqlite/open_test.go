@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/clusterkeys/clusterkeys/pkg/store"
 )
 
 // TestOpenUpToDateTakesNoWriteLock: opening a store whose schema is up to
@@ -31,11 +33,11 @@ func TestOpenUpToDateTakesNoWriteLock(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ms, err := loadMigrations(migrationFiles)
+			ms, err := store.LoadMigrations(migrationFiles)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := d.db.ExecContext(ctx, "DELETE FROM schema_migrations WHERE version = ?", ms[len(ms)-1].version); err != nil {
+			if _, err := d.db.ExecContext(ctx, "DELETE FROM schema_migrations WHERE version = ?", ms[len(ms)-1].Version); err != nil {
 				t.Fatal(err)
 			}
 			d.Close()

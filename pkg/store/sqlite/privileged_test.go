@@ -17,7 +17,7 @@ import (
 // recorded come back marked privileged by their subject.
 func TestMigrationMarksPrivilegedCertificatesAlreadyIssued(t *testing.T) {
 	ctx := context.Background()
-	known, err := loadMigrations(migrationFiles)
+	known, err := store.LoadMigrations(migrationFiles)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +30,7 @@ func TestMigrationMarksPrivilegedCertificatesAlreadyIssued(t *testing.T) {
 		t.Fatal(err)
 	}
 	old := &DB{db: db, path: path, writer: make(chan struct{}, 1)}
-	first := fstest.MapFS{filepathForVersion(known[0]): {Data: []byte(known[0].sql)}}
+	first := fstest.MapFS{filepathForVersion(known[0]): {Data: []byte(known[0].SQL)}}
 	if err := old.migrate(ctx, first); err != nil {
 		t.Fatal(err)
 	}

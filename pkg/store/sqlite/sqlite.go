@@ -70,8 +70,8 @@ const maxConns = 8
 const TimeLayout = "2006-01-02T15:04:05.000000000Z"
 
 // ErrSchemaTooNew is wrapped by Open when the database was migrated by a
-// newer clusterkeys than this one.
-var ErrSchemaTooNew = errors.New("database schema is newer than this binary knows")
+// newer clusterkeys than this one: it is store.ErrSchemaTooNew.
+var ErrSchemaTooNew = store.ErrSchemaTooNew
 
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
@@ -198,38 +198,12 @@ func (d *DB) SchemaVersion(ctx context.Context) (int, error) {
 	return v, nil
 }
 
-// migration is one embedded schema file.
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-// parseMigrationName is store.ParseMigrationName: every store names its
-// migration files alike.
-var parseMigrationName = store.ParseMigrationName
-
-// loadMigrations reads the embedded migrations of fsys with
-// store.LoadMigrations (in order of version, gaps allowed, a version given
-// twice refused).
-func loadMigrations(fsys fs.FS) ([]migration, error) {
-	loaded, err := store.LoadMigrations(fsys)
-	if err != nil {
-		return nil, err
-	}
-	ms := make([]migration, len(loaded))
-	for i, m := range loaded {
-		ms[i] = migration{version: m.Version, name: m.Name, sql: m.SQL}
-	}
-	return ms, nil
-}
-
 // migrate applies, in one write transaction and in order of version, the
 // migrations of fsys that the database has not recorded (also one below
 // the highest recorded, which fills a gap), and refuses a database that
 // recorded a migration fsys does not know.
 func (d *DB) migrate(ctx context.Context, fsys fs.FS) error {
-	ms, err := loadMigrations(fsys)
+	ms, err := store.LoadMigrations(fsys)
 	if err != nil {
 		return err
 	}
@@ -252,26 +226,18 @@ func (d *DB) migrate(ctx context.Context, fsys fs.FS) error {
 		if err != nil {
 			return d.wrap(err, "read schema version")
 		}
-		known := map[int]bool{}
-		for _, m := range ms {
-			known[m.version] = true
-		}
-		for v := range applied {
-			if !known[v] {
-				return fmt.Errorf("schema has migration %d, which this binary does not know: %w", v, ErrSchemaTooNew)
-			}
+		pending, err := store.PendingMigrations(ms, applied)
+		if err != nil {
+			return err
 		}
 		now := formatTime(time.Now())
-		for _, m := range ms {
-			if applied[m.version] {
-				continue
-			}
-			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-				return d.wrap(err, "apply migration %d (%s)", m.version, m.name)
+		for _, m := range pending {
+			if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+				return d.wrap(err, "apply migration %d (%s)", m.Version, m.Name)
 			}
 			if _, err := tx.ExecContext(ctx, "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-				m.version, m.name, now); err != nil {
-				return d.wrap(err, "record migration %d (%s)", m.version, m.name)
+				m.Version, m.Name, now); err != nil {
+				return d.wrap(err, "record migration %d (%s)", m.Version, m.Name)
 			}
 		}
 		return nil
@@ -282,7 +248,7 @@ func (d *DB) migrate(ctx context.Context, fsys fs.FS) error {
 // migrations ms, reading without a write transaction. A schema that has a
 // migration ms does not know fails with ErrSchemaTooNew; a missing table or
 // a missing migration returns false.
-func (d *DB) upToDate(ctx context.Context, ms []migration) (bool, error) {
+func (d *DB) upToDate(ctx context.Context, ms []store.Migration) (bool, error) {
 	tx, err := d.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return false, nil // the write path reports it
@@ -292,35 +258,24 @@ func (d *DB) upToDate(ctx context.Context, ms []migration) (bool, error) {
 	if err != nil {
 		return false, nil // no schema_migrations yet
 	}
-	known := map[int]bool{}
-	for _, m := range ms {
-		known[m.version] = true
-		if !applied[m.version] {
-			return false, nil
-		}
-	}
-	for v := range applied {
-		if !known[v] {
-			return false, fmt.Errorf("schema has migration %d, which this binary does not know: %w", v, ErrSchemaTooNew)
-		}
-	}
-	return true, nil
+	pending, err := store.PendingMigrations(ms, applied)
+	return err == nil && len(pending) == 0, err
 }
 
 // appliedMigrations returns the versions schema_migrations records.
-func appliedMigrations(ctx context.Context, tx *sql.Tx) (map[int]bool, error) {
+func appliedMigrations(ctx context.Context, tx *sql.Tx) ([]int, error) {
 	rows, err := tx.QueryContext(ctx, "SELECT version FROM schema_migrations")
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	applied := map[int]bool{}
+	var applied []int
 	for rows.Next() {
 		var v int
 		if err := rows.Scan(&v); err != nil {
 			return nil, err
 		}
-		applied[v] = true
+		applied = append(applied, v)
 	}
 	return applied, rows.Err()
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/clusterkeys/clusterkeys/pkg/api"
+	"github.com/clusterkeys/clusterkeys/pkg/store"
 	"github.com/clusterkeys/clusterkeys/pkg/store/storetest"
 )
 
@@ -103,15 +104,15 @@ func notADatabase(t *testing.T) string {
 
 func TestMigrations(t *testing.T) {
 	ctx := context.Background()
-	known, err := loadMigrations(migrationFiles)
+	known, err := store.LoadMigrations(migrationFiles)
 	if err != nil {
 		t.Fatal(err)
 	}
-	top := known[len(known)-1].version
+	top := known[len(known)-1].Version
 	// withKnown returns the embedded migrations plus extra.
 	withKnown := func(extra fstest.MapFS) fstest.MapFS {
 		for _, m := range known {
-			extra[filepathForVersion(m)] = &fstest.MapFile{Data: []byte(m.sql)}
+			extra[filepathForVersion(m)] = &fstest.MapFile{Data: []byte(m.SQL)}
 		}
 		return extra
 	}
@@ -252,42 +253,15 @@ func TestMigrations(t *testing.T) {
 	}
 	for _, tt := range badSets {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := loadMigrations(tt.files); err == nil {
-				t.Fatal("loadMigrations accepted the set")
+			if _, err := store.LoadMigrations(tt.files); err == nil {
+				t.Fatal("LoadMigrations accepted the set")
 			}
 		})
 	}
 }
 
-func filepathForVersion(m migration) string {
-	return fmt.Sprintf("migrations/%04d_%s.sql", m.version, m.name)
-}
-
-func TestParseMigrationName(t *testing.T) {
-	tests := []struct {
-		file    string
-		version int
-		name    string
-		ok      bool
-	}{
-		{"0001_initial.sql", 1, "initial", true},
-		{"12_more_tables.sql", 12, "more_tables", true},
-		{"0000_zero.sql", 0, "", false},
-		{"0001_.sql", 0, "", false},
-		{"_x.sql", 0, "", false},
-		{"0001_x.txt", 0, "", false},
-		{"-1_x.sql", 0, "", false},
-		{"+1_x.sql", 0, "", false},
-		{"99999999999999999999999_x.sql", 0, "", false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.file, func(t *testing.T) {
-			v, name, err := parseMigrationName(tt.file)
-			if (err == nil) != tt.ok || v != tt.version || name != tt.name {
-				t.Fatalf("parseMigrationName(%q) = %d, %q, %v", tt.file, v, name, err)
-			}
-		})
-	}
+func filepathForVersion(m store.Migration) string {
+	return fmt.Sprintf("migrations/%04d_%s.sql", m.Version, m.Name)
 }
 
 func TestUnavailable(t *testing.T) {
