@@ -6,7 +6,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/store"
 )
 
@@ -14,10 +13,8 @@ import (
 // existing name (or a key ref or key id already used) fails with an error
 // wrapping api.ErrConflict. k.ActiveVersion must equal first.Version.
 func (d *DB) CreateKEK(ctx context.Context, k store.KEK, first store.KEKVersion) error {
-	if k.Name == "" || k.ActiveVersion < 1 || first.Version != k.ActiveVersion || first.KeyRef == "" || first.KeyID == "" ||
-		(first.Name != "" && first.Name != k.Name) {
-		return fmt.Errorf("create KEK %q: invalid record (name, active version %d vs first %d, key ref, key id, first's name %q)",
-			k.Name, k.ActiveVersion, first.Version, first.Name)
+	if err := store.CheckNewKEK(k, first); err != nil {
+		return err
 	}
 	if err := checkTimes(k.CreatedAt, first.CreatedAt); err != nil {
 		return fmt.Errorf("create KEK %q: %w", k.Name, err)
@@ -112,12 +109,8 @@ func (d *DB) KEKVersionByKeyID(ctx context.Context, keyID string) (store.KEKVers
 // UPDATE of the active version decides between concurrent rotations on
 // any number of instances.
 func (d *DB) RotateKEK(ctx context.Context, name string, expected int, next store.KEKVersion) error {
-	if (next.Name != "" && next.Name != name) || next.KeyRef == "" || next.KeyID == "" {
-		return fmt.Errorf("rotate KEK %q: invalid next version (name %q, key ref, key id)", name, next.Name)
-	}
-	if next.Version != expected+1 {
-		return fmt.Errorf("rotate KEK %q: next version %d does not follow expected %d: %w",
-			name, next.Version, expected, api.ErrGenerationMismatch)
+	if err := store.CheckKEKRotation(name, expected, next); err != nil {
+		return err
 	}
 	if err := checkTimes(next.CreatedAt); err != nil {
 		return fmt.Errorf("rotate KEK %q: %w", name, err)
