@@ -320,17 +320,7 @@ func TestTokenRemoval(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	c := openCustody(t, tok, Options{Registerer: reg})
 	ctx := context.Background()
-	if err := c.GenerateKEK(ctx, "kek"); err != nil {
-		t.Fatal(err)
-	}
-	s, err := c.GenerateSigner(ctx, "ca", keys.ECDSAP256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ct, err := c.Seal(ctx, "kek", []byte("seed"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, ct := signerAndSealed(t, c)
 	digest := sha256.Sum256([]byte("x"))
 
 	away := tok.dir + ".away"
@@ -384,6 +374,25 @@ func TestTokenRemoval(t *testing.T) {
 			t.Fatalf("clusterkeys_pkcs11_up = %v", up)
 		}
 	})
+}
+
+// signerAndSealed gives c a KEK "kek" and a P-256 key "ca", and returns
+// the signer of "ca" and "seed" sealed under "kek".
+func signerAndSealed(t *testing.T, c *Custody) (crypto.Signer, []byte) {
+	t.Helper()
+	ctx := context.Background()
+	if err := c.GenerateKEK(ctx, "kek"); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.GenerateSigner(ctx, "ca", keys.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, err := c.Seal(ctx, "kek", []byte("seed"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, ct
 }
 
 // TestModuleFinalized finalizes the PKCS#11 module under a live Custody
@@ -476,17 +485,7 @@ func TestFaultUnderLoad(t *testing.T) {
 	tok := newToken(t)
 	c := openCustody(t, tok, Options{})
 	ctx := context.Background()
-	if err := c.GenerateKEK(ctx, "kek"); err != nil {
-		t.Fatal(err)
-	}
-	s, err := c.GenerateSigner(ctx, "ca", keys.ECDSAP256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ct, err := c.Seal(ctx, "kek", []byte("seed"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, ct := signerAndSealed(t, c)
 	digest := sha256.Sum256([]byte("x"))
 	stop := make(chan struct{})
 	type result struct{ ok, unavailable int }
