@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/clusterkeys/clusterkeys/internal/secretfile"
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 )
 
@@ -61,22 +62,11 @@ const (
 // regular file or that group or others may read or write, as for the master
 // key and the PKCS#11 PIN file. Errors name the line, never the token.
 func LoadTokenFile(path string) (*TokenFile, error) {
-	f, err := os.Open(path)
+	f, _, err := secretfile.Open(path, "token file")
 	if err != nil {
-		return nil, fmt.Errorf("open token file: %w", err)
+		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("stat token file %s: %w", path, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("token file %s is not a regular file", path)
-	}
-	// Tokens others can read are tokens already given away.
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("token file %s has mode %#o: it must not be readable or writable by group or others (chmod 600 it)", path, perm)
-	}
 	return ParseTokenFile(io.LimitReader(f, maxTokenFile))
 }
 

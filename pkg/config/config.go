@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clusterkeys/clusterkeys/internal/secretfile"
 	"github.com/spf13/pflag"
 )
 
@@ -294,11 +295,8 @@ func readStoreFile(path string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("--store-file %s: %w", path, err)
 	}
-	if !fi.Mode().IsRegular() {
-		return "", fmt.Errorf("--store-file %s is not a regular file", path)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return "", fmt.Errorf("--store-file %s has mode %#o: it must not be readable or writable by group or others (chmod 600 it)", path, perm)
+	if err := secretfile.CheckMode(fi, "--store-file", path); err != nil {
+		return "", err
 	}
 	b, err := io.ReadAll(io.LimitReader(f, maxStoreFile+1))
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+
+	"github.com/clusterkeys/clusterkeys/internal/secretfile"
 )
 
 // Environment variables of the PKCS#11 settings (pkg/config binds the first
@@ -87,23 +89,11 @@ func NewConfig(module, label, pinFile string) (Config, error) {
 // whitespace. An empty file, or one that group or others may read or
 // write, is an error.
 func ReadPINFile(path string) (string, error) {
-	f, err := os.Open(path)
+	f, _, err := secretfile.Open(path, "PKCS#11 PIN file")
 	if err != nil {
-		return "", fmt.Errorf("open PKCS#11 PIN file: %w", err)
+		return "", err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return "", fmt.Errorf("stat PKCS#11 PIN file %s: %w", path, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return "", fmt.Errorf("PKCS#11 PIN file %s is not a regular file", path)
-	}
-	// As for the master key file and an ssh private key: a PIN others can
-	// read is a PIN already given away, so refuse it rather than use it.
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return "", fmt.Errorf("PKCS#11 PIN file %s has mode %#o: it must not be readable or writable by group or others (chmod 600 it)", path, perm)
-	}
 	b, err := io.ReadAll(io.LimitReader(f, maxPINFile+1))
 	if err != nil {
 		return "", fmt.Errorf("read PKCS#11 PIN file %s: %w", path, err)

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/clusterkeys/clusterkeys/internal/secretfile"
 	"github.com/clusterkeys/clusterkeys/pkg/store"
 )
 
@@ -89,21 +90,11 @@ func refuseIfSealed(ctx context.Context, path string, blobs BlobLister) error {
 }
 
 func readMasterKey(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	f, fi, err := secretfile.Open(path, "master key file")
 	if err != nil {
-		return nil, fmt.Errorf("open master key file: %w", err)
+		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("stat master key file %s: %w", path, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("master key file %s is not a regular file", path)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("master key file %s has mode %#o: it must not be readable or writable by group or others (chmod 600 it)", path, perm)
-	}
 	if fi.Size() != MasterKeySize {
 		return nil, fmt.Errorf("master key file %s is %d bytes long, want exactly %d", path, fi.Size(), MasterKeySize)
 	}
