@@ -257,6 +257,37 @@ func (a *Authority) cluster(ctx context.Context, name string) (store.Cluster, er
 	return c, nil
 }
 
+// lookup returns the principal of ctx and the record of cluster, once its
+// name is valid (errors as principal, ValidateClusterName and cluster give
+// them, in that order).
+func (a *Authority) lookup(ctx context.Context, cluster string) (auth.Principal, store.Cluster, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return auth.Principal{}, store.Cluster{}, err
+	}
+	if err := ValidateClusterName(cluster); err != nil {
+		return auth.Principal{}, store.Cluster{}, err
+	}
+	c, err := a.cluster(ctx, cluster)
+	if err != nil {
+		return auth.Principal{}, store.Cluster{}, err
+	}
+	return p, c, nil
+}
+
+// readable returns the record of cluster for a read: lookup, then it
+// refuses a principal that may not read the cluster's project.
+func (a *Authority) readable(ctx context.Context, cluster string) (store.Cluster, error) {
+	p, c, err := a.lookup(ctx, cluster)
+	if err != nil {
+		return store.Cluster{}, err
+	}
+	if err := p.AuthorizeRead(c.Project); err != nil {
+		return store.Cluster{}, err
+	}
+	return c, nil
+}
+
 // normalize fills the defaults of a create request and checks its fields.
 func (a *Authority) normalize(cluster string, p auth.Principal, req CreateRequest) (CreateRequest, error) {
 	if req.KeyAlgorithm == "" {
@@ -381,18 +412,8 @@ func (a *Authority) existing(ctx context.Context, p auth.Principal, c store.Clus
 
 // CA returns the CA of cluster.
 func (a *Authority) CA(ctx context.Context, cluster string) (Resource, error) {
-	p, err := principal(ctx)
+	c, err := a.readable(ctx, cluster)
 	if err != nil {
-		return Resource{}, err
-	}
-	if err := ValidateClusterName(cluster); err != nil {
-		return Resource{}, err
-	}
-	c, err := a.cluster(ctx, cluster)
-	if err != nil {
-		return Resource{}, err
-	}
-	if err := p.AuthorizeRead(c.Project); err != nil {
 		return Resource{}, err
 	}
 	return a.resource(ctx, c)

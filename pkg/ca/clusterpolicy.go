@@ -221,18 +221,8 @@ func (a *Authority) validatePolicy(req ClusterPolicyRequest) (store.ClusterPolic
 // ClusterPolicy returns the effective signing policy of cluster, to readers of
 // its project and admins.
 func (a *Authority) ClusterPolicy(ctx context.Context, cluster string) (ClusterPolicy, error) {
-	p, err := principal(ctx)
+	c, err := a.readable(ctx, cluster)
 	if err != nil {
-		return ClusterPolicy{}, err
-	}
-	if err := ValidateClusterName(cluster); err != nil {
-		return ClusterPolicy{}, err
-	}
-	c, err := a.cluster(ctx, cluster)
-	if err != nil {
-		return ClusterPolicy{}, err
-	}
-	if err := p.AuthorizeRead(c.Project); err != nil {
 		return ClusterPolicy{}, err
 	}
 	return a.effective(c.Policy), nil
@@ -242,14 +232,7 @@ func (a *Authority) ClusterPolicy(ctx context.Context, cluster string) (ClusterP
 // returns it as it now applies. The next sign on any instance reads it:
 // nothing is cached.
 func (a *Authority) SetClusterPolicy(ctx context.Context, cluster string, req ClusterPolicyRequest) (ClusterPolicy, error) {
-	p, err := principal(ctx)
-	if err != nil {
-		return ClusterPolicy{}, err
-	}
-	if err := ValidateClusterName(cluster); err != nil {
-		return ClusterPolicy{}, err
-	}
-	c, err := a.cluster(ctx, cluster)
+	p, c, err := a.lookup(ctx, cluster)
 	if err != nil {
 		return ClusterPolicy{}, err
 	}

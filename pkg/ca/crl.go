@@ -47,18 +47,8 @@ var reasonCodes = map[string]int{
 // is 404 not_found. The CRL is cached in the store and rebuilt when a
 // revocation happened since, or half its validity has passed.
 func (a *Authority) CRL(ctx context.Context, cluster string, gen int) ([]byte, error) {
-	p, err := principal(ctx)
+	c, err := a.readable(ctx, cluster)
 	if err != nil {
-		return nil, err
-	}
-	if err := ValidateClusterName(cluster); err != nil {
-		return nil, err
-	}
-	c, err := a.cluster(ctx, cluster)
-	if err != nil {
-		return nil, err
-	}
-	if err := p.AuthorizeRead(c.Project); err != nil {
 		return nil, err
 	}
 	if gen == 0 {
