@@ -930,31 +930,59 @@ func (c *Custody) GenerateKEK(ctx context.Context, ref string) error {
 
 // kek returns the GCM of the KEK labelled ref in cn.
 func (c *Custody) kek(cn *conn, ref string) (cipher.AEAD, error) {
+	return findLabelled(cn, cn.keks, ref, labelledKEK, cn.cx.FindKeys, func(k *crypto11.SecretKey) (cipher.AEAD, error) {
+		g, err := k.NewGCM()
+		if err != nil {
+			return nil, backend("KEK GCM", err)
+		}
+		return g, nil
+	})
+}
+
+// labelled names a kind of labelled object in findLabelled's errors.
+type labelled struct {
+	find string // what failed when the search did
+	one  string // one object of the kind
+	many string // several objects of the kind
+}
+
+var (
+	labelledKEK    = labelled{find: "find KEK", one: "KEK", many: "keys"}
+	labelledSigner = labelled{find: "find key pair", one: "key", many: "key pairs"}
+)
+
+// findLabelled returns cache[ref], or else the one object of kind labelled
+// ref that find lists in cn, made a T by use and cached (under
+// cn.cacheMu). A missing object is keys.ErrNotFound; several are refused
+// rather than guessed between.
+func findLabelled[O, T any](cn *conn, cache map[string]T, ref string, kind labelled,
+	find func(id, label []byte) ([]O, error), use func(O) (T, error)) (T, error) {
 	cn.cacheMu.Lock()
-	g, ok := cn.keks[ref]
+	v, ok := cache[ref]
 	cn.cacheMu.Unlock()
 	if ok {
-		return g, nil
+		return v, nil
 	}
-	ks, err := cn.cx.FindKeys(nil, []byte(ref))
+	var zero T
+	objs, err := find(nil, []byte(ref))
 	if err != nil {
-		return nil, backend("find KEK", err)
+		return zero, backend(kind.find, err)
 	}
-	switch len(ks) {
+	switch len(objs) {
 	case 0:
-		return nil, fmt.Errorf("pkcs11 custody: KEK %q: %w", ref, keys.ErrNotFound)
+		return zero, fmt.Errorf("pkcs11 custody: %s %q: %w", kind.one, ref, keys.ErrNotFound)
 	case 1:
 	default:
-		return nil, fmt.Errorf("pkcs11 custody: %d keys are labelled %q; refusing to guess: %w", len(ks), ref, keys.ErrBackend)
+		return zero, fmt.Errorf("pkcs11 custody: %d %s are labelled %q; refusing to guess: %w", len(objs), kind.many, ref, keys.ErrBackend)
 	}
-	g, err = ks[0].NewGCM()
+	v, err = use(objs[0])
 	if err != nil {
-		return nil, backend("KEK GCM", err)
+		return zero, err
 	}
 	cn.cacheMu.Lock()
-	cn.keks[ref] = g
+	cache[ref] = v
 	cn.cacheMu.Unlock()
-	return g, nil
+	return v, nil
 }
 
 // kekHandle returns the object handle of the KEK labelled ref in cn, for
@@ -1108,27 +1136,8 @@ func (c *Custody) GenerateSigner(ctx context.Context, ref string, alg keys.Algor
 
 // findSigner returns the key pair labelled ref in cn.
 func (c *Custody) findSigner(cn *conn, ref string) (crypto11.Signer, error) {
-	cn.cacheMu.Lock()
-	s, ok := cn.signers[ref]
-	cn.cacheMu.Unlock()
-	if ok {
-		return s, nil
-	}
-	ps, err := cn.cx.FindKeyPairs(nil, []byte(ref))
-	if err != nil {
-		return nil, backend("find key pair", err)
-	}
-	switch len(ps) {
-	case 0:
-		return nil, fmt.Errorf("pkcs11 custody: key %q: %w", ref, keys.ErrNotFound)
-	case 1:
-	default:
-		return nil, fmt.Errorf("pkcs11 custody: %d key pairs are labelled %q; refusing to guess: %w", len(ps), ref, keys.ErrBackend)
-	}
-	cn.cacheMu.Lock()
-	cn.signers[ref] = ps[0]
-	cn.cacheMu.Unlock()
-	return ps[0], nil
+	return findLabelled(cn, cn.signers, ref, labelledSigner, cn.cx.FindKeyPairs,
+		func(s crypto11.Signer) (crypto11.Signer, error) { return s, nil })
 }
 
 // Signer returns the signer of the key pair labelled ref (an error wrapping
