@@ -185,16 +185,21 @@ func decodeB64(field, s string) ([]byte, error) {
 	return b, nil
 }
 
+// requiredB64 is decodeB64 of a field that must be present and not empty.
+func requiredB64(field string, s *string) ([]byte, error) {
+	if s == nil || *s == "" {
+		return nil, api.Invalid(api.CodeInvalidField, field, field+" is required (base64)")
+	}
+	return decodeB64(field, *s)
+}
+
 func (s *Service) handleWrap(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("key")
 	var req WrapRequest
 	if err := api.DecodeJSON(r, &req, false); err != nil {
 		return err
 	}
-	if req.Plaintext == nil || *req.Plaintext == "" {
-		return api.Invalid(api.CodeInvalidField, "plaintext", "plaintext is required (base64)")
-	}
-	plaintext, err := decodeB64("plaintext", *req.Plaintext)
+	plaintext, err := requiredB64("plaintext", req.Plaintext)
 	if err != nil {
 		return err
 	}
@@ -219,10 +224,7 @@ func (s *Service) handleUnwrap(w http.ResponseWriter, r *http.Request) error {
 	if err := api.DecodeJSON(r, &req, false); err != nil {
 		return err
 	}
-	if req.Ciphertext == nil || *req.Ciphertext == "" {
-		return api.Invalid(api.CodeInvalidField, "ciphertext", "ciphertext is required (base64)")
-	}
-	ct, err := decodeB64("ciphertext", *req.Ciphertext)
+	ct, err := requiredB64("ciphertext", req.Ciphertext)
 	if err != nil {
 		return err
 	}
