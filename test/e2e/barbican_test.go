@@ -6,16 +6,13 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/clusterkeys/clusterkeys/internal/need"
 	"github.com/clusterkeys/clusterkeys/internal/testproc"
 )
 
@@ -26,24 +23,16 @@ type barbican struct {
 	dir string
 }
 
-func barbicanScript() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "scripts", "barbican.sh")
-}
-
 // startBarbican starts a Barbican of its own for t (about 3 s here), with
 // extra environment for barbican.sh.
 func startBarbican(t testing.TB, env ...string) *barbican {
 	t.Helper()
-	if _, err := os.Stat("/usr/bin/uwsgi"); err != nil {
-		if err := exec.Command("bash", barbicanScript(), "install").Run(); err != nil {
-			need.Missing(t, "Barbican is missing: apt-get install barbican-api uwsgi-core uwsgi-plugin-python3 (or make deps)")
-		}
-	}
+	_, err := os.Stat("/usr/bin/uwsgi")
+	installOrMissing(t, err == nil, "barbican.sh", "Barbican is missing: apt-get install barbican-api uwsgi-core uwsgi-plugin-python3 (or make deps)")
 	b := &barbican{dir: t.TempDir()}
 	port := strings.TrimPrefix(testproc.FreeAddr(t), "127.0.0.1:")
 	start := time.Now()
-	cmd := exec.Command("bash", barbicanScript(), "start", b.dir, port)
+	cmd := scriptCmd("barbican.sh", "start", b.dir, port)
 	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.Output()
 	if err != nil {
@@ -57,7 +46,7 @@ func startBarbican(t testing.TB, env ...string) *barbican {
 
 func (b *barbican) stop(t testing.TB) {
 	t.Helper()
-	if err := exec.Command("bash", barbicanScript(), "stop", b.dir).Run(); err != nil {
+	if err := scriptCmd("barbican.sh", "stop", b.dir).Run(); err != nil {
 		t.Errorf("barbican.sh stop: %v", err)
 	}
 }
@@ -65,7 +54,7 @@ func (b *barbican) stop(t testing.TB) {
 func (b *barbican) restart(t testing.TB) {
 	t.Helper()
 	port := b.URL[strings.LastIndex(b.URL, ":")+1:]
-	if out, err := exec.Command("bash", barbicanScript(), "start", b.dir, port).CombinedOutput(); err != nil {
+	if out, err := scriptCmd("barbican.sh", "start", b.dir, port).CombinedOutput(); err != nil {
 		t.Fatalf("barbican.sh start again: %v\n%s", err, out)
 	}
 }

@@ -28,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clusterkeys/clusterkeys/internal/need"
 	"github.com/clusterkeys/clusterkeys/internal/testproc"
 )
 
@@ -66,6 +67,25 @@ func run(m *testing.M) (int, error) {
 
 // atExit runs after every test of the package: shared servers stop there.
 var atExit []func()
+
+// scriptCmd is `bash test/scripts/<name> args…`.
+func scriptCmd(name string, args ...string) *exec.Cmd {
+	_, file, _, _ := runtime.Caller(0)
+	return exec.Command("bash", append([]string{filepath.Join(filepath.Dir(file), "..", "scripts", name)}, args...)...)
+}
+
+// installOrMissing runs `test/scripts/<name> install` unless the
+// component is present, and reports it need.Missing with msg when that
+// fails.
+func installOrMissing(t testing.TB, present bool, name, msg string) {
+	t.Helper()
+	if present {
+		return
+	}
+	if err := scriptCmd(name, "install").Run(); err != nil {
+		need.Missing(t, msg)
+	}
+}
 
 // buildAll builds what make build and make lambda build.
 func buildAll(dir string) error {
@@ -298,6 +318,11 @@ func do(t testing.TB, method, url, token string, body any) response {
 // tryDo is do that returns its error, for goroutines and for requests to a
 // server that may be gone.
 func tryDo(method, url, token string, body any) (response, error) {
+	return send(client, method, url, token, body)
+}
+
+// send is tryDo with a chosen client.
+func send(hc *http.Client, method, url, token string, body any) (response, error) {
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -322,7 +347,7 @@ func tryDo(method, url, token string, body any) (response, error) {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := client.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return response{}, fmt.Errorf("%s %s: %w", method, url, err)
 	}

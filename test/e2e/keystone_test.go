@@ -9,13 +9,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/clusterkeys/clusterkeys/internal/need"
 	"github.com/clusterkeys/clusterkeys/internal/testproc"
 )
 
@@ -35,18 +33,10 @@ var (
 	sharedKeystoneOnce sync.Once
 )
 
-func keystoneScript() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "scripts", "keystone.sh")
-}
-
 func startKeystone(t *testing.T) *keystone {
 	t.Helper()
-	if _, err := os.Stat("/usr/bin/keystone-manage"); err != nil {
-		if err := exec.Command("bash", keystoneScript(), "install").Run(); err != nil {
-			need.Missing(t, "Keystone is missing: apt-get install python3-keystone python3-keystoneclient uwsgi-core uwsgi-plugin-python3 (or make deps)")
-		}
-	}
+	_, err := os.Stat("/usr/bin/keystone-manage")
+	installOrMissing(t, err == nil, "keystone.sh", "Keystone is missing: apt-get install python3-keystone python3-keystoneclient uwsgi-core uwsgi-plugin-python3 (or make deps)")
 	sharedKeystoneOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "ck-keystone")
 		if err != nil {
@@ -55,7 +45,7 @@ func startKeystone(t *testing.T) *keystone {
 		}
 		port := strings.TrimPrefix(testproc.FreeAddr(t), "127.0.0.1:")
 		start := time.Now()
-		cmd := exec.Command("bash", keystoneScript(), "start", dir, port)
+		cmd := scriptCmd("keystone.sh", "start", dir, port)
 		cmd.Env = append(os.Environ(), fmt.Sprintf("KEYSTONE_TOKEN_EXPIRATION=%d", int(keystoneTokenLifetime.Seconds())))
 		out, err := cmd.Output()
 		if err != nil {
@@ -65,7 +55,7 @@ func startKeystone(t *testing.T) *keystone {
 		fmt.Fprintf(os.Stderr, "e2e: Keystone set up and started in %v\n", time.Since(start).Round(time.Millisecond))
 		sharedKeystone.URL, sharedKeystone.dir = strings.TrimSpace(string(out)), dir
 		atExit = append(atExit, func() {
-			_ = exec.Command("bash", keystoneScript(), "stop", dir).Run()
+			_ = scriptCmd("keystone.sh", "stop", dir).Run()
 			os.RemoveAll(dir)
 		})
 	})
@@ -365,7 +355,7 @@ func TestKeystoneDownFailsClosed(t *testing.T) {
 	k := startKeystone(t)
 	s := keystoneServer(t, k)
 	tok := k.token(t, "alice", "team-a")
-	_ = exec.Command("bash", keystoneScript(), "stop", k.dir).Run()
+	_ = scriptCmd("keystone.sh", "stop", k.dir).Run()
 	// Keystone stays down: tests after this one that need it fail clearly.
 	sharedKeystone.err = fmt.Errorf("the shared Keystone was stopped by TestKeystoneDownFailsClosed")
 	r := do(t, "GET", s.URL+"/v1/clusters/any/ca", tok, nil)

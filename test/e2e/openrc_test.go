@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -37,7 +36,7 @@ func runningKeystone(t *testing.T) *keystone {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command("bash", keystoneScript(), "start", k.dir, u.Port())
+		cmd := scriptCmd("keystone.sh", "start", k.dir, u.Port())
 		cmd.Env = append(os.Environ(), fmt.Sprintf("KEYSTONE_TOKEN_EXPIRATION=%d", int(keystoneTokenLifetime.Seconds())))
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("keystone.sh start again: %v\n%s", err, out)

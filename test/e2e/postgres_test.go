@@ -12,9 +12,7 @@ import (
 	mrand "math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -38,21 +36,13 @@ type pgServer struct {
 	dir string
 }
 
-func postgresScript() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "scripts", "postgres.sh")
-}
-
 // startPostgres starts a PostgreSQL server of its own for t (initdb and
 // start take a few seconds). Without PostgreSQL the test skips, naming the
 // package; with CI=true it fails.
 func startPostgres(t testing.TB) *pgServer {
 	t.Helper()
-	if bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/postgres"); len(bins) == 0 {
-		if err := exec.Command("bash", postgresScript(), "install").Run(); err != nil {
-			need.Missing(t, "PostgreSQL is missing: apt-get install postgresql (or make deps)")
-		}
-	}
+	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/postgres")
+	installOrMissing(t, len(bins) > 0, "postgres.sh", "PostgreSQL is missing: apt-get install postgresql (or make deps)")
 	// Run as root, the server runs as nobody: its directory must be
 	// reachable, which t.TempDir's parent (0700) is not.
 	dir, err := os.MkdirTemp("", "ck-e2e-pg-")
@@ -75,7 +65,7 @@ func startPostgres(t testing.TB) *pgServer {
 func (p *pgServer) start(t testing.TB) {
 	t.Helper()
 	var stderr bytes.Buffer
-	cmd := exec.Command("bash", postgresScript(), "start", p.dir)
+	cmd := scriptCmd("postgres.sh", "start", p.dir)
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
@@ -87,7 +77,7 @@ func (p *pgServer) start(t testing.TB) {
 // stop stops the server (fast shutdown: open connections are cut).
 func (p *pgServer) stop(t testing.TB) {
 	t.Helper()
-	if out, err := exec.Command("bash", postgresScript(), "stop", p.dir).CombinedOutput(); err != nil {
+	if out, err := scriptCmd("postgres.sh", "stop", p.dir).CombinedOutput(); err != nil {
 		t.Errorf("postgres.sh stop: %v: %s", err, out)
 	}
 }
@@ -561,7 +551,7 @@ func e2eStoreArgs(t testing.TB, state string, args []string) []string {
 		}
 		p := &pgServer{dir: dir}
 		var stderr bytes.Buffer
-		cmd := exec.Command("bash", postgresScript(), "start", dir)
+		cmd := scriptCmd("postgres.sh", "start", dir)
 		cmd.Stderr = &stderr
 		out, err := cmd.Output()
 		if err != nil {
@@ -572,7 +562,7 @@ func e2eStoreArgs(t testing.TB, state string, args []string) []string {
 		p.DSN = strings.TrimSpace(string(out))
 		e2eStore.pg = p
 		atExit = append(atExit, func() {
-			_ = exec.Command("bash", postgresScript(), "stop", dir).Run()
+			_ = scriptCmd("postgres.sh", "stop", dir).Run()
 			os.RemoveAll(dir)
 		})
 	})
