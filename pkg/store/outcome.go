@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/clusterkeys/clusterkeys/pkg/api"
@@ -19,6 +20,16 @@ import (
 // the reconciler (pkg/reconcile) destroys it later if no row names it.
 func NotWritten(err error) bool {
 	return errors.Is(err, api.ErrGenerationMismatch) || errors.Is(err, api.ErrConflict) || errors.Is(err, api.ErrNotFound)
+}
+
+// Wrap returns err with the context msg, wrapping sentinel too when it is
+// not nil: the api sentinel (api.ErrNotFound, api.ErrConflict,
+// api.ErrUnavailable, …) a store maps err's cause to.
+func Wrap(err, sentinel error, msg string) error {
+	if sentinel != nil {
+		return fmt.Errorf("%s: %w: %w", msg, sentinel, err)
+	}
+	return fmt.Errorf("%s: %w", msg, err)
 }
 
 // KeyRefs are the custody key refs the metadata store names.

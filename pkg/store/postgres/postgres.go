@@ -320,11 +320,7 @@ func retryable(err error) bool {
 // wrap returns err with context, wrapping the api sentinel its cause maps
 // to, if any.
 func (d *DB) wrap(err error, format string, args ...any) error {
-	msg := fmt.Sprintf(format, args...)
-	if sentinel := classify(err, d.closed.Load()); sentinel != nil {
-		return fmt.Errorf("%s: %w: %w", msg, sentinel, err)
-	}
-	return fmt.Errorf("%s: %w", msg, err)
+	return store.Wrap(err, classify(err, d.closed.Load()), fmt.Sprintf(format, args...))
 }
 
 // classify returns the api sentinel err maps to, or nil: no rows →

@@ -313,11 +313,7 @@ func (d *DB) writeLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
 // ErrConflict, a missing referenced row → ErrNotFound, busy, locked, I/O
 // errors and a closed database → ErrUnavailable.
 func (d *DB) wrap(err error, format string, args ...any) error {
-	msg := fmt.Sprintf(format, args...)
-	if sentinel := classify(err, d.closed.Load()); sentinel != nil {
-		return fmt.Errorf("%s: %w: %w", msg, sentinel, err)
-	}
-	return fmt.Errorf("%s: %w", msg, err)
+	return store.Wrap(err, classify(err, d.closed.Load()), fmt.Sprintf(format, args...))
 }
 
 // classify returns the api sentinel err maps to, or nil.
