@@ -204,11 +204,7 @@ func kmsMarkdown(pairs []pairResult, set settings, load string) string {
 	fmt.Fprintf(&b, "- rounds: %d × %s per plugin, operation and caller count\n\n", set.rounds, set.round)
 	b.WriteString("| operation | callers | shim calls/s | p50 | p99 | CPU/call | plugin calls/s | p50 | p99 | CPU/call | ratio (calls/s) | p50 shim − plugin |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	for _, p := range pairs {
-		fmt.Fprintf(&b, "| %s | %d | %.0f | %s | %s | %s | %.0f | %s | %s | %s | %.2f × | %+.0f µs |\n",
-			p.op, p.clients, p.ck.rate(), us(p.ck.pct(.5)), us(p.ck.pct(.99)), us(p.ck.cpuPerRequest()),
-			p.cf.rate(), us(p.cf.pct(.5)), us(p.cf.pct(.99)), us(p.cf.cpuPerRequest()), p.ratio(), p50Delta(p))
-	}
+	writePairRows(&b, pairs, us, func(p pairResult) string { return fmt.Sprintf("%+.0f µs", p50Delta(p)) })
 	b.WriteString("\nGoals (issue 13): calls/s ≥ 0.9 × the plugin's at 8 callers; p50 at 1 caller within 20 µs of it.\n")
 	b.WriteString("CPU/call is the plugin process's user + system CPU time (from /proc) per answered call.\n")
 	return b.String()

@@ -310,6 +310,22 @@ func (p pairResult) ratio() float64 {
 	return p.ck.rate() / p.cf.rate()
 }
 
+// writePairRows writes a table row a pair: operation, clients, then each
+// side's rate, p50, p99 and CPU per request (durations written by unit),
+// the ratio of the rates, and one cell a function of extra.
+func writePairRows(b *strings.Builder, pairs []pairResult, unit func(time.Duration) string, extra ...func(pairResult) string) {
+	side := func(s sample) string {
+		return fmt.Sprintf("%.0f | %s | %s | %s", s.rate(), unit(s.pct(.5)), unit(s.pct(.99)), unit(s.cpuPerRequest()))
+	}
+	for _, p := range pairs {
+		fmt.Fprintf(b, "| %s | %d | %s | %s | %.2f × |", p.op, p.clients, side(p.ck), side(p.cf), p.ratio())
+		for _, cell := range extra {
+			fmt.Fprintf(b, " %s |", cell(p))
+		}
+		b.WriteString("\n")
+	}
+}
+
 func markdown(pairs []pairResult, set settings, load string) string {
 	var b strings.Builder
 	b.WriteString("## sign and validate, beside cfssl\n\n")
@@ -324,11 +340,7 @@ func markdown(pairs []pairResult, set settings, load string) string {
 	fmt.Fprintf(&b, "- rounds: %d × %s per server, operation and client count\n\n", set.rounds, set.round)
 	b.WriteString("| operation | clients | clusterkeys req/s | p50 | p99 | CPU/req | cfssl req/s | p50 | p99 | CPU/req | ratio (req/s) |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	for _, p := range pairs {
-		fmt.Fprintf(&b, "| %s | %d | %.0f | %s | %s | %s | %.0f | %s | %s | %s | %.2f × |\n",
-			p.op, p.clients, p.ck.rate(), ms(p.ck.pct(.5)), ms(p.ck.pct(.99)), ms(p.ck.cpuPerRequest()),
-			p.cf.rate(), ms(p.cf.pct(.5)), ms(p.cf.pct(.99)), ms(p.cf.cpuPerRequest()), p.ratio())
-	}
+	writePairRows(&b, pairs, ms)
 	b.WriteString("\nclusterkeys sign-CSR is `POST /v1/clusters/{c}/certificates` (profile client); cfssl sign is\n")
 	b.WriteString("`POST /api/v1/cfssl/sign`. clusterkeys validate is `POST /v1/tls/validate` with leaf, key,\n")
 	b.WriteString("intermediate and `ca_bundle`; cfssl bundle is `POST /api/v1/cfssl/bundle` with leaf + intermediate\n")
