@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/apiserver/pkg/storage/value"
-
 	"github.com/clusterkeys/clusterkeys/internal/testproc"
 	"github.com/clusterkeys/clusterkeys/pkg/backends"
 	_ "github.com/clusterkeys/clusterkeys/pkg/backends/all"
@@ -148,12 +146,7 @@ func TestBuiltShimBinary(t *testing.T) {
 		t.Fatalf("Status = %+v, %v", st, err)
 	}
 	w, _ := writeTransformer(t, c)
-	raw, pw := secretValue(t, "bin")
-	key := value.DefaultContext("/registry/secrets/default/bin")
-	stored, err := w.TransformToStorage(ctx, raw, key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stored, raw, pw, key := storeSecret(t, w, "bin")
 
 	// Rotate through the shared state directory, as the gateway would.
 	cfg := config.Default()

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"k8s.io/apiserver/pkg/storage/value"
 )
 
 // TestShimSurvivesTokenRemoval is the fault test at the level of
@@ -44,12 +42,7 @@ func TestShimSurvivesTokenRemoval(t *testing.T) {
 		t.Fatalf("Status before the fault = %+v, %v\n%s", st, err, p.log.String())
 	}
 	w, state := writeTransformer(t, c)
-	raw, pw := secretValue(t, "fault")
-	key := value.DefaultContext("/registry/secrets/default/fault")
-	stored, err := w.TransformToStorage(ctx, raw, key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stored, raw, pw, key := storeSecret(t, w, "fault")
 
 	// The token goes away.
 	away := tokens + ".away"

@@ -18,6 +18,20 @@ import (
 
 // secretValue returns a Secret as kube-apiserver would store it (JSON here;
 // protobuf in etcd is about as large) with a random password.
+// storeSecret encrypts a new Secret named name with w as kube-apiserver
+// writes it to etcd key /registry/secrets/default/<name>, and returns what
+// is stored, the Secret's raw value, its password and the etcd key.
+func storeSecret(t testing.TB, w value.Transformer, name string) (stored, raw []byte, password string, key value.Context) {
+	t.Helper()
+	raw, password = secretValue(t, name)
+	key = value.DefaultContext("/registry/secrets/default/" + name)
+	stored, err := w.TransformToStorage(context.Background(), raw, key)
+	if err != nil {
+		t.Fatalf("TransformToStorage: %v", err)
+	}
+	return stored, raw, password, key
+}
+
 func secretValue(t testing.TB, name string) (raw []byte, password string) {
 	t.Helper()
 	b := make([]byte, 24)
@@ -82,12 +96,7 @@ func TestKubeAPIServerClient(t *testing.T) {
 	if state1.EncryptedObjectKeyID != st.KeyID {
 		t.Fatalf("encrypt key_id %q differs from status key_id %q", state1.EncryptedObjectKeyID, st.KeyID)
 	}
-	raw1, pw1 := secretValue(t, "s1")
-	key1 := value.DefaultContext("/registry/secrets/default/s1")
-	stored1, err := w1.TransformToStorage(ctx, raw1, key1)
-	if err != nil {
-		t.Fatalf("TransformToStorage: %v", err)
-	}
+	stored1, raw1, pw1, key1 := storeSecret(t, w1, "s1")
 	t.Logf("secret of %d bytes stored as %d bytes; seed ciphertext %d bytes", len(raw1), len(stored1), len(state1.EncryptedObjectEncryptedDEKSource))
 
 	t.Run("the stored value is KMS v2 and hides the plaintext", func(t *testing.T) {
@@ -163,12 +172,7 @@ func TestKubeAPIServerClient(t *testing.T) {
 
 	t.Run("new data written after rotation decrypts and is current", func(t *testing.T) {
 		w2, _ := writeTransformer(t, c)
-		raw2, _ := secretValue(t, "s2")
-		key2 := value.DefaultContext("/registry/secrets/default/s2")
-		stored2, err := w2.TransformToStorage(ctx, raw2, key2)
-		if err != nil {
-			t.Fatal(err)
-		}
+		stored2, raw2, _, key2 := storeSecret(t, w2, "s2")
 		got, stale, err := readTransformer(t, sock).TransformFromStorage(ctx, stored2, key2)
 		if err != nil || stale || !bytes.Equal(got, raw2) {
 			t.Fatalf("read back: %d bytes, stale=%v, err=%v", len(got), stale, err)
@@ -193,12 +197,7 @@ func TestCustodyOutage(t *testing.T) {
 		t.Fatalf("Status before the outage = %+v, %v", st, err)
 	}
 	w, state := writeTransformer(t, c)
-	raw, _ := secretValue(t, "outage")
-	key := value.DefaultContext("/registry/secrets/default/outage")
-	stored, err := w.TransformToStorage(ctx, raw, key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stored, raw, _, key := storeSecret(t, w, "outage")
 
 	custody.down.Store(true)
 	t.Run("the Status RPC fails while custody is down", func(t *testing.T) {

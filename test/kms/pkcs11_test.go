@@ -10,8 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"k8s.io/apiserver/pkg/storage/value"
-
 	"github.com/clusterkeys/clusterkeys/internal/need"
 )
 
@@ -59,12 +57,7 @@ func TestBuiltShimBinaryPKCS11(t *testing.T) {
 	if state.EncryptedObjectKeyID != st.KeyID {
 		t.Fatalf("encrypt key_id %q, status key_id %q", state.EncryptedObjectKeyID, st.KeyID)
 	}
-	raw, pw := secretValue(t, "hsm")
-	key := value.DefaultContext("/registry/secrets/default/hsm")
-	stored, err := w.TransformToStorage(ctx, raw, key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stored, raw, pw, key := storeSecret(t, w, "hsm")
 	if err := p.stop(t); err != nil {
 		t.Fatalf("kmsshim exit after SIGTERM: %v\n%s", err, p.log.String())
 	}
