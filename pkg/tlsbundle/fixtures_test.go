@@ -356,60 +356,40 @@ func (p *pki) craftSlowKeys() error {
 		p.files[dst] = string(pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: der}))
 		return nil
 	}
-	err := rewrite("key.p8.aes256-sha256.pem", "key.p8.slow-pbkdf2.pem", func(kdf *pkix.AlgorithmIdentifier) error {
-		var kp pbkdf2Params
-		if _, err := asn1.Unmarshal(kdf.Parameters.FullBytes, &kp); err != nil {
-			return err
-		}
-		kp.Iterations = 50_000_000
-		b, err := asn1.Marshal(kp)
-		kdf.Parameters = asn1.RawValue{FullBytes: b}
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("craft slow pbkdf2: %w", err)
-	}
-	// The former limit (1 M iterations, each counted once) let these two
-	// through; the budget refuses them before deriving anything.
-	err = rewrite("key.p8.aes256-sha256.pem", "key.p8.1m-pbkdf2.pem", func(kdf *pkix.AlgorithmIdentifier) error {
-		var kp pbkdf2Params
-		if _, err := asn1.Unmarshal(kdf.Parameters.FullBytes, &kp); err != nil {
-			return err
-		}
-		kp.Iterations = 1_000_000
-		b, err := asn1.Marshal(kp)
-		kdf.Parameters = asn1.RawValue{FullBytes: b}
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("craft 1M pbkdf2: %w", err)
-	}
-	err = rewrite("key.p8.aes256-sha256.pem", "key.p8.400k-sha1-aes256.pem", func(kdf *pkix.AlgorithmIdentifier) error {
-		var kp pbkdf2Params
-		if _, err := asn1.Unmarshal(kdf.Parameters.FullBytes, &kp); err != nil {
-			return err
-		}
+	for _, c := range []struct {
+		src, dst, what string
+		edit           func(kdf *pkix.AlgorithmIdentifier) error
+	}{
+		{"key.p8.aes256-sha256.pem", "key.p8.slow-pbkdf2.pem", "slow pbkdf2",
+			kdfParams(func(kp *pbkdf2Params) { kp.Iterations = 50_000_000 })},
+		// The former limit (1 M iterations, each counted once) let these two
+		// through; the budget refuses them before deriving anything.
+		{"key.p8.aes256-sha256.pem", "key.p8.1m-pbkdf2.pem", "1M pbkdf2",
+			kdfParams(func(kp *pbkdf2Params) { kp.Iterations = 1_000_000 })},
 		// HMAC-SHA1 (the default PRF) makes a 32-byte key in two blocks.
-		kp.Iterations, kp.PRF = 400_000, pkix.AlgorithmIdentifier{}
-		b, err := asn1.Marshal(kp)
-		kdf.Parameters = asn1.RawValue{FullBytes: b}
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("craft sha1 pbkdf2: %w", err)
-	}
-	err = rewrite("key.p8.scrypt.pem", "key.p8.slow-scrypt.pem", func(kdf *pkix.AlgorithmIdentifier) error {
-		var sp scryptParams
-		if _, err := asn1.Unmarshal(kdf.Parameters.FullBytes, &sp); err != nil {
-			return err
+		{"key.p8.aes256-sha256.pem", "key.p8.400k-sha1-aes256.pem", "sha1 pbkdf2",
+			kdfParams(func(kp *pbkdf2Params) { kp.Iterations, kp.PRF = 400_000, pkix.AlgorithmIdentifier{} })},
+		{"key.p8.scrypt.pem", "key.p8.slow-scrypt.pem", "slow scrypt",
+			kdfParams(func(sp *scryptParams) { sp.N = 1 << 20 })},
+	} {
+		if err := rewrite(c.src, c.dst, c.edit); err != nil {
+			return fmt.Errorf("craft %s: %w", c.what, err)
 		}
-		sp.N = 1 << 20
-		b, err := asn1.Marshal(sp)
-		kdf.Parameters = asn1.RawValue{FullBytes: b}
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("craft slow scrypt: %w", err)
 	}
 	return nil
+}
+
+// kdfParams returns an edit of a key derivation's parameters: decoded as a
+// P, changed by edit, encoded again.
+func kdfParams[P any](edit func(*P)) func(kdf *pkix.AlgorithmIdentifier) error {
+	return func(kdf *pkix.AlgorithmIdentifier) error {
+		var p P
+		if _, err := asn1.Unmarshal(kdf.Parameters.FullBytes, &p); err != nil {
+			return err
+		}
+		edit(&p)
+		b, err := asn1.Marshal(p)
+		kdf.Parameters = asn1.RawValue{FullBytes: b}
+		return err
+	}
 }
