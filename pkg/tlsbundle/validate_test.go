@@ -113,6 +113,15 @@ func withKey(t *testing.T, p *pki, name string, pass string) Input {
 	return in
 }
 
+// goodWith is the good input changed by edit.
+func goodWith(edit func(t *testing.T, p *pki, in *Input)) func(*testing.T, *pki) Input {
+	return func(t *testing.T, p *pki) Input {
+		in := good(t, p)
+		edit(t, p, &in)
+		return in
+	}
+}
+
 func leafOf(t *testing.T, p *pki, leaf string) Input {
 	in := good(t, p)
 	in.Certificate, in.PrivateKey = p.get(t, leaf+".pem"), p.get(t, leaf+".key")
@@ -152,11 +161,9 @@ func validateCases() []validateCase {
 					t.Errorf("host_names = %+v", r.HostNames)
 				}
 			}},
-		{name: "base64 DER certificate and key are valid", wantErrs: none, wantWarns: none, in: func(t *testing.T, p *pki) Input {
-			in := good(t, p)
+		{name: "base64 DER certificate and key are valid", wantErrs: none, wantWarns: none, in: goodWith(func(t *testing.T, p *pki, in *Input) {
 			in.Certificate, in.PrivateKey = p.get(t, "leaf.der.b64"), p.get(t, "leaf.key.b64")
-			return in
-		}},
+		})},
 		{name: "an RSA leaf with a PKCS#1 key is valid", wantErrs: none, wantWarns: none, in: func(t *testing.T, p *pki) Input {
 			in := leafOf(t, p, "leafRSA")
 			in.PrivateKey = p.get(t, "leafRSA.pkcs1")
@@ -166,21 +173,15 @@ func validateCases() []validateCase {
 				t.Errorf("key_algorithm = %q", r.Certificate.KeyAlgorithm)
 			}
 		}},
-		{name: "a SEC1 EC key is valid", wantErrs: none, wantWarns: none, in: func(t *testing.T, p *pki) Input {
-			in := good(t, p)
+		{name: "a SEC1 EC key is valid", wantErrs: none, wantWarns: none, in: goodWith(func(t *testing.T, p *pki, in *Input) {
 			in.PrivateKey = p.get(t, "leaf.sec1")
-			return in
-		}},
-		{name: "intermediates with CRLF, text and blank lines between blocks are valid", wantErrs: none, wantWarns: none, in: func(t *testing.T, p *pki) Input {
-			in := good(t, p)
+		})},
+		{name: "intermediates with CRLF, text and blank lines between blocks are valid", wantErrs: none, wantWarns: none, in: goodWith(func(t *testing.T, p *pki, in *Input) {
 			in.Intermediates = "subject=A2\r\n\r\n" + strings.ReplaceAll(certPEM(p.inter2), "\n", "\r\n") + "\n  \n# next\n" + certPEM(p.inter1) + "\n\n"
-			return in
-		}, check: chainIsOrdered},
-		{name: "the leaf and an intermediate repeated among the intermediates are ignored", wantErrs: none, wantWarns: none, in: func(t *testing.T, p *pki) Input {
-			in := good(t, p)
+		}), check: chainIsOrdered},
+		{name: "the leaf and an intermediate repeated among the intermediates are ignored", wantErrs: none, wantWarns: none, in: goodWith(func(t *testing.T, p *pki, in *Input) {
 			in.Intermediates = certPEM(p.leaf, p.inter2, p.inter2, p.inter1)
-			return in
-		}, check: chainIsOrdered},
+		}), check: chainIsOrdered},
 		{name: "a certificate field holding the whole chain is valid", wantErrs: none, wantWarns: none, in: func(t *testing.T, p *pki) Input {
 			return Input{Certificate: certPEM(p.leaf, p.inter2, p.inter1), PrivateKey: p.get(t, "leaf.key")}
 		}, check: chainIsOrdered},
@@ -198,28 +199,22 @@ func validateCases() []validateCase {
 			in: func(t *testing.T, p *pki) Input { return withKey(t, p, "key.p8.aes256.der", testPassphrase) }},
 		{name: "a legacy encrypted PEM key is read with a warning", wantErrs: none, wantWarns: []string{CodeLegacyKeyEncryption},
 			in: func(t *testing.T, p *pki) Input { return withKey(t, p, "key.legacy.pem", testPassphrase) }},
-		{name: "PKCS#7 PEM intermediates are valid", wantErrs: none, wantWarns: none, in: func(t *testing.T, p *pki) Input {
-			in := good(t, p)
+		{name: "PKCS#7 PEM intermediates are valid", wantErrs: none, wantWarns: none, in: goodWith(func(t *testing.T, p *pki, in *Input) {
 			in.Intermediates = p.openssl(t, "inters.p7b.pem")
-			return in
-		}, check: chainIsOrdered},
-		{name: "PKCS#7 DER intermediates are valid", wantErrs: none, wantWarns: none, in: func(t *testing.T, p *pki) Input {
-			in := good(t, p)
+		}), check: chainIsOrdered},
+		{name: "PKCS#7 DER intermediates are valid", wantErrs: none, wantWarns: none, in: goodWith(func(t *testing.T, p *pki, in *Input) {
 			in.Intermediates = p.openssl(t, "inters.p7b.der")
-			return in
-		}, check: chainIsOrdered},
+		}), check: chainIsOrdered},
 		{name: "a PKCS#12 bundle with a passphrase is valid", wantErrs: none, wantWarns: none,
 			in: func(t *testing.T, p *pki) Input { return p12(t, p, "bundle.p12", testPassphrase) }, check: chainIsOrdered},
 		{name: "a PKCS#12 bundle without a passphrase is valid", wantErrs: none, wantWarns: none,
 			in: func(t *testing.T, p *pki) Input { return p12(t, p, "bundle.nopass.p12", "") }},
 		{name: "a 3DES/SHA-1 PKCS#12 bundle is valid", wantErrs: none, wantWarns: none,
 			in: func(t *testing.T, p *pki) Input { return p12(t, p, "bundle.3des.p12", testPassphrase) }},
-		{name: "a chain to a root in ca_bundle is valid and ends at the trusted root", wantErrs: none, wantWarns: none, in: func(t *testing.T, p *pki) Input {
-			in := good(t, p)
+		{name: "a chain to a root in ca_bundle is valid and ends at the trusted root", wantErrs: none, wantWarns: none, in: goodWith(func(t *testing.T, p *pki, in *Input) {
 			in.CABundle = p.get(t, "unrelated.pem") + p.get(t, "root.pem")
 			in.Hostname = "example.test"
-			return in
-		}, check: func(t *testing.T, p *pki, r Report) {
+		}), check: func(t *testing.T, p *pki, r Report) {
 			chainIsOrdered(t, p, r)
 			if len(r.Chain) != 4 || !r.Chain[3].Trusted || r.Chain[3].FingerprintSHA256 != fingerprint(p.root) {
 				t.Errorf("chain does not end at the trusted root: %+v", r.Chain)
@@ -237,11 +232,9 @@ func validateCases() []validateCase {
 		}},
 
 		// One bundle per error.
-		{name: "input over 1 MiB is refused", wantErrs: []string{CodeInputTooLarge}, wantWarns: none, in: func(t *testing.T, p *pki) Input {
-			in := good(t, p)
+		{name: "input over 1 MiB is refused", wantErrs: []string{CodeInputTooLarge}, wantWarns: none, in: goodWith(func(t *testing.T, p *pki, in *Input) {
 			in.Intermediates = strings.Repeat("x", MaxInputBytes)
-			return in
-		}},
+		})},
 		{name: "pkcs12 together with a certificate conflicts", wantErrs: []string{CodeConflictingInputs}, wantWarns: none, in: func(t *testing.T, p *pki) Input {
 			in := p12(t, p, "bundle.p12", testPassphrase)
 			in.Certificate = p.get(t, "leaf.pem")
@@ -253,33 +246,23 @@ func validateCases() []validateCase {
 			}},
 		{name: "no certificate at all", wantErrs: []string{CodeCertificateMissing}, wantWarns: none,
 			in: func(t *testing.T, p *pki) Input { return Input{PrivateKey: p.get(t, "leaf.key")} }},
-		{name: "an unreadable certificate", wantErrs: []string{CodeCertificateUnreadable}, wantWarns: none, in: func(t *testing.T, p *pki) Input {
-			in := good(t, p)
+		{name: "an unreadable certificate", wantErrs: []string{CodeCertificateUnreadable}, wantWarns: none, in: goodWith(func(t *testing.T, p *pki, in *Input) {
 			in.Certificate = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n"
-			return in
-		}},
+		})},
 		{name: "a certificate with a 64 kbit RSA key is refused before any signature check", wantErrs: []string{CodeCertificateUnreadable}, wantWarns: none,
-			in: func(t *testing.T, p *pki) Input {
-				in := good(t, p)
+			in: goodWith(func(t *testing.T, p *pki, in *Input) {
 				in.Certificate = p.get(t, "leafHugeRSA.pem")
-				return in
-			}},
+			})},
 		{name: "an intermediate with a 64 kbit RSA key is refused", wantErrs: []string{CodeIntermediateUnreadable}, wantWarns: none,
-			in: func(t *testing.T, p *pki) Input {
-				in := good(t, p)
+			in: goodWith(func(t *testing.T, p *pki, in *Input) {
 				in.Intermediates += p.get(t, "leafHugeRSA.pem")
-				return in
-			}},
-		{name: "no private key", wantErrs: []string{CodeKeyMissing}, wantWarns: none, in: func(t *testing.T, p *pki) Input {
-			in := good(t, p)
+			})},
+		{name: "no private key", wantErrs: []string{CodeKeyMissing}, wantWarns: none, in: goodWith(func(t *testing.T, p *pki, in *Input) {
 			in.PrivateKey = ""
-			return in
-		}},
-		{name: "an unreadable private key", wantErrs: []string{CodeKeyUnreadable}, wantWarns: none, in: func(t *testing.T, p *pki) Input {
-			in := good(t, p)
+		})},
+		{name: "an unreadable private key", wantErrs: []string{CodeKeyUnreadable}, wantWarns: none, in: goodWith(func(t *testing.T, p *pki, in *Input) {
 			in.PrivateKey = "not a key at all!"
-			return in
-		}},
+		})},
 		{name: "an encrypted PKCS#8 key without a passphrase", wantErrs: []string{CodeNeedsPassphrase}, wantWarns: none,
 			in: func(t *testing.T, p *pki) Input { return withKey(t, p, "key.p8.aes256-sha256.pem", "") }},
 		{name: "an encrypted PKCS#8 key with a wrong passphrase", wantErrs: []string{CodeBadPassphrase}, wantWarns: none,
@@ -318,39 +301,29 @@ func validateCases() []validateCase {
 			in: func(t *testing.T, p *pki) Input {
 				return Input{PKCS12: base64.StdEncoding.EncodeToString([]byte("not a pfx"))}
 			}},
-		{name: "a key that is not the certificate's", wantErrs: []string{CodeKeyMismatch}, wantWarns: none, in: func(t *testing.T, p *pki) Input {
-			in := good(t, p)
+		{name: "a key that is not the certificate's", wantErrs: []string{CodeKeyMismatch}, wantWarns: none, in: goodWith(func(t *testing.T, p *pki, in *Input) {
 			in.PrivateKey = p.get(t, "leafB.key")
-			return in
-		}},
-		{name: "an unreadable intermediate among good ones", wantErrs: []string{CodeIntermediateUnreadable}, wantWarns: none, in: func(t *testing.T, p *pki) Input {
-			in := good(t, p)
+		})},
+		{name: "an unreadable intermediate among good ones", wantErrs: []string{CodeIntermediateUnreadable}, wantWarns: none, in: goodWith(func(t *testing.T, p *pki, in *Input) {
 			in.Intermediates += "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
-			return in
-		}, check: func(t *testing.T, _ *pki, r Report) {
+		}), check: func(t *testing.T, _ *pki, r Report) {
 			if r.Errors[0].Field != "intermediates[2]" {
 				t.Errorf("field = %q, want intermediates[2]", r.Errors[0].Field)
 			}
 		}},
 		{name: "more than 16 intermediates", wantErrs: []string{CodeTooManyIntermediates}, wantWarns: slices.Repeat([]string{CodeUnusedIntermediate}, MaxIntermediates),
-			in: func(t *testing.T, p *pki) Input {
-				in := good(t, p)
+			in: goodWith(func(t *testing.T, p *pki, in *Input) {
 				in.Intermediates = ""
 				for i := range MaxIntermediates + 1 {
 					in.Intermediates += p.get(t, fmt.Sprintf("many%d.pem", i))
 				}
-				return in
-			}},
-		{name: "an unreadable ca_bundle", wantErrs: []string{CodeCABundleUnreadable}, wantWarns: none, in: func(t *testing.T, p *pki) Input {
-			in := good(t, p)
+			})},
+		{name: "an unreadable ca_bundle", wantErrs: []string{CodeCABundleUnreadable}, wantWarns: none, in: goodWith(func(t *testing.T, p *pki, in *Input) {
 			in.CABundle = "no roots here"
-			return in
-		}},
-		{name: "an invalid hostname", wantErrs: []string{CodeHostnameInvalid}, wantWarns: none, in: func(t *testing.T, p *pki) Input {
-			in := good(t, p)
+		})},
+		{name: "an invalid hostname", wantErrs: []string{CodeHostnameInvalid}, wantWarns: none, in: goodWith(func(t *testing.T, p *pki, in *Input) {
 			in.Hostname = "exa mple/..test"
-			return in
-		}},
+		})},
 		{name: "an expired leaf", wantErrs: []string{CodeCertificateExpired}, wantWarns: none,
 			in: func(t *testing.T, p *pki) Input { return leafOf(t, p, "leafExpired") }},
 		{name: "a leaf not yet valid", wantErrs: []string{CodeCertificateNotYetValid}, wantWarns: none,
@@ -366,11 +339,9 @@ func validateCases() []validateCase {
 			return in
 		}},
 		{name: "a missing intermediate with ca_bundle is chain_incomplete", wantErrs: []string{CodeChainIncomplete}, wantWarns: []string{CodeUnusedIntermediate},
-			in: func(t *testing.T, p *pki) Input {
-				in := good(t, p)
+			in: goodWith(func(t *testing.T, p *pki, in *Input) {
 				in.Intermediates, in.CABundle = p.get(t, "inter1.pem"), p.get(t, "root.pem")
-				return in
-			}, check: func(t *testing.T, _ *pki, r Report) {
+			}), check: func(t *testing.T, _ *pki, r Report) {
 				if !strings.Contains(r.Errors[0].Message, "Test Intermediate A2") {
 					t.Errorf("chain_incomplete does not name the missing issuer: %q", r.Errors[0].Message)
 				}
@@ -391,28 +362,22 @@ func validateCases() []validateCase {
 			in: func(t *testing.T, p *pki) Input { return leafOf(t, p, "leafNoSubject") }},
 		{name: "a leaf with only a CN is accepted, like Octavia", wantErrs: none, wantWarns: none,
 			in: func(t *testing.T, p *pki) Input { return leafOf(t, p, "leafCNOnly") }},
-		{name: "a hostname the leaf does not cover", wantErrs: []string{CodeHostnameMismatch}, wantWarns: none, in: func(t *testing.T, p *pki) Input {
-			in := good(t, p)
+		{name: "a hostname the leaf does not cover", wantErrs: []string{CodeHostnameMismatch}, wantWarns: none, in: goodWith(func(t *testing.T, p *pki, in *Input) {
 			in.Hostname = "other.example.test"
-			return in
-		}},
+		})},
 
 		// One bundle per warning.
-		{name: "an intermediate outside the chain is unused", wantErrs: none, wantWarns: []string{CodeUnusedIntermediate}, in: func(t *testing.T, p *pki) Input {
-			in := good(t, p)
+		{name: "an intermediate outside the chain is unused", wantErrs: none, wantWarns: []string{CodeUnusedIntermediate}, in: goodWith(func(t *testing.T, p *pki, in *Input) {
 			in.Intermediates += p.get(t, "unrelated.pem")
-			return in
-		}, check: func(t *testing.T, p *pki, r Report) {
+		}), check: func(t *testing.T, p *pki, r Report) {
 			chainIsOrdered(t, p, r)
 			if r.Warnings[0].Field != "intermediates[2]" {
 				t.Errorf("field = %q", r.Warnings[0].Field)
 			}
 		}},
-		{name: "intermediates in the wrong order are returned in order", wantErrs: none, wantWarns: []string{CodeIntermediatesOutOfOrder}, in: func(t *testing.T, p *pki) Input {
-			in := good(t, p)
+		{name: "intermediates in the wrong order are returned in order", wantErrs: none, wantWarns: []string{CodeIntermediatesOutOfOrder}, in: goodWith(func(t *testing.T, p *pki, in *Input) {
 			in.Intermediates = certPEM(p.inter1, p.inter2)
-			return in
-		}, check: chainIsOrdered},
+		}), check: chainIsOrdered},
 		{name: "an RSA-1024 leaf is weak", wantErrs: none, wantWarns: []string{CodeWeakKey},
 			in: func(t *testing.T, p *pki) Input { return leafOf(t, p, "leafWeak") }},
 		{name: "a SHA-1 signed leaf is warned, also with ca_bundle", wantErrs: none, wantWarns: []string{CodeSHA1Signature}, in: func(t *testing.T, p *pki) Input {
@@ -428,11 +393,9 @@ func validateCases() []validateCase {
 				t.Errorf("field = %q, want certificate", r.Warnings[0].Field)
 			}
 		}},
-		{name: "a root among the intermediates is left out of chain_pem", wantErrs: none, wantWarns: []string{CodeRootInIntermediates}, in: func(t *testing.T, p *pki) Input {
-			in := good(t, p)
+		{name: "a root among the intermediates is left out of chain_pem", wantErrs: none, wantWarns: []string{CodeRootInIntermediates}, in: goodWith(func(t *testing.T, p *pki, in *Input) {
 			in.Intermediates += p.get(t, "root.pem")
-			return in
-		}, check: chainIsOrdered},
+		}), check: chainIsOrdered},
 
 		// All of it at once.
 		{name: "every problem is reported, not only the first", wantErrs: []string{CodeCertificateExpired, CodeHostnameMismatch, CodeKeyMismatch},
