@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -39,50 +38,17 @@ func TestMigrationMarksPrivilegedCertificatesAlreadyIssued(t *testing.T) {
 		t.Fatal(err)
 	}
 	storetest.CreateCluster(t, old, "c")
-	subjects := []struct {
-		subject    string
-		privileged bool
-	}{
-		{"CN=alice,O=dev", false},
-		{"CN=system:node:n1,O=system:nodes", true},
-		{"CN=root,O=System:Masters", true},
-		{"cn=SYSTEM:admin", true},
-		{"CN=x,O=kubeadm:cluster-admins", true},
-		{"CN=x,O=kubeadm:cluster-admins-not", false},
-		{"CN=bob,O=dev+O=system:nodes", true},
-		{"CN=my-system:thing", false},
-		{"OU=system:ops,CN=carol", false},
-		{"CN=under_score%,O=dev", false},
-	}
-	for i, s := range subjects {
-		ic := storetest.Cert("c", 1, i+1)
-		if _, err := pool.Exec(ctx, `INSERT INTO issued_certificates
+	storetest.PrivilegedMigration(t, func(ic store.IssuedCertificate) error {
+		_, err := pool.Exec(ctx, `INSERT INTO issued_certificates
 			(cluster, serial, generation, subject, profile, user_name, project, not_before, not_after, issued_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-			ic.Cluster, ic.Serial, ic.Generation, s.subject, ic.Profile, ic.User, ic.Project,
-			ts(ic.NotBefore), ts(ic.NotAfter), ts(ic.IssuedAt)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	old.Close()
-
-	d := openDSN(t, dsn)
-	got, err := d.Certificates(ctx, store.CertificateQuery{Cluster: "c", Limit: 1000, Now: time.Now()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != len(subjects) {
-		t.Fatalf("%d certificates after the migration, want %d", len(got), len(subjects))
-	}
-	marked := map[string]bool{}
-	for _, c := range got {
-		marked[c.Subject] = c.Privileged
-	}
-	for _, s := range subjects {
-		if marked[s.subject] != s.privileged {
-			t.Errorf("%s: privileged = %v, want %v", s.subject, marked[s.subject], s.privileged)
-		}
-	}
+			ic.Cluster, ic.Serial, ic.Generation, ic.Subject, ic.Profile, ic.User, ic.Project,
+			ts(ic.NotBefore), ts(ic.NotAfter), ts(ic.IssuedAt))
+		return err
+	}, func() storetest.Store {
+		old.Close()
+		return openDSN(t, dsn)
+	})
 }
 
 // TestCertificatesUseIndexes checks, through PostgreSQL's plan with
