@@ -25,10 +25,7 @@ import (
 
 func TestMigrations(t *testing.T) {
 	ctx := context.Background()
-	known, err := store.LoadMigrations(migrationFiles)
-	if err != nil {
-		t.Fatal(err)
-	}
+	known := storetest.Migrations(t, migrationFiles)
 	latest := known[len(known)-1].Version
 	countRows := func(t *testing.T, d *DB) int {
 		t.Helper()
@@ -83,16 +80,9 @@ func TestMigrations(t *testing.T) {
 		}
 	})
 
-	withKnown := func(extra fstest.MapFS) fstest.MapFS {
-		for _, m := range known {
-			extra[fmt.Sprintf("migrations/%04d_%s.sql", m.Version, m.Name)] = &fstest.MapFile{Data: []byte(m.SQL)}
-		}
-		return extra
-	}
-
 	t.Run("a new migration is applied alone on an existing database", func(t *testing.T) {
 		d := openDSN(t, newSchema(t))
-		next := withKnown(fstest.MapFS{
+		next := storetest.MigrationFS(known, fstest.MapFS{
 			fmt.Sprintf("migrations/%04d_extra.sql", latest+1): {Data: []byte("CREATE TABLE extra (x integer);")},
 		})
 		for range 2 {
@@ -113,7 +103,7 @@ func TestMigrations(t *testing.T) {
 	// 0001 and 0004 gets 0002 and 0003 when a later binary brings them.
 	t.Run("a migration that fills a gap is applied later, in order", func(t *testing.T) {
 		d := openDSN(t, newSchema(t))
-		gapped := withKnown(fstest.MapFS{
+		gapped := storetest.MigrationFS(known, fstest.MapFS{
 			fmt.Sprintf("migrations/%04d_late.sql", latest+5): {Data: []byte("CREATE TABLE late (x integer);")},
 		})
 		if err := d.migrate(ctx, gapped); err != nil {
@@ -143,7 +133,7 @@ func TestMigrations(t *testing.T) {
 
 	t.Run("a failing migration leaves the schema as it was", func(t *testing.T) {
 		d := openDSN(t, newSchema(t))
-		broken := withKnown(fstest.MapFS{
+		broken := storetest.MigrationFS(known, fstest.MapFS{
 			fmt.Sprintf("migrations/%04d_half.sql", latest+1): {Data: []byte("CREATE TABLE half (x integer); SELECT * FROM no_such_table;")},
 		})
 		if err := d.migrate(ctx, broken); err == nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"strings"
 	"testing"
-	"testing/fstest"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -18,10 +17,7 @@ import (
 // of "system:" (SQLite's LIKE ignores ASCII case; the port uses ILIKE).
 func TestMigrationMarksPrivilegedCertificatesAlreadyIssued(t *testing.T) {
 	ctx := context.Background()
-	known, err := store.LoadMigrations(migrationFiles)
-	if err != nil {
-		t.Fatal(err)
-	}
+	known := storetest.Migrations(t, migrationFiles)
 	dsn := newSchema(t)
 	cfg, err := poolConfig(dsn)
 	if err != nil {
@@ -33,7 +29,7 @@ func TestMigrationMarksPrivilegedCertificatesAlreadyIssued(t *testing.T) {
 	}
 	old := &DB{pool: pool}
 	defer old.Close()
-	first := fstest.MapFS{"migrations/0001_" + known[0].Name + ".sql": {Data: []byte(known[0].SQL)}}
+	first := storetest.MigrationFS(known[:1], nil)
 	if err := old.migrate(ctx, first); err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"path/filepath"
 	"testing"
-	"testing/fstest"
 
 	"github.com/clusterkeys/clusterkeys/pkg/store"
 	"github.com/clusterkeys/clusterkeys/pkg/store/storetest"
@@ -16,10 +15,7 @@ import (
 // recorded come back marked privileged by their subject.
 func TestMigrationMarksPrivilegedCertificatesAlreadyIssued(t *testing.T) {
 	ctx := context.Background()
-	known, err := store.LoadMigrations(migrationFiles)
-	if err != nil {
-		t.Fatal(err)
-	}
+	known := storetest.Migrations(t, migrationFiles)
 	path := filepath.Join(t.TempDir(), "clusterkeys.db")
 	if err := createFile(path); err != nil {
 		t.Fatal(err)
@@ -29,7 +25,7 @@ func TestMigrationMarksPrivilegedCertificatesAlreadyIssued(t *testing.T) {
 		t.Fatal(err)
 	}
 	old := &DB{db: db, path: path, writer: make(chan struct{}, 1)}
-	first := fstest.MapFS{filepathForVersion(known[0]): {Data: []byte(known[0].SQL)}}
+	first := storetest.MigrationFS(known[:1], nil)
 	if err := old.migrate(ctx, first); err != nil {
 		t.Fatal(err)
 	}

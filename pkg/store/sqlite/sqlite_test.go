@@ -104,18 +104,8 @@ func notADatabase(t *testing.T) string {
 
 func TestMigrations(t *testing.T) {
 	ctx := context.Background()
-	known, err := store.LoadMigrations(migrationFiles)
-	if err != nil {
-		t.Fatal(err)
-	}
+	known := storetest.Migrations(t, migrationFiles)
 	top := known[len(known)-1].Version
-	// withKnown returns the embedded migrations plus extra.
-	withKnown := func(extra fstest.MapFS) fstest.MapFS {
-		for _, m := range known {
-			extra[filepathForVersion(m)] = &fstest.MapFile{Data: []byte(m.SQL)}
-		}
-		return extra
-	}
 
 	t.Run("reopening applies no migration twice and keeps the data", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "m.db")
@@ -146,7 +136,7 @@ func TestMigrations(t *testing.T) {
 
 	t.Run("a new migration is applied alone on an existing database", func(t *testing.T) {
 		d := openTest(t)
-		next := withKnown(fstest.MapFS{
+		next := storetest.MigrationFS(known, fstest.MapFS{
 			fmt.Sprintf("migrations/%04d_extra.sql", top+1): {Data: []byte("CREATE TABLE extra (x INTEGER) STRICT;")},
 		})
 		if err := d.migrate(ctx, next); err != nil {
@@ -167,7 +157,7 @@ func TestMigrations(t *testing.T) {
 		// Branches add migrations in parallel: a database may have
 		// applied 0003 before the binary that brings 0002 arrives.
 		d := openTest(t)
-		late := withKnown(fstest.MapFS{
+		late := storetest.MigrationFS(known, fstest.MapFS{
 			fmt.Sprintf("migrations/%04d_late.sql", top+3): {Data: []byte("CREATE TABLE late (x INTEGER) STRICT;")},
 		})
 		if err := d.migrate(ctx, late); err != nil {
@@ -190,7 +180,7 @@ func TestMigrations(t *testing.T) {
 
 	t.Run("a failing migration leaves the schema as it was", func(t *testing.T) {
 		d := openTest(t)
-		broken := withKnown(fstest.MapFS{
+		broken := storetest.MigrationFS(known, fstest.MapFS{
 			fmt.Sprintf("migrations/%04d_half.sql", top+1): {Data: []byte("CREATE TABLE half (x INTEGER); SELECT * FROM no_such_table;")},
 		})
 		if err := d.migrate(ctx, broken); err == nil {
@@ -226,7 +216,7 @@ func TestMigrations(t *testing.T) {
 
 	t.Run("a database with a migration this binary lacks is refused", func(t *testing.T) {
 		d := openTest(t)
-		gap := withKnown(fstest.MapFS{
+		gap := storetest.MigrationFS(known, fstest.MapFS{
 			fmt.Sprintf("migrations/%04d_after_gap.sql", top+2): {Data: []byte("SELECT 1;")},
 		})
 		if err := d.migrate(ctx, gap); err != nil {
@@ -258,10 +248,6 @@ func TestMigrations(t *testing.T) {
 			}
 		})
 	}
-}
-
-func filepathForVersion(m store.Migration) string {
-	return fmt.Sprintf("migrations/%04d_%s.sql", m.Version, m.Name)
 }
 
 func TestUnavailable(t *testing.T) {
