@@ -143,6 +143,7 @@ func SplitCandidates(r Reissue, current []string) (keep []IssuedCertificate, add
 	for _, s := range current {
 		now[s] = true
 	}
+	keep = make([]IssuedCertificate, 0, len(r.Certificates))
 	for _, c := range r.Certificates {
 		if now[c.Supersedes] {
 			keep = append(keep, c)
