@@ -19,19 +19,32 @@ import (
 )
 
 // maxReissueAttempts bounds how many times a reissue reads the
-// certificates to re-issue again because they changed between its read and
-// its transaction (a sign or a revocation committed meanwhile). Each
-// attempt signs only the certificates it has not signed yet, so an attempt
-// after the first costs a read, a few signatures and the transaction, and
-// the window a concurrent sign can hit is a few milliseconds.
+// certificates to re-issue again because too many were recorded between
+// its read and its transaction to sign them inside it (more than
+// maxResignInTransaction). Each attempt signs only the certificates it has
+// not signed yet, so an attempt after the first costs a read, a few
+// signatures and the transaction. The last attempt signs inside the
+// transaction however many were recorded meanwhile, so a reissue never
+// fails because the cluster keeps signing.
 const maxReissueAttempts = 8
+
+// maxResignInTransaction bounds the certificates recorded meanwhile that
+// an attempt before the last signs inside the store transaction, where
+// every sign on the cluster waits for the commit: with more, the attempt
+// gives up and the next one signs them before its transaction.
+const maxResignInTransaction = 64
 
 // reissue revokes as r says, rotates the CA of c (a compare-and-swap from
 // its active generation, trusted for grace after) and re-signs under the
 // new CA every other certificate valid and unrevoked now (not those of
 // chain: the revoked serial and its successors), all in one store
-// transaction. The new key and every certificate are made before the
-// transaction; a transaction that writes nothing destroys the key.
+// transaction. The new key and the certificates read before the
+// transaction are made before it; the certificates recorded between that
+// read and the transaction are signed inside it (store.ResignFunc), where
+// no sign on the cluster can record, so a sign racing the reissue is
+// either re-issued or recorded after the commit (and then refused as a
+// rekey race, 409 generation_mismatch). A transaction that writes nothing
+// destroys the key.
 func (a *Authority) reissue(ctx context.Context, p auth.Principal, c store.Cluster, r store.Revocation, chain []string, grace time.Duration) (RevokeResult, error) {
 	start := time.Now()
 	expected := c.Generation
@@ -45,8 +58,9 @@ func (a *Authority) reissue(ctx context.Context, p auth.Principal, c store.Clust
 	var (
 		revoked, notReissued []string
 		certs                []store.IssuedCertificate
+		attempt, inTx        int
 	)
-	for attempt := 1; ; attempt++ {
+	for attempt = 1; ; attempt++ {
 		now := a.now()
 		r.At = now
 		cands, err := a.st.ReissueCandidates(ctx, c.Name, now)
@@ -78,16 +92,46 @@ func (a *Authority) reissue(ctx context.Context, p auth.Principal, c store.Clust
 		}
 		certs = append(certs, fresh...)
 		notReissued = skipped
-		revoked, err = a.st.Reissue(ctx, store.Reissue{
+		// more signs, inside the store transaction, the certificates
+		// recorded since cands was read: a handful, those of the window
+		// between the read and the transaction.
+		var moreSkipped []string
+		var moreSigned int
+		var moreErr error
+		last := attempt == maxReissueAttempts
+		more := func(_ context.Context, added []store.IssuedCertificate) ([]store.IssuedCertificate, error) {
+			if len(added) > maxResignInTransaction && !last {
+				return nil, fmt.Errorf("%d certificates recorded since the candidates were read: %w: %w",
+					len(added), store.ErrCandidatesChanged, api.ErrConflict)
+			}
+			fresh, skipped, err := resign(added, ca, next.Generation, now)
+			if err != nil {
+				moreErr = err
+				return nil, err
+			}
+			moreSkipped, moreSigned = skipped, len(fresh)
+			return fresh, nil
+		}
+		res, err := a.st.Reissue(ctx, store.Reissue{
 			Cluster: c.Name, Expected: expected, Next: next, Now: now, TrustedUntil: now.Add(grace),
 			Revocation: r, Candidates: candidates, Certificates: certs,
-		})
+		}, more)
 		if err == nil {
+			revoked = res.Revoked
+			inTx = moreSigned
+			certs = res.Certificates
+			notReissued = append(notReissued, moreSkipped...)
+			slices.Sort(notReissued)
 			break
+		}
+		if moreErr != nil {
+			// Signing inside the transaction failed: it was rolled back.
+			a.destroy(ctx, next.KeyRef)
+			return RevokeResult{}, fmt.Errorf("re-sign the certificates recorded meanwhile on cluster %q: %w", c.Name, err)
 		}
 		if store.NotWritten(err) {
 			if errors.Is(err, store.ErrCandidatesChanged) && attempt < maxReissueAttempts {
-				a.log.Info("the certificates to re-issue changed meanwhile; reading them again",
+				a.log.Info("many certificates were recorded during the reissue; reading them again",
 					"cluster", c.Name, "attempt", attempt)
 				continue
 			}
@@ -122,6 +166,7 @@ func (a *Authority) reissue(ctx context.Context, p auth.Principal, c store.Clust
 	a.log.Warn("certificates revoked and re-issued under a new CA", "cluster", c.Name, "by", p.User,
 		"revoked_user", r.User, "serial", r.Serial, "serials", len(revoked), "reason", r.Reason,
 		"reissued", len(reissued), "not_reissued", len(notReissued), "generation", next.Generation,
+		"attempts", attempt, "signed_in_transaction", inTx,
 		"grace_period_seconds", int64(grace/time.Second), "duration", time.Since(start))
 	if grace > 0 {
 		a.lastCRL(ctx, c.Name, next.Generation, expected, r.At.Add(grace))

@@ -47,6 +47,8 @@ type RevocationStore interface {
 	// again, with their DER, by serial.
 	ReissueCandidates(ctx context.Context, cluster string, now time.Time) ([]store.IssuedCertificate, error)
 	// Reissue writes a revocation, a rekey and the re-issued certificates
-	// in one transaction, and returns the serials revoked.
-	Reissue(ctx context.Context, r store.Reissue) ([]string, error)
+	// in one transaction, with those recorded since r.Candidates were read
+	// signed by resign inside it (see store.Reissue.Candidates), and
+	// returns the serials revoked and the re-issues written.
+	Reissue(ctx context.Context, r store.Reissue, resign store.ResignFunc) (store.ReissueResult, error)
 }

@@ -376,26 +376,29 @@ func (d *DB) ReissueCandidates(ctx context.Context, cluster string, now time.Tim
 
 // Reissue applies r in one transaction: the compare-and-swap of the
 // generation (api.ErrGenerationMismatch), a lock on the cluster's CA
-// generation rows (which waits for the certificates being recorded), the
-// revocation (api.ErrNotFound for an unknown serial), the check that the
-// certificates to re-issue are still r.Candidates (else an error wrapping
-// store.ErrCandidatesChanged and api.ErrConflict), the rekey as Rekey does
-// it, the re-issued certificates and their superseded_by links. It returns
-// the serials revoked.
-func (d *DB) Reissue(ctx context.Context, r store.Reissue) ([]string, error) {
+// generation rows (which waits for the certificates being recorded, and
+// makes every later record wait for the commit), the revocation
+// (api.ErrNotFound for an unknown serial), the certificates to re-issue
+// read again (store.SplitCandidates: the re-issues of candidates revoked
+// or expired meanwhile are dropped, the certificates recorded since the
+// caller read them are signed by resign; without resign they give an
+// error wrapping store.ErrCandidatesChanged and api.ErrConflict), the
+// rekey as Rekey does it, the re-issued certificates and their
+// superseded_by links. That read comes after the lock, in a new snapshot
+// (READ COMMITTED), so every candidate at the commit is re-issued.
+func (d *DB) Reissue(ctx context.Context, r store.Reissue, resign store.ResignFunc) (store.ReissueResult, error) {
 	if err := checkReissue(r); err != nil {
-		return nil, fmt.Errorf("reissue on cluster %q: %w", r.Cluster, err)
+		return store.ReissueResult{}, fmt.Errorf("reissue on cluster %q: %w", r.Cluster, err)
 	}
 	if err := checkTimes(r.Now, r.TrustedUntil, r.Next.NotBefore, r.Next.NotAfter, r.Next.CreatedAt); err != nil {
-		return nil, fmt.Errorf("reissue on cluster %q: %w", r.Cluster, err)
+		return store.ReissueResult{}, fmt.Errorf("reissue on cluster %q: %w", r.Cluster, err)
 	}
-	for _, c := range r.Certificates {
-		if err := checkTimes(c.NotBefore, c.NotAfter, c.IssuedAt, c.RevokedAt); err != nil {
-			return nil, fmt.Errorf("reissue on cluster %q: %w", r.Cluster, err)
-		}
+	if err := checkCertificateTimes(r.Certificates); err != nil {
+		return store.ReissueResult{}, fmt.Errorf("reissue on cluster %q: %w", r.Cluster, err)
 	}
-	var revoked []string
+	var res store.ReissueResult
 	err := d.write(ctx, func(tx pgx.Tx) error {
+		res = store.ReissueResult{}
 		if err := d.move(ctx, tx, clusterGeneration, r.Cluster, r.Expected, r.Next.Generation); err != nil {
 			return err
 		}
@@ -403,28 +406,37 @@ func (d *DB) Reissue(ctx context.Context, r store.Reissue) ([]string, error) {
 			return d.wrap(err, "lock the CA generations")
 		}
 		var err error
-		if revoked, err = d.revoke(ctx, tx, r.Revocation); err != nil {
+		if res.Revoked, err = d.revoke(ctx, tx, r.Revocation); err != nil {
 			return err
 		}
 		rows, err := tx.Query(ctx, "SELECT serial"+candidatesWhere, r.Cluster, ts(r.Now))
 		if err != nil {
 			return d.wrap(err, "read the certificates to re-issue")
 		}
-		now, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		current, err := pgx.CollectRows(rows, pgx.RowTo[string])
 		if err != nil {
 			return d.wrap(err, "read the certificates to re-issue")
 		}
-		if !sameSet(now, r.Candidates) {
-			return fmt.Errorf("%d certificates to re-issue, %d expected: %w: %w", len(now), len(r.Candidates), store.ErrCandidatesChanged, api.ErrConflict)
+		keep, added := store.SplitCandidates(r, current)
+		res.Certificates = keep
+		if len(added) > 0 {
+			if resign == nil {
+				return fmt.Errorf("%d certificates recorded since the candidates were read: %w: %w", len(added), store.ErrCandidatesChanged, api.ErrConflict)
+			}
+			more, err := d.resignInTx(ctx, tx, r, added, resign)
+			if err != nil {
+				return err
+			}
+			res.Certificates = append(res.Certificates, more...)
 		}
 		if err := d.retire(ctx, tx, r.Cluster, r.Expected, r.Next, r.Now, r.TrustedUntil); err != nil {
 			return err
 		}
-		if len(r.Certificates) == 0 {
+		if len(res.Certificates) == 0 {
 			return nil
 		}
 		b := &pgx.Batch{}
-		for _, c := range r.Certificates {
+		for _, c := range res.Certificates {
 			c.Cluster, c.RevokedAt = r.Cluster, time.Time{}
 			b.Queue(insertCertificateSQL, certificateArgs(c)...)
 			b.Queue("UPDATE issued_certificates SET superseded_by = $1 WHERE cluster = $2 AND serial = $3", c.Serial, r.Cluster, c.Supersedes)
@@ -435,9 +447,46 @@ func (d *DB) Reissue(ctx context.Context, r store.Reissue) ([]string, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("reissue on cluster %q from generation %d: %w", r.Cluster, r.Expected, err)
+		return store.ReissueResult{}, fmt.Errorf("reissue on cluster %q from generation %d: %w", r.Cluster, r.Expected, err)
 	}
-	return revoked, nil
+	return res, nil
+}
+
+// resignInTx reads, in tx, the certificates of added (candidates recorded
+// after the caller read them) and has resign sign them again.
+func (d *DB) resignInTx(ctx context.Context, tx pgx.Tx, r store.Reissue, added []string, resign store.ResignFunc) ([]store.IssuedCertificate, error) {
+	rows, err := tx.Query(ctx, "SELECT "+certColumns+" FROM issued_certificates WHERE cluster = $1 AND serial = ANY($2) ORDER BY serial",
+		r.Cluster, added)
+	if err != nil {
+		return nil, d.wrap(err, "read the certificates to re-issue")
+	}
+	certs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.IssuedCertificate, error) {
+		return scanCertificate(row, r.Cluster)
+	})
+	if err != nil {
+		return nil, d.wrap(err, "read the certificates to re-issue")
+	}
+	more, err := resign(ctx, certs)
+	if err != nil {
+		return nil, fmt.Errorf("re-sign %d certificates recorded meanwhile: %w", len(certs), err)
+	}
+	if err := store.CheckResigned(more, added, r.Next.Generation); err != nil {
+		return nil, err
+	}
+	if err := checkCertificateTimes(more); err != nil {
+		return nil, err
+	}
+	return more, nil
+}
+
+// checkCertificateTimes checks the instants of re-issued certificates.
+func checkCertificateTimes(certs []store.IssuedCertificate) error {
+	for _, c := range certs {
+		if err := checkTimes(c.NotBefore, c.NotAfter, c.IssuedAt, c.RevokedAt); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // checkReissue refuses a malformed reissue: the next generation must
@@ -459,12 +508,4 @@ func checkReissue(r store.Reissue) error {
 		}
 	}
 	return nil
-}
-
-// sameSet reports whether a and b hold the same strings.
-func sameSet(a, b []string) bool {
-	a, b = slices.Clone(a), slices.Clone(b)
-	slices.Sort(a)
-	slices.Sort(b)
-	return slices.Equal(a, b)
 }

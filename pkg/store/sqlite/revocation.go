@@ -390,42 +390,54 @@ func (d *DB) ReissueCandidates(ctx context.Context, cluster string, now time.Tim
 
 // Reissue applies r in one transaction: the compare-and-swap of the
 // generation (api.ErrGenerationMismatch), the revocation (api.ErrNotFound
-// for an unknown serial), the check that the certificates to re-issue are
-// still r.Candidates (else an error wrapping store.ErrCandidatesChanged
-// and api.ErrConflict), the rekey as Rekey does it, the re-issued
-// certificates and their superseded_by links. It returns the serials
-// revoked.
-func (d *DB) Reissue(ctx context.Context, r store.Reissue) ([]string, error) {
+// for an unknown serial), the certificates to re-issue read again
+// (store.SplitCandidates: the re-issues of candidates revoked or expired
+// meanwhile are dropped, the certificates recorded since the caller read
+// them are signed by resign; without resign they give an error wrapping
+// store.ErrCandidatesChanged and api.ErrConflict), the rekey as Rekey
+// does it, the re-issued certificates and their superseded_by links.
+// The transaction holds the write lock (BEGIN IMMEDIATE), so no
+// certificate is recorded between that read and the commit: every
+// candidate at the commit is re-issued.
+func (d *DB) Reissue(ctx context.Context, r store.Reissue, resign store.ResignFunc) (store.ReissueResult, error) {
 	if err := checkReissue(r); err != nil {
-		return nil, fmt.Errorf("reissue on cluster %q: %w", r.Cluster, err)
+		return store.ReissueResult{}, fmt.Errorf("reissue on cluster %q: %w", r.Cluster, err)
 	}
 	if err := checkTimes(r.Now, r.TrustedUntil, r.Next.NotBefore, r.Next.NotAfter, r.Next.CreatedAt); err != nil {
-		return nil, fmt.Errorf("reissue on cluster %q: %w", r.Cluster, err)
+		return store.ReissueResult{}, fmt.Errorf("reissue on cluster %q: %w", r.Cluster, err)
 	}
-	for _, c := range r.Certificates {
-		if err := checkTimes(c.NotBefore, c.NotAfter, c.IssuedAt, c.RevokedAt); err != nil {
-			return nil, fmt.Errorf("reissue on cluster %q: %w", r.Cluster, err)
-		}
+	if err := checkCertificateTimes(r.Certificates); err != nil {
+		return store.ReissueResult{}, fmt.Errorf("reissue on cluster %q: %w", r.Cluster, err)
 	}
-	var revoked []string
+	var res store.ReissueResult
 	err := d.write(ctx, func(tx *sql.Tx) error {
+		res = store.ReissueResult{}
 		if err := d.move(ctx, tx, clusterGeneration, r.Cluster, r.Expected, r.Next.Generation); err != nil {
 			return err
 		}
 		var err error
-		if revoked, err = d.revoke(ctx, tx, r.Revocation); err != nil {
+		if res.Revoked, err = d.revoke(ctx, tx, r.Revocation); err != nil {
 			return err
 		}
 		rows, err := tx.QueryContext(ctx, "SELECT serial"+candidatesWhere, r.Cluster, formatTime(r.Now))
 		if err != nil {
 			return d.wrap(err, "read the certificates to re-issue")
 		}
-		now, err := scanStrings(rows)
+		current, err := scanStrings(rows)
 		if err != nil {
 			return d.wrap(err, "read the certificates to re-issue")
 		}
-		if !sameSet(now, r.Candidates) {
-			return fmt.Errorf("%d certificates to re-issue, %d expected: %w: %w", len(now), len(r.Candidates), store.ErrCandidatesChanged, api.ErrConflict)
+		keep, added := store.SplitCandidates(r, current)
+		res.Certificates = keep
+		if len(added) > 0 {
+			if resign == nil {
+				return fmt.Errorf("%d certificates recorded since the candidates were read: %w: %w", len(added), store.ErrCandidatesChanged, api.ErrConflict)
+			}
+			more, err := d.resignInTx(ctx, tx, r, added, resign)
+			if err != nil {
+				return err
+			}
+			res.Certificates = append(res.Certificates, more...)
 		}
 		if err := d.retire(ctx, tx, r.Cluster, r.Expected, r.Next, r.Now, r.TrustedUntil); err != nil {
 			return err
@@ -440,7 +452,7 @@ func (d *DB) Reissue(ctx context.Context, r store.Reissue) ([]string, error) {
 			return d.wrap(err, "prepare")
 		}
 		defer link.Close()
-		for _, c := range r.Certificates {
+		for _, c := range res.Certificates {
 			c.Cluster, c.RevokedAt = r.Cluster, time.Time{}
 			if err := insertCertificate(ctx, d, ins, c); err != nil {
 				return fmt.Errorf("record the re-issue of %s: %w", c.Supersedes, err)
@@ -452,9 +464,48 @@ func (d *DB) Reissue(ctx context.Context, r store.Reissue) ([]string, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("reissue on cluster %q from generation %d: %w", r.Cluster, r.Expected, err)
+		return store.ReissueResult{}, fmt.Errorf("reissue on cluster %q from generation %d: %w", r.Cluster, r.Expected, err)
 	}
-	return revoked, nil
+	return res, nil
+}
+
+// resignInTx reads, in tx, the certificates of added (candidates recorded
+// after the caller read them) and has resign sign them again.
+func (d *DB) resignInTx(ctx context.Context, tx *sql.Tx, r store.Reissue, added []string, resign store.ResignFunc) ([]store.IssuedCertificate, error) {
+	get, err := tx.PrepareContext(ctx, "SELECT "+certColumns+" FROM issued_certificates WHERE cluster = ? AND serial = ?")
+	if err != nil {
+		return nil, d.wrap(err, "prepare")
+	}
+	defer get.Close()
+	certs := make([]store.IssuedCertificate, 0, len(added))
+	for _, serial := range added {
+		c, err := scanCertificate(get.QueryRowContext(ctx, r.Cluster, serial), r.Cluster)
+		if err != nil {
+			return nil, d.wrap(err, "read certificate %s to re-issue", serial)
+		}
+		certs = append(certs, c)
+	}
+	more, err := resign(ctx, certs)
+	if err != nil {
+		return nil, fmt.Errorf("re-sign %d certificates recorded meanwhile: %w", len(certs), err)
+	}
+	if err := store.CheckResigned(more, added, r.Next.Generation); err != nil {
+		return nil, err
+	}
+	if err := checkCertificateTimes(more); err != nil {
+		return nil, err
+	}
+	return more, nil
+}
+
+// checkCertificateTimes checks the instants of re-issued certificates.
+func checkCertificateTimes(certs []store.IssuedCertificate) error {
+	for _, c := range certs {
+		if err := checkTimes(c.NotBefore, c.NotAfter, c.IssuedAt, c.RevokedAt); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // checkReissue refuses a malformed reissue: the next generation must
@@ -476,11 +527,4 @@ func checkReissue(r store.Reissue) error {
 		}
 	}
 	return nil
-}
-
-// sameSet reports whether a (sorted) and b hold the same strings.
-func sameSet(a, b []string) bool {
-	b = slices.Clone(b)
-	slices.Sort(b)
-	return slices.Equal(a, b)
 }

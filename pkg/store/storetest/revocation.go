@@ -30,6 +30,8 @@ var revocationCases = []struct {
 	{"CRLCache", testCRLCache},
 	{"Reissue", testReissue},
 	{"ReissueRefusals", testReissueRefusals},
+	{"ReissueMeanwhile", testReissueMeanwhile},
+	{"ReissueRacingRecords", testReissueRacingRecords},
 }
 
 // userCert is Cert n of cluster requested by user.
@@ -401,9 +403,10 @@ func testReissue(t *testing.T, newStore NewStore) {
 			reissueOf(certs[1], 2, 2, now), reissueOf(certs[3], 2, 4, now),
 		},
 	}
-	revoked, err := d.Reissue(ctx, r)
-	if err != nil || !slices.Equal(revoked, []string{certs[0].Serial}) {
-		t.Fatalf("Reissue = %v, %v", revoked, err)
+	res, err := d.Reissue(ctx, r, nil)
+	if err != nil || !slices.Equal(res.Revoked, []string{certs[0].Serial}) || len(res.Certificates) != 2 ||
+		res.Certificates[0].Serial != r.Certificates[0].Serial || res.Certificates[1].Serial != r.Certificates[1].Serial {
+		t.Fatalf("Reissue = %+v, %v", res, err)
 	}
 	if c, err := d.Cluster(ctx, "c"); err != nil || c.Generation != 2 {
 		t.Fatalf("cluster after the reissue: %+v, %v", c, err)
@@ -474,27 +477,48 @@ func testReissueRefusals(t *testing.T, newStore NewStore) {
 		Candidates:   []string{b.Serial},
 		Certificates: []store.IssuedCertificate{reissueOf(b, 2, 2, now)},
 	}
+	// b was recorded after the candidates were read (none).
+	unread := func(r *store.Reissue) { r.Candidates = nil; r.Certificates = nil }
 	tests := []struct {
-		name string
-		edit func(r *store.Reissue)
-		want error
+		name   string
+		edit   func(r *store.Reissue)
+		resign store.ResignFunc
+		want   error
 	}{
-		{"a set of candidates that changed", func(r *store.Reissue) { r.Candidates = nil; r.Certificates = nil }, store.ErrCandidatesChanged},
+		{"a candidate recorded meanwhile, no ResignFunc", unread, nil, store.ErrCandidatesChanged},
 		{"another candidate", func(r *store.Reissue) {
 			r.Candidates = []string{a.Serial}
 			r.Certificates = []store.IssuedCertificate{reissueOf(a, 2, 2, now)}
+		}, nil, store.ErrCandidatesChanged},
+		{"a ResignFunc that refuses", unread, func(context.Context, []store.IssuedCertificate) ([]store.IssuedCertificate, error) {
+			return nil, fmt.Errorf("too many: %w: %w", store.ErrCandidatesChanged, api.ErrConflict)
 		}, store.ErrCandidatesChanged},
+		{"a ResignFunc that re-issues another certificate", unread, func(context.Context, []store.IssuedCertificate) ([]store.IssuedCertificate, error) {
+			return []store.IssuedCertificate{reissueOf(a, 2, 2, now)}, nil
+		}, nil},
+		{"a ResignFunc that re-issues one twice", unread, func(_ context.Context, certs []store.IssuedCertificate) ([]store.IssuedCertificate, error) {
+			return []store.IssuedCertificate{reissueOf(certs[0], 2, 2, now), reissueOf(certs[0], 2, 3, now)}, nil
+		}, nil},
+		{"a ResignFunc that signs under the old generation", unread, func(_ context.Context, certs []store.IssuedCertificate) ([]store.IssuedCertificate, error) {
+			return []store.IssuedCertificate{reissueOf(certs[0], 1, 2, now)}, nil
+		}, nil},
 		{"a stale generation", func(r *store.Reissue) {
 			r.Expected, r.Next = 2, Generation("c", 3)
 			r.Certificates = []store.IssuedCertificate{reissueOf(b, 3, 2, now)}
-		}, api.ErrGenerationMismatch},
-		{"an unknown serial", func(r *store.Reissue) { r.Revocation.Serial = "ff" }, api.ErrNotFound},
+		}, nil, api.ErrGenerationMismatch},
+		{"an unknown serial", func(r *store.Reissue) { r.Revocation.Serial = "ff" }, nil, api.ErrNotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := base
 			tt.edit(&r)
-			if _, err := d.Reissue(ctx, r); !errors.Is(err, tt.want) || !store.NotWritten(err) {
+			_, err := d.Reissue(ctx, r, tt.resign)
+			if tt.want == nil {
+				// A ResignFunc's wrong answer: refused, nothing written.
+				if err == nil {
+					t.Fatal("Reissue accepted it")
+				}
+			} else if !errors.Is(err, tt.want) || !store.NotWritten(err) {
 				t.Fatalf("Reissue = %v, want %v (and nothing written)", err, tt.want)
 			}
 			if c, _ := d.Cluster(ctx, "c"); c.Generation != 1 {
@@ -505,7 +529,209 @@ func testReissueRefusals(t *testing.T, newStore NewStore) {
 			}
 		})
 	}
-	if _, err := d.Reissue(ctx, base); err != nil {
+	if _, err := d.Reissue(ctx, base, nil); err != nil {
 		t.Fatalf("the reissue after the refusals: %v", err)
 	}
+}
+
+// testReissueMeanwhile reissues with candidates read before a certificate
+// was revoked and two were recorded: the revoked one's re-issue is
+// dropped, the two recorded are signed by the ResignFunc inside the
+// transaction, and the answer lists what was written.
+func testReissueMeanwhile(t *testing.T, newStore NewStore) {
+	ctx := context.Background()
+	d, _ := newStore(t)
+	CreateCluster(t, d, "c")
+	now := T0.Add(time.Hour)
+	alice, bob, carol := userCert("c", 1, 1, "alice"), userCert("c", 1, 2, "bob"), userCert("c", 1, 3, "carol")
+	for _, c := range []store.IssuedCertificate{alice, bob, carol} {
+		if err := d.RecordCertificate(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := store.Reissue{
+		Cluster: "c", Expected: 1, Next: Generation("c", 2), Now: now, TrustedUntil: now.Add(time.Hour),
+		Revocation:   revocation("c", "", "alice", now),
+		Candidates:   []string{bob.Serial, carol.Serial},
+		Certificates: []store.IssuedCertificate{reissueOf(bob, 2, 2, now), reissueOf(carol, 2, 3, now)},
+	}
+	// Meanwhile carol's certificate is revoked, dave signs twice and
+	// alice once (hers is revoked by the reissue, never re-issued).
+	if _, err := d.RevokeCertificate(ctx, revocation("c", carol.Serial, "", now)); err != nil {
+		t.Fatal(err)
+	}
+	dave := []store.IssuedCertificate{userCert("c", 1, 5, "dave"), userCert("c", 1, 4, "dave")}
+	for _, c := range append(slices.Clone(dave), userCert("c", 1, 6, "alice")) {
+		if err := d.RecordCertificate(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var asked []store.IssuedCertificate
+	res, err := d.Reissue(ctx, r, func(_ context.Context, certs []store.IssuedCertificate) ([]store.IssuedCertificate, error) {
+		asked = certs
+		var out []store.IssuedCertificate
+		for i, c := range certs {
+			out = append(out, reissueOf(c, 2, 10+i, now))
+		}
+		return out, nil
+	})
+	if err != nil {
+		t.Fatalf("Reissue: %v", err)
+	}
+	if len(asked) != 2 || asked[0].Serial != dave[1].Serial || asked[1].Serial != dave[0].Serial ||
+		!bytes.Equal(asked[0].CertificateDER, dave[1].CertificateDER) || asked[0].User != "dave" {
+		t.Fatalf("the ResignFunc was given %+v, want dave's two certificates by serial, with their DER", asked)
+	}
+	var got []string
+	for _, c := range res.Certificates {
+		got = append(got, c.Supersedes)
+	}
+	if want := []string{bob.Serial, dave[1].Serial, dave[0].Serial}; !slices.Equal(got, want) ||
+		!slices.Equal(res.Revoked, []string{alice.Serial, userCert("c", 1, 6, "alice").Serial}) {
+		t.Fatalf("Reissue = re-issued %v, revoked %v; want re-issued %v and alice's two revoked", got, res.Revoked, want)
+	}
+	for _, c := range []store.IssuedCertificate{bob, dave[0], dave[1]} {
+		if old, err := d.Certificate(ctx, "c", c.Serial); err != nil || old.SupersededBy == "" {
+			t.Fatalf("%s was not re-issued: %+v, %v", c.Serial, old, err)
+		}
+	}
+	if old, err := d.Certificate(ctx, "c", carol.Serial); err != nil || old.SupersededBy != "" || old.RevocationReason == "" {
+		t.Fatalf("carol's certificate, revoked meanwhile, was re-issued: %+v, %v", old, err)
+	}
+	if _, err := d.Certificate(ctx, "c", r.Certificates[1].Serial); !errors.Is(err, api.ErrNotFound) {
+		t.Fatalf("the re-issue of carol's revoked certificate was written: %v", err)
+	}
+}
+
+// testReissueRacingRecords records certificates back to back, each followed by a read of the cluster's generation (as a sign
+// checks that no rekey committed while it signed), while a reissue runs
+// with candidates read before some of them: the reissue succeeds, and
+// every certificate recorded while the generation was still the old one
+// is re-issued; the others are revoked with the old generation at the end
+// of its grace.
+func testReissueRacingRecords(t *testing.T, newStore NewStore) {
+	ctx := context.Background()
+	// The recorder shares the reissue's handle, as the signs of one
+	// instance do: on SQLite, another handle hammering the write lock
+	// back to back can starve BEGIN IMMEDIATE past the busy timeout (its
+	// busy handler polls), whatever the transaction.
+	d, _ := newStore(t)
+	recorder := d
+	CreateCluster(t, d, "c")
+	now := T0.Add(time.Hour)
+	var (
+		mu       sync.Mutex
+		before   []string // recorded, and the generation still 1 afterwards
+		recorded atomic.Int64
+		stop     = make(chan struct{})
+		errs     = make(chan error, 1)
+		wg       sync.WaitGroup
+	)
+	wg.Go(func() {
+		for n := 1000; n < 20000; n++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := recorder.RecordCertificate(ctx, userCert("c", 1, n, "bob")); err != nil {
+				errs <- err
+				return
+			}
+			c, err := recorder.Cluster(ctx, "c")
+			if err != nil {
+				errs <- err
+				return
+			}
+			if c.Generation == 1 {
+				mu.Lock()
+				before = append(before, fmt.Sprintf("%032x", n))
+				mu.Unlock()
+			}
+			recorded.Add(1)
+		}
+	})
+	waitFor := func(n int64) {
+		t.Helper()
+		for recorded.Load() < n {
+			select {
+			case err := <-errs:
+				t.Fatal(err)
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}
+	waitFor(20)
+	// A revocation by serial, which takes no lock of its own.
+	first := fmt.Sprintf("%032x", 1000)
+	cands, err := d.ReissueCandidates(ctx, "c", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := store.Reissue{
+		Cluster: "c", Expected: 1, Next: Generation("c", 2), Now: now, TrustedUntil: now.Add(time.Hour),
+		Revocation: revocation("c", first, "", now),
+	}
+	for i, c := range cands {
+		if c.Serial == first {
+			continue
+		}
+		r.Candidates = append(r.Candidates, c.Serial)
+		r.Certificates = append(r.Certificates, reissueOf(c, 2, 100000+i, now))
+	}
+	// Let more be recorded after the read, then reissue while the
+	// recorder goes on.
+	waitFor(int64(len(cands)) + 5)
+	var signed atomic.Int64
+	res, err := d.Reissue(ctx, r, func(_ context.Context, certs []store.IssuedCertificate) ([]store.IssuedCertificate, error) {
+		// Signing takes a while (an HSM): the records must wait for the
+		// commit, not slip in between the store's read and its writes.
+		time.Sleep(20 * time.Millisecond)
+		var out []store.IssuedCertificate
+		for _, c := range certs {
+			out = append(out, reissueOf(c, 2, 200000+int(signed.Add(1)), now))
+		}
+		return out, nil
+	})
+	after := recorded.Load()
+	waitFor(after + 5) // and some after the commit
+	close(stop)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		t.Fatal(err)
+	default:
+	}
+	if err != nil {
+		t.Fatalf("Reissue while certificates are recorded back to back: %v", err)
+	}
+	if signed.Load() == 0 {
+		t.Fatal("the ResignFunc signed nothing, though certificates were recorded after the candidates were read")
+	}
+	reissued := map[string]bool{}
+	for _, c := range res.Certificates {
+		reissued[c.Supersedes] = true
+	}
+	for _, serial := range before[1:] {
+		got, err := d.Certificate(ctx, "c", serial)
+		if err != nil || got.SupersededBy == "" || !reissued[serial] {
+			t.Fatalf("%s was recorded before the reissue committed but not re-issued: %+v, %v", serial, got, err)
+		}
+	}
+	certs, err := d.Certificates(ctx, store.CertificateQuery{Cluster: "c", Limit: 100000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := 0
+	for _, c := range certs {
+		if c.Generation != 1 {
+			continue
+		}
+		old++
+		if c.RevokedAt.IsZero() || c.RevokedAt.After(r.TrustedUntil) {
+			t.Fatalf("%s of the old generation is left valid after its grace: %+v", c.Serial, c)
+		}
+	}
+	t.Logf("%d certificates recorded, %d before the commit (%d of them signed inside the transaction), %d of the old generation in all",
+		recorded.Load(), len(before), signed.Load(), old)
 }
