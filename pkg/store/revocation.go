@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/clusterkeys/clusterkeys/pkg/api"
 )
 
 // Revocation reasons: the RFC 5280 CRLReason names a revocation may give.
@@ -175,4 +177,107 @@ func CheckResigned(resigned []IssuedCertificate, added []string, gen int) error 
 		seen[c.Supersedes] = true
 	}
 	return nil
+}
+
+// CheckRevocation refuses a revocation that names neither or both of a
+// serial and a user, or no cluster, reason or instant, or an instant
+// CheckTimes refuses.
+func CheckRevocation(r Revocation) error {
+	if r.Cluster == "" || (r.Serial == "") == (r.User == "") || r.Reason == "" || r.At.IsZero() {
+		return errors.New("a revocation needs a cluster, exactly one of a serial and a user, a reason and an instant")
+	}
+	return CheckTimes(r.At)
+}
+
+// CheckCRL checks a CRL a store's PutCRL is given: a cluster, a number of
+// at least 1, a DER, and times CheckTimes accepts.
+func CheckCRL(c CRL) error {
+	if c.Cluster == "" || c.Number < 1 || len(c.DER) == 0 {
+		return fmt.Errorf("store a CRL of cluster %q: a cluster, a number and a DER are required", c.Cluster)
+	}
+	if err := CheckTimes(c.ThisUpdate, c.NextUpdate); err != nil {
+		return fmt.Errorf("store a CRL of cluster %q: %w", c.Cluster, err)
+	}
+	return nil
+}
+
+// CheckReissue refuses a malformed reissue: the next generation must
+// follow the expected one (else an error wrapping
+// api.ErrGenerationMismatch), the revocation must name the cluster, every
+// certificate must replace a candidate and belong to the next generation,
+// and every time must be one CheckTimes accepts.
+func CheckReissue(r Reissue) error {
+	if err := checkReissue(r); err != nil {
+		return fmt.Errorf("reissue on cluster %q: %w", r.Cluster, err)
+	}
+	if err := CheckTimes(r.Now, r.TrustedUntil, r.Next.NotBefore, r.Next.NotAfter, r.Next.CreatedAt); err != nil {
+		return fmt.Errorf("reissue on cluster %q: %w", r.Cluster, err)
+	}
+	if err := checkCertificateTimes(r.Certificates); err != nil {
+		return fmt.Errorf("reissue on cluster %q: %w", r.Cluster, err)
+	}
+	return nil
+}
+
+// checkReissue is CheckReissue but for the times.
+func checkReissue(r Reissue) error {
+	if r.Next.KeyRef == "" || (r.Next.Cluster != "" && r.Next.Cluster != r.Cluster) || r.Now.IsZero() {
+		return errors.New("the next generation needs a key ref and the cluster's name, and the reissue an instant")
+	}
+	if r.Next.Generation != r.Expected+1 {
+		return fmt.Errorf("next generation %d does not follow expected %d: %w", r.Next.Generation, r.Expected, api.ErrGenerationMismatch)
+	}
+	if r.Revocation.Cluster != r.Cluster || r.Revocation.At.IsZero() || (r.Revocation.Serial == "") == (r.Revocation.User == "") {
+		return errors.New("the revocation must name the cluster, an instant and exactly one of a serial and a user")
+	}
+	for _, c := range r.Certificates {
+		if c.Generation != r.Next.Generation || c.Serial == "" || c.IssuedAt.IsZero() || !slices.Contains(r.Candidates, c.Supersedes) {
+			return fmt.Errorf("re-issued certificate %q: generation %d, or it replaces %q, not a candidate", c.Serial, c.Generation, c.Supersedes)
+		}
+	}
+	return nil
+}
+
+// checkCertificateTimes checks the instants of re-issued certificates.
+func checkCertificateTimes(certs []IssuedCertificate) error {
+	for _, c := range certs {
+		if err := CheckTimes(c.NotBefore, c.NotAfter, c.IssuedAt, c.RevokedAt); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ReissuedCertificates is the step of a store's Reissue once it has read,
+// inside its transaction, current: the serials of the certificates to
+// re-issue at r.Now. It returns the certificates to write: those of
+// r.Certificates whose candidate still is one, then the re-issues that
+// resign signs of the candidates recorded since the caller read them,
+// which read returns (from the same transaction). Without resign, such
+// candidates give an error wrapping ErrCandidatesChanged and
+// api.ErrConflict; what resign returns must pass CheckResigned and
+// CheckTimes.
+func ReissuedCertificates(ctx context.Context, r Reissue, current []string, read func(added []string) ([]IssuedCertificate, error), resign ResignFunc) ([]IssuedCertificate, error) {
+	keep, added := SplitCandidates(r, current)
+	if len(added) == 0 {
+		return keep, nil
+	}
+	if resign == nil {
+		return nil, fmt.Errorf("%d certificates recorded since the candidates were read: %w: %w", len(added), ErrCandidatesChanged, api.ErrConflict)
+	}
+	certs, err := read(added)
+	if err != nil {
+		return nil, err
+	}
+	more, err := resign(ctx, certs)
+	if err != nil {
+		return nil, fmt.Errorf("re-sign %d certificates recorded meanwhile: %w", len(certs), err)
+	}
+	if err := CheckResigned(more, added, r.Next.Generation); err != nil {
+		return nil, err
+	}
+	if err := checkCertificateTimes(more); err != nil {
+		return nil, err
+	}
+	return append(keep, more...), nil
 }

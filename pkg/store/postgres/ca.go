@@ -19,13 +19,8 @@ import (
 // cluster (or the generation's key ref) already exists. c.Generation must
 // equal first.Generation.
 func (d *DB) CreateCluster(ctx context.Context, c store.Cluster, first store.CAGeneration) error {
-	if c.Name == "" || first.KeyRef == "" || c.Generation < 1 || first.Generation != c.Generation ||
-		(first.Cluster != "" && first.Cluster != c.Name) {
-		return fmt.Errorf("create cluster %q: invalid record (name, key ref, generation %d vs first %d, first's cluster %q)",
-			c.Name, c.Generation, first.Generation, first.Cluster)
-	}
-	if err := checkTimes(c.CreatedAt, first.NotBefore, first.NotAfter, first.CreatedAt, first.RetiredAt, first.TrustedUntil); err != nil {
-		return fmt.Errorf("create cluster %q: %w", c.Name, err)
+	if err := store.CheckNewCluster(c, first); err != nil {
+		return err
 	}
 	err := d.write(ctx, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `INSERT INTO clusters
@@ -81,14 +76,8 @@ func scanGeneration(row pgx.Row, cluster string) (store.CAGeneration, error) {
 
 // queryGenerations runs a query of genColumns and reads every row.
 func (d *DB) queryGenerations(ctx context.Context, cluster, what, query string, args ...any) ([]store.CAGeneration, error) {
-	var gens []store.CAGeneration
-	err := d.query(ctx, func() { gens = nil }, func(rows pgx.Rows) error {
-		g, err := scanGeneration(rows, cluster)
-		if err != nil {
-			return err
-		}
-		gens = append(gens, g)
-		return nil
+	gens, err := queryAll(ctx, d, func(row pgx.Row) (store.CAGeneration, error) {
+		return scanGeneration(row, cluster)
 	}, query, args...)
 	if err != nil {
 		return nil, d.wrap(err, "read %s of cluster %q", what, cluster)
@@ -154,18 +143,8 @@ func (d *DB) TrustedGenerations(ctx context.Context, cluster string, active int,
 // concurrent rekey of the same cluster, on this instance or another, waits
 // for the row, then finds it moved and loses.
 func (d *DB) Rekey(ctx context.Context, cluster string, expected int, next store.CAGeneration, now, trustedUntil time.Time) error {
-	if next.Cluster != "" && next.Cluster != cluster {
-		return fmt.Errorf("rekey cluster %q: next generation belongs to cluster %q", cluster, next.Cluster)
-	}
-	if next.KeyRef == "" {
-		return fmt.Errorf("rekey cluster %q: next generation has no key ref", cluster)
-	}
-	if next.Generation != expected+1 {
-		return fmt.Errorf("rekey cluster %q: next generation %d does not follow expected %d: %w",
-			cluster, next.Generation, expected, api.ErrGenerationMismatch)
-	}
-	if err := checkTimes(now, trustedUntil, next.NotBefore, next.NotAfter, next.CreatedAt, next.RetiredAt, next.TrustedUntil); err != nil {
-		return fmt.Errorf("rekey cluster %q: %w", cluster, err)
+	if err := store.CheckRekey(cluster, expected, next, now, trustedUntil); err != nil {
+		return err
 	}
 	err := d.write(ctx, func(tx pgx.Tx) error {
 		if err := d.move(ctx, tx, clusterGeneration, cluster, expected, next.Generation); err != nil {
@@ -316,11 +295,8 @@ func (d *DB) Certificates(ctx context.Context, q store.CertificateQuery) ([]stor
 // ahead, found by its time (migration 0007); neither reads the revoked
 // history of retired generations.
 func certificatesSQL(q store.CertificateQuery) (string, []any, error) {
-	if q.Cluster == "" {
-		return "", nil, errors.New("a cluster is required")
-	}
-	if q.Limit < 1 {
-		return "", nil, fmt.Errorf("limit %d: must be positive", q.Limit)
+	if err := store.CheckCertificateQuery(q); err != nil {
+		return "", nil, err
 	}
 	args := []any{q.Cluster}
 	arg := func(v any) string {
@@ -340,16 +316,10 @@ func certificatesSQL(q store.CertificateQuery) (string, []any, error) {
 		shared += " AND generation = " + arg(q.Generation)
 	}
 	if k := q.After; k != nil {
-		if k.IssuedAt.IsZero() || checkTimes(k.IssuedAt) != nil || k.Serial == "" {
-			return "", nil, fmt.Errorf("invalid position (%v, %q)", k.IssuedAt, k.Serial)
-		}
 		shared += " AND (issued_at, serial) < (" + arg(ts(k.IssuedAt)) + ", " + arg(k.Serial) + ")"
 	}
 	arms := []string{""}
 	if q.Status != "" {
-		if q.Now.IsZero() || checkTimes(q.Now) != nil {
-			return "", nil, fmt.Errorf("status %q needs a valid instant, not %v", q.Status, q.Now)
-		}
 		now := arg(ts(q.Now))
 		// The same rules as the listing's status: revoked once revoked_at
 		// has passed, else expired once not_after has passed (a NULL
@@ -362,8 +332,6 @@ func certificatesSQL(q store.CertificateQuery) (string, []any, error) {
 			expiry = " AND (not_after IS NULL OR not_after <= " + now + ")"
 		case store.StatusValid:
 			expiry = " AND not_after > " + now
-		default:
-			return "", nil, fmt.Errorf("unknown status %q", q.Status)
 		}
 		if expiry != "" {
 			arms = []string{" AND revoked_at IS NULL" + expiry, " AND revoked_at > " + now + expiry}

@@ -302,6 +302,23 @@ func (d *DB) query(ctx context.Context, reset func(), each func(pgx.Rows) error,
 	})
 }
 
+// queryAll runs query as query does and reads every row with scan.
+func queryAll[T any](ctx context.Context, d *DB, scan func(pgx.Row) (T, error), query string, args ...any) ([]T, error) {
+	var out []T
+	err := d.query(ctx, func() { out = nil }, func(rows pgx.Rows) error {
+		v, err := scan(rows)
+		if err != nil {
+			return err
+		}
+		out = append(out, v)
+		return nil
+	}, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SQLSTATE codes the store tells apart.
 const (
 	codeUniqueViolation      = "23505"
@@ -373,19 +390,9 @@ func ts(t time.Time) pgtype.Timestamptz {
 	return pgtype.Timestamptz{Time: t.UTC(), Valid: true}
 }
 
-// checkTimes refuses times outside 0000–9999, as the SQLite store does, so
-// that both stores accept the same records.
-func checkTimes(ts ...time.Time) error {
-	for _, t := range ts {
-		if t.IsZero() {
-			continue
-		}
-		if y := t.UTC().Year(); y < 0 || y > 9999 {
-			return fmt.Errorf("time %s: year %d outside 0000-9999", t.UTC().Format(time.RFC3339), y)
-		}
-	}
-	return nil
-}
+// checkTimes refuses times outside 0000–9999, as every store does
+// (store.CheckTimes), so that both stores accept the same records.
+func checkTimes(ts ...time.Time) error { return store.CheckTimes(ts...) }
 
 // timeScanner scans a timestamptz into dst: NULL is the zero time, others
 // are in UTC.

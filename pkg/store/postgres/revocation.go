@@ -31,15 +31,6 @@ func scanCertificate(row pgx.Row, cluster string) (store.IssuedCertificate, erro
 	return c, err
 }
 
-// checkRevocation refuses a revocation that names neither or both of a
-// serial and a user, or no instant.
-func checkRevocation(r store.Revocation) error {
-	if r.Cluster == "" || (r.Serial == "") == (r.User == "") || r.Reason == "" || r.At.IsZero() {
-		return errors.New("a revocation needs a cluster, exactly one of a serial and a user, a reason and an instant")
-	}
-	return checkTimes(r.At)
-}
-
 // Certificate returns the registry entry of serial on cluster, with its
 // DER, revocation reason and successor (api.ErrNotFound when absent).
 func (d *DB) Certificate(ctx context.Context, cluster, serial string) (store.IssuedCertificate, error) {
@@ -64,15 +55,10 @@ func (d *DB) Certificate(ctx context.Context, cluster, serial string) (store.Iss
 // time. It returns the serials of the chain, sorted, and api.ErrNotFound
 // when the cluster has no such serial.
 func (d *DB) RevokeCertificate(ctx context.Context, r store.Revocation) ([]string, error) {
-	if err := checkRevocation(r); err != nil || r.Serial == "" {
+	if err := store.CheckRevocation(r); err != nil || r.Serial == "" {
 		return nil, fmt.Errorf("revoke a certificate of cluster %q: invalid revocation (%v)", r.Cluster, err)
 	}
-	var serials []string
-	err := d.write(ctx, func(tx pgx.Tx) error {
-		var err error
-		serials, err = d.revoke(ctx, tx, r)
-		return err
-	})
+	serials, err := d.revokeAlone(ctx, r)
 	if err != nil {
 		return nil, fmt.Errorf("revoke certificate %s of cluster %q: %w", r.Serial, r.Cluster, err)
 	}
@@ -87,19 +73,25 @@ func (d *DB) RevokeCertificate(ctx context.Context, r store.Revocation) ([]strin
 // SHARE: see RecordCertificate for why no certificate of the user escapes.
 // A missing cluster gives api.ErrNotFound.
 func (d *DB) RevokeUser(ctx context.Context, r store.Revocation) ([]string, error) {
-	if err := checkRevocation(r); err != nil || r.User == "" {
+	if err := store.CheckRevocation(r); err != nil || r.User == "" {
 		return nil, fmt.Errorf("revoke a user of cluster %q: invalid revocation (%v)", r.Cluster, err)
 	}
+	serials, err := d.revokeAlone(ctx, r)
+	if err != nil {
+		return nil, fmt.Errorf("revoke user %q of cluster %q: %w", r.User, r.Cluster, err)
+	}
+	return serials, nil
+}
+
+// revokeAlone applies r in a write transaction of its own.
+func (d *DB) revokeAlone(ctx context.Context, r store.Revocation) ([]string, error) {
 	var serials []string
 	err := d.write(ctx, func(tx pgx.Tx) error {
 		var err error
 		serials, err = d.revoke(ctx, tx, r)
 		return err
 	})
-	if err != nil {
-		return nil, fmt.Errorf("revoke user %q of cluster %q: %w", r.User, r.Cluster, err)
-	}
-	return serials, nil
+	return serials, err
 }
 
 // maxChain bounds the reissue chain a revocation by serial follows.
@@ -216,14 +208,10 @@ func (d *DB) LiftUserRevocation(ctx context.Context, cluster, user string) error
 // UserRevocations returns the users revoked on cluster, by user name, at
 // most limit of them.
 func (d *DB) UserRevocations(ctx context.Context, cluster string, limit int) ([]store.UserRevocation, error) {
-	var out []store.UserRevocation
-	err := d.query(ctx, func() { out = nil }, func(rows pgx.Rows) error {
+	out, err := queryAll(ctx, d, func(row pgx.Row) (store.UserRevocation, error) {
 		u := store.UserRevocation{Cluster: cluster}
-		if err := rows.Scan(&u.User, &u.Reason, &u.RevokedBy, tm(&u.RevokedAt)); err != nil {
-			return err
-		}
-		out = append(out, u)
-		return nil
+		err := row.Scan(&u.User, &u.Reason, &u.RevokedBy, tm(&u.RevokedAt))
+		return u, err
 	}, `SELECT user_name, reason, revoked_by, revoked_at FROM user_revocations
 		WHERE cluster = $1 ORDER BY user_name LIMIT $2`, cluster, limit)
 	if err != nil {
@@ -239,14 +227,10 @@ func (d *DB) Users(ctx context.Context, cluster string, now time.Time, limit int
 	if now.IsZero() || checkTimes(now) != nil || limit < 1 {
 		return nil, fmt.Errorf("count the users of cluster %q: invalid instant %v or limit %d", cluster, now, limit)
 	}
-	var out []store.UserCount
-	err := d.query(ctx, func() { out = nil }, func(rows pgx.Rows) error {
+	out, err := queryAll(ctx, d, func(row pgx.Row) (store.UserCount, error) {
 		var u store.UserCount
-		if err := rows.Scan(&u.User, &u.Project, &u.Valid, &u.Revoked, &u.Expired, tm(&u.LastIssued)); err != nil {
-			return err
-		}
-		out = append(out, u)
-		return nil
+		err := row.Scan(&u.User, &u.Project, &u.Valid, &u.Revoked, &u.Expired, tm(&u.LastIssued))
+		return u, err
 	}, `SELECT user_name, project,
 			count(*) FILTER (WHERE (revoked_at IS NULL OR revoked_at > $2) AND not_after > $2)::int,
 			count(*) FILTER (WHERE revoked_at <= $2)::int,
@@ -262,14 +246,8 @@ func (d *DB) Users(ctx context.Context, cluster string, now time.Time, limit int
 
 // queryCertificates runs a query of certColumns and reads every row.
 func (d *DB) queryCertificates(ctx context.Context, cluster, what, query string, args ...any) ([]store.IssuedCertificate, error) {
-	var out []store.IssuedCertificate
-	err := d.query(ctx, func() { out = nil }, func(rows pgx.Rows) error {
-		c, err := scanCertificate(rows, cluster)
-		if err != nil {
-			return err
-		}
-		out = append(out, c)
-		return nil
+	out, err := queryAll(ctx, d, func(row pgx.Row) (store.IssuedCertificate, error) {
+		return scanCertificate(row, cluster)
 	}, query, args...)
 	if err != nil {
 		return nil, d.wrap(err, "read the %s of cluster %q", what, cluster)
@@ -331,11 +309,8 @@ func (d *DB) NextCRLNumber(ctx context.Context, cluster string) (int64, error) {
 // PutCRL caches c as the CRL of its generation unless one with a higher
 // number is already stored (another instance built a newer one).
 func (d *DB) PutCRL(ctx context.Context, c store.CRL) error {
-	if c.Cluster == "" || c.Number < 1 || len(c.DER) == 0 {
-		return fmt.Errorf("store a CRL of cluster %q: a cluster, a number and a DER are required", c.Cluster)
-	}
-	if err := checkTimes(c.ThisUpdate, c.NextUpdate); err != nil {
-		return fmt.Errorf("store a CRL of cluster %q: %w", c.Cluster, err)
+	if err := store.CheckCRL(c); err != nil {
+		return err
 	}
 	err := d.write(ctx, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `INSERT INTO crls (cluster, generation, number, revision, this_update, next_update, der)
@@ -387,14 +362,8 @@ func (d *DB) ReissueCandidates(ctx context.Context, cluster string, now time.Tim
 // superseded_by links. That read comes after the lock, in a new snapshot
 // (READ COMMITTED), so every candidate at the commit is re-issued.
 func (d *DB) Reissue(ctx context.Context, r store.Reissue, resign store.ResignFunc) (store.ReissueResult, error) {
-	if err := checkReissue(r); err != nil {
-		return store.ReissueResult{}, fmt.Errorf("reissue on cluster %q: %w", r.Cluster, err)
-	}
-	if err := checkTimes(r.Now, r.TrustedUntil, r.Next.NotBefore, r.Next.NotAfter, r.Next.CreatedAt); err != nil {
-		return store.ReissueResult{}, fmt.Errorf("reissue on cluster %q: %w", r.Cluster, err)
-	}
-	if err := checkCertificateTimes(r.Certificates); err != nil {
-		return store.ReissueResult{}, fmt.Errorf("reissue on cluster %q: %w", r.Cluster, err)
+	if err := store.CheckReissue(r); err != nil {
+		return store.ReissueResult{}, err
 	}
 	var res store.ReissueResult
 	err := d.write(ctx, func(tx pgx.Tx) error {
@@ -417,17 +386,11 @@ func (d *DB) Reissue(ctx context.Context, r store.Reissue, resign store.ResignFu
 		if err != nil {
 			return d.wrap(err, "read the certificates to re-issue")
 		}
-		keep, added := store.SplitCandidates(r, current)
-		res.Certificates = keep
-		if len(added) > 0 {
-			if resign == nil {
-				return fmt.Errorf("%d certificates recorded since the candidates were read: %w: %w", len(added), store.ErrCandidatesChanged, api.ErrConflict)
-			}
-			more, err := d.resignInTx(ctx, tx, r, added, resign)
-			if err != nil {
-				return err
-			}
-			res.Certificates = append(res.Certificates, more...)
+		res.Certificates, err = store.ReissuedCertificates(ctx, r, current, func(added []string) ([]store.IssuedCertificate, error) {
+			return d.readCertificates(ctx, tx, r.Cluster, added)
+		}, resign)
+		if err != nil {
+			return err
 		}
 		if err := d.retire(ctx, tx, r.Cluster, r.Expected, r.Next, r.Now, r.TrustedUntil); err != nil {
 			return err
@@ -452,60 +415,19 @@ func (d *DB) Reissue(ctx context.Context, r store.Reissue, resign store.ResignFu
 	return res, nil
 }
 
-// resignInTx reads, in tx, the certificates of added (candidates recorded
-// after the caller read them) and has resign sign them again.
-func (d *DB) resignInTx(ctx context.Context, tx pgx.Tx, r store.Reissue, added []string, resign store.ResignFunc) ([]store.IssuedCertificate, error) {
+// readCertificates reads, in tx, the certificates of cluster with the
+// given serials, with their DER, by serial.
+func (d *DB) readCertificates(ctx context.Context, tx pgx.Tx, cluster string, serials []string) ([]store.IssuedCertificate, error) {
 	rows, err := tx.Query(ctx, "SELECT "+certColumns+" FROM issued_certificates WHERE cluster = $1 AND serial = ANY($2) ORDER BY serial",
-		r.Cluster, added)
+		cluster, serials)
 	if err != nil {
 		return nil, d.wrap(err, "read the certificates to re-issue")
 	}
 	certs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.IssuedCertificate, error) {
-		return scanCertificate(row, r.Cluster)
+		return scanCertificate(row, cluster)
 	})
 	if err != nil {
 		return nil, d.wrap(err, "read the certificates to re-issue")
 	}
-	more, err := resign(ctx, certs)
-	if err != nil {
-		return nil, fmt.Errorf("re-sign %d certificates recorded meanwhile: %w", len(certs), err)
-	}
-	if err := store.CheckResigned(more, added, r.Next.Generation); err != nil {
-		return nil, err
-	}
-	if err := checkCertificateTimes(more); err != nil {
-		return nil, err
-	}
-	return more, nil
-}
-
-// checkCertificateTimes checks the instants of re-issued certificates.
-func checkCertificateTimes(certs []store.IssuedCertificate) error {
-	for _, c := range certs {
-		if err := checkTimes(c.NotBefore, c.NotAfter, c.IssuedAt, c.RevokedAt); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// checkReissue refuses a malformed reissue: the next generation must
-// follow the expected one, and every certificate must replace a candidate
-// and belong to the next generation.
-func checkReissue(r store.Reissue) error {
-	if r.Next.KeyRef == "" || (r.Next.Cluster != "" && r.Next.Cluster != r.Cluster) || r.Now.IsZero() {
-		return errors.New("the next generation needs a key ref and the cluster's name, and the reissue an instant")
-	}
-	if r.Next.Generation != r.Expected+1 {
-		return fmt.Errorf("next generation %d does not follow expected %d: %w", r.Next.Generation, r.Expected, api.ErrGenerationMismatch)
-	}
-	if r.Revocation.Cluster != r.Cluster || r.Revocation.At.IsZero() || (r.Revocation.Serial == "") == (r.Revocation.User == "") {
-		return errors.New("the revocation must name the cluster, an instant and exactly one of a serial and a user")
-	}
-	for _, c := range r.Certificates {
-		if c.Generation != r.Next.Generation || c.Serial == "" || c.IssuedAt.IsZero() || !slices.Contains(r.Candidates, c.Supersedes) {
-			return fmt.Errorf("re-issued certificate %q: generation %d, or it replaces %q, not a candidate", c.Serial, c.Generation, c.Supersedes)
-		}
-	}
-	return nil
+	return certs, nil
 }

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/store"
 )
 
@@ -17,13 +16,8 @@ import (
 // cluster (or the generation's key ref) already exists. c.Generation must
 // equal first.Generation.
 func (d *DB) CreateCluster(ctx context.Context, c store.Cluster, first store.CAGeneration) error {
-	if c.Name == "" || first.KeyRef == "" || c.Generation < 1 || first.Generation != c.Generation ||
-		(first.Cluster != "" && first.Cluster != c.Name) {
-		return fmt.Errorf("create cluster %q: invalid record (name, key ref, generation %d vs first %d, first's cluster %q)",
-			c.Name, c.Generation, first.Generation, first.Cluster)
-	}
-	if err := checkTimes(c.CreatedAt, first.NotBefore, first.NotAfter, first.CreatedAt, first.RetiredAt, first.TrustedUntil); err != nil {
-		return fmt.Errorf("create cluster %q: %w", c.Name, err)
+	if err := store.CheckNewCluster(c, first); err != nil {
+		return err
 	}
 	err := d.write(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO clusters
@@ -76,7 +70,7 @@ const genColumns = `generation, key_ref, certificate_der, key_algorithm,
 	not_before, not_after, created_at, retired_at, trusted_until`
 
 // scanGeneration reads one row of genColumns.
-func scanGeneration(rows interface{ Scan(...any) error }, cluster string) (store.CAGeneration, error) {
+func scanGeneration(rows scanner, cluster string) (store.CAGeneration, error) {
 	g := store.CAGeneration{Cluster: cluster}
 	err := rows.Scan(&g.Generation, &g.KeyRef, &g.CertificateDER, &g.KeyAlgorithm,
 		tm(&g.NotBefore), tm(&g.NotAfter), tm(&g.CreatedAt), tm(&g.RetiredAt), tm(&g.TrustedUntil))
@@ -85,20 +79,10 @@ func scanGeneration(rows interface{ Scan(...any) error }, cluster string) (store
 
 // queryGenerations runs a query of genColumns and reads every row.
 func (d *DB) queryGenerations(ctx context.Context, cluster, what, query string, args ...any) ([]store.CAGeneration, error) {
-	rows, err := d.db.QueryContext(ctx, query, args...)
+	gens, err := queryAll(ctx, d, func(row scanner) (store.CAGeneration, error) {
+		return scanGeneration(row, cluster)
+	}, query, args...)
 	if err != nil {
-		return nil, d.wrap(err, "read %s of cluster %q", what, cluster)
-	}
-	defer rows.Close()
-	var gens []store.CAGeneration
-	for rows.Next() {
-		g, err := scanGeneration(rows, cluster)
-		if err != nil {
-			return nil, d.wrap(err, "read %s of cluster %q", what, cluster)
-		}
-		gens = append(gens, g)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, d.wrap(err, "read %s of cluster %q", what, cluster)
 	}
 	return gens, nil
@@ -160,18 +144,8 @@ func (d *DB) TrustedGenerations(ctx context.Context, cluster string, active int,
 // later than a RevokedAt they already have), and moves the pointer. All of
 // it is one transaction: a crash leaves either everything or nothing.
 func (d *DB) Rekey(ctx context.Context, cluster string, expected int, next store.CAGeneration, now, trustedUntil time.Time) error {
-	if next.Cluster != "" && next.Cluster != cluster {
-		return fmt.Errorf("rekey cluster %q: next generation belongs to cluster %q", cluster, next.Cluster)
-	}
-	if next.KeyRef == "" {
-		return fmt.Errorf("rekey cluster %q: next generation has no key ref", cluster)
-	}
-	if next.Generation != expected+1 {
-		return fmt.Errorf("rekey cluster %q: next generation %d does not follow expected %d: %w",
-			cluster, next.Generation, expected, api.ErrGenerationMismatch)
-	}
-	if err := checkTimes(now, trustedUntil, next.NotBefore, next.NotAfter, next.CreatedAt, next.RetiredAt, next.TrustedUntil); err != nil {
-		return fmt.Errorf("rekey cluster %q: %w", cluster, err)
+	if err := store.CheckRekey(cluster, expected, next, now, trustedUntil); err != nil {
+		return err
 	}
 	err := d.write(ctx, func(tx *sql.Tx) error {
 		if err := d.move(ctx, tx, clusterGeneration, cluster, expected, next.Generation); err != nil {
@@ -289,11 +263,8 @@ func (d *DB) Certificates(ctx context.Context, q store.CertificateQuery) ([]stor
 // revocations still ahead (issued_certificates_by_revocation, migration
 // 0007).
 func certificatesSQL(q store.CertificateQuery) (string, []any, error) {
-	if q.Cluster == "" {
-		return "", nil, errors.New("a cluster is required")
-	}
-	if q.Limit < 1 {
-		return "", nil, fmt.Errorf("limit %d: must be positive", q.Limit)
+	if err := store.CheckCertificateQuery(q); err != nil {
+		return "", nil, err
 	}
 	// The conditions every arm shares, after the cluster's.
 	var shared strings.Builder
@@ -311,9 +282,6 @@ func certificatesSQL(q store.CertificateQuery) (string, []any, error) {
 		sharedArgs = append(sharedArgs, q.Generation)
 	}
 	if k := q.After; k != nil {
-		if k.IssuedAt.IsZero() || checkTimes(k.IssuedAt) != nil || k.Serial == "" {
-			return "", nil, fmt.Errorf("invalid position (%v, %q)", k.IssuedAt, k.Serial)
-		}
 		shared.WriteString(" AND (issued_at, serial) < (?, ?)")
 		sharedArgs = append(sharedArgs, formatTime(k.IssuedAt), k.Serial)
 	}
@@ -324,9 +292,6 @@ func certificatesSQL(q store.CertificateQuery) (string, []any, error) {
 	}
 	arms := []arm{{}}
 	if q.Status != "" {
-		if q.Now.IsZero() || checkTimes(q.Now) != nil {
-			return "", nil, fmt.Errorf("status %q needs a valid instant, not %v", q.Status, q.Now)
-		}
 		now := formatTime(q.Now)
 		// The same rules as the listing's status: revoked once revoked_at
 		// has passed, else expired once not_after has passed (a NULL
@@ -339,8 +304,6 @@ func certificatesSQL(q store.CertificateQuery) (string, []any, error) {
 			expiry = " AND (not_after IS NULL OR not_after <= ?)"
 		case store.StatusValid:
 			expiry = " AND not_after > ?"
-		default:
-			return "", nil, fmt.Errorf("unknown status %q", q.Status)
 		}
 		if expiry != "" {
 			arms = []arm{

@@ -19,7 +19,7 @@ const certColumns = `serial, generation, subject, profile, user_name, project,
 	certificate_der, revocation_reason, superseded_by`
 
 // scanCertificate reads one row of certColumns.
-func scanCertificate(row interface{ Scan(...any) error }, cluster string) (store.IssuedCertificate, error) {
+func scanCertificate(row scanner, cluster string) (store.IssuedCertificate, error) {
 	c := store.IssuedCertificate{Cluster: cluster}
 	var reason, next sql.NullString
 	err := row.Scan(&c.Serial, &c.Generation, &c.Subject, &c.Profile, &c.User, &c.Project,
@@ -27,15 +27,6 @@ func scanCertificate(row interface{ Scan(...any) error }, cluster string) (store
 		&c.CertificateDER, &reason, &next)
 	c.RevocationReason, c.SupersededBy = reason.String, next.String
 	return c, err
-}
-
-// checkRevocation refuses a revocation that names neither or both of a
-// serial and a user, or no instant.
-func checkRevocation(r store.Revocation) error {
-	if r.Cluster == "" || (r.Serial == "") == (r.User == "") || r.Reason == "" || r.At.IsZero() {
-		return errors.New("a revocation needs a cluster, exactly one of a serial and a user, a reason and an instant")
-	}
-	return checkTimes(r.At)
 }
 
 // Certificate returns the registry entry of serial on cluster, with its
@@ -57,15 +48,10 @@ func (d *DB) Certificate(ctx context.Context, cluster, serial string) (store.Iss
 // time. It returns the serials of the chain, sorted, and api.ErrNotFound
 // when the cluster has no such serial.
 func (d *DB) RevokeCertificate(ctx context.Context, r store.Revocation) ([]string, error) {
-	if err := checkRevocation(r); err != nil || r.Serial == "" {
+	if err := store.CheckRevocation(r); err != nil || r.Serial == "" {
 		return nil, fmt.Errorf("revoke a certificate of cluster %q: invalid revocation (%v)", r.Cluster, err)
 	}
-	var serials []string
-	err := d.write(ctx, func(tx *sql.Tx) error {
-		var err error
-		serials, err = d.revoke(ctx, tx, r)
-		return err
-	})
+	serials, err := d.revokeAlone(ctx, r)
 	if err != nil {
 		return nil, fmt.Errorf("revoke certificate %s of cluster %q: %w", r.Serial, r.Cluster, err)
 	}
@@ -80,19 +66,25 @@ func (d *DB) RevokeCertificate(ctx context.Context, r store.Revocation) ([]strin
 // so a sign racing the revocation is either recorded first, and revoked
 // here, or refused. A missing cluster gives api.ErrNotFound.
 func (d *DB) RevokeUser(ctx context.Context, r store.Revocation) ([]string, error) {
-	if err := checkRevocation(r); err != nil || r.User == "" {
+	if err := store.CheckRevocation(r); err != nil || r.User == "" {
 		return nil, fmt.Errorf("revoke a user of cluster %q: invalid revocation (%v)", r.Cluster, err)
 	}
+	serials, err := d.revokeAlone(ctx, r)
+	if err != nil {
+		return nil, fmt.Errorf("revoke user %q of cluster %q: %w", r.User, r.Cluster, err)
+	}
+	return serials, nil
+}
+
+// revokeAlone applies r in a write transaction of its own.
+func (d *DB) revokeAlone(ctx context.Context, r store.Revocation) ([]string, error) {
 	var serials []string
 	err := d.write(ctx, func(tx *sql.Tx) error {
 		var err error
 		serials, err = d.revoke(ctx, tx, r)
 		return err
 	})
-	if err != nil {
-		return nil, fmt.Errorf("revoke user %q of cluster %q: %w", r.User, r.Cluster, err)
-	}
-	return serials, nil
+	return serials, err
 }
 
 // maxChain bounds the reissue chain a revocation by serial follows.
@@ -220,21 +212,13 @@ func (d *DB) LiftUserRevocation(ctx context.Context, cluster, user string) error
 // UserRevocations returns the users revoked on cluster, by user name, at
 // most limit of them.
 func (d *DB) UserRevocations(ctx context.Context, cluster string, limit int) ([]store.UserRevocation, error) {
-	rows, err := d.db.QueryContext(ctx, `SELECT user_name, reason, revoked_by, revoked_at FROM user_revocations
+	out, err := queryAll(ctx, d, func(row scanner) (store.UserRevocation, error) {
+		u := store.UserRevocation{Cluster: cluster}
+		err := row.Scan(&u.User, &u.Reason, &u.RevokedBy, tm(&u.RevokedAt))
+		return u, err
+	}, `SELECT user_name, reason, revoked_by, revoked_at FROM user_revocations
 		WHERE cluster = ? ORDER BY user_name LIMIT ?`, cluster, limit)
 	if err != nil {
-		return nil, d.wrap(err, "read the revoked users of cluster %q", cluster)
-	}
-	defer rows.Close()
-	var out []store.UserRevocation
-	for rows.Next() {
-		u := store.UserRevocation{Cluster: cluster}
-		if err := rows.Scan(&u.User, &u.Reason, &u.RevokedBy, tm(&u.RevokedAt)); err != nil {
-			return nil, d.wrap(err, "read the revoked users of cluster %q", cluster)
-		}
-		out = append(out, u)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, d.wrap(err, "read the revoked users of cluster %q", cluster)
 	}
 	return out, nil
@@ -246,7 +230,11 @@ func (d *DB) Users(ctx context.Context, cluster string, now time.Time, limit int
 	if now.IsZero() || checkTimes(now) != nil || limit < 1 {
 		return nil, fmt.Errorf("count the users of cluster %q: invalid instant %v or limit %d", cluster, now, limit)
 	}
-	rows, err := d.db.QueryContext(ctx, `SELECT user_name, project,
+	out, err := queryAll(ctx, d, func(row scanner) (store.UserCount, error) {
+		var u store.UserCount
+		err := row.Scan(&u.User, &u.Project, &u.Valid, &u.Revoked, &u.Expired, tm(&u.LastIssued))
+		return u, err
+	}, `SELECT user_name, project,
 			SUM(CASE WHEN (revoked_at IS NULL OR revoked_at > ?2) AND not_after > ?2 THEN 1 ELSE 0 END),
 			SUM(CASE WHEN revoked_at <= ?2 THEN 1 ELSE 0 END),
 			SUM(CASE WHEN (revoked_at IS NULL OR revoked_at > ?2) AND (not_after IS NULL OR not_after <= ?2) THEN 1 ELSE 0 END),
@@ -254,18 +242,6 @@ func (d *DB) Users(ctx context.Context, cluster string, now time.Time, limit int
 		FROM issued_certificates WHERE cluster = ?1
 		GROUP BY user_name, project ORDER BY user_name, project LIMIT ?3`, cluster, formatTime(now), limit)
 	if err != nil {
-		return nil, d.wrap(err, "count the users of cluster %q", cluster)
-	}
-	defer rows.Close()
-	var out []store.UserCount
-	for rows.Next() {
-		var u store.UserCount
-		if err := rows.Scan(&u.User, &u.Project, &u.Valid, &u.Revoked, &u.Expired, tm(&u.LastIssued)); err != nil {
-			return nil, d.wrap(err, "count the users of cluster %q", cluster)
-		}
-		out = append(out, u)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, d.wrap(err, "count the users of cluster %q", cluster)
 	}
 	return out, nil
@@ -286,20 +262,10 @@ func (d *DB) CRLEntries(ctx context.Context, cluster string, gen int, now time.T
 
 // queryCertificates runs a query of certColumns and reads every row.
 func (d *DB) queryCertificates(ctx context.Context, cluster, what, query string, args ...any) ([]store.IssuedCertificate, error) {
-	rows, err := d.db.QueryContext(ctx, query, args...)
+	out, err := queryAll(ctx, d, func(row scanner) (store.IssuedCertificate, error) {
+		return scanCertificate(row, cluster)
+	}, query, args...)
 	if err != nil {
-		return nil, d.wrap(err, "read the %s of cluster %q", what, cluster)
-	}
-	defer rows.Close()
-	var out []store.IssuedCertificate
-	for rows.Next() {
-		c, err := scanCertificate(rows, cluster)
-		if err != nil {
-			return nil, d.wrap(err, "read the %s of cluster %q", what, cluster)
-		}
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, d.wrap(err, "read the %s of cluster %q", what, cluster)
 	}
 	return out, nil
@@ -345,11 +311,8 @@ func (d *DB) NextCRLNumber(ctx context.Context, cluster string) (int64, error) {
 // PutCRL caches c as the CRL of its generation unless one with a higher
 // number is already stored (another instance built a newer one).
 func (d *DB) PutCRL(ctx context.Context, c store.CRL) error {
-	if c.Cluster == "" || c.Number < 1 || len(c.DER) == 0 {
-		return fmt.Errorf("store a CRL of cluster %q: a cluster, a number and a DER are required", c.Cluster)
-	}
-	if err := checkTimes(c.ThisUpdate, c.NextUpdate); err != nil {
-		return fmt.Errorf("store a CRL of cluster %q: %w", c.Cluster, err)
+	if err := store.CheckCRL(c); err != nil {
+		return err
 	}
 	err := d.write(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO crls (cluster, generation, number, revision, this_update, next_update, der)
@@ -400,14 +363,8 @@ func (d *DB) ReissueCandidates(ctx context.Context, cluster string, now time.Tim
 // certificate is recorded between that read and the commit: every
 // candidate at the commit is re-issued.
 func (d *DB) Reissue(ctx context.Context, r store.Reissue, resign store.ResignFunc) (store.ReissueResult, error) {
-	if err := checkReissue(r); err != nil {
-		return store.ReissueResult{}, fmt.Errorf("reissue on cluster %q: %w", r.Cluster, err)
-	}
-	if err := checkTimes(r.Now, r.TrustedUntil, r.Next.NotBefore, r.Next.NotAfter, r.Next.CreatedAt); err != nil {
-		return store.ReissueResult{}, fmt.Errorf("reissue on cluster %q: %w", r.Cluster, err)
-	}
-	if err := checkCertificateTimes(r.Certificates); err != nil {
-		return store.ReissueResult{}, fmt.Errorf("reissue on cluster %q: %w", r.Cluster, err)
+	if err := store.CheckReissue(r); err != nil {
+		return store.ReissueResult{}, err
 	}
 	var res store.ReissueResult
 	err := d.write(ctx, func(tx *sql.Tx) error {
@@ -427,17 +384,11 @@ func (d *DB) Reissue(ctx context.Context, r store.Reissue, resign store.ResignFu
 		if err != nil {
 			return d.wrap(err, "read the certificates to re-issue")
 		}
-		keep, added := store.SplitCandidates(r, current)
-		res.Certificates = keep
-		if len(added) > 0 {
-			if resign == nil {
-				return fmt.Errorf("%d certificates recorded since the candidates were read: %w: %w", len(added), store.ErrCandidatesChanged, api.ErrConflict)
-			}
-			more, err := d.resignInTx(ctx, tx, r, added, resign)
-			if err != nil {
-				return err
-			}
-			res.Certificates = append(res.Certificates, more...)
+		res.Certificates, err = store.ReissuedCertificates(ctx, r, current, func(added []string) ([]store.IssuedCertificate, error) {
+			return d.readCertificates(ctx, tx, r.Cluster, added)
+		}, resign)
+		if err != nil {
+			return err
 		}
 		if err := d.retire(ctx, tx, r.Cluster, r.Expected, r.Next, r.Now, r.TrustedUntil); err != nil {
 			return err
@@ -469,62 +420,21 @@ func (d *DB) Reissue(ctx context.Context, r store.Reissue, resign store.ResignFu
 	return res, nil
 }
 
-// resignInTx reads, in tx, the certificates of added (candidates recorded
-// after the caller read them) and has resign sign them again.
-func (d *DB) resignInTx(ctx context.Context, tx *sql.Tx, r store.Reissue, added []string, resign store.ResignFunc) ([]store.IssuedCertificate, error) {
+// readCertificates reads, in tx, the certificates of cluster with the
+// given serials, with their DER.
+func (d *DB) readCertificates(ctx context.Context, tx *sql.Tx, cluster string, serials []string) ([]store.IssuedCertificate, error) {
 	get, err := tx.PrepareContext(ctx, "SELECT "+certColumns+" FROM issued_certificates WHERE cluster = ? AND serial = ?")
 	if err != nil {
 		return nil, d.wrap(err, "prepare")
 	}
 	defer get.Close()
-	certs := make([]store.IssuedCertificate, 0, len(added))
-	for _, serial := range added {
-		c, err := scanCertificate(get.QueryRowContext(ctx, r.Cluster, serial), r.Cluster)
+	certs := make([]store.IssuedCertificate, 0, len(serials))
+	for _, serial := range serials {
+		c, err := scanCertificate(get.QueryRowContext(ctx, cluster, serial), cluster)
 		if err != nil {
 			return nil, d.wrap(err, "read certificate %s to re-issue", serial)
 		}
 		certs = append(certs, c)
 	}
-	more, err := resign(ctx, certs)
-	if err != nil {
-		return nil, fmt.Errorf("re-sign %d certificates recorded meanwhile: %w", len(certs), err)
-	}
-	if err := store.CheckResigned(more, added, r.Next.Generation); err != nil {
-		return nil, err
-	}
-	if err := checkCertificateTimes(more); err != nil {
-		return nil, err
-	}
-	return more, nil
-}
-
-// checkCertificateTimes checks the instants of re-issued certificates.
-func checkCertificateTimes(certs []store.IssuedCertificate) error {
-	for _, c := range certs {
-		if err := checkTimes(c.NotBefore, c.NotAfter, c.IssuedAt, c.RevokedAt); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// checkReissue refuses a malformed reissue: the next generation must
-// follow the expected one, and every certificate must replace a candidate
-// and belong to the next generation.
-func checkReissue(r store.Reissue) error {
-	if r.Next.KeyRef == "" || (r.Next.Cluster != "" && r.Next.Cluster != r.Cluster) || r.Now.IsZero() {
-		return errors.New("the next generation needs a key ref and the cluster's name, and the reissue an instant")
-	}
-	if r.Next.Generation != r.Expected+1 {
-		return fmt.Errorf("next generation %d does not follow expected %d: %w", r.Next.Generation, r.Expected, api.ErrGenerationMismatch)
-	}
-	if r.Revocation.Cluster != r.Cluster || r.Revocation.At.IsZero() || (r.Revocation.Serial == "") == (r.Revocation.User == "") {
-		return errors.New("the revocation must name the cluster, an instant and exactly one of a serial and a user")
-	}
-	for _, c := range r.Certificates {
-		if c.Generation != r.Next.Generation || c.Serial == "" || c.IssuedAt.IsZero() || !slices.Contains(r.Candidates, c.Supersedes) {
-			return fmt.Errorf("re-issued certificate %q: generation %d, or it replaces %q, not a candidate", c.Serial, c.Generation, c.Supersedes)
-		}
-	}
-	return nil
+	return certs, nil
 }

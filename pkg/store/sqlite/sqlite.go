@@ -352,17 +352,32 @@ func formatTime(t time.Time) sql.NullString {
 	return sql.NullString{String: t.UTC().Format(TimeLayout), Valid: true}
 }
 
-// checkTimes refuses times that TimeLayout cannot store in order.
-func checkTimes(ts ...time.Time) error {
-	for _, t := range ts {
-		if t.IsZero() {
-			continue
-		}
-		if y := t.UTC().Year(); y < 0 || y > 9999 {
-			return fmt.Errorf("time %s: year %d outside 0000-9999", t.UTC().Format(time.RFC3339), y)
-		}
+// checkTimes refuses times that TimeLayout cannot store in order
+// (store.CheckTimes).
+func checkTimes(ts ...time.Time) error { return store.CheckTimes(ts...) }
+
+// scanner is a row, or rows at one row, to scan.
+type scanner interface{ Scan(...any) error }
+
+// queryAll runs query and reads every row with scan.
+func queryAll[T any](ctx context.Context, d *DB, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := d.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // parseTime is the inverse of formatTime.
