@@ -179,14 +179,46 @@ func CheckResigned(resigned []IssuedCertificate, added []string, gen int) error 
 	return nil
 }
 
-// CheckRevocation refuses a revocation that names neither or both of a
+// checkRevocation refuses a revocation that names neither or both of a
 // serial and a user, or no cluster, reason or instant, or an instant
 // CheckTimes refuses.
-func CheckRevocation(r Revocation) error {
+func checkRevocation(r Revocation) error {
 	if r.Cluster == "" || (r.Serial == "") == (r.User == "") || r.Reason == "" || r.At.IsZero() {
 		return errors.New("a revocation needs a cluster, exactly one of a serial and a user, a reason and an instant")
 	}
 	return CheckTimes(r.At)
+}
+
+// RevokeFunc applies a revocation in a write transaction of its own and
+// returns the serials it revoked, sorted: a store's step behind
+// RevokeCertificate and RevokeUser.
+type RevokeFunc func(ctx context.Context, r Revocation) ([]string, error)
+
+// RevokeCertificate is a store's RevokeCertificate around apply: it refuses
+// a malformed revocation or one that names no serial, and gives apply's
+// error its context.
+func RevokeCertificate(ctx context.Context, r Revocation, apply RevokeFunc) ([]string, error) {
+	return revoke(ctx, r, r.Serial, "a certificate", fmt.Sprintf("certificate %s", r.Serial), apply)
+}
+
+// RevokeUser is a store's RevokeUser around apply: it refuses a malformed
+// revocation or one that names no user, and gives apply's error its
+// context.
+func RevokeUser(ctx context.Context, r Revocation, apply RevokeFunc) ([]string, error) {
+	return revoke(ctx, r, r.User, "a user", fmt.Sprintf("user %q", r.User), apply)
+}
+
+// revoke checks r, which must name (a serial or a user, as kind says), and
+// runs apply, with what r revokes in its error.
+func revoke(ctx context.Context, r Revocation, name, kind, what string, apply RevokeFunc) ([]string, error) {
+	if err := checkRevocation(r); err != nil || name == "" {
+		return nil, fmt.Errorf("revoke %s of cluster %q: invalid revocation (%v)", kind, r.Cluster, err)
+	}
+	serials, err := apply(ctx, r)
+	if err != nil {
+		return nil, fmt.Errorf("revoke %s of cluster %q: %w", what, r.Cluster, err)
+	}
+	return serials, nil
 }
 
 // CheckCRL checks a CRL a store's PutCRL is given: a cluster, a number of

@@ -48,14 +48,7 @@ func (d *DB) Certificate(ctx context.Context, cluster, serial string) (store.Iss
 // time. It returns the serials of the chain, sorted, and api.ErrNotFound
 // when the cluster has no such serial.
 func (d *DB) RevokeCertificate(ctx context.Context, r store.Revocation) ([]string, error) {
-	if err := store.CheckRevocation(r); err != nil || r.Serial == "" {
-		return nil, fmt.Errorf("revoke a certificate of cluster %q: invalid revocation (%v)", r.Cluster, err)
-	}
-	serials, err := d.revokeAlone(ctx, r)
-	if err != nil {
-		return nil, fmt.Errorf("revoke certificate %s of cluster %q: %w", r.Serial, r.Cluster, err)
-	}
-	return serials, nil
+	return store.RevokeCertificate(ctx, r, d.revokeAlone)
 }
 
 // RevokeUser records that r.User is revoked on r.Cluster (a repeat keeps
@@ -66,14 +59,7 @@ func (d *DB) RevokeCertificate(ctx context.Context, r store.Revocation) ([]strin
 // so a sign racing the revocation is either recorded first, and revoked
 // here, or refused. A missing cluster gives api.ErrNotFound.
 func (d *DB) RevokeUser(ctx context.Context, r store.Revocation) ([]string, error) {
-	if err := store.CheckRevocation(r); err != nil || r.User == "" {
-		return nil, fmt.Errorf("revoke a user of cluster %q: invalid revocation (%v)", r.Cluster, err)
-	}
-	serials, err := d.revokeAlone(ctx, r)
-	if err != nil {
-		return nil, fmt.Errorf("revoke user %q of cluster %q: %w", r.User, r.Cluster, err)
-	}
-	return serials, nil
+	return store.RevokeUser(ctx, r, d.revokeAlone)
 }
 
 // revokeAlone applies r in a write transaction of its own.
