@@ -313,3 +313,42 @@ func ReissuedCertificates(ctx context.Context, r Reissue, current []string, read
 	}
 	return append(keep, more...), nil
 }
+
+// MaxChain bounds the reissue chain a revocation by serial follows.
+const MaxChain = 64
+
+// RevokeChain is the walk of a store's revocation by serial: a certificate
+// a reissue replaced holds the same key as its successors, so revoking any
+// of them revokes the whole chain. It goes back from serial to the first
+// certificate of the chain with replaced (which returns the serial of the
+// certificate a serial replaced, "" for none), then forward with revoke
+// (which revokes a certificate unless it is already revoked explicitly and
+// returns its successor, "" for none, and whether it revoked it), each at
+// most MaxChain steps. It returns the serials of the chain, sorted, and
+// whether any was revoked.
+func RevokeChain(serial string, replaced func(serial string) (string, error), revoke func(serial string) (next string, revoked bool, err error)) ([]string, bool, error) {
+	first := serial
+	for range MaxChain {
+		prev, err := replaced(first)
+		if err != nil {
+			return nil, false, err
+		}
+		if prev == "" {
+			break
+		}
+		first = prev
+	}
+	var serials []string
+	changed := false
+	for serial := first; serial != "" && len(serials) < MaxChain; {
+		next, revoked, err := revoke(serial)
+		if err != nil {
+			return nil, false, err
+		}
+		serials = append(serials, serial)
+		changed = changed || revoked
+		serial = next
+	}
+	slices.Sort(serials)
+	return serials, changed, nil
+}

@@ -80,9 +80,6 @@ func (d *DB) revokeAlone(ctx context.Context, r store.Revocation) ([]string, err
 	return serials, err
 }
 
-// maxChain bounds the reissue chain a revocation by serial follows.
-const maxChain = 64
-
 // revoke applies r in tx and returns the serials it revoked, sorted: for a
 // serial, its whole reissue chain, the certificates it replaced and those
 // that replaced it (a certificate
@@ -91,45 +88,36 @@ const maxChain = 64
 func (d *DB) revoke(ctx context.Context, tx pgx.Tx, r store.Revocation) ([]string, error) {
 	at := ts(r.At)
 	if r.Serial != "" {
-		// A certificate a reissue replaced holds the same key as its
-		// successors: revoking any of them revokes the whole chain.
-		// Find the first certificate of the chain, then walk it forward.
-		first := r.Serial
-		for range maxChain {
+		serials, changed, err := store.RevokeChain(r.Serial, func(serial string) (string, error) {
 			var prev string
 			err := tx.QueryRow(ctx, "SELECT serial FROM issued_certificates WHERE cluster = $1 AND superseded_by = $2",
-				r.Cluster, first).Scan(&prev)
+				r.Cluster, serial).Scan(&prev)
 			if errors.Is(err, pgx.ErrNoRows) {
-				break
+				return "", nil
 			}
 			if err != nil {
-				return nil, d.wrap(err, "read the certificate %s replaced", first)
+				return "", d.wrap(err, "read the certificate %s replaced", serial)
 			}
-			first = prev
-		}
-		var serials []string
-		changed := false
-		for serial := first; serial != "" && len(serials) < maxChain; {
+			return prev, nil
+		}, func(serial string) (string, bool, error) {
 			var reason, next pgtype.Text
 			err := tx.QueryRow(ctx, "SELECT revocation_reason, superseded_by FROM issued_certificates WHERE cluster = $1 AND serial = $2 FOR UPDATE",
 				r.Cluster, serial).Scan(&reason, &next)
 			if err != nil {
-				return nil, d.wrap(err, "read certificate %s", serial)
+				return "", false, d.wrap(err, "read certificate %s", serial)
 			}
-			serials = append(serials, serial)
-			if !reason.Valid {
-				if _, err := tx.Exec(ctx, `UPDATE issued_certificates SET revocation_reason = $3,
-						revoked_at = LEAST(revoked_at, $4)
-					WHERE cluster = $1 AND serial = $2`, r.Cluster, serial, r.Reason, at); err != nil {
-					return nil, d.wrap(err, "revoke certificate %s", serial)
-				}
-				changed = true
+			if reason.Valid {
+				return next.String, false, nil
 			}
-			serial = next.String
-		}
-		slices.Sort(serials)
-		if !changed {
-			return serials, nil
+			if _, err := tx.Exec(ctx, `UPDATE issued_certificates SET revocation_reason = $3,
+					revoked_at = LEAST(revoked_at, $4)
+				WHERE cluster = $1 AND serial = $2`, r.Cluster, serial, r.Reason, at); err != nil {
+				return "", false, d.wrap(err, "revoke certificate %s", serial)
+			}
+			return next.String, true, nil
+		})
+		if err != nil || !changed {
+			return serials, err
 		}
 		return serials, d.bumpRevision(ctx, tx, r.Cluster)
 	}

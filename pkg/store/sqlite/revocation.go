@@ -73,9 +73,6 @@ func (d *DB) revokeAlone(ctx context.Context, r store.Revocation) ([]string, err
 	return serials, err
 }
 
-// maxChain bounds the reissue chain a revocation by serial follows.
-const maxChain = 64
-
 // revoke applies r in tx and returns the serials it revoked, sorted: for a
 // serial, its whole reissue chain, the certificates it replaced and those
 // that replaced it (a certificate
@@ -84,45 +81,36 @@ const maxChain = 64
 func (d *DB) revoke(ctx context.Context, tx *sql.Tx, r store.Revocation) ([]string, error) {
 	at := formatTime(r.At)
 	if r.Serial != "" {
-		// A certificate a reissue replaced holds the same key as its
-		// successors: revoking any of them revokes the whole chain.
-		// Find the first certificate of the chain, then walk it forward.
-		first := r.Serial
-		for range maxChain {
+		serials, changed, err := store.RevokeChain(r.Serial, func(serial string) (string, error) {
 			var prev string
 			err := tx.QueryRowContext(ctx, "SELECT serial FROM issued_certificates WHERE cluster = ? AND superseded_by = ?",
-				r.Cluster, first).Scan(&prev)
+				r.Cluster, serial).Scan(&prev)
 			if errors.Is(err, sql.ErrNoRows) {
-				break
+				return "", nil
 			}
 			if err != nil {
-				return nil, d.wrap(err, "read the certificate %s replaced", first)
+				return "", d.wrap(err, "read the certificate %s replaced", serial)
 			}
-			first = prev
-		}
-		var serials []string
-		changed := false
-		for serial := first; serial != "" && len(serials) < maxChain; {
+			return prev, nil
+		}, func(serial string) (string, bool, error) {
 			var reason, next sql.NullString
 			err := tx.QueryRowContext(ctx, "SELECT revocation_reason, superseded_by FROM issued_certificates WHERE cluster = ? AND serial = ?",
 				r.Cluster, serial).Scan(&reason, &next)
 			if err != nil {
-				return nil, d.wrap(err, "read certificate %s", serial)
+				return "", false, d.wrap(err, "read certificate %s", serial)
 			}
-			serials = append(serials, serial)
-			if !reason.Valid {
-				if _, err := tx.ExecContext(ctx, `UPDATE issued_certificates SET revocation_reason = ?3,
-						revoked_at = CASE WHEN revoked_at IS NOT NULL AND revoked_at <= ?4 THEN revoked_at ELSE ?4 END
-					WHERE cluster = ?1 AND serial = ?2`, r.Cluster, serial, r.Reason, at); err != nil {
-					return nil, d.wrap(err, "revoke certificate %s", serial)
-				}
-				changed = true
+			if reason.Valid {
+				return next.String, false, nil
 			}
-			serial = next.String
-		}
-		slices.Sort(serials)
-		if !changed {
-			return serials, nil
+			if _, err := tx.ExecContext(ctx, `UPDATE issued_certificates SET revocation_reason = ?3,
+					revoked_at = CASE WHEN revoked_at IS NOT NULL AND revoked_at <= ?4 THEN revoked_at ELSE ?4 END
+				WHERE cluster = ?1 AND serial = ?2`, r.Cluster, serial, r.Reason, at); err != nil {
+				return "", false, d.wrap(err, "revoke certificate %s", serial)
+			}
+			return next.String, true, nil
+		})
+		if err != nil || !changed {
+			return serials, err
 		}
 		return serials, d.bumpRevision(ctx, tx, r.Cluster)
 	}
