@@ -17,7 +17,7 @@ import (
 // cluster; filling it is not timed.
 func BenchmarkRevokeReissue1000(b *testing.B) {
 	const users, each = 100, 10
-	f := newRealFixture(b)
+	f := newClusterFixture(b)
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"sync"
 	"testing"
 
@@ -23,7 +21,7 @@ func TestReissueUnderBackToBackSigns(t *testing.T) {
 	const signed = 300 // before the revocation: the first attempt's window
 	for _, grace := range []int64{0, 3600} {
 		t.Run(fmt.Sprintf("grace %d s", grace), func(t *testing.T) {
-			f := newRealFixture(t)
+			f := newClusterFixture(t)
 			ctx := context.Background()
 			alices, _ := f.signAs(t, member)
 			csr := makeCSR(t, csrOptions{cn: "bob"})
@@ -133,11 +131,11 @@ func TestReissueUnderBackToBackSigns(t *testing.T) {
 // sign waiting), the last signs them inside the transaction, and the
 // reissue completes with every certificate re-issued.
 func TestReissueLastAttemptSignsEverythingInside(t *testing.T) {
-	f := newRealFixture(t)
+	f := newClusterFixture(t)
 	f.signAs(t, member)
 	f.signAs(t, bob)
 	st := &signingMeanwhile{DB: f.st, times: maxReissueAttempts}
-	a := New(st, f.keys, Options{Now: f.clock.Now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	a := f.with(st, f.keys)
 	csr := makeCSR(t, csrOptions{cn: "bob"})
 	var during []string
 	st.sign = func() {

@@ -3,59 +3,31 @@ package ca
 import (
 	"context"
 	"crypto"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/big"
 	"net/http"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/clusterkeys/clusterkeys/internal/fakeclock"
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/auth"
-	"github.com/clusterkeys/clusterkeys/pkg/keys/software"
 	"github.com/clusterkeys/clusterkeys/pkg/store"
 	"github.com/clusterkeys/clusterkeys/pkg/store/sqlite"
 )
 
-// realFixture is an Authority over the real SQLite store and software
-// custody, in t's temporary directory, with a fake clock.
-type realFixture struct {
-	a     *Authority
-	st    *sqlite.DB
-	keys  *software.Custody
-	clock *fakeclock.Clock
-}
-
 var bob = auth.Principal{User: "bob", Project: "p1", Roles: []string{auth.RoleMember}}
 
-func newRealFixture(t testing.TB) *realFixture {
+// newClusterFixture returns a fixture (newFixture's defaults) with cluster
+// c1, created by member.
+func newClusterFixture(t testing.TB) *fixture {
 	t.Helper()
-	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "clusterkeys.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	master := make([]byte, software.MasterKeySize)
-	if _, err := rand.Read(master); err != nil {
-		t.Fatal(err)
-	}
-	custody, err := software.New(master, db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &realFixture{st: db, keys: custody, clock: fakeclock.New(testStart)}
-	f.a = New(db, custody, Options{Now: f.clock.Now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	f := newFixture(t, Options{})
 	if _, _, err := f.a.CreateCA(as(member), "c1", CreateRequest{}); err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +35,7 @@ func newRealFixture(t testing.TB) *realFixture {
 }
 
 // signAs signs a client certificate for p with a fresh key, named after p.
-func (f *realFixture) signAs(t testing.TB, p auth.Principal) (SignResult, crypto.Signer) {
+func (f *fixture) signAs(t testing.TB, p auth.Principal) (SignResult, crypto.Signer) {
 	t.Helper()
 	key := p256Key(t)
 	res, err := f.a.Sign(as(p), "c1", SignRequest{CSR: makeCSR(t, csrOptions{key: key, cn: p.User})})
@@ -87,7 +59,7 @@ func parseCertPEMString(t testing.TB, s string) *x509.Certificate {
 }
 
 func TestRevokeAuthorization(t *testing.T) {
-	f := newRealFixture(t)
+	f := newClusterFixture(t)
 	own, _ := f.signAs(t, member)
 	bobs, _ := f.signAs(t, bob)
 	routes := Routes(f.a)
@@ -155,7 +127,7 @@ func colons(s string) string {
 }
 
 func TestRevokedUserSignsAreRefusedUntilLifted(t *testing.T) {
-	f := newRealFixture(t)
+	f := newClusterFixture(t)
 	routes := Routes(f.a)
 	first, _ := f.signAs(t, member)
 	f.clock.Advance(time.Minute)
@@ -238,7 +210,7 @@ func crlSerials(crl *x509.RevocationList) []string {
 }
 
 func TestCRLListsExplicitRevocations(t *testing.T) {
-	f := newRealFixture(t)
+	f := newClusterFixture(t)
 	routes := Routes(f.a)
 	caRes, err := f.a.CA(as(member), "c1")
 	if err != nil {
@@ -297,7 +269,7 @@ func TestCRLListsExplicitRevocations(t *testing.T) {
 func TestReissueRevokesOneUserAndResignsTheOthers(t *testing.T) {
 	for _, grace := range []int64{0, 3600} {
 		t.Run(fmt.Sprintf("grace %d s", grace), func(t *testing.T) {
-			f := newRealFixture(t)
+			f := newClusterFixture(t)
 			routes := Routes(f.a)
 			old, err := f.a.CA(as(member), "c1")
 			if err != nil {
@@ -392,7 +364,7 @@ func TestReissueRevokesOneUserAndResignsTheOthers(t *testing.T) {
 }
 
 func TestReissueLosingTheGenerationRaceDestroysItsKey(t *testing.T) {
-	f := newRealFixture(t)
+	f := newClusterFixture(t)
 	alices, _ := f.signAs(t, member)
 	f.signAs(t, bob)
 	ctx := context.Background()
@@ -445,11 +417,11 @@ func (s *signingMeanwhile) ReissueCandidates(ctx context.Context, cluster string
 }
 
 func TestReissueWhileOthersKeepSigning(t *testing.T) {
-	f := newRealFixture(t)
+	f := newClusterFixture(t)
 	f.signAs(t, member)
 	f.signAs(t, bob)
 	st := &signingMeanwhile{DB: f.st, times: maxReissueAttempts - 1}
-	a := New(st, f.keys, Options{Now: f.clock.Now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	a := f.with(st, f.keys)
 	var during []string
 	st.sign = func() {
 		res, err := a.Sign(as(bob), "c1", SignRequest{CSR: makeCSR(t, csrOptions{cn: "bob"})})
