@@ -128,19 +128,22 @@ func (a *Authority) Sign(ctx context.Context, cluster string, req SignRequest) (
 		User: p.User, Project: p.Project,
 		NotBefore: tmpl.NotBefore, NotAfter: tmpl.NotAfter, IssuedAt: now,
 		Privileged: privAttr != "", CertificateDER: der,
+		// A rekey that committed while this request signed would leave
+		// the certificate outside the registry's revocation: the record
+		// itself refuses it then (one write, no read after it), and a
+		// rekey that commits after the record revokes it.
+		RequireActive: true,
 	}
 	if err := a.st.RecordCertificate(ctx, rec); err != nil {
+		if errors.Is(err, api.ErrGenerationMismatch) {
+			return SignResult{}, rekeyed(cluster).Wrap(err)
+		}
 		if errors.Is(err, api.ErrUserRevoked) {
 			a.log.Warn("sign refused: user revoked", "cluster", cluster, "user", p.User, "project", p.Project)
 			return SignResult{}, api.New(http.StatusForbidden, api.CodeUserRevoked,
 				fmt.Sprintf("user %q is revoked on cluster %q; an admin may lift it", p.User, cluster)).Wrap(err)
 		}
 		return SignResult{}, fmt.Errorf("record certificate %s of cluster %q: %w", serial, cluster, err)
-	}
-	// A rekey that committed while this request signed would leave the
-	// certificate outside the registry's revocation: refuse to hand it out.
-	if err := a.rekeyedSince(ctx, cluster, active.Generation); err != nil {
-		return SignResult{}, err
 	}
 	if rec.Privileged {
 		// An admin issued a control-plane, node or otherwise powerful
@@ -277,10 +280,16 @@ func certPEM(der []byte) string {
 // when the store cannot say).
 func (a *Authority) rekeyedSince(ctx context.Context, cluster string, gen int) error {
 	if cur, err := a.st.Cluster(ctx, cluster); err == nil && cur.Generation != gen {
-		return api.New(http.StatusConflict, api.CodeGenerationMismatch,
-			fmt.Sprintf("the CA of cluster %q was rekeyed while signing; retry", cluster))
+		return rekeyed(cluster)
 	}
 	return nil
+}
+
+// rekeyed is the 409 generation_mismatch of a sign that a rekey overtook:
+// a retry signs with the new generation.
+func rekeyed(cluster string) *api.Error {
+	return api.New(http.StatusConflict, api.CodeGenerationMismatch,
+		fmt.Sprintf("the CA of cluster %q was rekeyed while signing; retry", cluster))
 }
 
 // signer returns the CA key of gen, from the cache or from custody. gen is

@@ -305,6 +305,12 @@ func TestSignRefusesACertificateWhenTheCAWasRekeyedMeanwhile(t *testing.T) {
 	if status, code := codeOf(err); status != http.StatusConflict || code != api.CodeGenerationMismatch {
 		t.Fatalf("Sign = %v, want 409 generation_mismatch", err)
 	}
+	// The record itself refused it: nothing of the retired generation
+	// entered the registry.
+	certs, err := f.st.Certificates(context.Background(), store.CertificateQuery{Cluster: "c1", Limit: 10})
+	if err != nil || len(certs) != 0 {
+		t.Fatalf("registry holds %+v, %v; want nothing", certs, err)
+	}
 }
 
 // rekeyOnRecord is the real store whose first RecordCertificate runs a
