@@ -5,14 +5,19 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha1"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	encasn1 "encoding/asn1"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
 	"time"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/store"
@@ -200,7 +205,7 @@ func leafTemplate(csr *x509.CertificateRequest, profile Profile, now, notAfter t
 	if err != nil {
 		return nil, err
 	}
-	ski, err := keyID(csr.PublicKey)
+	ski, err := csrKeyID(csr)
 	if err != nil {
 		return nil, err
 	}
@@ -237,6 +242,23 @@ func leafTemplate(csr *x509.CertificateRequest, profile Profile, now, notAfter t
 		tmpl.IPAddresses = csr.IPAddresses
 	}
 	return tmpl, nil
+}
+
+// csrKeyID is keyID of the CSR's public key, read from the subjectPublicKey
+// bit string of the CSR's own SubjectPublicKeyInfo instead of marshalling
+// the parsed key and parsing that again: the same bytes (x509 accepts only
+// DER, which marshals back identically; TestCSRKeyIDIsKeyID), without
+// about 28 allocations per sign. Anything unexpected falls back to keyID.
+func csrKeyID(csr *x509.CertificateRequest) ([]byte, error) {
+	in := cryptobyte.String(csr.RawSubjectPublicKeyInfo)
+	var spki, alg cryptobyte.String
+	var bits encasn1.BitString
+	if !in.ReadASN1(&spki, cbasn1.SEQUENCE) || !in.Empty() ||
+		!spki.ReadASN1(&alg, cbasn1.SEQUENCE) || !spki.ReadASN1BitString(&bits) || !spki.Empty() {
+		return keyID(csr.PublicKey)
+	}
+	sum := sha1.Sum(bits.Bytes) //nolint:gosec // identifier, not a security function.
+	return sum[:], nil
 }
 
 // caKey is a loaded CA: its signer in custody and its parsed certificate,

@@ -344,6 +344,60 @@ func TestParseCSRAcceptsEveryAllowedKey(t *testing.T) {
 	}
 }
 
+// TestCSRKeyIDIsKeyID checks that the key identifier read from a CSR's
+// own SubjectPublicKeyInfo is the one of the key as the certificate
+// encodes it, for every key a CSR may carry, and that a sign puts it in
+// the certificate.
+func TestCSRKeyIDIsKeyID(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.mustCreate(t, "c1", CreateRequest{})
+	for name, k := range map[string]crypto.Signer{
+		"P-256": p256Key(t), "P-384": ecKey(t, elliptic.P384()), "Ed25519": ed25519Key(t),
+		"RSA-2048": rsaKey(2048), "RSA-3072": rsaKey(3072),
+	} {
+		t.Run(name, func(t *testing.T) {
+			pemCSR := makeCSR(t, csrOptions{key: k, cn: "alice"})
+			csr, err := ParseCSR([]byte(pemCSR))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := csrKeyID(csr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := keyID(k.Public())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("csrKeyID = %x, keyID = %x", got, want)
+			}
+			res, err := f.a.Sign(as(member), "c1", SignRequest{CSR: pemCSR})
+			if err != nil {
+				t.Fatal(err)
+			}
+			block, _ := pem.Decode([]byte(res.Certificate))
+			cert, err := x509.ParseCertificate(block.Bytes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(cert.SubjectKeyId, want) {
+				t.Fatalf("certificate SKI %x, want %x", cert.SubjectKeyId, want)
+			}
+		})
+	}
+	// A SubjectPublicKeyInfo it cannot read falls back to the parsed key.
+	csr, err := ParseCSR([]byte(makeCSR(t, csrOptions{cn: "x"})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := keyID(csr.PublicKey)
+	csr.RawSubjectPublicKeyInfo = []byte{0x30, 0x00}
+	if got, err := csrKeyID(csr); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("csrKeyID of an unreadable SPKI = %x, %v; want %x", got, err, want)
+	}
+}
+
 func TestRandomSerialsAre128BitAndDiffer(t *testing.T) {
 	seen := map[string]bool{}
 	topBit := false
