@@ -11,6 +11,8 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
+	"io"
+	"log/slog"
 	"math"
 	"math/big"
 	"net"
@@ -477,4 +479,47 @@ func TestCertPEMMatchesEncodingPEM(t *testing.T) {
 			t.Errorf("%d bytes: certPEM =\n%q\nwant\n%q", n, got, want)
 		}
 	}
+}
+
+// TestCertificateIssuedLogLine pins the info line of a sign, text and JSON:
+// the same as the variadic slog call it replaced, attribute by attribute,
+// and none when info is off.
+func TestCertificateIssuedLogLine(t *testing.T) {
+	noTime := &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.TimeKey {
+			return slog.Attr{}
+		}
+		return a
+	}}
+	for _, tc := range []struct {
+		name    string
+		handler func(io.Writer, *slog.HandlerOptions) slog.Handler
+	}{
+		{"text", func(w io.Writer, o *slog.HandlerOptions) slog.Handler { return slog.NewTextHandler(w, o) }},
+		{"json", func(w io.Writer, o *slog.HandlerOptions) slog.Handler { return slog.NewJSONHandler(w, o) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got bytes.Buffer
+			f := newFixture(t, Options{Logger: slog.New(tc.handler(&got, noTime))})
+			f.mustCreate(t, "c1", CreateRequest{})
+			got.Reset()
+			r := signClient(t, f, "c1")
+			var want bytes.Buffer
+			slog.New(tc.handler(&want, noTime)).Info("certificate issued", "cluster", "c1", "generation", r.CAGeneration,
+				"serial", r.Serial, "profile", ProfileClient, "subject", "CN=alice", "user", member.User,
+				"not_after", r.NotAfter)
+			if got.String() != want.String() {
+				t.Fatalf("log line\n%s\nwant\n%s", got.String(), want.String())
+			}
+		})
+	}
+	t.Run("info off", func(t *testing.T) {
+		var got bytes.Buffer
+		f := newFixture(t, Options{Logger: slog.New(slog.NewTextHandler(&got, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+		f.mustCreate(t, "c1", CreateRequest{})
+		signClient(t, f, "c1")
+		if got.Len() != 0 {
+			t.Fatalf("logged with info off: %s", got.String())
+		}
+	})
 }
