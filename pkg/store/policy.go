@@ -56,18 +56,28 @@ func MarshalPolicy(p ClusterPolicy) (*string, error) {
 // policies are kept by their exact text (see policyCache): the same text
 // is decoded once, and each caller gets its own copy.
 func UnmarshalPolicy(text *string) (ClusterPolicy, error) {
-	var p ClusterPolicy
 	if text == nil || *text == "" {
-		return p, nil
+		return ClusterPolicy{}, nil
 	}
 	if p, ok := policies.get(*text); ok {
 		return p.clone(), nil
 	}
-	if err := json.Unmarshal([]byte(*text), &p); err != nil {
-		return ClusterPolicy{}, fmt.Errorf("decode cluster policy: %w", err)
+	p, err := decodePolicy(*text)
+	if err != nil {
+		return ClusterPolicy{}, err
 	}
 	policies.put(*text, p)
 	return p.clone(), nil
+}
+
+// decodePolicy decodes text, apart so that only a decoding puts a policy
+// on the heap (json.Unmarshal keeps its pointer), not every NULL read.
+func decodePolicy(text string) (ClusterPolicy, error) {
+	var p ClusterPolicy
+	if err := json.Unmarshal([]byte(text), &p); err != nil {
+		return ClusterPolicy{}, fmt.Errorf("decode cluster policy: %w", err)
+	}
+	return p, nil
 }
 
 // clone returns a copy of p that shares nothing with it (a nil map or
