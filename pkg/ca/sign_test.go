@@ -11,6 +11,8 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
+	"io"
+	"log/slog"
 	"math"
 	"math/big"
 	"net"
@@ -305,6 +307,12 @@ func TestSignRefusesACertificateWhenTheCAWasRekeyedMeanwhile(t *testing.T) {
 	if status, code := codeOf(err); status != http.StatusConflict || code != api.CodeGenerationMismatch {
 		t.Fatalf("Sign = %v, want 409 generation_mismatch", err)
 	}
+	// The record itself refused it: nothing of the retired generation
+	// entered the registry.
+	certs, err := f.st.Certificates(context.Background(), store.CertificateQuery{Cluster: "c1", Limit: 10})
+	if err != nil || len(certs) != 0 {
+		t.Fatalf("registry holds %+v, %v; want nothing", certs, err)
+	}
 }
 
 // rekeyOnRecord is the real store whose first RecordCertificate runs a
@@ -335,6 +343,60 @@ func TestParseCSRAcceptsEveryAllowedKey(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestCSRKeyIDIsKeyID checks that the key identifier read from a CSR's
+// own SubjectPublicKeyInfo is the one of the key as the certificate
+// encodes it, for every key a CSR may carry, and that a sign puts it in
+// the certificate.
+func TestCSRKeyIDIsKeyID(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.mustCreate(t, "c1", CreateRequest{})
+	for name, k := range map[string]crypto.Signer{
+		"P-256": p256Key(t), "P-384": ecKey(t, elliptic.P384()), "Ed25519": ed25519Key(t),
+		"RSA-2048": rsaKey(2048), "RSA-3072": rsaKey(3072),
+	} {
+		t.Run(name, func(t *testing.T) {
+			pemCSR := makeCSR(t, csrOptions{key: k, cn: "alice"})
+			csr, err := ParseCSR([]byte(pemCSR))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := csrKeyID(csr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := keyID(k.Public())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("csrKeyID = %x, keyID = %x", got, want)
+			}
+			res, err := f.a.Sign(as(member), "c1", SignRequest{CSR: pemCSR})
+			if err != nil {
+				t.Fatal(err)
+			}
+			block, _ := pem.Decode([]byte(res.Certificate))
+			cert, err := x509.ParseCertificate(block.Bytes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(cert.SubjectKeyId, want) {
+				t.Fatalf("certificate SKI %x, want %x", cert.SubjectKeyId, want)
+			}
+		})
+	}
+	// A SubjectPublicKeyInfo it cannot read falls back to the parsed key.
+	csr, err := ParseCSR([]byte(makeCSR(t, csrOptions{cn: "x"})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := keyID(csr.PublicKey)
+	csr.RawSubjectPublicKeyInfo = []byte{0x30, 0x00}
+	if got, err := csrKeyID(csr); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("csrKeyID of an unreadable SPKI = %x, %v; want %x", got, err, want)
 	}
 }
 
@@ -417,4 +479,47 @@ func TestCertPEMMatchesEncodingPEM(t *testing.T) {
 			t.Errorf("%d bytes: certPEM =\n%q\nwant\n%q", n, got, want)
 		}
 	}
+}
+
+// TestCertificateIssuedLogLine pins the info line of a sign, text and JSON:
+// the same as the variadic slog call it replaced, attribute by attribute,
+// and none when info is off.
+func TestCertificateIssuedLogLine(t *testing.T) {
+	noTime := &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.TimeKey {
+			return slog.Attr{}
+		}
+		return a
+	}}
+	for _, tc := range []struct {
+		name    string
+		handler func(io.Writer, *slog.HandlerOptions) slog.Handler
+	}{
+		{"text", func(w io.Writer, o *slog.HandlerOptions) slog.Handler { return slog.NewTextHandler(w, o) }},
+		{"json", func(w io.Writer, o *slog.HandlerOptions) slog.Handler { return slog.NewJSONHandler(w, o) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got bytes.Buffer
+			f := newFixture(t, Options{Logger: slog.New(tc.handler(&got, noTime))})
+			f.mustCreate(t, "c1", CreateRequest{})
+			got.Reset()
+			r := signClient(t, f, "c1")
+			var want bytes.Buffer
+			slog.New(tc.handler(&want, noTime)).Info("certificate issued", "cluster", "c1", "generation", r.CAGeneration,
+				"serial", r.Serial, "profile", ProfileClient, "subject", "CN=alice", "user", member.User,
+				"not_after", r.NotAfter)
+			if got.String() != want.String() {
+				t.Fatalf("log line\n%s\nwant\n%s", got.String(), want.String())
+			}
+		})
+	}
+	t.Run("info off", func(t *testing.T) {
+		var got bytes.Buffer
+		f := newFixture(t, Options{Logger: slog.New(slog.NewTextHandler(&got, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+		f.mustCreate(t, "c1", CreateRequest{})
+		signClient(t, f, "c1")
+		if got.Len() != 0 {
+			t.Fatalf("logged with info off: %s", got.String())
+		}
+	})
 }

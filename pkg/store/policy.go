@@ -3,6 +3,9 @@ package store
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
+	"sync"
 )
 
 // ClusterPolicy is what an admin set for the certificates a cluster's CA
@@ -49,14 +52,66 @@ func MarshalPolicy(p ClusterPolicy) (*string, error) {
 }
 
 // UnmarshalPolicy decodes the stored text of a policy; nil (SQL NULL) or
-// empty text is the zero policy.
+// empty text is the zero policy. Every sign reads the policy, so decoded
+// policies are kept by their exact text (see policyCache): the same text
+// is decoded once, and each caller gets its own copy.
 func UnmarshalPolicy(text *string) (ClusterPolicy, error) {
-	var p ClusterPolicy
 	if text == nil || *text == "" {
-		return p, nil
+		return ClusterPolicy{}, nil
 	}
-	if err := json.Unmarshal([]byte(*text), &p); err != nil {
+	if p, ok := policies.get(*text); ok {
+		return p.clone(), nil
+	}
+	p, err := decodePolicy(*text)
+	if err != nil {
+		return ClusterPolicy{}, err
+	}
+	policies.put(*text, p)
+	return p.clone(), nil
+}
+
+// decodePolicy decodes text, apart so that only a decoding puts a policy
+// on the heap (json.Unmarshal keeps its pointer), not every NULL read.
+func decodePolicy(text string) (ClusterPolicy, error) {
+	var p ClusterPolicy
+	if err := json.Unmarshal([]byte(text), &p); err != nil {
 		return ClusterPolicy{}, fmt.Errorf("decode cluster policy: %w", err)
 	}
 	return p, nil
+}
+
+// clone returns a copy of p that shares nothing with it (a nil map or
+// list stays nil, an empty one empty).
+func (p ClusterPolicy) clone() ClusterPolicy {
+	return ClusterPolicy{Profiles: maps.Clone(p.Profiles), AllowedGroups: slices.Clone(p.AllowedGroups)}
+}
+
+// maxCachedPolicies bounds policyCache; past it, the cache starts over.
+const maxCachedPolicies = 256
+
+// policyCache maps the stored text of a policy to its decoding. It is
+// keyed by the text itself, which every read returns: a policy that
+// another instance changed has another text, so nothing here can be
+// stale, and a text is only ever cached once it decoded.
+type policyCache struct {
+	mu sync.RWMutex
+	m  map[string]ClusterPolicy
+}
+
+var policies = policyCache{m: make(map[string]ClusterPolicy)}
+
+func (c *policyCache) get(text string) (ClusterPolicy, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	p, ok := c.m[text]
+	return p, ok
+}
+
+func (c *policyCache) put(text string, p ClusterPolicy) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= maxCachedPolicies {
+		clear(c.m)
+	}
+	c.m[text] = p
 }

@@ -77,6 +77,14 @@ type IssuedCertificate struct {
 	// Supersedes is, for a certificate a reissue signs (Reissue), the
 	// serial of the one it replaces. It is not stored on the new entry.
 	Supersedes string
+	// RequireActive makes RecordCertificate refuse the certificate, and
+	// record nothing, with an error wrapping api.ErrGenerationMismatch
+	// when Generation is no longer the cluster's active generation at the
+	// moment it records (a rekey committed first). A sign sets it: the
+	// check is part of the recording write, so a certificate is either
+	// refused or recorded before any later rekey, which then revokes it
+	// with its generation. It is not stored.
+	RequireActive bool
 }
 
 // KEK is a named key-encryption key and its active version.

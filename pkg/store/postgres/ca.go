@@ -186,7 +186,9 @@ func (d *DB) retire(ctx context.Context, tx pgx.Tx, cluster string, expected int
 // cluster and generation must exist (else api.ErrNotFound); a serial the
 // cluster already has gives api.ErrConflict. A certificate recorded for a
 // generation that a rekey already retired is stored as revoked when that
-// generation leaves the trust bundle.
+// generation leaves the trust bundle; with c.RequireActive it is refused
+// instead (api.ErrGenerationMismatch): the insert takes nothing from a
+// generation row that, once its share lock is granted, is retired.
 //
 // It is one round trip: the insert reads the generation's row FOR SHARE,
 // and a rekey retiring it at the same time (which updates that row) either
@@ -221,7 +223,10 @@ func (d *DB) RecordCertificate(ctx context.Context, c store.IssuedCertificate) e
 			return d.wrap(err, "insert")
 		}
 		if tag.RowsAffected() != 1 {
-			return fmt.Errorf("no CA generation %d: %w", c.Generation, api.ErrNotFound)
+			if err := br.Close(); err != nil {
+				return d.wrap(err, "insert")
+			}
+			return d.notRecorded(ctx, c)
 		}
 		if tag, err = br.Exec(); err != nil {
 			return d.wrap(err, "check the requester")
@@ -240,13 +245,33 @@ func (d *DB) RecordCertificate(ctx context.Context, c store.IssuedCertificate) e
 	return nil
 }
 
+// notRecorded says why the insert of c wrote nothing: its generation
+// missing (api.ErrNotFound) or, for c.RequireActive, retired
+// (api.ErrGenerationMismatch).
+func (d *DB) notRecorded(ctx context.Context, c store.IssuedCertificate) error {
+	var retired bool
+	err := d.pool.QueryRow(ctx, "SELECT retired_at IS NOT NULL FROM ca_generations WHERE cluster = $1 AND generation = $2",
+		c.Cluster, c.Generation).Scan(&retired)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return fmt.Errorf("no CA generation %d: %w", c.Generation, api.ErrNotFound)
+	case err != nil:
+		return d.wrap(err, "read CA generation %d", c.Generation)
+	case c.RequireActive && retired:
+		return fmt.Errorf("generation %d is no longer active on cluster %q: %w", c.Generation, c.Cluster, api.ErrGenerationMismatch)
+	}
+	return fmt.Errorf("no CA generation %d: %w", c.Generation, api.ErrNotFound)
+}
+
 // insertCertificateSQL inserts one registry entry (certificateArgs),
-// holding a share lock on its CA generation's row.
+// holding a share lock on its CA generation's row; nothing when $14
+// (RequireActive) is set and that row, as the lock found it, is retired.
 const insertCertificateSQL = `INSERT INTO issued_certificates
 	(cluster, serial, generation, subject, profile, user_name, project, not_before, not_after, issued_at, revoked_at, privileged,
 	 certificate_der)
 	SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, COALESCE($11, g.trusted_until), $12, $13
-	FROM (SELECT trusted_until FROM ca_generations WHERE cluster = $1 AND generation = $3 FOR SHARE) AS g`
+	FROM (SELECT trusted_until, retired_at FROM ca_generations WHERE cluster = $1 AND generation = $3 FOR SHARE) AS g
+	WHERE NOT $14::boolean OR g.retired_at IS NULL`
 
 // refuseRevokedSQL takes back the entry just inserted when its requester
 // is revoked on the cluster.
@@ -256,7 +281,7 @@ const refuseRevokedSQL = `DELETE FROM issued_certificates WHERE cluster = $1 AND
 // certificateArgs are the arguments of insertCertificateSQL for c.
 func certificateArgs(c store.IssuedCertificate) []any {
 	return []any{c.Cluster, c.Serial, c.Generation, c.Subject, c.Profile, c.User, c.Project,
-		ts(c.NotBefore), ts(c.NotAfter), ts(c.IssuedAt), ts(c.RevokedAt), c.Privileged, c.CertificateDER}
+		ts(c.NotBefore), ts(c.NotAfter), ts(c.IssuedAt), ts(c.RevokedAt), c.Privileged, c.CertificateDER, c.RequireActive}
 }
 
 // Certificates returns one page of a cluster's issued-certificate

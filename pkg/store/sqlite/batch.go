@@ -119,11 +119,13 @@ func (d *DB) commitCertificates(ctx context.Context, batch []*certWrite) {
 		stmt := tx.StmtContext(ctx, d.stmts.insertCertificate)
 		defer stmt.Close()
 		for i, w := range batch {
-			errs[i] = insertCertificate(ctx, d, stmt, w.c)
-			if errs[i] != nil && !statementOnly(errs[i]) && !errors.Is(errs[i], api.ErrUserRevoked) {
-				// Anything but a constraint violation or a refused user
-				// (whose insert wrote nothing) may have rolled the
-				// transaction back (I/O, a full disk): fail the batch.
+			errs[i] = insertCertificate(ctx, d, tx, stmt, w.c)
+			if errs[i] != nil && !statementOnly(errs[i]) && !errors.Is(errs[i], api.ErrUserRevoked) &&
+				!errors.Is(errs[i], api.ErrGenerationMismatch) && !errors.Is(errs[i], api.ErrNotFound) {
+				// Anything but a constraint violation, a refused user or
+				// a retired or missing generation (whose insert wrote
+				// nothing) may have rolled the transaction back (I/O, a
+				// full disk): fail the batch.
 				return errs[i]
 			}
 		}
@@ -150,21 +152,40 @@ func statementOnly(err error) bool {
 	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_CONSTRAINT
 }
 
-// insertCertificate inserts one registry entry with the prepared statement.
-func insertCertificate(ctx context.Context, d *DB, stmt *sql.Stmt, c store.IssuedCertificate) error {
+// insertCertificate inserts one registry entry with the prepared statement
+// of tx.
+func insertCertificate(ctx context.Context, d *DB, tx *sql.Tx, stmt *sql.Stmt, c store.IssuedCertificate) error {
 	res, err := stmt.ExecContext(ctx,
 		c.Cluster, c.Serial, c.Generation, c.Subject, c.Profile, c.User, c.Project,
 		formatTime(c.NotBefore), formatTime(c.NotAfter), formatTime(c.IssuedAt), formatTime(c.RevokedAt), c.Privileged,
-		c.CertificateDER)
+		c.CertificateDER, c.RequireActive)
 	if err != nil {
 		return d.wrap(err, "insert")
 	}
 	if n, err := res.RowsAffected(); err != nil {
 		return d.wrap(err, "insert")
-	} else if n != 1 {
-		return fmt.Errorf("user %q is revoked on cluster %q: %w", c.User, c.Cluster, api.ErrUserRevoked)
+	} else if n == 1 {
+		return nil
 	}
-	return nil
+	if c.RequireActive {
+		// Nothing inserted: say why, from the same transaction.
+		var active int
+		var exists bool
+		err := tx.QueryRowContext(ctx, `SELECT generation,
+			EXISTS (SELECT 1 FROM ca_generations WHERE cluster = ?1 AND generation = ?2)
+			FROM clusters WHERE name = ?1`, c.Cluster, c.Generation).Scan(&active, &exists)
+		if err != nil {
+			return d.wrap(err, "read cluster %q", c.Cluster)
+		}
+		if !exists {
+			return fmt.Errorf("no CA generation %d: %w", c.Generation, api.ErrNotFound)
+		}
+		if active != c.Generation {
+			return fmt.Errorf("generation %d is no longer active on cluster %q (now %d): %w",
+				c.Generation, c.Cluster, active, api.ErrGenerationMismatch)
+		}
+	}
+	return fmt.Errorf("user %q is revoked on cluster %q: %w", c.User, c.Cluster, api.ErrUserRevoked)
 }
 
 // hotStatements are the statements of every sign, prepared once per

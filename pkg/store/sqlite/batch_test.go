@@ -160,7 +160,7 @@ func TestStatementOnlyErrors(t *testing.T) {
 		return d.write(ctx, func(tx *sql.Tx) error {
 			stmt := tx.StmtContext(ctx, d.stmts.insertCertificate)
 			defer stmt.Close()
-			return insertCertificate(ctx, d, stmt, c)
+			return insertCertificate(ctx, d, tx, stmt, c)
 		})
 	}
 	for _, tc := range []struct {

@@ -186,8 +186,10 @@ func (d *DB) retire(ctx context.Context, tx *sql.Tx, cluster string, expected in
 // insertCertificateSQL inserts one registry entry; see RecordCertificate.
 //
 // It inserts nothing when the requester is revoked on the cluster
-// (user_revocations): run inside the write transaction, that check and the
-// insert are one atomic step against a concurrent RevokeUser.
+// (user_revocations), nor, when ?14 (RequireActive) is set, when ?3 is not
+// the cluster's active generation: run inside the write transaction, those
+// checks and the insert are one atomic step against a concurrent
+// RevokeUser or Rekey.
 const insertCertificateSQL = `INSERT INTO issued_certificates
 	(cluster, serial, generation, subject, profile, user_name, project, not_before, not_after, issued_at, revoked_at, privileged,
 	 certificate_der)
@@ -195,7 +197,8 @@ const insertCertificateSQL = `INSERT INTO issued_certificates
 		CASE WHEN ?11 IS NOT NULL THEN ?11
 		ELSE (SELECT trusted_until FROM ca_generations WHERE cluster = ?1 AND generation = ?3) END, ?12,
 		?13
-	WHERE NOT EXISTS (SELECT 1 FROM user_revocations WHERE cluster = ?1 AND user_name = ?6)`
+	WHERE NOT EXISTS (SELECT 1 FROM user_revocations WHERE cluster = ?1 AND user_name = ?6)
+		AND (NOT ?14 OR (SELECT generation FROM clusters WHERE name = ?1) = ?3)`
 
 // RecordCertificate adds an issued certificate to the registry. The
 // cluster and generation must exist (else api.ErrNotFound); a serial the
@@ -204,7 +207,8 @@ const insertCertificateSQL = `INSERT INTO issued_certificates
 // certificate recorded for a
 // generation that a rekey already retired is stored as revoked when that
 // generation leaves the trust bundle, so a sign racing a rekey is never
-// left out of the revocation. Concurrent calls share one transaction (a
+// left out of the revocation; with c.RequireActive it is refused instead
+// (api.ErrGenerationMismatch, checked in the same statement). Concurrent calls share one transaction (a
 // group commit, see certQueue); each returns when its certificate is
 // committed, or with its own error.
 func (d *DB) RecordCertificate(ctx context.Context, c store.IssuedCertificate) error {

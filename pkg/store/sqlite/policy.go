@@ -43,13 +43,20 @@ type policyScanner struct{ dst *store.ClusterPolicy }
 
 // Scan implements sql.Scanner.
 func (s policyScanner) Scan(src any) error {
-	var ns sql.NullString
-	if err := ns.Scan(src); err != nil {
-		return err
-	}
 	var text *string
-	if ns.Valid {
-		text = &ns.String
+	switch v := src.(type) {
+	case nil:
+	case string:
+		// As is, not through sql.NullString.Scan (see timeScanner).
+		text = &v
+	default:
+		var ns sql.NullString
+		if err := ns.Scan(src); err != nil {
+			return err
+		}
+		if ns.Valid {
+			text = &ns.String
+		}
 	}
 	p, err := store.UnmarshalPolicy(text)
 	if err != nil {

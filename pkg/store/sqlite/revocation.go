@@ -379,7 +379,7 @@ func (d *DB) Reissue(ctx context.Context, r store.Reissue, resign store.ResignFu
 		defer link.Close()
 		for _, c := range res.Certificates {
 			c.Cluster, c.RevokedAt = r.Cluster, time.Time{}
-			if err := insertCertificate(ctx, d, ins, c); err != nil {
+			if err := insertCertificate(ctx, d, tx, ins, c); err != nil {
 				return fmt.Errorf("record the re-issue of %s: %w", c.Supersedes, err)
 			}
 			if _, err := link.ExecContext(ctx, c.Serial, r.Cluster, c.Supersedes); err != nil {

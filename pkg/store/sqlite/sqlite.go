@@ -395,11 +395,21 @@ func parseTime(s sql.NullString) (time.Time, error) {
 // timeScanner scans a stored time into dst.
 type timeScanner struct{ dst *time.Time }
 
-// Scan implements sql.Scanner.
+// Scan implements sql.Scanner. The driver hands TEXT as a string (and NULL
+// as nil), taken as is: through sql.NullString.Scan, the NullString would
+// escape, an allocation per time column of every row.
 func (s timeScanner) Scan(src any) error {
 	var ns sql.NullString
-	if err := ns.Scan(src); err != nil {
-		return err
+	switch v := src.(type) {
+	case nil:
+	case string:
+		ns = sql.NullString{String: v, Valid: true}
+	default:
+		var other sql.NullString
+		if err := other.Scan(src); err != nil {
+			return err
+		}
+		ns = other
 	}
 	t, err := parseTime(ns)
 	if err != nil {

@@ -336,3 +336,33 @@ func TestTimes(t *testing.T) {
 		}
 	})
 }
+
+// TestScannersDoNotAllocate checks that a stored time or policy column the
+// driver hands as a string (or NULL) is scanned without a heap allocation
+// of its own: every sign scans six times and a policy.
+func TestScannersDoNotAllocate(t *testing.T) {
+	var tt time.Time
+	stored := formatTime(time.Date(2026, 11, 25, 7, 30, 15, 123456000, time.UTC)).String
+	var p store.ClusterPolicy
+	var src any = stored // as the driver hands it
+	for _, tc := range []struct {
+		name string
+		scan func() error
+	}{
+		{"time", func() error { return tm(&tt).Scan(src) }},
+		{"NULL time", func() error { return tm(&tt).Scan(nil) }},
+		{"NULL policy", func() error { return pol(&p).Scan(nil) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.scan(); err != nil {
+				t.Fatal(err)
+			}
+			if n := testing.AllocsPerRun(100, func() { _ = tc.scan() }); n != 0 {
+				t.Fatalf("%v allocations per scan, want 0", n)
+			}
+		})
+	}
+	if err := tm(&tt).Scan(stored); err != nil || tt.Format(TimeLayout) != stored {
+		t.Fatalf("scanned %v, %v; want %s", tt, err, stored)
+	}
+}

@@ -236,6 +236,31 @@ func testRekey(t *testing.T, newStore NewStore) {
 		}
 	})
 
+	t.Run("a certificate that requires the active generation is refused for a retired one", func(t *testing.T) {
+		for _, tc := range []struct {
+			name string
+			c    store.IssuedCertificate
+			want error // nil: recorded
+		}{
+			{"retired generation", active(Cert("c", 1, 5)), api.ErrGenerationMismatch},
+			{"active generation", active(Cert("c", 2, 6)), nil},
+			{"missing generation", active(Cert("c", 9, 7)), api.ErrNotFound},
+			{"missing cluster", active(Cert("none", 1, 8)), api.ErrNotFound},
+		} {
+			err := d.RecordCertificate(ctx, tc.c)
+			if tc.want == nil && err != nil || tc.want != nil && !errors.Is(err, tc.want) {
+				t.Fatalf("%s: RecordCertificate = %v, want %v", tc.name, err, tc.want)
+			}
+			got, err := d.Certificate(ctx, tc.c.Cluster, tc.c.Serial)
+			switch {
+			case tc.want != nil && !errors.Is(err, api.ErrNotFound):
+				t.Fatalf("%s: a refused certificate was recorded: %+v, %v", tc.name, got, err)
+			case tc.want == nil && (err != nil || !got.RevokedAt.IsZero()):
+				t.Fatalf("%s: Certificate = %+v, %v; want it recorded, not revoked", tc.name, got, err)
+			}
+		}
+	})
+
 	t.Run("a second rekey with no grace caps the earlier grace", func(t *testing.T) {
 		now2 := now.Add(time.Minute)
 		if err := d.Rekey(ctx, "c", 2, Generation("c", 3), now2, now2); err != nil {
@@ -507,6 +532,76 @@ func testRecordRacingRekey(t *testing.T, newStore NewStore) {
 			t.Fatalf("certificate %s of the active generation revoked at %v", ic.Serial, ic.RevokedAt)
 		}
 	}
+}
+
+// active returns c with RequireActive set, as a sign records it.
+func active(c store.IssuedCertificate) store.IssuedCertificate {
+	c.RequireActive = true
+	return c
+}
+
+// testActiveRecordRacingRekey records, from two handles, certificates that
+// require the active generation while a rekey retires it: every record
+// either succeeded, and its certificate is in the registry revoked with
+// its generation, or failed with api.ErrGenerationMismatch and recorded
+// nothing. None is left trusted under the retired generation.
+func testActiveRecordRacingRekey(t *testing.T, newStore NewStore) {
+	ctx := context.Background()
+	first, another := newStore(t)
+	dbs := []Store{first, another()}
+	CreateCluster(t, dbs[0], "c")
+	until := T0.Add(time.Hour)
+	const workers, each = 4, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*each+1)
+	start := make(chan struct{})
+	var mu sync.Mutex
+	refused := map[string]bool{}
+	for w := range workers {
+		wg.Go(func() {
+			<-start
+			for i := range each {
+				c := active(Cert("c", 1, 1+w*each+i))
+				err := dbs[w%2].RecordCertificate(ctx, c)
+				switch {
+				case errors.Is(err, api.ErrGenerationMismatch):
+					mu.Lock()
+					refused[c.Serial] = true
+					mu.Unlock()
+				case err != nil:
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		<-start
+		if err := dbs[1].Rekey(ctx, "c", 1, Generation("c", 2), T0, until); err != nil {
+			errs <- err
+		}
+	})
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	certs, err := dbs[0].Certificates(ctx, All("c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(certs)+len(refused) != workers*each {
+		t.Fatalf("%d certificates recorded and %d refused, want %d in all", len(certs), len(refused), workers*each)
+	}
+	for _, ic := range certs {
+		if refused[ic.Serial] {
+			t.Fatalf("refused certificate %s was recorded", ic.Serial)
+		}
+		if !ic.RevokedAt.Equal(until) {
+			t.Fatalf("certificate %s of the retired generation revoked at %v, want %v", ic.Serial, ic.RevokedAt, until)
+		}
+	}
+	t.Logf("%d certificates recorded before the rekey, %d refused after it", len(certs), len(refused))
 }
 
 func testTimesOutOfRange(t *testing.T, newStore NewStore) {

@@ -76,6 +76,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"RekeyRace", testRekeyRace},
 		{"RekeyRetryLoop", testRekeyRetryLoop},
 		{"RecordRacingRekey", testRecordRacingRekey},
+		{"ActiveRecordRacingRekey", testActiveRecordRacingRekey},
 		{"Policy", testPolicy},
 		{"KEKs", testKEKRoundTrip},
 		{"KEKErrors", testKEKErrors},
