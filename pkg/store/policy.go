@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"sync"
+
+	lru "github.com/hashicorp/golang-lru/v2"
 )
 
 // ClusterPolicy is what an admin set for the certificates a cluster's CA
@@ -53,20 +54,20 @@ func MarshalPolicy(p ClusterPolicy) (*string, error) {
 
 // UnmarshalPolicy decodes the stored text of a policy; nil (SQL NULL) or
 // empty text is the zero policy. Every sign reads the policy, so decoded
-// policies are kept by their exact text (see policyCache): the same text
+// policies are kept by their exact text (see policies): the same text
 // is decoded once, and each caller gets its own copy.
 func UnmarshalPolicy(text *string) (ClusterPolicy, error) {
 	if text == nil || *text == "" {
 		return ClusterPolicy{}, nil
 	}
-	if p, ok := policies.get(*text); ok {
+	if p, ok := policies.Get(*text); ok {
 		return p.clone(), nil
 	}
 	p, err := decodePolicy(*text)
 	if err != nil {
 		return ClusterPolicy{}, err
 	}
-	policies.put(*text, p)
+	policies.Add(*text, p)
 	return p.clone(), nil
 }
 
@@ -86,32 +87,21 @@ func (p ClusterPolicy) clone() ClusterPolicy {
 	return ClusterPolicy{Profiles: maps.Clone(p.Profiles), AllowedGroups: slices.Clone(p.AllowedGroups)}
 }
 
-// maxCachedPolicies bounds policyCache; past it, the cache starts over.
+// maxCachedPolicies bounds the decoded policies kept; past it, the least
+// recently used one goes.
 const maxCachedPolicies = 256
 
-// policyCache maps the stored text of a policy to its decoding. It is
-// keyed by the text itself, which every read returns: a policy that
-// another instance changed has another text, so nothing here can be
-// stale, and a text is only ever cached once it decoded.
-type policyCache struct {
-	mu sync.RWMutex
-	m  map[string]ClusterPolicy
-}
+// policies maps the stored text of a policy to its decoding. It is keyed
+// by the text itself, which every read returns: a policy that another
+// instance changed has another text, so nothing here can be stale, and a
+// text is only ever cached once it decoded.
+var policies = mustLRU[string, ClusterPolicy](maxCachedPolicies)
 
-var policies = policyCache{m: make(map[string]ClusterPolicy)}
-
-func (c *policyCache) get(text string) (ClusterPolicy, bool) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	p, ok := c.m[text]
-	return p, ok
-}
-
-func (c *policyCache) put(text string, p ClusterPolicy) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.m) >= maxCachedPolicies {
-		clear(c.m)
+// mustLRU returns an LRU cache of size entries (size > 0).
+func mustLRU[K comparable, V any](size int) *lru.Cache[K, V] {
+	c, err := lru.New[K, V](size)
+	if err != nil {
+		panic(err) // only for a size <= 0
 	}
-	c.m[text] = p
+	return c
 }

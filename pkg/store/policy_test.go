@@ -68,9 +68,7 @@ func TestPolicyCacheIsBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	policies.mu.RLock()
-	defer policies.mu.RUnlock()
-	if n := len(policies.m); n > maxCachedPolicies {
+	if n := policies.Len(); n > maxCachedPolicies {
 		t.Fatalf("%d cached policies, want at most %d", n, maxCachedPolicies)
 	}
 }
