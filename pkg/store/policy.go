@@ -105,3 +105,29 @@ func mustLRU[K comparable, V any](size int) *lru.Cache[K, V] {
 	}
 	return c
 }
+
+// PolicyScanner scans a policy column (text, or NULL for the zero policy)
+// into Dst. It is a database/sql Scanner, which pgx also uses for a text
+// column; a string is taken as is, without the copy sql.NullString makes.
+type PolicyScanner struct{ Dst *ClusterPolicy }
+
+// Scan implements sql.Scanner.
+func (s PolicyScanner) Scan(src any) error {
+	var text *string
+	switch v := src.(type) {
+	case nil:
+	case string:
+		text = &v
+	case []byte:
+		t := string(v)
+		text = &t
+	default:
+		return fmt.Errorf("policy column holds a %T", src)
+	}
+	p, err := UnmarshalPolicy(text)
+	if err != nil {
+		return err
+	}
+	*s.Dst = p
+	return nil
+}

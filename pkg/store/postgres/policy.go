@@ -35,29 +35,5 @@ func (d *DB) SetPolicy(ctx context.Context, cluster string, p store.ClusterPolic
 	return nil
 }
 
-// policyScanner scans a policy column into dst: NULL is the zero policy.
-type policyScanner struct{ dst *store.ClusterPolicy }
-
-// Scan implements sql.Scanner, which pgx uses for a text column.
-func (s policyScanner) Scan(src any) error {
-	var text *string
-	switch v := src.(type) {
-	case nil:
-	case string:
-		text = &v
-	case []byte:
-		t := string(v)
-		text = &t
-	default:
-		return fmt.Errorf("policy column holds a %T", src)
-	}
-	p, err := store.UnmarshalPolicy(text)
-	if err != nil {
-		return err
-	}
-	*s.dst = p
-	return nil
-}
-
 // pol returns a scanner that stores a stored policy into dst.
-func pol(dst *store.ClusterPolicy) policyScanner { return policyScanner{dst} }
+func pol(dst *store.ClusterPolicy) store.PolicyScanner { return store.PolicyScanner{Dst: dst} }

@@ -38,33 +38,5 @@ func (d *DB) SetPolicy(ctx context.Context, cluster string, p store.ClusterPolic
 	return nil
 }
 
-// policyScanner scans a policy column into dst: NULL is the zero policy.
-type policyScanner struct{ dst *store.ClusterPolicy }
-
-// Scan implements sql.Scanner.
-func (s policyScanner) Scan(src any) error {
-	var text *string
-	switch v := src.(type) {
-	case nil:
-	case string:
-		// As is, not through sql.NullString.Scan (see timeScanner).
-		text = &v
-	default:
-		var ns sql.NullString
-		if err := ns.Scan(src); err != nil {
-			return err
-		}
-		if ns.Valid {
-			text = &ns.String
-		}
-	}
-	p, err := store.UnmarshalPolicy(text)
-	if err != nil {
-		return err
-	}
-	*s.dst = p
-	return nil
-}
-
 // pol returns a scanner that stores a stored policy into dst.
-func pol(dst *store.ClusterPolicy) policyScanner { return policyScanner{dst} }
+func pol(dst *store.ClusterPolicy) store.PolicyScanner { return store.PolicyScanner{Dst: dst} }
