@@ -452,3 +452,48 @@ func TestReissueWhileOthersKeepSigning(t *testing.T) {
 		t.Fatalf("custody holds %d keys after the reissue, want the new CA's alone (%v)", len(refs), err)
 	}
 }
+
+// TestNewRoutesAuthorization checks who may call each route of issue 12
+// besides POST revocations (TestRevokeAuthorization): readers of the
+// cluster's project and admins read; another project's member, and a
+// request without a principal, never do; only an admin lifts.
+func TestNewRoutesAuthorization(t *testing.T) {
+	f := newClusterFixture(t)
+	own, _ := f.signAs(t, member)
+	if _, err := f.a.Revoke(as(admin), "c1", RevokeRequest{User: "bob", Reason: "affiliationChanged"}); err != nil {
+		t.Fatal(err)
+	}
+	routes := Routes(f.a)
+	reads := []string{"/v1/clusters/c1/users", "/v1/clusters/c1/crl", "/v1/clusters/c1/certificates/" + own.Serial, "/v1/clusters/c1/policy"}
+	type call struct {
+		name       string
+		p          *auth.Principal
+		method     string
+		path       string
+		wantStatus int
+	}
+	var calls []call
+	for _, path := range reads {
+		calls = append(calls,
+			call{"a reader reads " + path, &reader, "GET", path, 200},
+			call{"an admin reads " + path, &admin, "GET", path, 200},
+			call{"another project's member may not read " + path, &otherMember, "GET", path, 403},
+			call{"no principal may read " + path, nil, "GET", path, 401},
+		)
+	}
+	lift := "/v1/clusters/c1/revocations/users/bob"
+	calls = append(calls,
+		call{"a reader may not lift", &reader, "DELETE", lift, 403},
+		call{"a member may not lift", &member, "DELETE", lift, 403},
+		call{"another project's member may not lift", &otherMember, "DELETE", lift, 403},
+		call{"an admin lifts", &admin, "DELETE", lift, 204},
+		call{"lifting again finds nothing", &admin, "DELETE", lift, 404},
+	)
+	for _, tt := range calls {
+		t.Run(tt.name, func(t *testing.T) {
+			if rec := serve(t, routes, tt.p, tt.method, tt.path, "", "", nil); rec.Code != tt.wantStatus {
+				t.Fatalf("status %d, want %d: %s", rec.Code, tt.wantStatus, rec.Body)
+			}
+		})
+	}
+}
