@@ -508,12 +508,7 @@ func testRecordRacingRekey(t *testing.T, newStore NewStore) {
 			errs <- err
 		}
 	})
-	close(start)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	release(t, start, &wg, errs)
 	if err := dbs[0].RecordCertificate(ctx, Cert("c", 2, 1000)); err != nil {
 		t.Fatal(err)
 	}
@@ -580,12 +575,7 @@ func testActiveRecordRacingRekey(t *testing.T, newStore NewStore) {
 			errs <- err
 		}
 	})
-	close(start)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	release(t, start, &wg, errs)
 	certs, err := dbs[0].Certificates(ctx, All("c"))
 	if err != nil {
 		t.Fatal(err)
@@ -684,5 +674,17 @@ func testConcurrentRecords(t *testing.T, newStore NewStore) {
 	got, err := d.Certificates(ctx, All("c"))
 	if err != nil || len(got) != 21 {
 		t.Fatalf("registry holds %d certificates (%v), want 21", len(got), err)
+	}
+}
+
+// release starts a race held at start, waits for every goroutine of wg,
+// and fails t with the first error they sent to errs.
+func release(t *testing.T, start chan struct{}, wg *sync.WaitGroup, errs chan error) {
+	t.Helper()
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 }

@@ -227,12 +227,7 @@ func testRevokeUserRacingRecords(t *testing.T, newStore NewStore) {
 			errs <- err
 		}
 	})
-	close(start)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	release(t, start, &wg, errs)
 	certs, err := dbs[0].Certificates(ctx, All("c"))
 	if err != nil {
 		t.Fatal(err)
