@@ -120,8 +120,7 @@ func (d *DB) commitCertificates(ctx context.Context, batch []*certWrite) {
 		defer stmt.Close()
 		for i, w := range batch {
 			errs[i] = insertCertificate(ctx, d, tx, stmt, w.c)
-			if errs[i] != nil && !statementOnly(errs[i]) && !errors.Is(errs[i], api.ErrUserRevoked) &&
-				!errors.Is(errs[i], api.ErrGenerationMismatch) && !errors.Is(errs[i], api.ErrNotFound) {
+			if errs[i] != nil && !statementOnly(errs[i]) {
 				// Anything but a constraint violation, a refused user or
 				// a retired or missing generation (whose insert wrote
 				// nothing) may have rolled the transaction back (I/O, a
@@ -143,14 +142,23 @@ func (d *DB) commitCertificates(ctx context.Context, batch []*certWrite) {
 	}
 }
 
-// statementOnly reports whether err is a constraint violation, which
-// SQLite undoes for the failing statement alone (its default ABORT
-// conflict resolution): the transaction and the other certificates of the
-// batch stay as they were, so no savepoint is needed around each insert.
+// statementOnly reports whether err undid only its own statement: a
+// constraint violation, which SQLite undoes for the failing statement alone
+// (its default ABORT conflict resolution), or an insert its own conditions
+// refused (notInserted), which wrote nothing. The transaction and the other
+// certificates of the batch stay as they were, so no savepoint is needed
+// around each insert.
 func statementOnly(err error) bool {
 	var se *msqlite.Error
-	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_CONSTRAINT
+	var ni notInserted
+	return errors.As(err, &ni) || (errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_CONSTRAINT)
 }
+
+// notInserted is an insert that its own conditions refused (a revoked
+// user, a retired or missing generation): nothing was written.
+type notInserted struct{ error }
+
+func (e notInserted) Unwrap() error { return e.error }
 
 // insertCertificate inserts one registry entry with the prepared statement
 // of tx.
@@ -178,14 +186,14 @@ func insertCertificate(ctx context.Context, d *DB, tx *sql.Tx, stmt *sql.Stmt, c
 			return d.wrap(err, "read cluster %q", c.Cluster)
 		}
 		if !exists {
-			return fmt.Errorf("no CA generation %d: %w", c.Generation, api.ErrNotFound)
+			return notInserted{fmt.Errorf("no CA generation %d: %w", c.Generation, api.ErrNotFound)}
 		}
 		if active != c.Generation {
-			return fmt.Errorf("generation %d is no longer active on cluster %q (now %d): %w",
-				c.Generation, c.Cluster, active, api.ErrGenerationMismatch)
+			return notInserted{fmt.Errorf("generation %d is no longer active on cluster %q (now %d): %w",
+				c.Generation, c.Cluster, active, api.ErrGenerationMismatch)}
 		}
 	}
-	return fmt.Errorf("user %q is revoked on cluster %q: %w", c.User, c.Cluster, api.ErrUserRevoked)
+	return notInserted{fmt.Errorf("user %q is revoked on cluster %q: %w", c.User, c.Cluster, api.ErrUserRevoked)}
 }
 
 // hotStatements are the statements of every sign, prepared once per
