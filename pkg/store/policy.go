@@ -131,3 +131,17 @@ func (s PolicyScanner) Scan(src any) error {
 	*s.Dst = p
 	return nil
 }
+
+// RequiredPolicyText returns the stored text (MarshalPolicy) of
+// c.RequirePolicy, which a store compares with the cluster's, or nil when
+// c requires no policy (or the zero policy, stored as NULL).
+func RequiredPolicyText(c IssuedCertificate) (*string, error) {
+	if c.RequirePolicy == nil {
+		return nil, nil
+	}
+	text, err := MarshalPolicy(*c.RequirePolicy)
+	if err != nil {
+		return nil, fmt.Errorf("record certificate %s: %w", c.Serial, err)
+	}
+	return text, nil
+}

@@ -10,7 +10,10 @@
 // api.ErrGenerationMismatch, an unreachable database wraps api.ErrUnavailable.
 package store
 
-import "time"
+import (
+	"errors"
+	"time"
+)
 
 // Cluster is a cluster and the parameters its CA was created with.
 type Cluster struct {
@@ -85,7 +88,19 @@ type IssuedCertificate struct {
 	// refused or recorded before any later rekey, which then revokes it
 	// with its generation. It is not stored.
 	RequireActive bool
+	// RequirePolicy, when not nil, makes RecordCertificate refuse the
+	// certificate, and record nothing, with an error wrapping
+	// ErrPolicyChanged when the cluster's policy is no longer
+	// *RequirePolicy at the moment it records (another instance set a new
+	// one). A sign that used a cached reading of the cluster sets it, so
+	// that the certificate is recorded only if the policy it was signed
+	// under is still the cluster's. It is not stored.
+	RequirePolicy *ClusterPolicy
 }
+
+// ErrPolicyChanged is the refusal of a RecordCertificate whose
+// RequirePolicy is no longer the cluster's policy.
+var ErrPolicyChanged = errors.New("the cluster's policy changed")
 
 // KEK is a named key-encryption key and its active version.
 type KEK struct {

@@ -210,11 +210,15 @@ func (d *DB) RecordCertificate(ctx context.Context, c store.IssuedCertificate) e
 	if err := checkTimes(c.NotBefore, c.NotAfter, c.IssuedAt, c.RevokedAt); err != nil {
 		return fmt.Errorf("record certificate %s of cluster %q: %w", c.Serial, c.Cluster, err)
 	}
-	err := d.attempt(ctx, func() error {
+	policy, err := store.RequiredPolicyText(c)
+	if err != nil {
+		return err
+	}
+	err = d.attempt(ctx, func() error {
 		// One round trip: both statements go in one pipeline, which the
 		// server runs as one implicit transaction.
 		b := &pgx.Batch{}
-		b.Queue(insertCertificateSQL, certificateArgs(c)...)
+		b.Queue(insertCertificateSQL, certificateArgs(c, policy)...)
 		b.Queue(refuseRevokedSQL, c.Cluster, c.Serial, c.User)
 		br := d.pool.SendBatch(ctx, b)
 		defer br.Close()
@@ -226,7 +230,7 @@ func (d *DB) RecordCertificate(ctx context.Context, c store.IssuedCertificate) e
 			if err := br.Close(); err != nil {
 				return d.wrap(err, "insert")
 			}
-			return d.notRecorded(ctx, c)
+			return d.notRecorded(ctx, c, policy)
 		}
 		if tag, err = br.Exec(); err != nil {
 			return d.wrap(err, "check the requester")
@@ -247,11 +251,14 @@ func (d *DB) RecordCertificate(ctx context.Context, c store.IssuedCertificate) e
 
 // notRecorded says why the insert of c wrote nothing: its generation
 // missing (api.ErrNotFound) or, for c.RequireActive, retired
-// (api.ErrGenerationMismatch).
-func (d *DB) notRecorded(ctx context.Context, c store.IssuedCertificate) error {
-	var retired bool
-	err := d.pool.QueryRow(ctx, "SELECT retired_at IS NOT NULL FROM ca_generations WHERE cluster = $1 AND generation = $2",
-		c.Cluster, c.Generation).Scan(&retired)
+// (api.ErrGenerationMismatch) or, for c.RequirePolicy (whose stored text
+// is policy), a policy that changed (store.ErrPolicyChanged).
+func (d *DB) notRecorded(ctx context.Context, c store.IssuedCertificate, policy *string) error {
+	var retired, samePolicy bool
+	err := d.pool.QueryRow(ctx, `SELECT g.retired_at IS NOT NULL, COALESCE(c.policy, '') = COALESCE($3::text, '')
+		FROM ca_generations g JOIN clusters c ON c.name = g.cluster
+		WHERE g.cluster = $1 AND g.generation = $2`,
+		c.Cluster, c.Generation, policy).Scan(&retired, &samePolicy)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return fmt.Errorf("no CA generation %d: %w", c.Generation, api.ErrNotFound)
@@ -259,29 +266,39 @@ func (d *DB) notRecorded(ctx context.Context, c store.IssuedCertificate) error {
 		return d.wrap(err, "read CA generation %d", c.Generation)
 	case c.RequireActive && retired:
 		return fmt.Errorf("generation %d is no longer active on cluster %q: %w", c.Generation, c.Cluster, api.ErrGenerationMismatch)
+	case c.RequirePolicy != nil && !samePolicy:
+		return fmt.Errorf("cluster %q: %w", c.Cluster, store.ErrPolicyChanged)
 	}
 	return fmt.Errorf("no CA generation %d: %w", c.Generation, api.ErrNotFound)
 }
 
 // insertCertificateSQL inserts one registry entry (certificateArgs),
 // holding a share lock on its CA generation's row; nothing when $14
-// (RequireActive) is set and that row, as the lock found it, is retired.
+// (RequireActive) is set and that row, as the lock found it, is retired,
+// nor when $15 (RequirePolicy) is set and the cluster's policy text is not
+// $16 (NULL and the empty text both the zero policy). The policy is read from the
+// statement's snapshot, without a lock: nothing that sets a policy reads
+// the registry, so a certificate recorded under the policy of that
+// snapshot is ordered before a SetPolicy that commits after it.
 const insertCertificateSQL = `INSERT INTO issued_certificates
 	(cluster, serial, generation, subject, profile, user_name, project, not_before, not_after, issued_at, revoked_at, privileged,
 	 certificate_der)
 	SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, COALESCE($11, g.trusted_until), $12, $13
 	FROM (SELECT trusted_until, retired_at FROM ca_generations WHERE cluster = $1 AND generation = $3 FOR SHARE) AS g
-	WHERE NOT $14::boolean OR g.retired_at IS NULL`
+	WHERE (NOT $14::boolean OR g.retired_at IS NULL)
+		AND (NOT $15::boolean OR EXISTS (SELECT 1 FROM clusters WHERE name = $1 AND COALESCE(policy, '') = COALESCE($16::text, '')))`
 
 // refuseRevokedSQL takes back the entry just inserted when its requester
 // is revoked on the cluster.
 const refuseRevokedSQL = `DELETE FROM issued_certificates WHERE cluster = $1 AND serial = $2
 	AND EXISTS (SELECT 1 FROM user_revocations WHERE cluster = $1 AND user_name = $3)`
 
-// certificateArgs are the arguments of insertCertificateSQL for c.
-func certificateArgs(c store.IssuedCertificate) []any {
+// certificateArgs are the arguments of insertCertificateSQL for c, whose
+// RequirePolicy has the stored text policy (requiredPolicy).
+func certificateArgs(c store.IssuedCertificate, policy *string) []any {
 	return []any{c.Cluster, c.Serial, c.Generation, c.Subject, c.Profile, c.User, c.Project,
-		ts(c.NotBefore), ts(c.NotAfter), ts(c.IssuedAt), ts(c.RevokedAt), c.Privileged, c.CertificateDER, c.RequireActive}
+		ts(c.NotBefore), ts(c.NotAfter), ts(c.IssuedAt), ts(c.RevokedAt), c.Privileged, c.CertificateDER, c.RequireActive,
+		c.RequirePolicy != nil, policy}
 }
 
 // Certificates returns one page of a cluster's issued-certificate

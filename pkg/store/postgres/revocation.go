@@ -375,7 +375,7 @@ func (d *DB) Reissue(ctx context.Context, r store.Reissue, resign store.ResignFu
 		b := &pgx.Batch{}
 		for _, c := range res.Certificates {
 			c.Cluster, c.RevokedAt = r.Cluster, time.Time{}
-			b.Queue(insertCertificateSQL, certificateArgs(c)...)
+			b.Queue(insertCertificateSQL, certificateArgs(c, nil)...)
 			b.Queue("UPDATE issued_certificates SET superseded_by = $1 WHERE cluster = $2 AND serial = $3", c.Serial, r.Cluster, c.Supersedes)
 		}
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {

@@ -163,10 +163,14 @@ func (e notInserted) Unwrap() error { return e.error }
 // insertCertificate inserts one registry entry with the prepared statement
 // of tx.
 func insertCertificate(ctx context.Context, d *DB, tx *sql.Tx, stmt *sql.Stmt, c store.IssuedCertificate) error {
+	policy, err := store.RequiredPolicyText(c)
+	if err != nil {
+		return notInserted{err}
+	}
 	res, err := stmt.ExecContext(ctx,
 		c.Cluster, c.Serial, c.Generation, c.Subject, c.Profile, c.User, c.Project,
 		formatTime(c.NotBefore), formatTime(c.NotAfter), formatTime(c.IssuedAt), formatTime(c.RevokedAt), c.Privileged,
-		c.CertificateDER, c.RequireActive)
+		c.CertificateDER, c.RequireActive, c.RequirePolicy != nil, policy)
 	if err != nil {
 		return d.wrap(err, "insert")
 	}
@@ -175,22 +179,26 @@ func insertCertificate(ctx context.Context, d *DB, tx *sql.Tx, stmt *sql.Stmt, c
 	} else if n == 1 {
 		return nil
 	}
-	if c.RequireActive {
+	if c.RequireActive || c.RequirePolicy != nil {
 		// Nothing inserted: say why, from the same transaction.
 		var active int
-		var exists bool
+		var exists, samePolicy bool
 		err := tx.QueryRowContext(ctx, `SELECT generation,
-			EXISTS (SELECT 1 FROM ca_generations WHERE cluster = ?1 AND generation = ?2)
-			FROM clusters WHERE name = ?1`, c.Cluster, c.Generation).Scan(&active, &exists)
+			EXISTS (SELECT 1 FROM ca_generations WHERE cluster = ?1 AND generation = ?2),
+			COALESCE(policy, '') = COALESCE(?3, '')
+			FROM clusters WHERE name = ?1`, c.Cluster, c.Generation, policy).Scan(&active, &exists, &samePolicy)
 		if err != nil {
 			return d.wrap(err, "read cluster %q", c.Cluster)
 		}
 		if !exists {
 			return notInserted{fmt.Errorf("no CA generation %d: %w", c.Generation, api.ErrNotFound)}
 		}
-		if active != c.Generation {
+		if c.RequireActive && active != c.Generation {
 			return notInserted{fmt.Errorf("generation %d is no longer active on cluster %q (now %d): %w",
 				c.Generation, c.Cluster, active, api.ErrGenerationMismatch)}
+		}
+		if c.RequirePolicy != nil && !samePolicy {
+			return notInserted{fmt.Errorf("cluster %q: %w", c.Cluster, store.ErrPolicyChanged)}
 		}
 	}
 	return notInserted{fmt.Errorf("user %q is revoked on cluster %q: %w", c.User, c.Cluster, api.ErrUserRevoked)}

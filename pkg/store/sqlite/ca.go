@@ -187,9 +187,11 @@ func (d *DB) retire(ctx context.Context, tx *sql.Tx, cluster string, expected in
 //
 // It inserts nothing when the requester is revoked on the cluster
 // (user_revocations), nor, when ?14 (RequireActive) is set, when ?3 is not
-// the cluster's active generation: run inside the write transaction, those
-// checks and the insert are one atomic step against a concurrent
-// RevokeUser or Rekey.
+// the cluster's active generation, nor, when ?15 (RequirePolicy) is set,
+// when ?16 is not the cluster's stored policy text (NULL and "" both being
+// the zero policy): run inside the write transaction, those checks and the
+// insert are one atomic step against a concurrent RevokeUser, Rekey or
+// SetPolicy.
 const insertCertificateSQL = `INSERT INTO issued_certificates
 	(cluster, serial, generation, subject, profile, user_name, project, not_before, not_after, issued_at, revoked_at, privileged,
 	 certificate_der)
@@ -198,7 +200,8 @@ const insertCertificateSQL = `INSERT INTO issued_certificates
 		ELSE (SELECT trusted_until FROM ca_generations WHERE cluster = ?1 AND generation = ?3) END, ?12,
 		?13
 	WHERE NOT EXISTS (SELECT 1 FROM user_revocations WHERE cluster = ?1 AND user_name = ?6)
-		AND (NOT ?14 OR (SELECT generation FROM clusters WHERE name = ?1) = ?3)`
+		AND (NOT ?14 OR (SELECT generation FROM clusters WHERE name = ?1) = ?3)
+		AND (NOT ?15 OR (SELECT COALESCE(policy, '') FROM clusters WHERE name = ?1) = COALESCE(?16, ''))`
 
 // RecordCertificate adds an issued certificate to the registry. The
 // cluster and generation must exist (else api.ErrNotFound); a serial the

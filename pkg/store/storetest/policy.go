@@ -99,3 +99,69 @@ func testPolicy(t *testing.T, newStore NewStore) {
 		}
 	})
 }
+
+// testRecordRequiringPolicy: a certificate recorded with RequirePolicy
+// (a sign that used a cached reading of the cluster) is recorded while the
+// policy it names is the cluster's, whatever the handle that set it, and
+// refused with store.ErrPolicyChanged, recording nothing, once another
+// handle (another instance) set a different one; the zero policy matches a
+// cluster without one.
+func testRecordRequiringPolicy(t *testing.T, newStore NewStore) {
+	ctx := context.Background()
+	d, another := newStore(t)
+	second := another()
+	CreateCluster(t, d, "prod")
+	strict := store.ClusterPolicy{Profiles: map[string]store.ProfilePolicy{"client": {MaxValidityHours: 1}}}
+	loose := store.ClusterPolicy{Profiles: map[string]store.ProfilePolicy{"client": {MaxValidityHours: 24}}, AllowedGroups: []string{}}
+
+	n := 0
+	record := func(t *testing.T, s Store, p store.ClusterPolicy) (string, error) {
+		t.Helper()
+		n++
+		c := active(Cert("prod", 1, n))
+		c.RequirePolicy = &p
+		return c.Serial, s.RecordCertificate(ctx, c)
+	}
+	steps := []struct {
+		name    string
+		set     *store.ClusterPolicy // set by the second handle first, if not nil
+		require store.ClusterPolicy
+		want    error
+	}{
+		{"the zero policy matches a cluster without one", nil, store.ClusterPolicy{}, nil},
+		{"a policy the cluster does not have is refused", nil, strict, store.ErrPolicyChanged},
+		{"the policy another handle set is required", &strict, strict, nil},
+		{"the policy read before another handle changed it is refused", &loose, strict, store.ErrPolicyChanged},
+		{"the zero policy is refused once a policy is set", nil, store.ClusterPolicy{}, store.ErrPolicyChanged},
+		{"the new policy is recorded", nil, loose, nil},
+		{"cleared by another handle: the zero policy matches again", &store.ClusterPolicy{}, store.ClusterPolicy{}, nil},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			if st.set != nil {
+				if err := second.SetPolicy(ctx, "prod", *st.set); err != nil {
+					t.Fatal(err)
+				}
+			}
+			serial, err := record(t, d, st.require)
+			if !errors.Is(err, st.want) || (st.want == nil) != (err == nil) {
+				t.Fatalf("RecordCertificate = %v, want %v", err, st.want)
+			}
+			certs, err := d.Certificates(ctx, store.CertificateQuery{Cluster: "prod", Serial: serial, Limit: 10, Now: T0})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if recorded := len(certs) == 1; recorded != (st.want == nil) {
+				t.Fatalf("recorded %v after %v", recorded, st.want)
+			}
+		})
+	}
+	t.Run("a retired generation is still the refusal it was", func(t *testing.T) {
+		if err := second.Rekey(ctx, "prod", 1, Generation("prod", 2), T0, T0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := record(t, d, store.ClusterPolicy{}); !errors.Is(err, api.ErrGenerationMismatch) {
+			t.Fatalf("RecordCertificate under a retired generation = %v, want ErrGenerationMismatch", err)
+		}
+	})
+}

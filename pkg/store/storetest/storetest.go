@@ -78,6 +78,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"RecordRacingRekey", testRecordRacingRekey},
 		{"ActiveRecordRacingRekey", testActiveRecordRacingRekey},
 		{"Policy", testPolicy},
+		{"RecordRequiringPolicy", testRecordRequiringPolicy},
 		{"KEKs", testKEKRoundTrip},
 		{"KEKErrors", testKEKErrors},
 		{"RotateKEKRace", testRotateKEKRace},
