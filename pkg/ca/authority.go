@@ -533,6 +533,9 @@ func (a *Authority) stored(ctx context.Context, cluster, keyRef string) bool {
 // is destroyed by the reconciler (pkg/reconcile), which destroys the key of
 // every retired generation.
 func (a *Authority) destroyRetired(ctx context.Context, cluster string, active int) {
+	// The next sign here reads the new generation; another instance
+	// finds its remembered reading refused by the store.
+	a.signers.forget(cluster)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	gens, err := a.st.Generations(ctx, cluster)

@@ -15,6 +15,15 @@ import (
 // and another instance may have destroyed it in custody), and a key older
 // than the one cached is never served nor cached. The cache is bounded and
 // evicts the least recently used cluster.
+//
+// With a key, an entry may also hold the cluster's row and active
+// generation as a sign last read them and recorded under them (remember):
+// the next sign of that cluster then reads nothing before signing. Such a
+// reading may be stale (another instance rekeyed or set a new policy), so a
+// sign that uses it records with RequireActive and RequirePolicy: the store
+// refuses, in the recording write, a certificate whose generation or
+// policy is no longer the cluster's, and the sign forgets the reading and
+// signs again from a fresh one (see Authority.Sign).
 type signerCache struct {
 	mu      sync.Mutex
 	max     int
@@ -27,6 +36,15 @@ type cacheEntry struct {
 	gen  int
 	key  caKey
 	used uint64
+	// rows is the cluster and its active generation (gen) as last read
+	// by a sign that recorded under them; nil when none.
+	rows *activeRows
+}
+
+// activeRows is a reading of a cluster and of its active generation.
+type activeRows struct {
+	cluster store.Cluster
+	active  store.CAGeneration
 }
 
 func newSignerCache(max int) *signerCache {
@@ -84,6 +102,40 @@ func (c *signerCache) put(gen store.CAGeneration, k caKey) {
 	}
 	c.tick++
 	c.entries[gen.Cluster] = &cacheEntry{ref: gen.KeyRef, gen: gen.Generation, key: k, used: c.tick}
+}
+
+// remember attaches to the cached key of active (if it is still the
+// cluster's cached key) the reading c and active of its cluster, which a
+// sign has just recorded under.
+func (c *signerCache) remember(cl store.Cluster, active store.CAGeneration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.entries[active.Cluster]; ok && e.gen == active.Generation && e.ref == active.KeyRef {
+		e.rows = &activeRows{cluster: cl, active: active}
+	}
+}
+
+// active returns the remembered reading of cluster and its key.
+func (c *signerCache) active(cluster string) (activeRows, caKey, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[cluster]
+	if !ok || e.rows == nil {
+		return activeRows{}, caKey{}, false
+	}
+	c.tick++
+	e.used = c.tick
+	return *e.rows, e.key, true
+}
+
+// forget drops the remembered reading of cluster, keeping its key: the
+// next sign reads the cluster again.
+func (c *signerCache) forget(cluster string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.entries[cluster]; ok {
+		e.rows = nil
+	}
 }
 
 // remove drops the key named ref, if cached.

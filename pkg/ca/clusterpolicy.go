@@ -251,6 +251,9 @@ func (a *Authority) SetClusterPolicy(ctx context.Context, cluster string, req Cl
 		}
 		return ClusterPolicy{}, fmt.Errorf("store the policy of cluster %q: %w", cluster, err)
 	}
+	// The next sign here reads the new policy; another instance finds
+	// its remembered reading refused by the store.
+	a.signers.forget(cluster)
 	a.log.Info("cluster policy set", "cluster", cluster, "project", c.Project, "user", p.User,
 		"policy", policySummary(pol))
 	return a.effective(pol), nil

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/clusterkeys/clusterkeys/pkg/store"
 	"github.com/clusterkeys/clusterkeys/pkg/store/sqlite"
@@ -75,10 +76,11 @@ func TestRekeyOnAnotherInstanceEvictsTheRetiredSigner(t *testing.T) {
 			if _, _, err := a.CreateCA(as(member), "c1", CreateRequest{}); err != nil {
 				t.Fatal(err)
 			}
-			res, err := a.Sign(as(member), "c1", SignRequest{CSR: makeCSR(t, csrOptions{cn: "alice"})})
+			first, err := a.Sign(as(member), "c1", SignRequest{CSR: makeCSR(t, csrOptions{cn: "alice"})})
 			if err != nil {
 				t.Fatal(err)
 			}
+			res := first
 			g1 := active(t, st, "c1")
 			if res.CAGeneration != 1 || !a.signers.has(g1.KeyRef) {
 				t.Fatalf("A signed with generation %d, cached %v; want 1, true", res.CAGeneration, a.signers.has(g1.KeyRef))
@@ -97,6 +99,19 @@ func TestRekeyOnAnotherInstanceEvictsTheRetiredSigner(t *testing.T) {
 				t.Fatalf("A signed with generation %d after B's rekey, want 2", res.CAGeneration)
 			}
 			verifyUnder(t, res.Certificate, g2.CertificateDER)
+			// A remembered generation 1 and signed with it first: the
+			// store refused that certificate, which is nowhere.
+			certs, err := st.Certificates(context.Background(), store.CertificateQuery{Cluster: "c1", Limit: 10, Now: time.Now()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]bool{}
+			for _, c := range certs {
+				got[c.Serial] = true
+			}
+			if len(certs) != 2 || !got[res.Serial] || !got[first.Serial] {
+				t.Fatalf("registry holds %v, want the two certificates handed out (%s, %s)", got, first.Serial, res.Serial)
+			}
 			if a.signers.has(g1.KeyRef) {
 				t.Error("A still holds the retired generation-1 key after signing with generation 2")
 			}

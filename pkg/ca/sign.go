@@ -21,6 +21,7 @@ import (
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
 	"github.com/clusterkeys/clusterkeys/pkg/api"
+	"github.com/clusterkeys/clusterkeys/pkg/auth"
 	"github.com/clusterkeys/clusterkeys/pkg/store"
 )
 
@@ -50,6 +51,13 @@ type SignResult struct {
 
 // Sign issues a certificate for the CSR of req with the active CA of
 // cluster, under the policy, and records it in the store.
+//
+// A sign reuses the reading of the cluster (its policy and active CA) that
+// the previous sign of the cluster recorded under, instead of reading the
+// store first. Another instance may have changed it since (a rekey, a new
+// policy): the store then refuses to record the certificate (it checks the
+// generation and the policy in the recording write), nothing is handed
+// out, and the sign forgets the reading and starts again from a fresh one.
 func (a *Authority) Sign(ctx context.Context, cluster string, req SignRequest) (res SignResult, err error) {
 	profileLabel := "invalid"
 	defer func() { a.metrics.sign(profileLabel, err) }()
@@ -77,10 +85,41 @@ func (a *Authority) Sign(ctx context.Context, cluster string, req SignRequest) (
 		return SignResult{}, api.Invalid(api.CodeInvalidField, "validity_hours",
 			fmt.Sprintf("validity_hours must be between 1 and %d", maxHours))
 	}
+	if rows, key, ok := a.signers.active(cluster); ok {
+		res, err := a.issue(ctx, p, req, profile, rows, &key)
+		if !errors.Is(err, errStaleReading) {
+			return res, err
+		}
+		a.signers.forget(cluster)
+	}
 	c, active, err := a.activeCA(ctx, cluster)
 	if err != nil {
 		return SignResult{}, err
 	}
+	return a.issue(ctx, p, req, profile, activeRows{cluster: c, active: active}, nil)
+}
+
+// errStaleReading is the failure of a sign from a remembered reading of
+// its cluster that is no longer true: Sign reads the cluster and signs
+// again.
+var errStaleReading = errors.New("the remembered reading of the cluster is stale")
+
+// staleIfCached returns err, marked errStaleReading when it came from a
+// remembered reading (cached is not nil), which may be out of date.
+func staleIfCached(cached *caKey, err error) error {
+	if cached != nil {
+		return fmt.Errorf("%w: %w", errStaleReading, err)
+	}
+	return err
+}
+
+// issue signs and records the certificate of req as p asked for it, with
+// the CA of rows. cached is the key of a remembered reading (nil: rows were
+// just read from the store): the certificate is then recorded only if the
+// cluster's generation and policy are still those of rows, and a failure
+// that a stale reading explains is errStaleReading.
+func (a *Authority) issue(ctx context.Context, p auth.Principal, req SignRequest, profile Profile, rows activeRows, cached *caKey) (SignResult, error) {
+	c, active, cluster := rows.cluster, rows.active, rows.active.Cluster
 	if err := p.AuthorizeWrite(c.Project); err != nil {
 		return SignResult{}, err
 	}
@@ -94,18 +133,22 @@ func (a *Authority) Sign(ctx context.Context, cluster string, req SignRequest) (
 	if err := CheckRequester(csr, profile, p.User, p.IsAdmin()); err != nil {
 		return SignResult{}, err
 	}
+	// The policy and the CA's validity come from rows: a refusal they
+	// explain is confirmed from a fresh reading before it is answered.
 	if err := checkAllowedGroups(c.Policy, csr, p.IsAdmin()); err != nil {
-		return SignResult{}, err
+		return SignResult{}, staleIfCached(cached, err)
 	}
 	privAttr, _ := Privileged(csr) // only an admin gets this far with one
 
 	now := a.now()
 	notAfter, err := a.notAfter(a.validityFor(c.Policy, profile), profile, req.ValidityHours, now, active.NotAfter)
 	if err != nil {
-		return SignResult{}, err
+		return SignResult{}, staleIfCached(cached, err)
 	}
-	key, err := a.signer(ctx, active)
-	if err != nil {
+	var key caKey
+	if cached != nil {
+		key = *cached
+	} else if key, err = a.signer(ctx, active); err != nil {
 		// A rekey that committed after we read the generations destroys
 		// the key we were about to load: that is a retry, not a failure.
 		if rerr := a.rekeyedSince(ctx, cluster, active.Generation); rerr != nil {
@@ -119,9 +162,13 @@ func (a *Authority) Sign(ctx context.Context, cluster string, req SignRequest) (
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, key.cert, csr.PublicKey, key.signer)
 	if err != nil {
-		// A custody signer may have gone bad (an HSM session): load it
-		// again next time.
+		// A custody signer may have gone bad (an HSM session), or
+		// another instance retired and destroyed the remembered key:
+		// load it again next time.
 		a.signers.remove(active.KeyRef)
+		if cached != nil {
+			return SignResult{}, staleIfCached(cached, fmt.Errorf("sign with generation %d: %w", active.Generation, err))
+		}
 		if rerr := a.rekeyedSince(ctx, cluster, active.Generation); rerr != nil {
 			return SignResult{}, rerr
 		}
@@ -140,7 +187,15 @@ func (a *Authority) Sign(ctx context.Context, cluster string, req SignRequest) (
 		// rekey that commits after the record revokes it.
 		RequireActive: true,
 	}
+	if cached != nil {
+		// The policy checked above came from the remembered reading:
+		// record only if it is still the cluster's.
+		rec.RequirePolicy = &c.Policy
+	}
 	if err := a.st.RecordCertificate(ctx, rec); err != nil {
+		if cached != nil && (errors.Is(err, api.ErrGenerationMismatch) || errors.Is(err, store.ErrPolicyChanged)) {
+			return SignResult{}, staleIfCached(cached, err)
+		}
 		if errors.Is(err, api.ErrGenerationMismatch) {
 			return SignResult{}, rekeyed(cluster).Wrap(err)
 		}
@@ -150,6 +205,9 @@ func (a *Authority) Sign(ctx context.Context, cluster string, req SignRequest) (
 				fmt.Sprintf("user %q is revoked on cluster %q; an admin may lift it", p.User, cluster)).Wrap(err)
 		}
 		return SignResult{}, fmt.Errorf("record certificate %s of cluster %q: %w", serial, cluster, err)
+	}
+	if cached == nil {
+		a.signers.remember(c, active)
 	}
 	if rec.Privileged {
 		// An admin issued a control-plane, node or otherwise powerful
