@@ -105,7 +105,13 @@ func TestVersusCfssl(t *testing.T) {
 		}
 	}
 
+	floor := newSignFloor(t, dir, fx.csrs)
+	if err := floor.sign(); err != nil {
+		t.Fatalf("in-process floor: %v", err)
+	}
+
 	var pairs []pairResult
+	var floors []floorResult
 	for _, p := range []struct {
 		op     string
 		ck, cf target
@@ -126,12 +132,22 @@ func TestVersusCfssl(t *testing.T) {
 			t.Logf("%-16s %2d clients: clusterkeys %s | cfssl %s | ratio %.2f",
 				p.op, c, pr.ck.summary(), pr.cf.summary(), pr.ratio())
 			pairs = append(pairs, pr)
+			if p.op == "sign-CSR" {
+				// The in-process floor after the pair's rounds, as many
+				// rounds as long.
+				fr := floorResult{clients: c, ck: pr.ck}
+				for range set.rounds {
+					fr.floor.add(floor.measure(c, set.round))
+				}
+				t.Logf("%-16s %2d clients: in-process floor %s | clusterkeys / floor %.2f", p.op, c, fr.floor.summary(), fr.ratio())
+				floors = append(floors, fr)
+			}
 		}
 	}
 	if set.profileDir != "" {
 		profile(t, ck, ckSign, set.profileDir)
 	}
-	addSection("cfssl", markdown(pairs, set, load))
+	addSection("cfssl", markdown(pairs, floors, set, load))
 	for _, pr := range pairs {
 		if pr.ck.errors > 0 || pr.cf.errors > 0 {
 			t.Errorf("%s at %d clients: %d clusterkeys and %d cfssl requests failed", pr.op, pr.clients, pr.ck.errors, pr.cf.errors)
@@ -326,7 +342,21 @@ func writePairRows(b *strings.Builder, pairs []pairResult, unit func(time.Durati
 	}
 }
 
-func markdown(pairs []pairResult, set settings, load string) string {
+// floorResult is sign-CSR through localrun beside its in-process floor
+// (signFloor) at one client count.
+type floorResult struct {
+	clients   int
+	ck, floor sample
+}
+
+func (f floorResult) ratio() float64 {
+	if f.floor.rate() == 0 {
+		return 0
+	}
+	return f.ck.rate() / f.floor.rate()
+}
+
+func markdown(pairs []pairResult, floors []floorResult, set settings, load string) string {
 	var b strings.Builder
 	b.WriteString("## sign and validate, beside cfssl\n\n")
 	b.WriteString("Both servers run on loopback on the\n")
@@ -346,6 +376,19 @@ func markdown(pairs []pairResult, set settings, load string) string {
 	b.WriteString("intermediate and `ca_bundle`; cfssl bundle is `POST /api/v1/cfssl/bundle` with leaf + intermediate\n")
 	b.WriteString("and key, the root in its `-ca-bundle`. CPU/req is the server process's user + system CPU time\n")
 	b.WriteString("(from /proc) per answered request: the machine's other load disturbs it less than req/s.\n")
+	if len(floors) > 0 {
+		b.WriteString("\nsign-CSR beside its in-process floor: the same CSRs, in the bench process, by as many\n")
+		b.WriteString("goroutines as clients, each doing only what any CA that records its certificates must do:\n")
+		b.WriteString("PEM decode, parse, verify the CSR's signature, `x509.CreateCertificate` (P-256; it verifies the\n")
+		b.WriteString("signature it made) and `RecordCertificate` in a SQLite registry (group commit, synchronous FULL).\n")
+		b.WriteString("No HTTP, JSON, authentication, policy or logs; no load generator shares the machine with it.\n\n")
+		b.WriteString("| clients | clusterkeys req/s | CPU/req | floor req/s | CPU/op | clusterkeys / floor |\n")
+		b.WriteString("|---:|---:|---:|---:|---:|---:|\n")
+		for _, f := range floors {
+			fmt.Fprintf(&b, "| %d | %.0f | %s | %.0f | %s | %.2f × |\n", f.clients, f.ck.rate(), ms(f.ck.cpuPerRequest()),
+				f.floor.rate(), ms(f.floor.cpuPerRequest()), f.ratio())
+		}
+	}
 	return b.String()
 }
 
