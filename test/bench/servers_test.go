@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"database/sql"
 	"fmt"
 	"io"
 	"io/fs"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"github.com/clusterkeys/clusterkeys/internal/testproc"
+
+	_ "modernc.org/sqlite" // cfssl's certdb schema
 )
 
 // server is a started server process.
@@ -88,6 +91,66 @@ func startCfssl(t *testing.T, bin, dir string) *server {
 	s := &server{url: "http://" + addr}
 	start(t, s, cmd, dir, s.httpReady("/api/v1/cfssl/health"))
 	return s
+}
+
+// startCfsslRecording starts cfssl serve like startCfssl, with its
+// certificate database (certdb) on SQLite in dir: cfssl then records every
+// certificate it signs, as clusterkeys does. The schema is cfssl v1.6.5's
+// (certdb/sqlite/migrations 001 and 002), created here with the SQLite
+// driver the bench already links.
+func startCfsslRecording(t *testing.T, bin, dir string) (*server, string) {
+	t.Helper()
+	dbPath := filepath.Join(dir, "cfssl-certdb.sqlite")
+	db, err := sql.Open("sqlite", dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, stmt := range []string{
+		`CREATE TABLE certificates (
+			serial_number blob NOT NULL, authority_key_identifier blob NOT NULL, ca_label blob,
+			status blob NOT NULL, reason int, expiry timestamp, revoked_at timestamp, pem blob NOT NULL,
+			PRIMARY KEY(serial_number, authority_key_identifier))`,
+		`CREATE TABLE ocsp_responses (
+			serial_number blob NOT NULL, authority_key_identifier blob NOT NULL, body blob NOT NULL, expiry timestamp,
+			PRIMARY KEY(serial_number, authority_key_identifier),
+			FOREIGN KEY(serial_number, authority_key_identifier) REFERENCES certificates(serial_number, authority_key_identifier))`,
+		`ALTER TABLE certificates ADD COLUMN "issued_at" timestamp`,
+		`ALTER TABLE certificates ADD COLUMN "not_before" timestamp`,
+		`ALTER TABLE certificates ADD COLUMN "metadata" text`,
+		`ALTER TABLE certificates ADD COLUMN "sans" text`,
+		`ALTER TABLE certificates ADD COLUMN "common_name" text`,
+	} {
+		if _, err := db.Exec(stmt); err != nil {
+			t.Fatalf("cfssl certdb schema: %v", err)
+		}
+	}
+	conf := filepath.Join(dir, "cfssl-db-config.json")
+	if err := os.WriteFile(conf, fmt.Appendf(nil, `{"driver":"sqlite3","data_source":%q}`, dbPath), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := testproc.FreeAddr(t)
+	host, port, _ := net.SplitHostPort(addr)
+	cmd := exec.Command(bin, "serve", "-address", host, "-port", port,
+		"-ca", filepath.Join(dir, "ca.pem"), "-ca-key", filepath.Join(dir, "ca-key.pem"), "-db-config", conf)
+	s := &server{url: "http://" + addr}
+	start(t, s, cmd, dir, s.httpReady("/api/v1/cfssl/health"))
+	return s, dbPath
+}
+
+// countRows returns the number of certificates in cfssl's certdb at path.
+func countRows(t *testing.T, path string) int {
+	t.Helper()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow("SELECT count(*) FROM certificates").Scan(&n); err != nil {
+		t.Fatalf("count cfssl's certificates: %v", err)
+	}
+	return n
 }
 
 // httpReady returns a readiness check: GET probe on s answers 200.

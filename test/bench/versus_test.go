@@ -82,6 +82,7 @@ func TestVersusCfssl(t *testing.T) {
 
 	ck := startLocalrun(t, filepath.Join(bin, "localrun"), set.profileDir != "")
 	cf := startCfssl(t, cfsslBin, dir)
+	cfdb, cfdbPath := startCfsslRecording(t, cfsslBin, dir)
 
 	if r := post(t, ck.url+"/v1/clusters/bench/ca", `{"key_algorithm":"ecdsa-p256"}`, "PUT", benchToken); r != http.StatusCreated {
 		t.Fatalf("create the clusterkeys CA: status %d", r)
@@ -93,17 +94,24 @@ func TestVersusCfssl(t *testing.T) {
 		ckSign.bodies = append(ckSign.bodies, mustJSON(t, map[string]string{"csr": csr, "profile": "client"}))
 		cfSign.bodies = append(cfSign.bodies, mustJSON(t, map[string]string{"certificate_request": csr}))
 	}
+	cfSignDB := cfSign
+	cfSignDB.name, cfSignDB.srv, cfSignDB.url = "cfssl sign, recording", cfdb, cfdb.url+"/api/v1/cfssl/sign"
+
 	ckValidate := target{name: "clusterkeys validate", srv: ck, url: ck.url + "/v1/tls/validate", token: benchToken, want: http.StatusOK,
 		bodies: [][]byte{mustJSON(t, map[string]string{"certificate": fx.leaf, "private_key": fx.leafKey, "intermediates": fx.inter, "ca_bundle": fx.root})}}
 	cfBundle := target{name: "cfssl bundle", srv: cf, url: cf.url + "/api/v1/cfssl/bundle", want: http.StatusOK,
 		bodies: [][]byte{mustJSON(t, map[string]string{"certificate": fx.leaf + fx.inter, "private_key": fx.leafKey})}}
 
 	// One request of each, checked, before any timing.
-	for _, tg := range []target{ckSign, cfSign, ckValidate, cfBundle} {
+	for _, tg := range []target{ckSign, cfSign, cfSignDB, ckValidate, cfBundle} {
 		if st, body := tg.once(); st != tg.want {
 			t.Fatalf("%s: status %d, want %d: %s", tg.name, st, tg.want, body)
 		}
 	}
+	if n := countRows(t, cfdbPath); n != 1 {
+		t.Fatalf("cfssl with its certdb recorded %d certificates for one sign, want 1", n)
+	}
+	cfdbOK := 1
 
 	floor := newSignFloor(t, dir, fx.csrs)
 	if err := floor.sign(); err != nil {
@@ -115,7 +123,7 @@ func TestVersusCfssl(t *testing.T) {
 	for _, p := range []struct {
 		op     string
 		ck, cf target
-	}{{"sign-CSR", ckSign, cfSign}, {"validate bundle", ckValidate, cfBundle}} {
+	}{{"sign-CSR", ckSign, cfSign}, {signRecording, ckSign, cfSignDB}, {"validate bundle", ckValidate, cfBundle}} {
 		for _, c := range set.clients {
 			pr := pairResult{op: p.op, clients: c}
 			for round := range set.rounds {
@@ -132,6 +140,9 @@ func TestVersusCfssl(t *testing.T) {
 			t.Logf("%-16s %2d clients: clusterkeys %s | cfssl %s | ratio %.2f",
 				p.op, c, pr.ck.summary(), pr.cf.summary(), pr.ratio())
 			pairs = append(pairs, pr)
+			if p.op == signRecording {
+				cfdbOK += pr.cf.ok
+			}
 			if p.op == "sign-CSR" {
 				// The in-process floor after the pair's rounds, as many
 				// rounds as long.
@@ -146,6 +157,11 @@ func TestVersusCfssl(t *testing.T) {
 	}
 	if set.profileDir != "" {
 		profile(t, ck, ckSign, set.profileDir)
+	}
+	// cfssl answers a sign whose record failed with an error: every
+	// answered sign must be in its certdb.
+	if n := countRows(t, cfdbPath); n != cfdbOK {
+		t.Errorf("cfssl's certdb holds %d certificates after %d answered signs", n, cfdbOK)
 	}
 	addSection("cfssl", markdown(pairs, floors, set, load))
 	for _, pr := range pairs {
@@ -342,6 +358,10 @@ func writePairRows(b *strings.Builder, pairs []pairResult, unit func(time.Durati
 	}
 }
 
+// signRecording is the operation of the pair whose cfssl records its
+// certificates (certdb on SQLite).
+const signRecording = "sign-CSR, cfssl recording"
+
 // floorResult is sign-CSR through localrun beside its in-process floor
 // (signFloor) at one client count.
 type floorResult struct {
@@ -365,7 +385,9 @@ func markdown(pairs []pairResult, floors []floorResult, set settings, load strin
 	b.WriteString("alternate between the two servers. clusterkeys is `localrun serve` with its defaults (software\n")
 	b.WriteString("custody, SQLite, token-file auth, info logs) except `--max-in-flight-validate 0` (cfssl has no such limit);\n")
 	b.WriteString("cfssl is `cfssl serve` v1.6.5 with its defaults. Every clusterkeys certificate is recorded in the\n")
-	b.WriteString("registry before the answer; cfssl records nothing (no database configured).\n\n")
+	b.WriteString("registry before the answer; cfssl records nothing (no database configured), except in the rows\n")
+	b.WriteString("\"sign-CSR, cfssl recording\", where a second `cfssl serve` has `-db-config` naming its certdb on\n")
+	b.WriteString("SQLite (cfssl's own schema and sqlite3 driver, its defaults), so both sides record every certificate.\n\n")
 	b.WriteString(machineLines(load))
 	fmt.Fprintf(&b, "- rounds: %d × %s per server, operation and client count\n\n", set.rounds, set.round)
 	b.WriteString("| operation | clients | clusterkeys req/s | p50 | p99 | CPU/req | cfssl req/s | p50 | p99 | CPU/req | ratio (req/s) |\n")
