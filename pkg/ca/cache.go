@@ -9,7 +9,7 @@ import (
 // signerCache keeps loaded CA keys, so that a sign does not load and parse
 // the key from custody each time. It holds at most one key per cluster: the
 // key of the newest generation it has seen active. The store decides which
-// generation is active (every sign reads it), and with several instances on
+// generation is active (a sign reads it, or records under RequireActive), and with several instances on
 // one store another instance may rekey at any time; so a sign that reads a
 // newer generation evicts the cluster's older key at once (it is retired,
 // and another instance may have destroyed it in custody), and a key older

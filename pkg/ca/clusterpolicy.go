@@ -229,8 +229,9 @@ func (a *Authority) ClusterPolicy(ctx context.Context, cluster string) (ClusterP
 }
 
 // SetClusterPolicy replaces the signing policy of cluster (admins only) and
-// returns it as it now applies. The next sign on any instance reads it:
-// nothing is cached.
+// returns it as it now applies. The next sign on any instance follows it:
+// one that remembered the old policy has its certificate refused by the
+// store and signs again from a fresh read (see Sign).
 func (a *Authority) SetClusterPolicy(ctx context.Context, cluster string, req ClusterPolicyRequest) (ClusterPolicy, error) {
 	p, c, err := a.lookup(ctx, cluster)
 	if err != nil {

@@ -12,8 +12,9 @@ import (
 
 // SetPolicy replaces the signing policy of a cluster (migration 0006's
 // policy column); the zero policy clears it. A missing cluster gives
-// api.ErrNotFound. Nothing is cached: every sign reads the policy with the
-// cluster (ActiveCA), so every instance on the store applies it at once.
+// api.ErrNotFound. A sign reads the policy with the cluster (ActiveCA) or
+// remembers it, and then records with RequirePolicy: every instance on the
+// store applies a new policy at its next sign.
 func (d *DB) SetPolicy(ctx context.Context, cluster string, p store.ClusterPolicy) error {
 	text, err := store.MarshalPolicy(p)
 	if err != nil {
