@@ -529,7 +529,7 @@ func TestPolicyCostsASignNoRead(t *testing.T) {
 		_, err := a.Sign(polCtx(polMember), "prod", SignRequest{CSR: polCSR(t, polMember.User, orgs)})
 		return err
 	}
-	rc.take() // the cluster's creation
+	rc.take()                      // the cluster's creation
 	if err := sign(); err != nil { // warms the signer cache
 		t.Fatal(err)
 	}
