@@ -35,6 +35,11 @@ type Options struct {
 	// Registerer receives the clusterkeys_tls_validations_total and
 	// clusterkeys_tls_validation_issues_total counters; nil means none.
 	Registerer prometheus.Registerer
+	// PathCacheSize is how many successful x509 path validations the
+	// Validator remembers, so that a bundle validated again has its
+	// signatures checked once per process (the reports are the same with
+	// or without it); 0 means DefaultPathCacheSize, a negative value none.
+	PathCacheSize int
 }
 
 // Validator serves validate-TLS-bundle. It is safe for concurrent use.
@@ -43,12 +48,19 @@ type Validator struct {
 	loader  ContainerLoader
 	results *prometheus.CounterVec
 	issues  *prometheus.CounterVec
+	paths   *pathCache
 }
 
 // NewValidator returns a Validator. Metrics that are already registered
 // with opts.Registerer (a second Validator on one registry) are shared.
 func NewValidator(opts Options) *Validator {
 	v := &Validator{now: opts.Now, loader: opts.ContainerLoader}
+	switch {
+	case opts.PathCacheSize == 0:
+		v.paths = newPathCache(DefaultPathCacheSize)
+	case opts.PathCacheSize > 0:
+		v.paths = newPathCache(opts.PathCacheSize)
+	}
 	if v.now == nil {
 		v.now = time.Now
 	}
@@ -88,7 +100,7 @@ func (v *Validator) Validate(ctx context.Context, in Input) (Report, error) {
 		}
 		in = loaded
 	}
-	rep := Validate(ctx, in, v.now())
+	rep := validate(in, v.now(), v.paths)
 	v.count(&rep)
 	return rep, nil
 }

@@ -211,7 +211,13 @@ type chainLink struct {
 // Validate checks a TLS bundle and reports every error and warning. It is
 // pure: no I/O, the clock is now. ContainerRef is not resolved here (see
 // Validator); an Input with one is reported as CodeContainerRefUnsupported.
-func Validate(_ context.Context, in Input, now time.Time) (r Report) {
+func Validate(_ context.Context, in Input, now time.Time) Report {
+	return validate(in, now, nil)
+}
+
+// validate is Validate, with the Validator's cache of successful path
+// validations (nil: none).
+func validate(in Input, now time.Time, paths *pathCache) (r Report) {
 	r = Report{Errors: []Issue{}, Warnings: []Issue{}, Chain: []ChainCert{}}
 	defer func() { r.Valid = len(r.Errors) == 0 }()
 
@@ -392,7 +398,7 @@ func Validate(_ context.Context, in Input, now time.Time) (r Report) {
 	// already proved, with the one x509 path validation verifyPath would
 	// run, the chain buildChain would build (it then checks no signature
 	// twice); nil means the chain is built and checked the long way.
-	links, anchor := anchorChain(leaf, inters, roots, now)
+	links, anchor := anchorChain(leaf, inters, roots, now, paths)
 	if anchor == nil {
 		links = buildChain(leaf, inters)
 	}
@@ -521,7 +527,11 @@ var anchorChain = anchoredChain
 // self-issued certificate on the way, no root by name, any validation
 // error, another chain) it returns nil and the caller takes the long way,
 // so that every report is what it was.
-func anchoredChain(leaf *x509.Certificate, inters []certEntry, roots []*x509.Certificate, now time.Time) ([]chainLink, *x509.Certificate) {
+//
+// paths, when not nil, remembers the path validations that succeeded, and
+// one of the same certificates, each as valid at now as it was then, is
+// not run again (see pathCache).
+func anchoredChain(leaf *x509.Certificate, inters []certEntry, roots []*x509.Certificate, now time.Time, paths *pathCache) ([]chainLink, *x509.Certificate) {
 	if len(roots) == 0 {
 		return nil, nil
 	}
@@ -559,6 +569,13 @@ func anchoredChain(leaf *x509.Certificate, inters []certEntry, roots []*x509.Cer
 	if root == nil {
 		return nil, nil
 	}
+	var key [sha256.Size]byte
+	if paths != nil {
+		key = pathKey(leaf, links, roots, now)
+		if paths.has(key) {
+			return links, root
+		}
+	}
 	chains, err := verifyChain(leaf, pathOptions(links, roots, now))
 	if err != nil {
 		return nil, nil
@@ -572,6 +589,7 @@ func anchoredChain(leaf *x509.Certificate, inters []certEntry, roots []*x509.Cer
 			same = same && ch[i] == l.cert
 		}
 		if same {
+			paths.add(key)
 			return links, root
 		}
 	}
