@@ -212,12 +212,19 @@ type chainLink struct {
 // pure: no I/O, the clock is now. ContainerRef is not resolved here (see
 // Validator); an Input with one is reported as CodeContainerRefUnsupported.
 func Validate(_ context.Context, in Input, now time.Time) Report {
-	return validate(in, now, nil)
+	return validate(in, now, caches{})
 }
 
-// validate is Validate, with the Validator's cache of successful path
-// validations (nil: none).
-func validate(in Input, now time.Time, paths *pathCache) (r Report) {
+// caches are a Validator's memories, shared by its requests: nil fields
+// mean none. Validate and a Validator give the same report for the same
+// input and time.
+type caches struct {
+	paths *pathCache // successful path validations
+	certs *certCache // parsed certificates
+}
+
+// validate is Validate with the Validator's caches.
+func validate(in Input, now time.Time, cc caches) (r Report) {
 	r = Report{Errors: []Issue{}, Warnings: []Issue{}, Chain: []ChainCert{}}
 	defer func() { r.Valid = len(r.Errors) == 0 }()
 
@@ -286,7 +293,7 @@ func validate(in Input, now time.Time, paths *pathCache) (r Report) {
 	default:
 		var extra []*x509.Certificate
 		var bad []string
-		err := readCertificates([]byte(in.Certificate), MaxIntermediates+1,
+		err := readCertificates([]byte(in.Certificate), MaxIntermediates+1, cc.certs,
 			func(c *x509.Certificate, i int) {
 				if leaf == nil {
 					leaf = c
@@ -329,7 +336,7 @@ func validate(in Input, now time.Time, paths *pathCache) (r Report) {
 
 	// Intermediates, numbered in the order given.
 	if in.Intermediates != "" {
-		err := readCertificates([]byte(in.Intermediates), MaxIntermediates+1,
+		err := readCertificates([]byte(in.Intermediates), MaxIntermediates+1, cc.certs,
 			func(c *x509.Certificate, i int) { addInter(c, interField(i)) },
 			func(i int, err error) {
 				r.errorf(CodeIntermediateUnreadable, interField(i), "%v", err)
@@ -345,7 +352,7 @@ func validate(in Input, now time.Time, paths *pathCache) (r Report) {
 	var roots []*x509.Certificate
 	if in.CABundle != "" {
 		var bad []string
-		err := readCertificates([]byte(in.CABundle), MaxCABundle,
+		err := readCertificates([]byte(in.CABundle), MaxCABundle, cc.certs,
 			func(c *x509.Certificate, _ int) { roots = append(roots, c) },
 			func(i int, err error) { bad = append(bad, fmt.Sprintf("entry %d: %v", i, err)) })
 		switch {
@@ -398,7 +405,7 @@ func validate(in Input, now time.Time, paths *pathCache) (r Report) {
 	// already proved, with the one x509 path validation verifyPath would
 	// run, the chain buildChain would build (it then checks no signature
 	// twice); nil means the chain is built and checked the long way.
-	links, anchor := anchorChain(leaf, inters, roots, now, paths)
+	links, anchor := anchorChain(leaf, inters, roots, now, cc.paths)
 	if anchor == nil {
 		links = buildChain(leaf, inters)
 	}

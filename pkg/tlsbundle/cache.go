@@ -125,3 +125,70 @@ func (pc *pathCache) len() int {
 	defer pc.mu.Unlock()
 	return len(pc.set)
 }
+
+// Bounds of a Validator's certificate cache (see certCache).
+const (
+	// certCacheBytes is the DER the cache holds at most, all certificates
+	// added up; the parsed certificates take about as much again.
+	certCacheBytes = 4 << 20
+	// certCacheMaxDER is the largest certificate it holds.
+	certCacheMaxDER = 16 << 10
+)
+
+// certCache remembers parsed certificates by their DER, as crypto/tls's
+// certificate cache does for the certificates of its connections, so that
+// the intermediates and ca_bundle roots every request of a client repeats
+// are parsed once per process. A parsed *x509.Certificate is never
+// modified, by this package or by crypto/x509, so requests share it. A DER
+// that does not parse is not remembered (its error is computed again). It
+// is safe for concurrent use, and bounded like pathCache: when full, an
+// arbitrary entry is dropped for each new one.
+type certCache struct {
+	maxBytes int
+	mu       sync.Mutex
+	bytes    int
+	m        map[string]*x509.Certificate
+}
+
+func newCertCache(maxBytes int) *certCache {
+	return &certCache{maxBytes: maxBytes, m: make(map[string]*x509.Certificate)}
+}
+
+// parse is parseCertificate through the cache; a nil cache parses.
+func (cc *certCache) parse(der []byte) (*x509.Certificate, error) {
+	if cc == nil {
+		return parseCertificate(der)
+	}
+	cc.mu.Lock()
+	c, ok := cc.m[string(der)]
+	cc.mu.Unlock()
+	if ok {
+		return c, nil
+	}
+	c, err := parseCertificate(der)
+	if err != nil || len(der) > certCacheMaxDER || len(der) > cc.maxBytes {
+		return c, err
+	}
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if _, ok := cc.m[string(der)]; ok {
+		return c, nil
+	}
+	for k := range cc.m {
+		if cc.bytes+len(der) <= cc.maxBytes {
+			break
+		}
+		delete(cc.m, k)
+		cc.bytes -= len(k)
+	}
+	cc.m[string(c.Raw)] = c
+	cc.bytes += len(c.Raw)
+	return c, nil
+}
+
+// size is the number of certificates and their DER bytes.
+func (cc *certCache) size() (n, bytes int) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return len(cc.m), cc.bytes
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"reflect"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -26,11 +27,11 @@ func countPathValidations(t *testing.T) *int {
 	return calls
 }
 
-// clockValidator is a Validator with a path cache whose clock the test
-// sets.
-func clockValidator(size int) (*Validator, *time.Time) {
+// clockValidator is a Validator (with its caches unless noCache) whose
+// clock the test sets.
+func clockValidator(noCache bool) (*Validator, *time.Time) {
 	now := new(time.Time)
-	return NewValidator(Options{Now: func() time.Time { return *now }, PathCacheSize: size}), now
+	return NewValidator(Options{Now: func() time.Time { return *now }, NoCache: noCache}), now
 }
 
 // TestPathCacheReportsWhatValidateReports validates every case of
@@ -40,7 +41,7 @@ func clockValidator(size int) (*Validator, *time.Time) {
 // the one Validate (no cache) gives.
 func TestPathCacheReportsWhatValidateReports(t *testing.T) {
 	p := corpus(t)
-	v, clock := clockValidator(0)
+	v, clock := clockValidator(false)
 	for _, tc := range validateCases() {
 		for _, withRoot := range []bool{false, true} {
 			name := tc.name
@@ -68,8 +69,11 @@ func TestPathCacheReportsWhatValidateReports(t *testing.T) {
 			})
 		}
 	}
-	if v.paths.len() == 0 {
+	if v.caches.paths.len() == 0 {
 		t.Error("no path validation was remembered")
+	}
+	if n, _ := v.caches.certs.size(); n == 0 {
+		t.Error("no certificate was remembered")
 	}
 }
 
@@ -86,16 +90,16 @@ func TestPathCacheValidatesABundleOnce(t *testing.T) {
 	withB.CABundle += p.get(t, "rootB.pem")
 
 	for _, tc := range []struct {
-		name  string
-		size  int
-		steps []struct {
+		name    string
+		noCache bool
+		steps   []struct {
 			in    Input
 			after time.Duration // from the fixtures' time
 			calls int           // path validations of this step
 			valid bool
 		}
 	}{
-		{"cached", 0, []struct {
+		{"cached", false, []struct {
 			in    Input
 			after time.Duration
 			calls int
@@ -112,7 +116,7 @@ func TestPathCacheValidatesABundleOnce(t *testing.T) {
 			{in, 2 * 365 * 24 * time.Hour, 2, false},
 			{in, 2 * 365 * 24 * time.Hour, 2, false},
 		}},
-		{"no cache", -1, []struct {
+		{"no cache", true, []struct {
 			in    Input
 			after time.Duration
 			calls int
@@ -124,7 +128,7 @@ func TestPathCacheValidatesABundleOnce(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			calls := countPathValidations(t)
-			v, clock := clockValidator(tc.size)
+			v, clock := clockValidator(tc.noCache)
 			for i, st := range tc.steps {
 				*calls = 0
 				*clock = p.now.Add(st.after)
@@ -163,7 +167,7 @@ func TestPathCacheSeesAValidityChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	in := Input{Certificate: certPEM(leaf), PrivateKey: pkcs8PEM(leafKey), Intermediates: certPEM(inter), CABundle: certPEM(root)}
-	v, clock := clockValidator(0)
+	v, clock := clockValidator(false)
 	for _, tc := range []struct {
 		after time.Duration
 		want  []string
@@ -215,15 +219,17 @@ func TestPathCacheIsBounded(t *testing.T) {
 	}
 }
 
-// TestPathCacheConcurrent validates from several goroutines through one
-// Validator (for the race detector), two bundles that share the cache.
-func TestPathCacheConcurrent(t *testing.T) {
+// TestCachesConcurrent validates from several goroutines through one
+// Validator (for the race detector) two bundles, with caches too small for
+// both, so that entries are added and dropped all the time.
+func TestCachesConcurrent(t *testing.T) {
 	p := corpus(t)
 	a := good(t, p)
 	a.CABundle = p.get(t, "root.pem")
 	b := a
 	b.CABundle += p.get(t, "rootB.pem")
-	v, clock := clockValidator(1)
+	v, clock := clockValidator(false)
+	v.caches = caches{paths: newPathCache(1), certs: newCertCache(len(p.root.Raw) + len(p.inter1.Raw))}
 	*clock = p.now
 	var wg sync.WaitGroup
 	for g := range 4 {
@@ -240,4 +246,48 @@ func TestPathCacheConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestCertCache checks that a certificate is parsed once and then shared,
+// that a DER that does not parse is not remembered and fails every time,
+// and that the cache keeps within its bytes.
+func TestCertCache(t *testing.T) {
+	p := corpus(t)
+	certs := []*x509.Certificate{p.root, p.inter1, p.inter2, p.leaf}
+	cc := newCertCache(len(p.root.Raw) + len(p.inter1.Raw) + 10)
+	first, err := cc.parse(p.leaf.Raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := cc.parse(slices.Clone(p.leaf.Raw)); again != first {
+		t.Error("the same DER was parsed twice")
+	}
+	if !first.Equal(p.leaf) {
+		t.Error("the cached certificate is not the leaf")
+	}
+	for range 3 {
+		for _, c := range certs {
+			got, err := cc.parse(c.Raw)
+			if err != nil || !got.Equal(c) {
+				t.Fatalf("parse %s: %v", c.Subject, err)
+			}
+			if n, b := cc.size(); b > cc.maxBytes || n > 2 {
+				t.Fatalf("%d certificates, %d bytes: above the bound of %d bytes", n, b, cc.maxBytes)
+			}
+		}
+	}
+	bad := slices.Clone(p.leaf.Raw)
+	bad[len(bad)/2] ^= 0xff
+	for range 2 {
+		if _, err := cc.parse(bad); err == nil {
+			t.Fatal("a corrupted certificate parsed")
+		}
+	}
+	if _, ok := cc.m[string(bad)]; ok {
+		t.Error("a DER that does not parse was remembered")
+	}
+	var none *certCache
+	if c, err := none.parse(p.leaf.Raw); err != nil || !c.Equal(p.leaf) {
+		t.Errorf("a nil cache does not parse: %v", err)
+	}
 }
