@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"hash"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -147,11 +148,18 @@ type certCache struct {
 	maxBytes int
 	mu       sync.Mutex
 	bytes    int
-	m        map[string]*x509.Certificate
+	m        map[string]*cachedCert
+}
+
+// cachedCert is a parsed certificate and, once a report has shown it, its
+// text.
+type cachedCert struct {
+	cert *x509.Certificate
+	text atomic.Pointer[certText]
 }
 
 func newCertCache(maxBytes int) *certCache {
-	return &certCache{maxBytes: maxBytes, m: make(map[string]*x509.Certificate)}
+	return &certCache{maxBytes: maxBytes, m: make(map[string]*cachedCert)}
 }
 
 // parse is parseCertificate through the cache; a nil cache parses.
@@ -160,10 +168,10 @@ func (cc *certCache) parse(der []byte) (*x509.Certificate, error) {
 		return parseCertificate(der)
 	}
 	cc.mu.Lock()
-	c, ok := cc.m[string(der)]
+	e := cc.m[string(der)]
 	cc.mu.Unlock()
-	if ok {
-		return c, nil
+	if e != nil {
+		return e.cert, nil
 	}
 	c, err := parseCertificate(der)
 	if err != nil || len(der) > certCacheMaxDER || len(der) > cc.maxBytes {
@@ -181,9 +189,30 @@ func (cc *certCache) parse(der []byte) (*x509.Certificate, error) {
 		delete(cc.m, k)
 		cc.bytes -= len(k)
 	}
-	cc.m[string(c.Raw)] = c
+	cc.m[string(c.Raw)] = &cachedCert{cert: c}
 	cc.bytes += len(c.Raw)
 	return c, nil
+}
+
+// text is describe(c), computed once for a certificate of the cache (the
+// subject and issuer names take as long to write out as the rest of a
+// validation); a nil cache, or a certificate it does not hold, describes.
+func (cc *certCache) text(c *x509.Certificate) certText {
+	if cc == nil {
+		return describe(c)
+	}
+	cc.mu.Lock()
+	e := cc.m[string(c.Raw)]
+	cc.mu.Unlock()
+	if e == nil || e.cert != c {
+		return describe(c)
+	}
+	if t := e.text.Load(); t != nil {
+		return *t
+	}
+	t := describe(c)
+	e.text.Store(&t)
+	return t
 }
 
 // size is the number of certificates and their DER bytes.

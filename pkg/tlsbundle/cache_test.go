@@ -265,6 +265,14 @@ func TestCertCache(t *testing.T) {
 	if !first.Equal(p.leaf) {
 		t.Error("the cached certificate is not the leaf")
 	}
+	for range 2 {
+		if got := cc.text(first); got != describe(p.leaf) {
+			t.Errorf("text %+v, want %+v", got, describe(p.leaf))
+		}
+	}
+	if got := cc.text(p.leaf); got != describe(p.leaf) { // another parse of the same DER
+		t.Errorf("text of another parse %+v, want %+v", got, describe(p.leaf))
+	}
 	for range 3 {
 		for _, c := range certs {
 			got, err := cc.parse(c.Raw)

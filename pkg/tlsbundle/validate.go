@@ -371,7 +371,7 @@ func validate(in Input, now time.Time, cc caches) (r Report) {
 	if leaf == nil {
 		return r
 	}
-	r.Certificate = certInfo(leaf)
+	r.Certificate = certInfo(leaf, cc.certs.text(leaf))
 	r.HostNames = &HostNames{CN: leaf.Subject.CommonName, DNSNames: nonNil(leaf.DNSNames)}
 
 	// The leaf on its own.
@@ -481,7 +481,7 @@ func validate(in Input, now time.Time, cc caches) (r Report) {
 
 	var pemOut bytes.Buffer
 	for _, l := range links {
-		r.Chain = append(r.Chain, chainCert(l.cert, l.trusted))
+		r.Chain = append(r.Chain, chainCert(l.cert, cc.certs.text(l.cert), l.trusted))
 		if l.cert != leaf && (l.trusted || selfSigned(l.cert)) {
 			continue
 		}
@@ -747,23 +747,32 @@ func serial(c *x509.Certificate) string {
 	return hex.EncodeToString(c.SerialNumber.Bytes())
 }
 
-func certInfo(c *x509.Certificate) *CertInfo {
+// certText is what a report shows of a certificate as text.
+type certText struct {
+	subject, issuer, serial, fingerprint string
+}
+
+func describe(c *x509.Certificate) certText {
+	return certText{subject: c.Subject.String(), issuer: c.Issuer.String(), serial: serial(c), fingerprint: fingerprint(c)}
+}
+
+func certInfo(c *x509.Certificate, t certText) *CertInfo {
 	ips := []string{}
 	for _, ip := range c.IPAddresses {
 		ips = append(ips, ip.String())
 	}
 	return &CertInfo{
-		Subject: c.Subject.String(), Issuer: c.Issuer.String(), Serial: serial(c),
+		Subject: t.subject, Issuer: t.issuer, Serial: t.serial,
 		NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC(),
 		DNSNames: nonNil(c.DNSNames), IPAddresses: ips,
-		KeyAlgorithm: keyAlgorithm(c.PublicKey), FingerprintSHA256: fingerprint(c),
+		KeyAlgorithm: keyAlgorithm(c.PublicKey), FingerprintSHA256: t.fingerprint,
 	}
 }
 
-func chainCert(c *x509.Certificate, trusted bool) ChainCert {
+func chainCert(c *x509.Certificate, t certText, trusted bool) ChainCert {
 	return ChainCert{
-		Subject: c.Subject.String(), Issuer: c.Issuer.String(), Serial: serial(c),
-		NotAfter: c.NotAfter.UTC(), FingerprintSHA256: fingerprint(c), Trusted: trusted,
+		Subject: t.subject, Issuer: t.issuer, Serial: t.serial,
+		NotAfter: c.NotAfter.UTC(), FingerprintSHA256: t.fingerprint, Trusted: trusted,
 	}
 }
 
