@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/binary"
+	"encoding/pem"
 	"hash"
 	"sync"
 	"sync/atomic"
@@ -194,9 +195,10 @@ func (cc *certCache) parse(der []byte) (*x509.Certificate, error) {
 	return c, nil
 }
 
-// text is describe(c), computed once for a certificate of the cache (the
-// subject and issuer names take as long to write out as the rest of a
-// validation); a nil cache, or a certificate it does not hold, describes.
+// text is describe(c) with its PEM, computed once for a certificate of the
+// cache (the subject and issuer names take as long to write out as the
+// rest of a validation); a nil cache, or a certificate it does not hold,
+// describes it (without the PEM).
 func (cc *certCache) text(c *x509.Certificate) certText {
 	if cc == nil {
 		return describe(c)
@@ -211,6 +213,7 @@ func (cc *certCache) text(c *x509.Certificate) certText {
 		return *t
 	}
 	t := describe(c)
+	t.pem = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}))
 	e.text.Store(&t)
 	return t
 }

@@ -265,9 +265,11 @@ func TestCertCache(t *testing.T) {
 	if !first.Equal(p.leaf) {
 		t.Error("the cached certificate is not the leaf")
 	}
+	want := describe(p.leaf)
+	want.pem = certPEM(p.leaf)
 	for range 2 {
-		if got := cc.text(first); got != describe(p.leaf) {
-			t.Errorf("text %+v, want %+v", got, describe(p.leaf))
+		if got := cc.text(first); got != want {
+			t.Errorf("text %+v, want %+v", got, want)
 		}
 	}
 	if got := cc.text(p.leaf); got != describe(p.leaf) { // another parse of the same DER

@@ -479,13 +479,19 @@ func validate(in Input, now time.Time, cc caches) (r Report) {
 		}
 	}
 
-	var pemOut bytes.Buffer
+	var pemOut strings.Builder
+	r.Chain = make([]ChainCert, 0, len(links))
 	for _, l := range links {
-		r.Chain = append(r.Chain, chainCert(l.cert, cc.certs.text(l.cert), l.trusted))
+		t := cc.certs.text(l.cert)
+		r.Chain = append(r.Chain, chainCert(l.cert, t, l.trusted))
 		if l.cert != leaf && (l.trusted || selfSigned(l.cert)) {
 			continue
 		}
-		_ = pem.Encode(&pemOut, &pem.Block{Type: "CERTIFICATE", Bytes: l.cert.Raw})
+		if t.pem != "" {
+			pemOut.WriteString(t.pem)
+		} else {
+			_ = pem.Encode(&pemOut, &pem.Block{Type: "CERTIFICATE", Bytes: l.cert.Raw})
+		}
 	}
 	r.ChainPEM = pemOut.String()
 	return r
@@ -750,6 +756,7 @@ func serial(c *x509.Certificate) string {
 // certText is what a report shows of a certificate as text.
 type certText struct {
 	subject, issuer, serial, fingerprint string
+	pem                                  string // for chain_pem; "" when not kept
 }
 
 func describe(c *x509.Certificate) certText {
