@@ -301,3 +301,32 @@ func TestCertCache(t *testing.T) {
 		t.Errorf("a nil cache does not parse: %v", err)
 	}
 }
+
+// TestCachedReportsShareNothing changes a report of a Validator with its
+// caches and checks that the next report of the same bundle is not
+// changed with it.
+func TestCachedReportsShareNothing(t *testing.T) {
+	p := corpus(t)
+	in := good(t, p)
+	in.CABundle = p.get(t, "root.pem")
+	v, clock := clockValidator(false)
+	*clock = p.now
+	first, err := v.Validate(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Validate(context.Background(), in, p.now)
+	for i := range first.Certificate.DNSNames {
+		first.Certificate.DNSNames[i] = "changed.example.test"
+	}
+	for i := range first.HostNames.DNSNames {
+		first.HostNames.DNSNames[i] = "changed.example.test"
+	}
+	again, err := v.Validate(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(again, want) {
+		t.Errorf("a change to one report shows in the next:\ngot  %+v\nwant %+v", again, want)
+	}
+}

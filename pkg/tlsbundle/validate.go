@@ -734,11 +734,14 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
+// nonNil is a copy of s, empty rather than nil: a report never shares a
+// slice with a certificate, which a Validator's cache shares between
+// requests.
 func nonNil(s []string) []string {
 	if s == nil {
 		return []string{}
 	}
-	return s
+	return slices.Clone(s)
 }
 
 func fingerprint(c *x509.Certificate) string {
