@@ -47,7 +47,7 @@ func decodeBase64(data []byte) ([]byte, bool) {
 func ParseCertificates(data []byte, max int) ([]*x509.Certificate, error) {
 	var out []*x509.Certificate
 	var errs []error
-	err := readCertificates(data, max, func(c *x509.Certificate, _ int) { out = append(out, c) },
+	err := readCertificates(data, max, nil, func(c *x509.Certificate, _ int) { out = append(out, c) },
 		func(_ int, err error) { errs = append(errs, err) })
 	if err != nil {
 		return out, err
@@ -61,8 +61,9 @@ var errTooMany = errors.New("too many certificates")
 
 // readCertificates calls add for each certificate in data and bad for each
 // part that does not parse (with the index the part would have had). It
-// returns an error only when data as a whole is unusable or too large.
-func readCertificates(data []byte, max int, add func(*x509.Certificate, int), bad func(int, error)) error {
+// returns an error only when data as a whole is unusable or too large. PEM
+// certificates are parsed through cache (nil: none).
+func readCertificates(data []byte, max int, cache *certCache, add func(*x509.Certificate, int), bad func(int, error)) error {
 	n := 0
 	push := func(certs []*x509.Certificate) error {
 		for _, c := range certs {
@@ -89,7 +90,7 @@ func readCertificates(data []byte, max int, add func(*x509.Certificate, int), ba
 			if block.Type == "TRUSTED CERTIFICATE" {
 				der = trustedCertDER(der)
 			}
-			c, err := parseCertificate(der)
+			c, err := cache.parse(der)
 			if err != nil {
 				bad(n, fmt.Errorf("PEM block %s does not parse: %w", block.Type, err))
 				n++

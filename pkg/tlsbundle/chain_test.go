@@ -13,7 +13,7 @@ import (
 // as it did before, until the test ends.
 func longWay(t *testing.T) {
 	t.Helper()
-	anchorChain = func(*x509.Certificate, []certEntry, []*x509.Certificate, time.Time) ([]chainLink, *x509.Certificate) {
+	anchorChain = func(*x509.Certificate, []certEntry, []*x509.Certificate, time.Time, *pathCache) ([]chainLink, *x509.Certificate) {
 		return nil, nil
 	}
 	t.Cleanup(func() { anchorChain = anchoredChain })
@@ -74,7 +74,7 @@ func TestAnchoredChainTakesAValidBundle(t *testing.T) {
 		{"root not in ca_bundle", []*x509.Certificate{leaf}, inters, p.now, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			links, root := anchoredChain(leaf, tc.inters, tc.roots, tc.now)
+			links, root := anchoredChain(leaf, tc.inters, tc.roots, tc.now, nil)
 			if got := root != nil; got != tc.want {
 				t.Fatalf("anchored = %v, want %v", got, tc.want)
 			}

@@ -57,4 +57,18 @@
 // ca_bundle has each signature checked once: the path validation runs
 // first on the chain the name links give, and when it succeeds with exactly
 // that chain, the separate link checks would only repeat it.
+//
+// # What a Validator remembers
+//
+// A [Validator] (not [Validate]) keeps, per process, the certificates it
+// has parsed (by DER, up to 4 MiB of it, with their subject, issuer,
+// serial, fingerprint and PEM text) and the path validations that
+// succeeded (by the SHA-256 of the leaf, the intermediates and the
+// ca_bundle roots, each with its validity at the time of the request), so
+// that a bundle validated again is neither parsed nor has a signature
+// checked a second time. Both are pure functions of the bytes (and of the
+// validity of each certificate), so the report is the same with or without
+// them, and nothing is shared between instances. Private keys are never
+// remembered: each request parses its key and compares it with the
+// certificate's. [Options.NoCache] turns both off.
 package tlsbundle

@@ -35,6 +35,12 @@ type Options struct {
 	// Registerer receives the clusterkeys_tls_validations_total and
 	// clusterkeys_tls_validation_issues_total counters; nil means none.
 	Registerer prometheus.Registerer
+	// NoCache turns off what a Validator remembers between requests:
+	// parsed certificates (up to 4 MiB of DER) and successful x509 path
+	// validations (DefaultPathCacheSize of them), so that a bundle
+	// validated again is neither parsed nor has its signatures checked a
+	// second time. The reports are the same with or without.
+	NoCache bool
 }
 
 // Validator serves validate-TLS-bundle. It is safe for concurrent use.
@@ -43,12 +49,16 @@ type Validator struct {
 	loader  ContainerLoader
 	results *prometheus.CounterVec
 	issues  *prometheus.CounterVec
+	caches  caches
 }
 
 // NewValidator returns a Validator. Metrics that are already registered
 // with opts.Registerer (a second Validator on one registry) are shared.
 func NewValidator(opts Options) *Validator {
 	v := &Validator{now: opts.Now, loader: opts.ContainerLoader}
+	if !opts.NoCache {
+		v.caches = caches{paths: newPathCache(DefaultPathCacheSize), certs: newCertCache(certCacheBytes)}
+	}
 	if v.now == nil {
 		v.now = time.Now
 	}
@@ -88,7 +98,7 @@ func (v *Validator) Validate(ctx context.Context, in Input) (Report, error) {
 		}
 		in = loaded
 	}
-	rep := Validate(ctx, in, v.now())
+	rep := validate(in, v.now(), v.caches)
 	v.count(&rep)
 	return rep, nil
 }

@@ -211,7 +211,20 @@ type chainLink struct {
 // Validate checks a TLS bundle and reports every error and warning. It is
 // pure: no I/O, the clock is now. ContainerRef is not resolved here (see
 // Validator); an Input with one is reported as CodeContainerRefUnsupported.
-func Validate(_ context.Context, in Input, now time.Time) (r Report) {
+func Validate(_ context.Context, in Input, now time.Time) Report {
+	return validate(in, now, caches{})
+}
+
+// caches are a Validator's memories, shared by its requests: nil fields
+// mean none. Validate and a Validator give the same report for the same
+// input and time.
+type caches struct {
+	paths *pathCache // successful path validations
+	certs *certCache // parsed certificates
+}
+
+// validate is Validate with the Validator's caches.
+func validate(in Input, now time.Time, cc caches) (r Report) {
 	r = Report{Errors: []Issue{}, Warnings: []Issue{}, Chain: []ChainCert{}}
 	defer func() { r.Valid = len(r.Errors) == 0 }()
 
@@ -280,7 +293,7 @@ func Validate(_ context.Context, in Input, now time.Time) (r Report) {
 	default:
 		var extra []*x509.Certificate
 		var bad []string
-		err := readCertificates([]byte(in.Certificate), MaxIntermediates+1,
+		err := readCertificates([]byte(in.Certificate), MaxIntermediates+1, cc.certs,
 			func(c *x509.Certificate, i int) {
 				if leaf == nil {
 					leaf = c
@@ -323,7 +336,7 @@ func Validate(_ context.Context, in Input, now time.Time) (r Report) {
 
 	// Intermediates, numbered in the order given.
 	if in.Intermediates != "" {
-		err := readCertificates([]byte(in.Intermediates), MaxIntermediates+1,
+		err := readCertificates([]byte(in.Intermediates), MaxIntermediates+1, cc.certs,
 			func(c *x509.Certificate, i int) { addInter(c, interField(i)) },
 			func(i int, err error) {
 				r.errorf(CodeIntermediateUnreadable, interField(i), "%v", err)
@@ -339,7 +352,7 @@ func Validate(_ context.Context, in Input, now time.Time) (r Report) {
 	var roots []*x509.Certificate
 	if in.CABundle != "" {
 		var bad []string
-		err := readCertificates([]byte(in.CABundle), MaxCABundle,
+		err := readCertificates([]byte(in.CABundle), MaxCABundle, cc.certs,
 			func(c *x509.Certificate, _ int) { roots = append(roots, c) },
 			func(i int, err error) { bad = append(bad, fmt.Sprintf("entry %d: %v", i, err)) })
 		switch {
@@ -358,7 +371,7 @@ func Validate(_ context.Context, in Input, now time.Time) (r Report) {
 	if leaf == nil {
 		return r
 	}
-	r.Certificate = certInfo(leaf)
+	r.Certificate = certInfo(leaf, cc.certs.text(leaf))
 	r.HostNames = &HostNames{CN: leaf.Subject.CommonName, DNSNames: nonNil(leaf.DNSNames)}
 
 	// The leaf on its own.
@@ -392,7 +405,7 @@ func Validate(_ context.Context, in Input, now time.Time) (r Report) {
 	// already proved, with the one x509 path validation verifyPath would
 	// run, the chain buildChain would build (it then checks no signature
 	// twice); nil means the chain is built and checked the long way.
-	links, anchor := anchorChain(leaf, inters, roots, now)
+	links, anchor := anchorChain(leaf, inters, roots, now, cc.paths)
 	if anchor == nil {
 		links = buildChain(leaf, inters)
 	}
@@ -466,13 +479,19 @@ func Validate(_ context.Context, in Input, now time.Time) (r Report) {
 		}
 	}
 
-	var pemOut bytes.Buffer
+	var pemOut strings.Builder
+	r.Chain = make([]ChainCert, 0, len(links))
 	for _, l := range links {
-		r.Chain = append(r.Chain, chainCert(l.cert, l.trusted))
+		t := cc.certs.text(l.cert)
+		r.Chain = append(r.Chain, chainCert(l.cert, t, l.trusted))
 		if l.cert != leaf && (l.trusted || selfSigned(l.cert)) {
 			continue
 		}
-		_ = pem.Encode(&pemOut, &pem.Block{Type: "CERTIFICATE", Bytes: l.cert.Raw})
+		if t.pem != "" {
+			pemOut.WriteString(t.pem)
+		} else {
+			_ = pem.Encode(&pemOut, &pem.Block{Type: "CERTIFICATE", Bytes: l.cert.Raw})
+		}
 	}
 	r.ChainPEM = pemOut.String()
 	return r
@@ -521,7 +540,11 @@ var anchorChain = anchoredChain
 // self-issued certificate on the way, no root by name, any validation
 // error, another chain) it returns nil and the caller takes the long way,
 // so that every report is what it was.
-func anchoredChain(leaf *x509.Certificate, inters []certEntry, roots []*x509.Certificate, now time.Time) ([]chainLink, *x509.Certificate) {
+//
+// paths, when not nil, remembers the path validations that succeeded, and
+// one of the same certificates, each as valid at now as it was then, is
+// not run again (see pathCache).
+func anchoredChain(leaf *x509.Certificate, inters []certEntry, roots []*x509.Certificate, now time.Time, paths *pathCache) ([]chainLink, *x509.Certificate) {
 	if len(roots) == 0 {
 		return nil, nil
 	}
@@ -559,6 +582,13 @@ func anchoredChain(leaf *x509.Certificate, inters []certEntry, roots []*x509.Cer
 	if root == nil {
 		return nil, nil
 	}
+	var key [sha256.Size]byte
+	if paths != nil {
+		key = pathKey(leaf, links, roots, now)
+		if paths.has(key) {
+			return links, root
+		}
+	}
 	chains, err := verifyChain(leaf, pathOptions(links, roots, now))
 	if err != nil {
 		return nil, nil
@@ -572,6 +602,7 @@ func anchoredChain(leaf *x509.Certificate, inters []certEntry, roots []*x509.Cer
 			same = same && ch[i] == l.cert
 		}
 		if same {
+			paths.add(key)
 			return links, root
 		}
 	}
@@ -703,11 +734,14 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
+// nonNil is a copy of s, empty rather than nil: a report never shares a
+// slice with a certificate, which a Validator's cache shares between
+// requests.
 func nonNil(s []string) []string {
 	if s == nil {
 		return []string{}
 	}
-	return s
+	return slices.Clone(s)
 }
 
 func fingerprint(c *x509.Certificate) string {
@@ -722,23 +756,33 @@ func serial(c *x509.Certificate) string {
 	return hex.EncodeToString(c.SerialNumber.Bytes())
 }
 
-func certInfo(c *x509.Certificate) *CertInfo {
+// certText is what a report shows of a certificate as text.
+type certText struct {
+	subject, issuer, serial, fingerprint string
+	pem                                  string // for chain_pem; "" when not kept
+}
+
+func describe(c *x509.Certificate) certText {
+	return certText{subject: c.Subject.String(), issuer: c.Issuer.String(), serial: serial(c), fingerprint: fingerprint(c)}
+}
+
+func certInfo(c *x509.Certificate, t certText) *CertInfo {
 	ips := []string{}
 	for _, ip := range c.IPAddresses {
 		ips = append(ips, ip.String())
 	}
 	return &CertInfo{
-		Subject: c.Subject.String(), Issuer: c.Issuer.String(), Serial: serial(c),
+		Subject: t.subject, Issuer: t.issuer, Serial: t.serial,
 		NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC(),
 		DNSNames: nonNil(c.DNSNames), IPAddresses: ips,
-		KeyAlgorithm: keyAlgorithm(c.PublicKey), FingerprintSHA256: fingerprint(c),
+		KeyAlgorithm: keyAlgorithm(c.PublicKey), FingerprintSHA256: t.fingerprint,
 	}
 }
 
-func chainCert(c *x509.Certificate, trusted bool) ChainCert {
+func chainCert(c *x509.Certificate, t certText, trusted bool) ChainCert {
 	return ChainCert{
-		Subject: c.Subject.String(), Issuer: c.Issuer.String(), Serial: serial(c),
-		NotAfter: c.NotAfter.UTC(), FingerprintSHA256: fingerprint(c), Trusted: trusted,
+		Subject: t.subject, Issuer: t.issuer, Serial: t.serial,
+		NotAfter: c.NotAfter.UTC(), FingerprintSHA256: t.fingerprint, Trusted: trusted,
 	}
 }
 

@@ -24,7 +24,9 @@
 // (length of one round, default 3), CLUSTERKEYS_PEER_CLIENTS (cfssl
 // comparison, default "1,8,32"), CLUSTERKEYS_BENCHMARKS_MD (where to write;
 // default nowhere), CLUSTERKEYS_PEER_PROFILE_DIR (CPU and allocation profiles
-// of localrun under the 8-client sign load), CLUSTERKEYS_COLDSTART_BASELINE
+// of localrun under the 8-client load of CLUSTERKEYS_PEER_PROFILE_OP, "sign"
+// (default) or "validate"), CLUSTERKEYS_PEER_OPS (the cfssl pairs run,
+// "sign,validate" by default), CLUSTERKEYS_COLDSTART_BASELINE
 // (a bin directory of older bootstraps measured in the same alternation),
 // CLUSTERKEYS_GROWTH_SIZES (default "10000,100000,1000000") and
 // CLUSTERKEYS_GROWTH_GENERATIONS (default 1000).

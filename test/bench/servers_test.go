@@ -242,6 +242,6 @@ func profile(t *testing.T, s *server, tg target, dir string) {
 		if err := os.WriteFile(filepath.Join(dir, p.name), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("profile %s under 8-client sign load (%s) written to %s", p.name, got.summary(), dir)
+		t.Logf("profile %s under 8-client %s load (%s) written to %s", p.name, tg.name, got.summary(), dir)
 	}
 }

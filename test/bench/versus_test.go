@@ -34,6 +34,8 @@ type settings struct {
 	round      time.Duration
 	clients    []int
 	profileDir string
+	profileOp  string          // "sign" or "validate": the load profiled
+	ops        map[string]bool // the pairs run ("sign", "validate"); nil means both
 }
 
 func readSettings(t *testing.T) settings {
@@ -52,6 +54,24 @@ func readSettings(t *testing.T) settings {
 			t.Fatalf("CLUSTERKEYS_PEER_ROUND_SECONDS=%q: want 1..600", v)
 		}
 		s.round = time.Duration(n) * time.Second
+	}
+	s.profileOp = os.Getenv("CLUSTERKEYS_PEER_PROFILE_OP")
+	switch s.profileOp {
+	case "":
+		s.profileOp = "sign"
+	case "sign", "validate":
+	default:
+		t.Fatalf("CLUSTERKEYS_PEER_PROFILE_OP=%q: want sign or validate", s.profileOp)
+	}
+	if v := os.Getenv("CLUSTERKEYS_PEER_OPS"); v != "" {
+		s.ops = map[string]bool{}
+		for f := range strings.SplitSeq(v, ",") {
+			f = strings.TrimSpace(f)
+			if f != "sign" && f != "validate" {
+				t.Fatalf("CLUSTERKEYS_PEER_OPS=%q: want a list of sign, validate", v)
+			}
+			s.ops[f] = true
+		}
 	}
 	if v := os.Getenv("CLUSTERKEYS_PEER_CLIENTS"); v != "" {
 		s.clients = nil
@@ -121,9 +141,12 @@ func TestVersusCfssl(t *testing.T) {
 	var pairs []pairResult
 	var floors []floorResult
 	for _, p := range []struct {
-		op     string
-		ck, cf target
-	}{{"sign-CSR", ckSign, cfSign}, {signRecording, ckSign, cfSignDB}, {"validate bundle", ckValidate, cfBundle}} {
+		key, op string
+		ck, cf  target
+	}{{"sign", "sign-CSR", ckSign, cfSign}, {"sign", signRecording, ckSign, cfSignDB}, {"validate", "validate bundle", ckValidate, cfBundle}} {
+		if set.ops != nil && !set.ops[p.key] {
+			continue
+		}
 		for _, c := range set.clients {
 			pr := pairResult{op: p.op, clients: c}
 			for round := range set.rounds {
@@ -156,7 +179,11 @@ func TestVersusCfssl(t *testing.T) {
 		}
 	}
 	if set.profileDir != "" {
-		profile(t, ck, ckSign, set.profileDir)
+		if set.profileOp == "validate" {
+			profile(t, ck, ckValidate, set.profileDir)
+		} else {
+			profile(t, ck, ckSign, set.profileDir)
+		}
 	}
 	// cfssl answers a sign whose record failed with an error: every
 	// answered sign must be in its certdb.
