@@ -26,7 +26,9 @@
 // default nowhere), CLUSTERKEYS_PEER_PROFILE_DIR (CPU and allocation profiles
 // of localrun under the 8-client load of CLUSTERKEYS_PEER_PROFILE_OP, "sign"
 // (default) or "validate"), CLUSTERKEYS_PEER_OPS (the cfssl pairs run,
-// "sign,validate" by default), CLUSTERKEYS_COLDSTART_BASELINE
+// "sign,validate" by default), CLUSTERKEYS_PEER_FRESH_LEAVES (how many
+// never-sent leaves the "new leaves" validate pair has, default 60000),
+// CLUSTERKEYS_COLDSTART_BASELINE
 // (a bin directory of older bootstraps measured in the same alternation),
 // CLUSTERKEYS_GROWTH_SIZES (default "10000,100000,1000000") and
 // CLUSTERKEYS_GROWTH_GENERATIONS (default 1000).

@@ -36,6 +36,9 @@ type settings struct {
 	profileDir string
 	profileOp  string          // "sign" or "validate": the load profiled
 	ops        map[string]bool // the pairs run ("sign", "validate"); nil means both
+	// freshLeaves is how many new leaves the "new leaves" validate pair
+	// has (CLUSTERKEYS_PEER_FRESH_LEAVES).
+	freshLeaves int
 }
 
 func readSettings(t *testing.T) settings {
@@ -54,6 +57,14 @@ func readSettings(t *testing.T) settings {
 			t.Fatalf("CLUSTERKEYS_PEER_ROUND_SECONDS=%q: want 1..600", v)
 		}
 		s.round = time.Duration(n) * time.Second
+	}
+	s.freshLeaves = 60000
+	if v := os.Getenv("CLUSTERKEYS_PEER_FRESH_LEAVES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1_000_000 {
+			t.Fatalf("CLUSTERKEYS_PEER_FRESH_LEAVES=%q: want 1..1000000", v)
+		}
+		s.freshLeaves = n
 	}
 	s.profileOp = os.Getenv("CLUSTERKEYS_PEER_PROFILE_OP")
 	switch s.profileOp {
@@ -121,6 +132,22 @@ func TestVersusCfssl(t *testing.T) {
 		bodies: [][]byte{mustJSON(t, map[string]string{"certificate": fx.leaf, "private_key": fx.leafKey, "intermediates": fx.inter, "ca_bundle": fx.root})}}
 	cfBundle := target{name: "cfssl bundle", srv: cf, url: cf.url + "/api/v1/cfssl/bundle", want: http.StatusOK,
 		bodies: [][]byte{mustJSON(t, map[string]string{"certificate": fx.leaf + fx.inter, "private_key": fx.leafKey})}}
+	// The same, with a leaf (and key) never sent before in each request,
+	// as long as the pool lasts: clusterkeys remembers the certificates
+	// and the path validations it has seen, which the pair above, one
+	// bundle again and again, measures; this one measures the bundles it
+	// has not seen. Both sides get the same bodies in the same order.
+	ckValidateFresh := target{name: "clusterkeys validate, new leaves", srv: ck, url: ckValidate.url, token: benchToken, want: http.StatusOK, cursor: new(atomic.Int64)}
+	cfBundleFresh := target{name: "cfssl bundle, new leaves", srv: cf, url: cfBundle.url, want: http.StatusOK, cursor: new(atomic.Int64)}
+	if set.ops == nil || set.ops["validate"] {
+		leaves, keys := fx.freshLeaves(t, set.freshLeaves)
+		for i := range leaves {
+			ckValidateFresh.bodies = append(ckValidateFresh.bodies, mustJSON(t, map[string]string{
+				"certificate": leaves[i], "private_key": keys[i], "intermediates": fx.inter, "ca_bundle": fx.root}))
+			cfBundleFresh.bodies = append(cfBundleFresh.bodies, mustJSON(t, map[string]string{
+				"certificate": leaves[i] + fx.inter, "private_key": keys[i]}))
+		}
+	}
 
 	// One request of each, checked, before any timing.
 	for _, tg := range []target{ckSign, cfSign, cfSignDB, ckValidate, cfBundle} {
@@ -143,7 +170,7 @@ func TestVersusCfssl(t *testing.T) {
 	for _, p := range []struct {
 		key, op string
 		ck, cf  target
-	}{{"sign", "sign-CSR", ckSign, cfSign}, {"sign", signRecording, ckSign, cfSignDB}, {"validate", "validate bundle", ckValidate, cfBundle}} {
+	}{{"sign", "sign-CSR", ckSign, cfSign}, {"sign", signRecording, ckSign, cfSignDB}, {"validate", "validate bundle", ckValidate, cfBundle}, {"validate", validateFresh, ckValidateFresh, cfBundleFresh}} {
 		if set.ops != nil && !set.ops[p.key] {
 			continue
 		}
@@ -190,6 +217,10 @@ func TestVersusCfssl(t *testing.T) {
 	if n := countRows(t, cfdbPath); n != cfdbOK {
 		t.Errorf("cfssl's certdb holds %d certificates after %d answered signs", n, cfdbOK)
 	}
+	if n := ckValidateFresh.cursor.Load(); n > int64(len(ckValidateFresh.bodies)) {
+		t.Logf("%s: %d requests for %d new leaves: %d sent a leaf again (raise CLUSTERKEYS_PEER_FRESH_LEAVES)",
+			validateFresh, n, len(ckValidateFresh.bodies), n-int64(len(ckValidateFresh.bodies)))
+	}
 	addSection("cfssl", markdown(pairs, floors, set, load))
 	for _, pr := range pairs {
 		if pr.ck.errors > 0 || pr.cf.errors > 0 {
@@ -219,6 +250,10 @@ type target struct {
 	token  string
 	want   int
 	bodies [][]byte // cycled through, one per request
+	// cursor, when set, is where the cycle through bodies goes on from
+	// one round to the next (each body sent once until they run out);
+	// otherwise every round starts again at the first.
+	cursor *atomic.Int64
 }
 
 func (tg target) request(hc *http.Client, body []byte) (int, []byte, error) {
@@ -304,7 +339,10 @@ func run(tg target, clients int, d time.Duration) sample {
 	tr := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
-	var next atomic.Int64
+	next := tg.cursor
+	if next == nil {
+		next = new(atomic.Int64)
+	}
 	return closedLoop(tg.srv, clients, d, func() error {
 		body := tg.bodies[int(next.Add(1))%len(tg.bodies)]
 		st, _, err := tg.request(hc, body)
@@ -385,6 +423,10 @@ func writePairRows(b *strings.Builder, pairs []pairResult, unit func(time.Durati
 	}
 }
 
+// validateFresh is the operation of the validate pair whose every request
+// carries a leaf never sent before (fixtures.freshLeaves).
+const validateFresh = "validate bundle, new leaves"
+
 // signRecording is the operation of the pair whose cfssl records its
 // certificates (certdb on SQLite).
 const signRecording = "sign-CSR, cfssl recording"
@@ -423,7 +465,11 @@ func markdown(pairs []pairResult, floors []floorResult, set settings, load strin
 	b.WriteString("\nclusterkeys sign-CSR is `POST /v1/clusters/{c}/certificates` (profile client); cfssl sign is\n")
 	b.WriteString("`POST /api/v1/cfssl/sign`. clusterkeys validate is `POST /v1/tls/validate` with leaf, key,\n")
 	b.WriteString("intermediate and `ca_bundle`; cfssl bundle is `POST /api/v1/cfssl/bundle` with leaf + intermediate\n")
-	b.WriteString("and key, the root in its `-ca-bundle`. CPU/req is the server process's user + system CPU time\n")
+	b.WriteString("and key, the root in its `-ca-bundle`. \"validate bundle\" sends one bundle again and again: clusterkeys\n")
+	b.WriteString("remembers the certificates it parsed and the path validations that succeeded (pkg/tlsbundle's caches),\n")
+	b.WriteString("so this row measures a bundle it has seen; \"validate bundle, new leaves\" sends, on both sides, a leaf\n")
+	b.WriteString("and key never sent before in each request (same intermediate and root), so its leaf's signature is\n")
+	b.WriteString("always checked. CPU/req is the server process's user + system CPU time\n")
 	b.WriteString("(from /proc) per answered request: the machine's other load disturbs it less than req/s.\n")
 	if len(floors) > 0 {
 		b.WriteString("\nsign-CSR beside its in-process floor: the same CSRs, in the bench process, by as many\n")
@@ -493,7 +539,52 @@ func post(t *testing.T, url, body, method, token string) int {
 }
 
 // fixtures are the PEM inputs both servers get.
+// freshLeaves returns n P-256 leaves (PEM) and their keys (PEM), each
+// issued by the fixtures' intermediate: bundles no server has seen yet.
+func (fx fixtures) freshLeaves(t *testing.T, n int) (leaves, keys []string) {
+	t.Helper()
+	leaves, keys = make([]string, n), make([]string, n)
+	now := time.Now().Add(-time.Hour)
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for w := range 2 {
+		wg.Go(func() {
+			for i := w; i < n; i += 2 {
+				k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+				if err != nil {
+					errs <- err
+					return
+				}
+				der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
+					SerialNumber: big.NewInt(int64(1000 + i)), Subject: pkix.Name{CommonName: fmt.Sprintf("www%d.bench.test", i)},
+					DNSNames:  []string{fmt.Sprintf("www%d.bench.test", i)},
+					NotBefore: now, NotAfter: now.Add(90 * 24 * time.Hour),
+					KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+				}, fx.interCert, &k.PublicKey, fx.interKey)
+				if err != nil {
+					errs <- err
+					return
+				}
+				kd, err := x509.MarshalECPrivateKey(k)
+				if err != nil {
+					errs <- err
+					return
+				}
+				leaves[i], keys[i] = pemOf("CERTIFICATE", der), pemOf("EC PRIVATE KEY", kd)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		t.Fatalf("fresh leaves: %v", err)
+	}
+	return leaves, keys
+}
+
 type fixtures struct {
+	interCert                  *x509.Certificate
+	interKey                   *ecdsa.PrivateKey
 	csrs                       []string
 	root, inter, leaf, leafKey string
 	caCertFile, caKeyFile      string
@@ -530,6 +621,7 @@ func newFixtures(t *testing.T, dir string) fixtures {
 		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, BasicConstraintsValid: true, IsCA: true,
 	}, root, &interKey.PublicKey, rootKey)
 	inter, _ := x509.ParseCertificate(interDER)
+	fx.interCert, fx.interKey = inter, interKey
 	leafKey := p256(t)
 	leafDER := issue(t, &x509.Certificate{
 		SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "www.bench.test"},
