@@ -330,3 +330,46 @@ func TestCachedReportsShareNothing(t *testing.T) {
 		t.Errorf("a change to one report shows in the next:\ngot  %+v\nwant %+v", again, want)
 	}
 }
+
+// TestRootValidityIsReported: a ca_bundle root that expired, or is not
+// valid yet, above a valid intermediate and leaf, is an error on
+// ca_bundle, with and without the caches. Before, x509's Expired was taken
+// as already reported, and such a chain was valid with nothing said.
+func TestRootValidityIsReported(t *testing.T) {
+	now := time.Now().UTC().Truncate(time.Second)
+	for _, tc := range []struct {
+		name                string
+		notBefore, notAfter time.Time
+		want                string
+	}{
+		{"expired root", now.Add(-10 * time.Hour), now.Add(-time.Hour), CodeIntermediateExpired},
+		{"root not yet valid", now.Add(time.Hour), now.Add(10 * time.Hour), CodeIntermediateNotYetValid},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root, rootKey, err := issue(certSpec{cn: "Root " + tc.name, ca: true, notBefore: tc.notBefore, notAfter: tc.notAfter}, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			inter, interKey, err := issue(certSpec{cn: "Intermediate", ca: true, notBefore: now.Add(-2 * time.Hour), notAfter: now.Add(5 * time.Hour)}, root, rootKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			leaf, leafKey, err := issue(certSpec{cn: "r.example.test", dns: []string{"r.example.test"}, notBefore: now.Add(-2 * time.Hour), notAfter: now.Add(5 * time.Hour)}, inter, interKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in := Input{Certificate: certPEM(leaf), PrivateKey: pkcs8PEM(leafKey), Intermediates: certPEM(inter), CABundle: certPEM(root)}
+			v, clock := clockValidator(false)
+			*clock = now
+			cached, err := v.Validate(context.Background(), in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for name, r := range map[string]Report{"Validate": Validate(context.Background(), in, now), "a Validator": cached} {
+				if r.Valid || len(r.Errors) != 1 || r.Errors[0].Code != tc.want || r.Errors[0].Field != FieldCABundle {
+					t.Errorf("%s: valid %v, errors %+v; want one %s on %s", name, r.Valid, r.Errors, tc.want, FieldCABundle)
+				}
+			}
+		})
+	}
+}

@@ -63,10 +63,11 @@ const (
 	// CodeCertificateNotYetValid: the leaf's not_before is in the future.
 	CodeCertificateNotYetValid = "certificate_not_yet_valid"
 	// CodeIntermediateExpired: a certificate of the chain above the leaf
-	// has expired.
+	// has expired: an intermediate, or the ca_bundle root the chain ends
+	// at (field ca_bundle).
 	CodeIntermediateExpired = "intermediate_expired"
 	// CodeIntermediateNotYetValid: a certificate of the chain above the
-	// leaf is not valid yet.
+	// leaf (an intermediate, or the ca_bundle root) is not valid yet.
 	CodeIntermediateNotYetValid = "intermediate_not_yet_valid"
 	// CodeChainIncomplete: with ca_bundle, the chain stops at a certificate
 	// whose issuer is neither among the intermediates nor in ca_bundle (a

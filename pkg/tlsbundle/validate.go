@@ -463,6 +463,17 @@ func validate(in Input, now time.Time, cc caches) (r Report) {
 					last.Subject, last.Issuer.String())
 			}
 		}
+		if top := links[len(links)-1]; top.input == -1 {
+			// The root came from ca_bundle, past the loop above: its
+			// validity is a reason too (x509's Expired, which verifyPath
+			// leaves to these checks, would otherwise say nothing).
+			if now.After(top.cert.NotAfter) {
+				r.errorf(CodeIntermediateExpired, FieldCABundle, "the root %s expired at %s", top.cert.Subject, top.cert.NotAfter.UTC().Format(time.RFC3339))
+			}
+			if now.Before(top.cert.NotBefore) {
+				r.errorf(CodeIntermediateNotYetValid, FieldCABundle, "the root %s is valid only from %s", top.cert.Subject, top.cert.NotBefore.UTC().Format(time.RFC3339))
+			}
+		}
 		if top := links[len(links)-1]; top.trusted && anchor == nil {
 			verifyPath(&r, leaf, links, roots, now)
 		}
