@@ -110,6 +110,23 @@ func TestColdStart(t *testing.T) {
 		}
 	}
 	env := append(os.Environ(), "CLUSTERKEYS_STATE_DIR="+state)
+	// The store of the SAM deployment, which make lambda builds for:
+	// PostgreSQL (its bootstraps link no SQLite). CLUSTERKEYS_COLDSTART_STORE=sqlite
+	// measures bootstraps built with SQLite (make lambda LAMBDA_BACKENDS=) on
+	// a SQLite file in the state directory instead.
+	storeName := "PostgreSQL (a private server on a unix socket, test/scripts/postgres.sh)"
+	switch s := os.Getenv("CLUSTERKEYS_COLDSTART_STORE"); s {
+	case "sqlite":
+		storeName = "SQLite"
+	case "", "postgres":
+		dsn, ok := startPostgres(t)
+		if !ok {
+			t.Fatal("no PostgreSQL server, which the store functions' bootstraps use: bash test/scripts/postgres.sh install (or CLUSTERKEYS_COLDSTART_STORE=sqlite with bootstraps built by make lambda LAMBDA_BACKENDS=)")
+		}
+		env = append(env, "CLUSTERKEYS_STORE="+dsn)
+	default:
+		t.Fatalf("CLUSTERKEYS_COLDSTART_STORE=%q: want postgres (the default) or sqlite", s)
+	}
 	for _, b := range boots {
 		for _, ev := range append(slices.Clone(b.prepare), b.event) {
 			if _, _, err := coldStart(b.path, env, ev); err != nil {
@@ -133,7 +150,7 @@ func TestColdStart(t *testing.T) {
 	for _, b := range boots {
 		t.Logf("%-15s p50 %s p90 %s CPU p50 %s", b.name, ms(pctOf(b.starts, .5)), ms(pctOf(b.starts, .9)), ms(pctOf(b.cpu, .5)))
 	}
-	addSection("coldstart", coldStartMarkdown(boots, load))
+	addSection("coldstart", coldStartMarkdown(boots, load, storeName))
 }
 
 // buildHello builds testdata/hello with the flags of make lambda.
@@ -290,17 +307,20 @@ func checkReply(b []byte, want int) error {
 	return nil
 }
 
-func coldStartMarkdown(boots []*bootstrap, load string) string {
+func coldStartMarkdown(boots []*bootstrap, load, storeName string) string {
 	var b strings.Builder
 	b.WriteString("## Cold starts: each function's bootstrap beside a hello-world bootstrap\n\n")
-	b.WriteString("Each Lambda bootstrap (`make lambda`: `-tags lambda.norpc -trimpath -ldflags='-s -w'`) and a\n")
+	b.WriteString("Each Lambda bootstrap (`make lambda`: `-tags lambda.norpc -trimpath -ldflags='-s -w'` and the\n")
+	b.WriteString("backends of the SAM deployment, `clusterkeys.store.postgres clusterkeys.keys.software`) and a\n")
 	b.WriteString("hello-world aws-lambda-go bootstrap built with the same flags (test/bench/testdata/hello) are\n")
 	b.WriteString("started as a fresh process behind a minimal Runtime API on loopback that hands out one HTTP API\n")
 	b.WriteString("event; the time is from exec to the bootstrap's reply (its POST of the response). The events\n")
 	b.WriteString("are real requests, authenticated by a token file: rekeycluster reads the cluster's CA,\n")
 	b.WriteString("signcsr signs a P-256 CSR (recorded in the registry), keywrap wraps 32 bytes, validatebundle\n")
-	b.WriteString("validates leaf + key + intermediate + root. Store functions use SQLite and software custody in\n")
-	b.WriteString("one state directory, prepared before the timed runs. The hello-world answers any event.\n\n")
+	b.WriteString("validates leaf + key + intermediate + root. Store functions use software custody and the store\n")
+	b.WriteString("below, prepared before the timed runs; each cold start opens its own connection. The\n")
+	b.WriteString("hello-world answers any event.\n\n")
+	fmt.Fprintf(&b, "- store: %s\n", storeName)
 	b.WriteString(machineLines(load))
 	fmt.Fprintf(&b, "- runs: %d cold starts per bootstrap, alternating\n\n", coldStartRuns)
 	hello := boots[0]
