@@ -53,11 +53,12 @@ LAMBDA_TAGS = lambda.norpc $(addprefix clusterkeys.,$(LAMBDA_BACKENDS))
 LAMBDA_PKCS11 = $(if $(filter keys.%,$(LAMBDA_BACKENDS)),$(filter keys.pkcs11,$(LAMBDA_BACKENDS)),all)
 
 ## lambda: each function as a Lambda `bootstrap` (provided.al2023, -tags lambda.norpc
-## and the tags of LAMBDA_BACKENDS)
+## and the tags of LAMBDA_BACKENDS), static (CGO_ENABLED=0) as make package
+## builds it unless it links pkcs11 custody
 lambda:
 	@for f in $(FUNCTIONS); do \
 	  echo "build $(BIN)/lambda/$$f/bootstrap (-tags '$(LAMBDA_TAGS)')"; \
-	  $(GO) build -tags '$(LAMBDA_TAGS)' -trimpath -ldflags='-s -w' -o $(BIN)/lambda/$$f/bootstrap ./functions/$$f || exit 1; \
+	  $(if $(LAMBDA_PKCS11),,CGO_ENABLED=0) $(GO) build -tags '$(LAMBDA_TAGS)' -trimpath -ldflags='-s -w' -o $(BIN)/lambda/$$f/bootstrap ./functions/$$f || exit 1; \
 	done
 
 ## package: one Lambda zip per function, $(PACKAGE_DIR)/<function>.zip with an

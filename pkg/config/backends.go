@@ -142,7 +142,7 @@ func notLinkedError(flag, shown string, u Unlinked, want string) error {
 	if u.Store {
 		kind = "store"
 	}
-	return fmt.Errorf("%s %s: this binary is built without the %s %s (it links %s); build it with -tags %s to link it (see pkg/backends/all)",
+	return fmt.Errorf("%s %s: this binary is built without the %s %s (it links %s); build it with -tags %s to link it (make lambda and make package: LAMBDA_BACKENDS; see pkg/backends/all)",
 		flag, shown, u.Name, kind, want, u.Tag)
 }
 

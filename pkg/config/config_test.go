@@ -311,8 +311,8 @@ func TestUnlinkedBackendNamesItsTag(t *testing.T) {
 	for _, tt := range []struct {
 		name, keys, store, want string
 	}{
-		{"custody", "hsm-x", "", `--keys "hsm-x": this binary is built without the hsm-x custody (it links software, pkcs11 or barbican); build it with -tags clusterkeys.keys.hsm-x to link it (see pkg/backends/all)`},
-		{"store", "software", "etcd://u:" + pw + "@h/x", `--store "etcd:"…: this binary is built without the etcd store (it links sqlite:PATH or postgres://…); build it with -tags clusterkeys.store.etcd to link it (see pkg/backends/all)`},
+		{"custody", "hsm-x", "", `--keys "hsm-x": this binary is built without the hsm-x custody (it links software, pkcs11 or barbican); build it with -tags clusterkeys.keys.hsm-x to link it (make lambda and make package: LAMBDA_BACKENDS; see pkg/backends/all)`},
+		{"store", "software", "etcd://u:" + pw + "@h/x", `--store "etcd:"…: this binary is built without the etcd store (it links sqlite:PATH or postgres://…); build it with -tags clusterkeys.store.etcd to link it (make lambda and make package: LAMBDA_BACKENDS; see pkg/backends/all)`},
 		{"an unknown custody is not a build matter", "vault", "", `--keys "vault": want software, pkcs11 or barbican`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -40,8 +40,10 @@ type Function struct {
 	// Store is whether the function opens the metadata store and key
 	// custody (Deps.Backends); a function without links neither.
 	Store bool
-	// Cgo is whether its binary needs cgo (it links crypto11 for pkcs11
-	// custody), so that make package builds it with a C compiler.
+	// Cgo is whether its binary needs cgo when its build links pkcs11
+	// custody (crypto11), so that make package builds it with a C compiler
+	// then (the default LAMBDA_BACKENDS links no pkcs11: see
+	// pkg/backends/all).
 	Cgo bool
 }
 
