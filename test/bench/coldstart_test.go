@@ -104,11 +104,11 @@ func TestColdStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	runs := coldStartRuns(t)
-	hello := &bootstrap{name: "hello-world", path: buildHello(t, dir, false), event: invocation{"GET", "/", "", http.StatusOK}}
+	hello := &bootstrap{name: "hello-world", path: buildHello(t, dir, "hello", false), event: invocation{"GET", "/", "", http.StatusOK}}
 	// The same with cgo, so dynamically linked: what a bootstrap that links
 	// pkcs11 custody (or was built before make lambda built static ones)
 	// pays for the dynamic loader.
-	helloCgo := &bootstrap{name: "hello-world (cgo)", path: buildHello(t, dir, true), event: hello.event}
+	helloCgo := &bootstrap{name: "hello-world (cgo)", path: buildHello(t, dir, "hello", true), event: hello.event}
 	events := coldStartEvents(t, fx)
 	boots := []*bootstrap{hello, helloCgo}
 	for _, f := range functions.All {
@@ -142,6 +142,9 @@ func TestColdStart(t *testing.T) {
 			t.Fatal("no PostgreSQL server, which the store functions' bootstraps use: bash test/scripts/postgres.sh install (or CLUSTERKEYS_COLDSTART_STORE=sqlite with bootstraps built by make lambda LAMBDA_BACKENDS=)")
 		}
 		env = append(env, "CLUSTERKEYS_STORE="+dsn)
+		// The floor a PostgreSQL store sets: hello-world plus a connection
+		// and one query.
+		boots = append(boots, &bootstrap{name: "hello-world + PostgreSQL", path: buildHello(t, dir, "hellopg", false), event: hello.event})
 	default:
 		t.Fatalf("CLUSTERKEYS_COLDSTART_STORE=%q: want postgres (the default) or sqlite", s)
 	}
@@ -171,21 +174,21 @@ func TestColdStart(t *testing.T) {
 	addSection("coldstart", coldStartMarkdown(boots, load, storeName, runs))
 }
 
-// buildHello builds testdata/hello with the flags of make lambda: static
+// buildHello builds testdata/<name> with the flags of make lambda: static
 // (CGO_ENABLED=0), as make lambda builds the bootstraps that link no pkcs11
 // custody and as AWS documents building a Go bootstrap, or with cgo
 // (dynamically linked) when cgo.
-func buildHello(t *testing.T, dir string, cgo bool) string {
+func buildHello(t *testing.T, dir, name string, cgo bool) string {
 	t.Helper()
-	name, env := "hello", "CGO_ENABLED=0"
+	outDir, env := name, "CGO_ENABLED=0"
 	if cgo {
-		name, env = "hello-cgo", "CGO_ENABLED=1"
+		outDir, env = name+"-cgo", "CGO_ENABLED=1"
 	}
-	out := filepath.Join(dir, name, "bootstrap")
-	cmd := exec.Command("go", "build", "-tags", "lambda.norpc", "-trimpath", "-ldflags=-s -w", "-o", out, "./testdata/hello")
+	out := filepath.Join(dir, outDir, "bootstrap")
+	cmd := exec.Command("go", "build", "-tags", "lambda.norpc", "-trimpath", "-ldflags=-s -w", "-o", out, "./testdata/"+name)
 	cmd.Env = append(os.Environ(), env)
 	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build the hello-world bootstrap: %v\n%s", err, b)
+		t.Fatalf("build the %s bootstrap: %v\n%s", name, err, b)
 	}
 	return out
 }
@@ -347,7 +350,8 @@ func coldStartMarkdown(boots []*bootstrap, load, storeName string, runs int) str
 	b.WriteString("signcsr signs a P-256 CSR (recorded in the registry), keywrap wraps 32 bytes, validatebundle\n")
 	b.WriteString("validates leaf + key + intermediate + root. Store functions use software custody and the store\n")
 	b.WriteString("below, prepared before the timed runs; each cold start opens its own connection. The\n")
-	b.WriteString("hello-world answers any event.\n\n")
+	b.WriteString("hello-world answers any event; on PostgreSQL, \"hello-world + PostgreSQL\" (testdata/hellopg)\n")
+	b.WriteString("also connects and runs SELECT 1 before answering: the floor a store function's connection sets.\n\n")
 	fmt.Fprintf(&b, "- store: %s\n", storeName)
 	b.WriteString(machineLines(load))
 	fmt.Fprintf(&b, "- runs: %d cold starts per bootstrap, alternating\n\n", runs)
