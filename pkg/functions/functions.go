@@ -4,10 +4,11 @@
 // function list (cmd/list) and the route checks of the SAM template and the
 // OpenAPI document are all derived from All.
 //
-// Adding a function is an entry in All and a functions/<name>/main.go that
-// calls lambdaapp.Main(name). A function with Store false must not link
-// store or custody code; its main builds its own gateway (see
-// functions/validatebundle), since this package links every service.
+// Adding a function is an exported Function variable listed in All and a
+// functions/<name>/main.go that calls lambdaapp.Main with it. A function
+// with Store false must not link store or custody code; its main builds
+// its own gateway (see functions/validatebundle), since this package
+// imports every service.
 package functions
 
 import (
