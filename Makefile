@@ -39,11 +39,26 @@ build:
 	$(GO) build -o $(BIN)/localrun ./localrun
 	$(GO) build -o $(BIN)/kmsshim ./functions/kmsshim
 
-## lambda: each function as a Lambda `bootstrap` (provided.al2023, -tags lambda.norpc)
+## LAMBDA_BACKENDS: the store and custody backends the bootstraps link, as
+## build tags without their "clusterkeys." prefix (pkg/backends/all). The
+## default is what the SAM deployment uses: PostgreSQL (a sandbox keeps no
+## SQLite file) and software custody. A deployment with Keys=barbican or
+## Keys=pkcs11 builds with keys.barbican or keys.pkcs11 (cgo) instead, e.g.
+## make package LAMBDA_BACKENDS='store.postgres keys.pkcs11'. Empty links
+## every backend, as `localrun serve --exec` on SQLite and make e2e need.
+LAMBDA_BACKENDS ?= store.postgres keys.software
+LAMBDA_TAGS = lambda.norpc $(addprefix clusterkeys.,$(LAMBDA_BACKENDS))
+# Whether the bootstraps link pkcs11 custody (crypto11, cgo): when it is
+# chosen, or when no custody is (then all are linked).
+LAMBDA_PKCS11 = $(if $(filter keys.%,$(LAMBDA_BACKENDS)),$(filter keys.pkcs11,$(LAMBDA_BACKENDS)),all)
+
+## lambda: each function as a Lambda `bootstrap` (provided.al2023, -tags lambda.norpc
+## and the tags of LAMBDA_BACKENDS), static (CGO_ENABLED=0) as make package
+## builds it unless it links pkcs11 custody
 lambda:
 	@for f in $(FUNCTIONS); do \
-	  echo "build $(BIN)/lambda/$$f/bootstrap"; \
-	  $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w' -o $(BIN)/lambda/$$f/bootstrap ./functions/$$f || exit 1; \
+	  echo "build $(BIN)/lambda/$$f/bootstrap (-tags '$(LAMBDA_TAGS)')"; \
+	  $(if $(LAMBDA_PKCS11),,CGO_ENABLED=0) $(GO) build -tags '$(LAMBDA_TAGS)' -trimpath -ldflags='-s -w' -o $(BIN)/lambda/$$f/bootstrap ./functions/$$f || exit 1; \
 	done
 
 ## package: one Lambda zip per function, $(PACKAGE_DIR)/<function>.zip with an
@@ -51,8 +66,9 @@ lambda:
 ## Reproducible: the same sources and Go toolchain give the same zip bytes,
 ## whatever the checkout's path. A function that links crypto11 (pkcs11
 ## custody) needs cgo and a C compiler for ARCH (CC_arm64, CC_amd64); the
-## others are built with CGO_ENABLED=0. Which need cgo is the Cgo column of
-## pkg/functions (its tests check it against what each function links).
+## others are built with CGO_ENABLED=0. Which can link it is the Cgo column of
+## pkg/functions (its tests check it against what each function links); they
+## do when LAMBDA_BACKENDS links pkcs11 (not by default).
 ARCH ?= $(shell $(GO) env GOARCH)
 PACKAGE_DIR ?= $(BIN)/package
 PACKAGE_FUNCTIONS ?= $(FUNCTIONS)
@@ -61,10 +77,10 @@ CC_arm64 ?= aarch64-linux-gnu-gcc
 package:
 	@case "$(ARCH)" in amd64|arm64) ;; *) echo "ARCH=$(ARCH): want amd64 or arm64"; exit 2;; esac
 	@for f in $(PACKAGE_FUNCTIONS); do \
-	  case " $(CGO_FUNCTIONS) " in *" $$f "*) cgo=1;; *) cgo=0;; esac; \
-	  echo "build $(PACKAGE_DIR)/$$f/bootstrap (GOARCH=$(ARCH) CGO_ENABLED=$$cgo)"; \
+	  case " $(if $(LAMBDA_PKCS11),$(CGO_FUNCTIONS)) " in *" $$f "*) cgo=1;; *) cgo=0;; esac; \
+	  echo "build $(PACKAGE_DIR)/$$f/bootstrap (GOARCH=$(ARCH) CGO_ENABLED=$$cgo -tags '$(LAMBDA_TAGS)')"; \
 	  GOOS=linux GOARCH=$(ARCH) CGO_ENABLED=$$cgo CC=$(CC_$(ARCH)) GOFLAGS= \
-	    $(GO) build -tags lambda.norpc -trimpath -buildvcs=false -ldflags='-s -w -buildid=' \
+	    $(GO) build -tags '$(LAMBDA_TAGS)' -trimpath -buildvcs=false -ldflags='-s -w -buildid=' \
 	    -o $(PACKAGE_DIR)/$$f/bootstrap ./functions/$$f || exit 1; \
 	  $(GO) run ./infra/sam/lambdazip -o $(PACKAGE_DIR)/$$f.zip $(PACKAGE_DIR)/$$f/bootstrap || exit 1; \
 	done
@@ -80,7 +96,9 @@ deps:
 kube-apiserver:
 	BUILD_PARALLELISM=$${BUILD_PARALLELISM:-2} bash test/kube/build-kube-apiserver.sh
 
-## e2e: end-to-end tests against real components (test/ module)
+## e2e: end-to-end tests against real components (test/ module). Their
+## bootstraps link every backend: `localrun serve --exec` runs them on SQLite.
+e2e e2e-postgres: LAMBDA_BACKENDS =
 e2e: deps build lambda kube-apiserver
 	cd test && CLUSTERKEYS_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 40m ./...
 	$(MAKE) e2e-postgres

@@ -88,7 +88,63 @@ func (r *Registry[T]) All(cmp func(a, b T) int) []T {
 var (
 	custodyBackends Registry[CustodyBackend]
 	storeBackends   Registry[StoreBackend]
+	unlinked        Registry[Unlinked]
 )
+
+// Unlinked is a backend this binary was built without (build tags choose
+// the backends a binary links: see pkg/backends/all). Knowing it lets the
+// settings answer a configuration that names it with the build tag that
+// links it, rather than with "want …" alone.
+type Unlinked struct {
+	// Store is whether it is a store (--store) rather than key custody
+	// (--keys).
+	Store bool
+	// Name is its --keys value, or its name as a store.
+	Name string
+	// Prefixes start the --store values of a store, e.g. "sqlite:".
+	Prefixes []string
+	// Tag is the build tag that links it.
+	Tag string
+}
+
+// RegisterUnlinked records a backend this binary was built without. It
+// panics when the backend is already recorded.
+func RegisterUnlinked(u Unlinked) {
+	kind := "keys/"
+	if u.Store {
+		kind = "store/"
+	}
+	unlinked.Register(kind+u.Name, u)
+}
+
+// unlinkedFor returns the backend this binary was built without that a
+// --store value (store) or a --keys value (otherwise) names.
+func unlinkedFor(store bool, value string) (Unlinked, bool) {
+	for _, u := range unlinked.All(func(a, b Unlinked) int { return strings.Compare(a.Name, b.Name) }) {
+		if u.Store != store {
+			continue
+		}
+		if !store && u.Name == value {
+			return u, true
+		}
+		if store && slices.ContainsFunc(u.Prefixes, func(p string) bool { return strings.HasPrefix(value, p) }) {
+			return u, true
+		}
+	}
+	return Unlinked{}, false
+}
+
+// notLinkedError is the error for a configuration that names a backend
+// this binary was built without: what it links, and the build tag that
+// would link the one asked for.
+func notLinkedError(flag, shown string, u Unlinked, want string) error {
+	kind := "custody"
+	if u.Store {
+		kind = "store"
+	}
+	return fmt.Errorf("%s %s: this binary is built without the %s %s (it links %s); build it with -tags %s to link it (make lambda and make package: LAMBDA_BACKENDS; see pkg/backends/all)",
+		flag, shown, u.Name, kind, want, u.Tag)
+}
 
 // RegisterCustody makes a custody backend known to the settings. It panics
 // when the name is taken.

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -237,6 +238,9 @@ func (c Config) Resolve() (Config, error) {
 	// A binary that links no custody (functions/validatebundle) opens
 	// none, and takes any --keys.
 	if names := CustodyBackends(); len(names) > 0 && !slices.ContainsFunc(names, func(b CustodyBackend) bool { return b.Name == c.Keys }) {
+		if u, ok := unlinkedFor(false, c.Keys); ok {
+			return c, notLinkedError("--keys", strconv.Quote(c.Keys), u, custodyNames())
+		}
 		return c, fmt.Errorf("--keys %q: want %s", c.Keys, custodyNames())
 	}
 	switch c.Auth {
@@ -247,6 +251,9 @@ func (c Config) Resolve() (Config, error) {
 	// Likewise a binary that links no store takes any --store.
 	if _, _, ok := StoreFor(c.Store); !ok && len(StoreBackends()) > 0 {
 		// Never the value: it may hold a password.
+		if u, ok := unlinkedFor(true, c.Store); ok {
+			return c, notLinkedError("--store", c.StoreName(), u, StoreUsage(false))
+		}
 		return c, fmt.Errorf("--store %s: want %s", c.StoreName(), StoreUsage(true))
 	}
 	pub, err := checkPublicURL(c.PublicURL)

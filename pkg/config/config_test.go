@@ -302,3 +302,29 @@ func TestPublicURL(t *testing.T) {
 		})
 	}
 }
+
+// TestUnlinkedBackendNamesItsTag: a configuration naming a backend the
+// binary was built without fails at Resolve with the build tag that links
+// it, and never repeats a store value's password.
+func TestUnlinkedBackendNamesItsTag(t *testing.T) {
+	const pw = "s3cret-pw"
+	for _, tt := range []struct {
+		name, keys, store, want string
+	}{
+		{"custody", "hsm-x", "", `--keys "hsm-x": this binary is built without the hsm-x custody (it links software, pkcs11 or barbican); build it with -tags clusterkeys.keys.hsm-x to link it (make lambda and make package: LAMBDA_BACKENDS; see pkg/backends/all)`},
+		{"store", "software", "etcd://u:" + pw + "@h/x", `--store "etcd:"…: this binary is built without the etcd store (it links sqlite:PATH or postgres://…); build it with -tags clusterkeys.store.etcd to link it (make lambda and make package: LAMBDA_BACKENDS; see pkg/backends/all)`},
+		{"an unknown custody is not a build matter", "vault", "", `--keys "vault": want software, pkcs11 or barbican`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			c.Keys, c.Store = tt.keys, tt.store
+			_, err := c.Resolve()
+			if err == nil || err.Error() != tt.want {
+				t.Fatalf("Resolve = %v, want %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), pw) {
+				t.Fatalf("the error repeats the password: %v", err)
+			}
+		})
+	}
+}

@@ -10,4 +10,8 @@ func init() {
 	RegisterCustody(CustodyBackend{Name: "barbican", Rank: 3})
 	RegisterStore(StoreBackend{Name: "sqlite", Rank: 1, Prefixes: []string{"sqlite:"}, Usage: []string{"sqlite:PATH"}, Path: true})
 	RegisterStore(StoreBackend{Name: "postgres", Rank: 2, Prefixes: []string{"postgres://", "postgresql://"}, Usage: []string{"postgres://…", "postgresql://…"}})
+	// Backends this test binary is "built without" (pkg/backends/all
+	// records those its build tags leave out).
+	RegisterUnlinked(Unlinked{Name: "hsm-x", Tag: "clusterkeys.keys.hsm-x"})
+	RegisterUnlinked(Unlinked{Store: true, Name: "etcd", Prefixes: []string{"etcd://"}, Tag: "clusterkeys.store.etcd"})
 }

@@ -4,10 +4,11 @@
 // function list (cmd/list) and the route checks of the SAM template and the
 // OpenAPI document are all derived from All.
 //
-// Adding a function is an entry in All and a functions/<name>/main.go that
-// calls lambdaapp.Main(name). A function with Store false must not link
-// store or custody code; its main builds its own gateway (see
-// functions/validatebundle), since this package links every service.
+// Adding a function is an exported Function variable listed in All and a
+// functions/<name>/main.go that calls lambdaapp.Main with it. A function
+// with Store false must not link store or custody code; its main builds
+// its own gateway (see functions/validatebundle), since this package
+// imports every service.
 package functions
 
 import (
@@ -40,17 +41,40 @@ type Function struct {
 	// Store is whether the function opens the metadata store and key
 	// custody (Deps.Backends); a function without links neither.
 	Store bool
-	// Cgo is whether its binary needs cgo (it links crypto11 for pkcs11
-	// custody), so that make package builds it with a C compiler.
+	// Cgo is whether its binary needs cgo when its build links pkcs11
+	// custody (crypto11), so that make package builds it with a C compiler
+	// then (the default LAMBDA_BACKENDS links no pkcs11: see
+	// pkg/backends/all).
 	Cgo bool
 }
 
+// The deployable functions. A function's main passes its own to
+// lambdaapp.Main rather than looking it up by name in All, so that its
+// binary links only the services its routes use (the linker drops the
+// others) and not every function's.
+var (
+	RekeyCluster   = Function{Name: "rekeycluster", Store: true, Cgo: true, Routes: rekeyRoutes}
+	SignCSR        = Function{Name: "signcsr", Store: true, Cgo: true, Routes: signRoutes}
+	Keywrap        = Function{Name: "keywrap", Store: true, Cgo: true, Routes: keywrapRoutes}
+	ValidateBundle = Function{Name: "validatebundle", Routes: validateRoutes}
+)
+
 // All are the deployable functions, in the order localrun composes them.
-var All = []Function{
-	{Name: "rekeycluster", Store: true, Cgo: true, Routes: func(d *Deps) []api.Route { return d.caRoutes(false) }},
-	{Name: "signcsr", Store: true, Cgo: true, Routes: func(d *Deps) []api.Route { return d.caRoutes(true) }},
-	{Name: "keywrap", Store: true, Cgo: true, Routes: func(d *Deps) []api.Route { return keywrap.Routes(d.Keywrap()) }},
-	{Name: "validatebundle", Routes: func(d *Deps) []api.Route { return tlsbundle.Routes(d.Validator()) }},
+var All = []Function{RekeyCluster, SignCSR, Keywrap, ValidateBundle}
+
+func rekeyRoutes(d *Deps) []api.Route    { return d.caRoutes(false) }
+func signRoutes(d *Deps) []api.Route     { return d.caRoutes(true) }
+func keywrapRoutes(d *Deps) []api.Route  { return keywrap.Routes(d.Keywrap()) }
+func validateRoutes(d *Deps) []api.Route { return tlsbundle.Routes(d.Validator()) }
+
+// Build builds f's routes from d, and returns the error of a service they
+// use that failed to build (a configuration error), if any.
+func (f Function) Build(d *Deps) ([]api.Route, error) {
+	routes := f.Routes(d)
+	if d.validatorErr != nil {
+		return nil, d.validatorErr
+	}
+	return routes, nil
 }
 
 // signRouteNames are the routes of signcsr, natively and through Magnum's
@@ -143,7 +167,9 @@ func (d *Deps) Validator() *tlsbundle.Validator {
 }
 
 // Init builds every service that can fail to build, so that a
-// configuration error shows at start rather than as a nil service.
+// configuration error shows at start rather than as a nil service. A
+// process serving one function calls its Build instead, which builds only
+// what that function uses.
 func (d *Deps) Init() error {
 	d.Validator()
 	return d.validatorErr

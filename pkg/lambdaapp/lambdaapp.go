@@ -20,23 +20,21 @@ import (
 	"github.com/clusterkeys/clusterkeys/pkg/lambdahttp"
 )
 
-// Main is a function's main: it serves the function called name in the
-// table of pkg/functions as a Lambda function, and exits 1 when it cannot
+// Main is a function's main: it serves fn (its entry in pkg/functions,
+// e.g. functions.SignCSR) as a Lambda function, and exits 1 when it cannot
 // start.
-func Main(name string) {
-	if err := Run(context.Background(), name); err != nil {
+func Main(fn functions.Function) {
+	if err := Run(context.Background(), fn); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 }
 
-// Run serves the function called name in the table of pkg/functions as a
-// Lambda function. It returns only on a start-up error.
-func Run(ctx context.Context, name string) error {
-	fn, err := functions.Lookup(name)
-	if err != nil {
-		return err
-	}
+// Run serves fn as a Lambda function. It returns only on a start-up
+// error. It does not look fn up in functions.All: that would link every
+// function's services into each binary.
+func Run(ctx context.Context, fn functions.Function) error {
+	name := fn.Name
 	cfg, err := config.FromEnv()
 	if err != nil {
 		return fmt.Errorf("%s: config: %w", name, err)
@@ -53,7 +51,8 @@ func Run(ctx context.Context, name string) error {
 	}
 	defer b.Close()
 	deps := &functions.Deps{Config: cfg, Backends: b, Logger: log, Registry: reg}
-	if err := deps.Init(); err != nil {
+	routes, err := fn.Build(deps)
+	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	authenticator, err := authn.New(ctx, cfg)
@@ -65,7 +64,7 @@ func Run(ctx context.Context, name string) error {
 	limits := &gateway.Limits{MaxInFlight: cfg.MaxInFlight, RouteMaxInFlight: map[string]int{gateway.ValidateRoute: cfg.MaxInFlightValidate},
 		MaxAuthFailures: cfg.MaxAuthFailures, AuthFailureWindow: cfg.AuthFailureWindow}
 	g, err := gateway.New(gateway.Config{Auth: authenticator, Logger: log, Registry: reg, Ready: b.Ready, Limits: limits},
-		fn.Routes(deps)...)
+		routes...)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}

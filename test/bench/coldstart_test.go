@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,8 +22,20 @@ import (
 	"github.com/clusterkeys/clusterkeys/pkg/functions"
 )
 
-// coldStartRuns is how many cold starts each bootstrap makes (alternating).
-const coldStartRuns = 21
+// coldStartRuns is how many cold starts each bootstrap makes (alternating),
+// unless CLUSTERKEYS_COLDSTART_RUNS says otherwise (more on a noisy machine).
+func coldStartRuns(t *testing.T) int {
+	t.Helper()
+	s := os.Getenv("CLUSTERKEYS_COLDSTART_RUNS")
+	if s == "" {
+		return 21
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		t.Fatalf("CLUSTERKEYS_COLDSTART_RUNS=%q: want a positive number", s)
+	}
+	return n
+}
 
 // invocation is one Lambda event: what the Runtime API hands out and the
 // status the bootstrap must answer it with.
@@ -90,9 +103,14 @@ func TestColdStart(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(state, "tokens.csv"), []byte(benchToken+",bench,ops,\"admin\"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	hello := &bootstrap{name: "hello-world", path: buildHello(t, dir), event: invocation{"GET", "/", "", http.StatusOK}}
+	runs := coldStartRuns(t)
+	hello := &bootstrap{name: "hello-world", path: buildHello(t, dir, "hello", false), event: invocation{"GET", "/", "", http.StatusOK}}
+	// The same with cgo, so dynamically linked: what a bootstrap that links
+	// pkcs11 custody (or was built before make lambda built static ones)
+	// pays for the dynamic loader.
+	helloCgo := &bootstrap{name: "hello-world (cgo)", path: buildHello(t, dir, "hello", true), event: hello.event}
 	events := coldStartEvents(t, fx)
-	boots := []*bootstrap{hello}
+	boots := []*bootstrap{hello, helloCgo}
 	for _, f := range functions.All {
 		ev, ok := events[f.Name]
 		if !ok {
@@ -110,6 +128,26 @@ func TestColdStart(t *testing.T) {
 		}
 	}
 	env := append(os.Environ(), "CLUSTERKEYS_STATE_DIR="+state)
+	// The store of the SAM deployment, which make lambda builds for:
+	// PostgreSQL (its bootstraps link no SQLite). CLUSTERKEYS_COLDSTART_STORE=sqlite
+	// measures bootstraps built with SQLite (make lambda LAMBDA_BACKENDS=) on
+	// a SQLite file in the state directory instead.
+	storeName := "PostgreSQL (a private server on a unix socket, test/scripts/postgres.sh)"
+	switch s := os.Getenv("CLUSTERKEYS_COLDSTART_STORE"); s {
+	case "sqlite":
+		storeName = "SQLite"
+	case "", "postgres":
+		dsn, ok := startPostgres(t)
+		if !ok {
+			t.Fatal("no PostgreSQL server, which the store functions' bootstraps use: bash test/scripts/postgres.sh install (or CLUSTERKEYS_COLDSTART_STORE=sqlite with bootstraps built by make lambda LAMBDA_BACKENDS=)")
+		}
+		env = append(env, "CLUSTERKEYS_STORE="+dsn)
+		// The floor a PostgreSQL store sets: hello-world plus a connection
+		// and one query.
+		boots = append(boots, &bootstrap{name: "hello-world + PostgreSQL", path: buildHello(t, dir, "hellopg", false), event: hello.event})
+	default:
+		t.Fatalf("CLUSTERKEYS_COLDSTART_STORE=%q: want postgres (the default) or sqlite", s)
+	}
 	for _, b := range boots {
 		for _, ev := range append(slices.Clone(b.prepare), b.event) {
 			if _, _, err := coldStart(b.path, env, ev); err != nil {
@@ -117,7 +155,7 @@ func TestColdStart(t *testing.T) {
 			}
 		}
 	}
-	for run := range coldStartRuns {
+	for run := range runs {
 		// Rotate who goes first, so that no bootstrap always follows the
 		// same one.
 		for i := range boots {
@@ -133,16 +171,24 @@ func TestColdStart(t *testing.T) {
 	for _, b := range boots {
 		t.Logf("%-15s p50 %s p90 %s CPU p50 %s", b.name, ms(pctOf(b.starts, .5)), ms(pctOf(b.starts, .9)), ms(pctOf(b.cpu, .5)))
 	}
-	addSection("coldstart", coldStartMarkdown(boots, load))
+	addSection("coldstart", coldStartMarkdown(boots, load, storeName, runs))
 }
 
-// buildHello builds testdata/hello with the flags of make lambda.
-func buildHello(t *testing.T, dir string) string {
+// buildHello builds testdata/<name> with the flags of make lambda: static
+// (CGO_ENABLED=0), as make lambda builds the bootstraps that link no pkcs11
+// custody and as AWS documents building a Go bootstrap, or with cgo
+// (dynamically linked) when cgo.
+func buildHello(t *testing.T, dir, name string, cgo bool) string {
 	t.Helper()
-	out := filepath.Join(dir, "hello", "bootstrap")
-	cmd := exec.Command("go", "build", "-tags", "lambda.norpc", "-trimpath", "-ldflags=-s -w", "-o", out, "./testdata/hello")
+	outDir, env := name, "CGO_ENABLED=0"
+	if cgo {
+		outDir, env = name+"-cgo", "CGO_ENABLED=1"
+	}
+	out := filepath.Join(dir, outDir, "bootstrap")
+	cmd := exec.Command("go", "build", "-tags", "lambda.norpc", "-trimpath", "-ldflags=-s -w", "-o", out, "./testdata/"+name)
+	cmd.Env = append(os.Environ(), env)
 	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build the hello-world bootstrap: %v\n%s", err, b)
+		t.Fatalf("build the %s bootstrap: %v\n%s", name, err, b)
 	}
 	return out
 }
@@ -290,19 +336,25 @@ func checkReply(b []byte, want int) error {
 	return nil
 }
 
-func coldStartMarkdown(boots []*bootstrap, load string) string {
+func coldStartMarkdown(boots []*bootstrap, load, storeName string, runs int) string {
 	var b strings.Builder
 	b.WriteString("## Cold starts: each function's bootstrap beside a hello-world bootstrap\n\n")
-	b.WriteString("Each Lambda bootstrap (`make lambda`: `-tags lambda.norpc -trimpath -ldflags='-s -w'`) and a\n")
-	b.WriteString("hello-world aws-lambda-go bootstrap built with the same flags (test/bench/testdata/hello) are\n")
+	b.WriteString("Each Lambda bootstrap (`make lambda`: `-tags lambda.norpc -trimpath -ldflags='-s -w'` and the\n")
+	b.WriteString("backends of the SAM deployment, `clusterkeys.store.postgres clusterkeys.keys.software`) and a\n")
+	b.WriteString("hello-world aws-lambda-go bootstrap built with the same flags and CGO_ENABLED=0, as make lambda\n")
+	b.WriteString("builds the bootstraps that link no pkcs11 custody (test/bench/testdata/hello; the ratios are to\n")
+	b.WriteString("it, and \"hello-world (cgo)\" is the same built with cgo, dynamically linked), are\n")
 	b.WriteString("started as a fresh process behind a minimal Runtime API on loopback that hands out one HTTP API\n")
 	b.WriteString("event; the time is from exec to the bootstrap's reply (its POST of the response). The events\n")
 	b.WriteString("are real requests, authenticated by a token file: rekeycluster reads the cluster's CA,\n")
 	b.WriteString("signcsr signs a P-256 CSR (recorded in the registry), keywrap wraps 32 bytes, validatebundle\n")
-	b.WriteString("validates leaf + key + intermediate + root. Store functions use SQLite and software custody in\n")
-	b.WriteString("one state directory, prepared before the timed runs. The hello-world answers any event.\n\n")
+	b.WriteString("validates leaf + key + intermediate + root. Store functions use software custody and the store\n")
+	b.WriteString("below, prepared before the timed runs; each cold start opens its own connection. The\n")
+	b.WriteString("hello-world answers any event; on PostgreSQL, \"hello-world + PostgreSQL\" (testdata/hellopg)\n")
+	b.WriteString("also connects and runs SELECT 1 before answering: the floor a store function's connection sets.\n\n")
+	fmt.Fprintf(&b, "- store: %s\n", storeName)
 	b.WriteString(machineLines(load))
-	fmt.Fprintf(&b, "- runs: %d cold starts per bootstrap, alternating\n\n", coldStartRuns)
+	fmt.Fprintf(&b, "- runs: %d cold starts per bootstrap, alternating\n\n", runs)
 	hello := boots[0]
 	helloSize := fileSize(hello.path)
 	b.WriteString("| bootstrap | p50 exec → reply | p90 | CPU p50 | ratio to hello-world (p50) | size | ratio to hello-world (size) |\n")

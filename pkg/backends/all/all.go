@@ -1,16 +1,60 @@
-// Package all links every store and custody backend: a binary that
-// imports it (blank) can open any of them. Each backend registers itself
-// from its init (store.Register, keys.Register); a binary that must link
-// less imports the backends it wants instead.
+// Package all links the store and custody backends that the build tags
+// choose: a binary that imports it (blank) can open those. Each backend
+// registers itself from its init (store.Register, keys.Register); each one
+// left out is recorded with config.RegisterUnlinked, so that a
+// configuration naming it fails at start with the build tag that links it.
+//
+// Built without tags, a binary links every backend (localrun, the KMS
+// shim, the tests). A tag of a group keeps only the backends of that group
+// whose tags are given; the groups are independent:
+//
+//	stores:  clusterkeys.store.sqlite, clusterkeys.store.postgres
+//	custody: clusterkeys.keys.software, clusterkeys.keys.pkcs11, clusterkeys.keys.barbican
+//
+// For example -tags 'clusterkeys.store.postgres clusterkeys.keys.software'
+// links PostgreSQL and software custody only; that is what `make lambda`
+// and `make package` build by default (LAMBDA_BACKENDS in the Makefile),
+// as the SAM deployment uses them.
 package all
 
-import (
-	// Custody backends: --keys software, pkcs11, barbican.
-	_ "github.com/clusterkeys/clusterkeys/pkg/keys/barbican"
-	_ "github.com/clusterkeys/clusterkeys/pkg/keys/pkcs11"
-	_ "github.com/clusterkeys/clusterkeys/pkg/keys/software"
+import "github.com/clusterkeys/clusterkeys/pkg/config"
 
-	// Stores: --store sqlite:PATH, postgres://….
-	_ "github.com/clusterkeys/clusterkeys/pkg/store/postgres"
-	_ "github.com/clusterkeys/clusterkeys/pkg/store/sqlite"
-)
+// Backend is one backend this package can link, and the build tag that
+// chooses it.
+type Backend struct {
+	// Store is whether it is a store (--store) rather than key custody
+	// (--keys).
+	Store bool
+	// Name is its --keys value, or its registered name as a store.
+	Name string
+	// Prefixes start the --store values of a store.
+	Prefixes []string
+	// Tag is the build tag that chooses it.
+	Tag string
+	// Package is the package that implements it.
+	Package string
+}
+
+// Backends are every backend of clusterkeys, linked or not.
+var Backends = []Backend{
+	{Store: true, Name: "sqlite", Prefixes: []string{"sqlite:"}, Tag: "clusterkeys.store.sqlite", Package: "github.com/clusterkeys/clusterkeys/pkg/store/sqlite"},
+	{Store: true, Name: "postgres", Prefixes: []string{"postgres://", "postgresql://"}, Tag: "clusterkeys.store.postgres", Package: "github.com/clusterkeys/clusterkeys/pkg/store/postgres"},
+	{Name: "software", Tag: "clusterkeys.keys.software", Package: "github.com/clusterkeys/clusterkeys/pkg/keys/software"},
+	{Name: "pkcs11", Tag: "clusterkeys.keys.pkcs11", Package: "github.com/clusterkeys/clusterkeys/pkg/keys/pkcs11"},
+	{Name: "barbican", Tag: "clusterkeys.keys.barbican", Package: "github.com/clusterkeys/clusterkeys/pkg/keys/barbican"},
+}
+
+// lookup returns the backend called name, a store when store.
+func lookup(store bool, name string) Backend {
+	for _, b := range Backends {
+		if b.Store == store && b.Name == name {
+			return b
+		}
+	}
+	panic("backends/all: no backend " + name)
+}
+
+// unlinked is what config.RegisterUnlinked records of b.
+func (b Backend) unlinked() config.Unlinked {
+	return config.Unlinked{Store: b.Store, Name: b.Name, Prefixes: b.Prefixes, Tag: b.Tag}
+}
