@@ -36,6 +36,29 @@ func TestMigrations(t *testing.T) {
 		return n
 	}
 
+	t.Run("an instance starting on a migrated database takes no lock", func(t *testing.T) {
+		// A cold start pays one read, not a locked transaction: it opens
+		// while another session holds the migration lock.
+		dsn := newSchema(t)
+		first := openDSN(t, dsn)
+		conn, err := first.pool.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Release()
+		if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", int64(migrationLockKey)); err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Exec(ctx, "SELECT pg_advisory_unlock($1)", int64(migrationLockKey))
+		openCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		d, err := Open(openCtx, dsn)
+		if err != nil {
+			t.Fatalf("Open while the migration lock is held: %v", err)
+		}
+		d.Close()
+	})
+
 	t.Run("instances starting at once migrate once and all open", func(t *testing.T) {
 		dsn := newSchema(t)
 		const n = 8
