@@ -76,6 +76,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// One P and a larger GC target unless GOMAXPROCS or GOGC say otherwise
+	// (see kmsplugin.DefaultMaxProcs and DefaultGCPercent).
+	procs, gcPercent := kmsplugin.TuneRuntime(os.LookupEnv)
+	log.Info("kms runtime", "gomaxprocs", procs, "gc_percent", gcPercent)
 	opts.Registry = kmsplugin.NewRegistry()
 	b, err := backends.Open(ctx, cfg, log, opts.Registry)
 	if err != nil {

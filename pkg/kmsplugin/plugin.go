@@ -23,6 +23,10 @@ import (
 // a KMS ciphertext cannot be unwrapped as some other context.
 const AAD = "clusterkeys kms v2"
 
+// aad is AAD as bytes, made once: the conversion would allocate on every
+// call. Envelope implementations only read it.
+var aad = []byte(AAD)
+
 // APIVersion is the version the Status RPC reports; kube-apiserver requires "v2".
 const APIVersion = "v2"
 
@@ -170,7 +174,7 @@ func (p *Plugin) Encrypt(ctx context.Context, uid string, data []byte) (_ *servi
 	if len(data) > MaxPlaintextSize {
 		return nil, status.Errorf(codes.InvalidArgument, "encrypt: plaintext of %d bytes exceeds %d (KMS v2 encrypts a 32-byte seed)", len(data), MaxPlaintextSize)
 	}
-	ct, v, err := p.env.Wrap(ctx, p.key, data, []byte(AAD))
+	ct, v, err := p.env.Wrap(ctx, p.key, data, aad)
 	if err != nil {
 		p.forgetHealthy(err)
 		return nil, p.rpcError(ctx, "encrypt", uid, err)
@@ -197,7 +201,7 @@ func (p *Plugin) Decrypt(ctx context.Context, uid string, req *service.DecryptRe
 	if len(req.KeyID) > MaxKeyIDSize {
 		return nil, status.Errorf(codes.InvalidArgument, "decrypt: key_id of %d bytes exceeds %d", len(req.KeyID), MaxKeyIDSize)
 	}
-	pt, v, err := p.env.Unwrap(ctx, p.key, req.Ciphertext, []byte(AAD))
+	pt, v, err := p.env.Unwrap(ctx, p.key, req.Ciphertext, aad)
 	if err != nil {
 		p.forgetHealthy(err)
 		return nil, p.rpcError(ctx, "decrypt", uid, err)

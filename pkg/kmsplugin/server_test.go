@@ -104,6 +104,59 @@ func TestServer(t *testing.T) {
 			t.Fatal("plaintext differs after the round trip")
 		}
 	})
+	t.Run("should answer a call while every stream worker is held by a hung custody", func(t *testing.T) {
+		f := newFixture(t)
+		srv := serve(t, f.p, nil)
+		c := dial(t, srv.Path())
+		s := seed(t)
+		er, err := c.Encrypt(ctx, &kmsapi.EncryptRequest{Plaintext: s, Uid: "u1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hang := make(chan struct{})
+		f.env.setHang(hang)
+		released := false
+		release := func() {
+			if !released {
+				released = true
+				close(hang)
+			}
+		}
+		defer release()
+		wraps0, _ := f.env.counts()
+		held := kmsplugin.StreamWorkers + 2
+		errc := make(chan error, held)
+		for range held {
+			go func() {
+				_, err := c.Encrypt(ctx, &kmsapi.EncryptRequest{Plaintext: s, Uid: "held"})
+				errc <- err
+			}()
+		}
+		for {
+			if w, _ := f.env.counts(); w-wraps0 == held {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatal("the held Encrypt calls did not all reach custody")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		dctx, dcancel := context.WithTimeout(ctx, 5*time.Second)
+		defer dcancel()
+		dr, err := c.Decrypt(dctx, &kmsapi.DecryptRequest{Ciphertext: er.Ciphertext, KeyId: er.KeyId, Uid: "u2"})
+		if err != nil {
+			t.Fatalf("Decrypt while %d calls hold every worker: %v", held, err)
+		}
+		if !bytes.Equal(dr.Plaintext, s) {
+			t.Fatal("plaintext differs after the round trip")
+		}
+		release()
+		for range held {
+			if err := <-errc; err != nil {
+				t.Errorf("held Encrypt: %v", err)
+			}
+		}
+	})
 	t.Run("should fail the Status RPC while custody is down", func(t *testing.T) {
 		f := newFixture(t)
 		srv := serve(t, f.p, nil)

@@ -60,11 +60,12 @@ func serveKMSPeer(sock string) int {
 	return 0
 }
 
-// startKMSShim starts the built kmsshim binary as deployed with software
-// custody and SQLite in a fresh state directory, on a socket in sockDir.
-func startKMSShim(t *testing.T, bin, sockDir string) (*server, string) {
+// startKMSShim starts the kmsshim binary bin as deployed with software
+// custody and SQLite in a fresh state directory, on the socket name.sock in
+// sockDir.
+func startKMSShim(t *testing.T, bin, sockDir, name string) (*server, string) {
 	t.Helper()
-	sock := filepath.Join(sockDir, "shim.sock")
+	sock := filepath.Join(sockDir, name+".sock")
 	state := t.TempDir()
 	cmd := exec.Command(bin, "--listen", "unix://"+sock, "--key", "kubernetes-kms", "--keys", "software", "--state-dir", state)
 	s := &server{}
@@ -132,10 +133,22 @@ func kmsTargets(t *testing.T, srv *server, sock string) (enc, dec kmsTarget) {
 	return enc, dec
 }
 
+// envKMSShimBefore, when set, names another kmsshim binary (an earlier
+// build) that TestVersusKMSPlugin runs beside the built one, in the same
+// rounds, and compares in a table of its own.
+const envKMSShimBefore = "CLUSTERKEYS_KMS_SHIM_BEFORE"
+
+// kmsWarmup is how long each plugin is driven, untimed, before the first
+// round of each operation and caller count, so that the first plugin of a
+// round does not pay for what changed since the previous configuration.
+const kmsWarmup = 500 * time.Millisecond
+
 // TestVersusKMSPlugin is the KMS side-by-side of issue 13: the built
 // kmsshim (software custody, SQLite) against the minimal AES-GCM plugin,
 // each in its own process on a unix socket, Encrypt and Decrypt at 1 and 8
-// callers in alternating rounds.
+// callers in rounds whose order rotates, so that each plugin goes first
+// equally often over a multiple of the number of plugins.
+// CLUSTERKEYS_KMS_SHIM_BEFORE adds an earlier kmsshim build to the rounds.
 func TestVersusKMSPlugin(t *testing.T) {
 	set := readSettings(t)
 	bin := os.Getenv("CLUSTERKEYS_BIN")
@@ -148,40 +161,78 @@ func TestVersusKMSPlugin(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
-	shim, shimSock := startKMSShim(t, filepath.Join(bin, "kmsshim"), sockDir)
+	shim, shimSock := startKMSShim(t, filepath.Join(bin, "kmsshim"), sockDir, "shim")
 	peer, peerSock := startKMSPeer(t, sockDir)
 	shimEnc, shimDec := kmsTargets(t, shim, shimSock)
 	peerEnc, peerDec := kmsTargets(t, peer, peerSock)
+	var beforeEnc, beforeDec kmsTarget
+	before := os.Getenv(envKMSShimBefore)
+	if before != "" {
+		b, sock := startKMSShim(t, before, sockDir, "before")
+		beforeEnc, beforeDec = kmsTargets(t, b, sock)
+	}
 
-	var pairs []pairResult
+	var pairs, vsBefore []pairResult
 	for _, p := range []struct {
-		op         string
-		shim, peer kmsTarget
-	}{{"Encrypt", shimEnc, peerEnc}, {"Decrypt", shimDec, peerDec}} {
+		op                 string
+		shim, peer, before kmsTarget
+	}{{"Encrypt", shimEnc, peerEnc, beforeEnc}, {"Decrypt", shimDec, peerDec, beforeDec}} {
 		for _, c := range kmsCallers {
 			pr := pairResult{op: p.op, clients: c}
+			var old sample
+			runs := []func(time.Duration, bool){
+				func(d time.Duration, timed bool) { keep(&pr.ck, timed, closedLoop(p.shim.srv, c, d, p.shim.call)) },
+				func(d time.Duration, timed bool) { keep(&pr.cf, timed, closedLoop(p.peer.srv, c, d, p.peer.call)) },
+			}
+			if before != "" {
+				runs = append(runs, func(d time.Duration, timed bool) { keep(&old, timed, closedLoop(p.before.srv, c, d, p.before.call)) })
+			}
+			for _, run := range runs {
+				run(min(kmsWarmup, set.round), false)
+			}
 			for round := range set.rounds {
-				shimRun := func() { pr.ck.add(closedLoop(p.shim.srv, c, set.round, p.shim.call)) }
-				peerRun := func() { pr.cf.add(closedLoop(p.peer.srv, c, set.round, p.peer.call)) }
-				if round%2 == 0 {
-					shimRun()
-					peerRun()
-				} else {
-					peerRun()
-					shimRun()
+				for i := range runs {
+					runs[(round+i)%len(runs)](set.round, true)
 				}
 			}
 			t.Logf("%-8s %d callers: shim %s | plugin %s | ratio %.2f, p50 %+.0f µs",
 				p.op, c, pr.ck.summary(), pr.cf.summary(), pr.ratio(), p50Delta(pr))
 			pairs = append(pairs, pr)
+			if before != "" {
+				vb := pairResult{op: p.op, clients: c, ck: pr.ck, cf: old}
+				t.Logf("%-8s %d callers: shim %s | shim before %s | ratio %.2f, p50 %+.0f µs",
+					p.op, c, vb.ck.summary(), vb.cf.summary(), vb.ratio(), p50Delta(vb))
+				vsBefore = append(vsBefore, vb)
+			}
 		}
 	}
 	addSection("kms", kmsMarkdown(pairs, set, load))
-	for _, pr := range pairs {
+	if before != "" {
+		fmt.Println(kmsBeforeMarkdown(vsBefore, before))
+	}
+	for _, pr := range append(pairs, vsBefore...) {
 		if pr.ck.errors > 0 || pr.cf.errors > 0 {
-			t.Errorf("%s at %d callers: %d shim and %d plugin calls failed", pr.op, pr.clients, pr.ck.errors, pr.cf.errors)
+			t.Errorf("%s at %d callers: %d and %d calls failed", pr.op, pr.clients, pr.ck.errors, pr.cf.errors)
 		}
 	}
+}
+
+// keep adds o to s when the run was timed.
+func keep(s *sample, timed bool, o sample) {
+	if timed {
+		s.add(o)
+	}
+}
+
+// kmsBeforeMarkdown is the table of the built shim beside an earlier build
+// (printed, not written to BENCHMARKS.md).
+func kmsBeforeMarkdown(pairs []pairResult, before string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "## KMS v2: the shim beside an earlier build (%s)\n\n", before)
+	b.WriteString("| operation | callers | shim calls/s | p50 | p99 | CPU/call | before calls/s | p50 | p99 | CPU/call | ratio (calls/s) | p50 shim − before |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	writePairRows(&b, pairs, us, func(p pairResult) string { return fmt.Sprintf("%+.0f µs", p50Delta(p)) })
+	return b.String()
 }
 
 // p50Delta is the shim's p50 minus the plugin's, in µs.
@@ -199,7 +250,7 @@ func kmsMarkdown(pairs []pairResult, set settings, load string) string {
 	b.WriteString("plugin: one gRPC call and one in-memory AES-256-GCM operation, a fixed key_id, nothing\n")
 	b.WriteString("stored). Each runs in its own process on a unix socket and is driven by kube-apiserver's own\n")
 	b.WriteString("KMS v2 gRPC client (one connection shared by the callers, as in kube-apiserver), closed loop,\n")
-	b.WriteString("a 32-byte seed, rounds alternating between the two.\n\n")
+	b.WriteString("a 32-byte seed, rounds whose order alternates between the two, after an untimed warm-up of each.\n\n")
 	b.WriteString(machineLines(load))
 	fmt.Fprintf(&b, "- rounds: %d × %s per plugin, operation and caller count\n\n", set.rounds, set.round)
 	b.WriteString("| operation | callers | shim calls/s | p50 | p99 | CPU/call | plugin calls/s | p50 | p99 | CPU/call | ratio (calls/s) | p50 shim − plugin |\n")

@@ -13,6 +13,7 @@ import (
 	kmsservice "k8s.io/kms/pkg/service"
 
 	"github.com/clusterkeys/clusterkeys/pkg/backends"
+	_ "github.com/clusterkeys/clusterkeys/pkg/backends/all" // software custody and the SQLite store, as kmsshim links them
 	"github.com/clusterkeys/clusterkeys/pkg/config"
 	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
 	"github.com/clusterkeys/clusterkeys/pkg/kmsplugin"
