@@ -294,6 +294,9 @@ func (d *DB) Certificates(ctx context.Context, q store.CertificateQuery) ([]stor
 	if err != nil {
 		return nil, fmt.Errorf("list certificates of cluster %q: %w", q.Cluster, err)
 	}
+	if q.Status == store.StatusValid || q.Status == store.StatusExpired {
+		d.markBacklog(ctx, q.Cluster, q.Now)
+	}
 	var certs []store.IssuedCertificate
 	err = d.query(ctx, func() { certs = make([]store.IssuedCertificate, 0, min(q.Limit, 1024)) }, func(rows pgx.Rows) error {
 		c := store.IssuedCertificate{Cluster: q.Cluster}
@@ -314,11 +317,16 @@ func (d *DB) Certificates(ctx context.Context, q store.CertificateQuery) ([]stor
 // selection and order as SQLite's, with issued_at NULLS LAST (where SQLite
 // sorts NULL) and serials in byte order (the column is COLLATE "C").
 //
-// As on SQLite, the status filters valid and expired are two arms of a
-// UNION ALL: the certificates never revoked, newest first through
-// issued_certificates_unrevoked_key, and those whose revocation is still
-// ahead, found by its time (migration 0007); neither reads the revoked
-// history of retired generations.
+// As on SQLite, the status filters valid and expired are arms of a UNION
+// ALL (migrations 0007 and 0008): the never revoked whose lapsed mark
+// agrees with the status, newest first through
+// issued_certificates_live_key; those whose mark disagrees (few while the
+// marks keep up), found by not_after through
+// issued_certificates_live_expiry; and those whose revocation is still
+// ahead, found by its time. None reads the revoked history of retired
+// generations, nor an expired page the certificates still valid. Every arm
+// tests not_after against q.Now: the mark says where a row is looked for,
+// never whether it matches.
 func certificatesSQL(q store.CertificateQuery) (string, []any, error) {
 	if err := store.CheckCertificateQuery(q); err != nil {
 		return "", nil, err
@@ -349,17 +357,23 @@ func certificatesSQL(q store.CertificateQuery) (string, []any, error) {
 		// The same rules as the listing's status: revoked once revoked_at
 		// has passed, else expired once not_after has passed (a NULL
 		// not_after is the zero time, long past), else valid.
-		var expiry string
 		switch q.Status {
 		case store.StatusRevoked:
 			arms = []string{" AND revoked_at <= " + now}
 		case store.StatusExpired:
-			expiry = " AND (not_after IS NULL OR not_after <= " + now + ")"
+			expired := " AND (not_after IS NULL OR not_after <= " + now + ")"
+			arms = []string{
+				" AND revoked_at IS NULL AND lapsed" + expired,
+				" AND " + unmarkedExpiry + " <= " + now,
+				" AND revoked_at > " + now + expired,
+			}
 		case store.StatusValid:
-			expiry = " AND not_after > " + now
-		}
-		if expiry != "" {
-			arms = []string{" AND revoked_at IS NULL" + expiry, " AND revoked_at > " + now + expiry}
+			valid := " AND not_after > " + now
+			arms = []string{
+				" AND revoked_at IS NULL AND NOT lapsed" + valid,
+				" AND " + lapsedExpiry + " > " + now,
+				" AND revoked_at > " + now + valid,
+			}
 		}
 	}
 	const columns = `SELECT serial, generation, subject, profile, user_name, project,

@@ -1,0 +1,77 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/clusterkeys/clusterkeys/pkg/store"
+)
+
+// The expressions of migration 0008's indexes, as the listing and the
+// marking test them: unmarkedExpiry <= now holds for the never-revoked
+// rows expired at now and not marked lapsed; lapsedExpiry > now for those
+// marked and still valid at now.
+const (
+	unmarkedExpiry = "(CASE WHEN revoked_at IS NULL AND NOT lapsed THEN coalesce(not_after, '-infinity'::timestamptz) END)"
+	lapsedExpiry   = "(CASE WHEN revoked_at IS NULL AND lapsed THEN not_after END)"
+)
+
+// MarkExpired marks lapsed every never-revoked certificate of cluster
+// that has expired at now and is not marked yet, in transactions of at
+// most store.LapseBatch rows, and returns how many it marked. It is
+// idempotent, and safe beside other instances marking the same rows (each
+// skips the rows another has locked, so none waits or deadlocks) and
+// beside any listing: the marks only say where a listing by status looks
+// for a row (migration 0008). After a large backlog it analyzes the table,
+// so that the planner sees the marks before autovacuum would. A listing by
+// status calls it when it finds a backlog; it may also be run by anything
+// that sweeps.
+func (d *DB) MarkExpired(ctx context.Context, cluster string, now time.Time) (int, error) {
+	if now.IsZero() || checkTimes(now) != nil {
+		return 0, fmt.Errorf("mark the expired certificates of cluster %q: invalid instant %v", cluster, now)
+	}
+	total := 0
+	for {
+		var n int64
+		err := d.write(ctx, func(tx pgx.Tx) error {
+			tag, err := tx.Exec(ctx, `UPDATE issued_certificates SET lapsed = true
+				WHERE id IN (SELECT id FROM issued_certificates WHERE cluster = $1 AND `+unmarkedExpiry+` <= $2
+					LIMIT $3 FOR UPDATE SKIP LOCKED)`, cluster, ts(now), store.LapseBatch)
+			if err != nil {
+				return d.wrap(err, "mark the expired certificates of cluster %q", cluster)
+			}
+			n = tag.RowsAffected()
+			return nil
+		})
+		if err != nil {
+			return total, err
+		}
+		total += int(n)
+		if n < store.LapseBatch {
+			break
+		}
+	}
+	if total >= store.LapseBatch {
+		if _, err := d.pool.Exec(ctx, "ANALYZE issued_certificates"); err != nil {
+			return total, d.wrap(err, "analyze the certificates after marking")
+		}
+	}
+	return total, nil
+}
+
+// markBacklog marks the expired certificates of cluster at now when a
+// listing would otherwise sort at least store.LapseBacklog of them. A
+// failure only leaves the listing slower, never wrong, so it is not the
+// listing's error: the listing that follows reports a store that fails.
+func (d *DB) markBacklog(ctx context.Context, cluster string, now time.Time) {
+	var n int
+	if err := d.queryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM issued_certificates
+		WHERE cluster = $1 AND `+unmarkedExpiry+` <= $2 LIMIT $3) backlog`,
+		[]any{cluster, ts(now), store.LapseBacklog}, &n); err != nil || n < store.LapseBacklog {
+		return
+	}
+	_, _ = d.MarkExpired(ctx, cluster, now)
+}
