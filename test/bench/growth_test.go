@@ -43,6 +43,21 @@ func growthSettings(t *testing.T) (sizes []int, generations int) {
 	return sizes, generations
 }
 
+// growthStore reports whether TestRegistryGrowth measures store (sqlite,
+// postgres): every store unless CLUSTERKEYS_GROWTH_STORES lists some.
+func growthStore(store string) bool {
+	v := os.Getenv("CLUSTERKEYS_GROWTH_STORES")
+	if v == "" {
+		return true
+	}
+	for f := range strings.SplitSeq(v, ",") {
+		if strings.TrimSpace(f) == store {
+			return true
+		}
+	}
+	return false
+}
+
 // pageBaseline is the size of the cluster whose audit pages the others
 // are compared with: every filter fills its first page of 100.
 const pageBaseline = 300
@@ -69,6 +84,9 @@ func TestRegistryGrowth(t *testing.T) {
 	fx := newFixtures(t, t.TempDir())
 	var md strings.Builder
 	t.Run("SQLite", func(t *testing.T) {
+		if !growthStore("sqlite") {
+			t.Skip("CLUSTERKEYS_GROWTH_STORES leaves SQLite out")
+		}
 		ck := startLocalrun(t, filepath.Join(bin, "localrun"), false)
 		db, err := sql.Open("sqlite", filepath.Join(ck.dir, "clusterkeys.db")+"?_pragma=busy_timeout(30000)&_pragma=synchronous(OFF)&_pragma=cache_size(-262144)&_txlock=immediate")
 		if err != nil {
@@ -81,6 +99,9 @@ func TestRegistryGrowth(t *testing.T) {
 		md.WriteString(growthTable("SQLite", rows))
 	})
 	t.Run("PostgreSQL", func(t *testing.T) {
+		if !growthStore("postgres") {
+			t.Skip("CLUSTERKEYS_GROWTH_STORES leaves PostgreSQL out")
+		}
 		dsn, ok := startPostgres(t)
 		if !ok {
 			md.WriteString("\nPostgreSQL: not measured (no PostgreSQL server here; test/scripts/postgres.sh install).\n")

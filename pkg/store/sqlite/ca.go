@@ -263,6 +263,7 @@ func (d *DB) Certificates(ctx context.Context, q store.CertificateQuery) ([]stor
 // The indexes the arms of a status listing read (migrations 0007 and
 // 0008).
 const (
+	revokedKey   = "issued_certificates_revoked_key"
 	liveKey      = "issued_certificates_live_key"
 	liveExpiry   = "issued_certificates_live_expiry"
 	byRevocation = "issued_certificates_by_revocation"
@@ -315,16 +316,26 @@ func certificatesSQL(q store.CertificateQuery) (string, []any, error) {
 		// is most of the cluster.
 		index string
 	}
+	// The arm walked in listing order reads live_key, unless another
+	// filter has its own index: SQLite would rather read the rows valid by
+	// not_after, and sort them all.
+	walk := ""
+	if q.User == "" && q.Serial == "" && q.Generation == 0 {
+		walk = liveKey
+	}
 	arms := []arm{{}}
+	if walk != "" {
+		// The whole registry, merged from the three indexes that hold it
+		// in listing order (migration 0008 dropped by_key, one index less
+		// for every sign to write).
+		arms = []arm{
+			{" AND revoked_at IS NOT NULL", nil, revokedKey},
+			{" AND revoked_at IS NULL AND lapsed = 0", nil, liveKey},
+			{" AND revoked_at IS NULL AND lapsed = 1", nil, liveKey},
+		}
+	}
 	if q.Status != "" {
 		now := formatTime(q.Now)
-		// The arm walked in listing order reads live_key, unless another
-		// filter has its own index: SQLite would rather read the rows
-		// valid by not_after, and sort them all.
-		walk := ""
-		if q.User == "" && q.Serial == "" && q.Generation == 0 {
-			walk = liveKey
-		}
 		// The same rules as the listing's status: revoked once revoked_at
 		// has passed, else expired once not_after has passed (a NULL
 		// not_after is the zero time, long past), else valid.

@@ -16,18 +16,20 @@ import (
 // certificates of varied users, generations and validity, plus cluster
 // "other" with a few certificates that no query of "c" may return.
 type registryFixture struct {
-	d     Store
-	now   time.Time
-	certs []store.IssuedCertificate // as stored, in the order recorded
+	d Store
+	// another opens a second handle on the same database.
+	another func() Store
+	now     time.Time
+	certs   []store.IssuedCertificate // as stored, in the order recorded
 }
 
 func newRegistryFixture(t *testing.T, newStore NewStore, n int) *registryFixture {
 	t.Helper()
 	ctx := context.Background()
-	d, _ := newStore(t)
+	d, another := newStore(t)
 	CreateCluster(t, d, "c")
 	CreateCluster(t, d, "other")
-	f := &registryFixture{d: d, now: T0.Add(1000 * time.Hour)}
+	f := &registryFixture{d: d, another: another, now: T0.Add(1000 * time.Hour)}
 	record := func(ic store.IssuedCertificate) {
 		t.Helper()
 		if err := d.RecordCertificate(ctx, ic); err != nil {
