@@ -25,8 +25,9 @@ const (
 // idempotent, and safe beside other instances marking the same rows (each
 // skips the rows another has locked, so none waits or deadlocks) and
 // beside any listing: the marks only say where a listing by status looks
-// for a row (migration 0008). After a large backlog it analyzes the table,
-// so that the planner sees the marks before autovacuum would. A listing by
+// for a row (migration 0008). When it marked a tenth of the table or more
+// (a registry migrated to 0008 or bulk-loaded), it analyzes the table, so
+// that the planner sees the marks before autovacuum would. A listing by
 // status calls it when it finds a backlog; it may also be run by anything
 // that sweeps.
 func (d *DB) MarkExpired(ctx context.Context, cluster string, now time.Time) (int, error) {
@@ -54,9 +55,18 @@ func (d *DB) MarkExpired(ctx context.Context, cluster string, now time.Time) (in
 			break
 		}
 	}
-	if total >= store.LapseBatch {
+	if total == 0 {
+		return 0, nil
+	}
+	// As autovacuum would once a tenth of the table changed, but before
+	// the listing that follows is planned with the old statistics.
+	var tuples float64
+	if err := d.queryRow(ctx, "SELECT reltuples FROM pg_class WHERE oid = 'issued_certificates'::regclass", nil, &tuples); err != nil {
+		return total, d.wrap(err, "read the size of the registry after marking")
+	}
+	if float64(total)*10 >= tuples {
 		if _, err := d.pool.Exec(ctx, "ANALYZE issued_certificates"); err != nil {
-			return total, d.wrap(err, "analyze the certificates after marking")
+			return total, d.wrap(err, "analyze the registry after marking")
 		}
 	}
 	return total, nil
