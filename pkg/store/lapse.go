@@ -1,5 +1,10 @@
 package store
 
+import (
+	"sync"
+	"time"
+)
+
 // How the stores keep a certificate's expiry materialised (the lapsed
 // mark of migration 0008): see MarkExpired in each store.
 //
@@ -8,7 +13,9 @@ package store
 // instant by not_after, and sorts them; the rest it walks in listing
 // order. Both stay about a page while the marks keep up, so a listing by
 // status that finds at least LapseBacklog expired certificates not yet
-// marked marks them first, in transactions of at most LapseBatch rows.
+// marked marks them first, in transactions of at most LapseBatch rows; a
+// store handle looks for that backlog at most every LapseProbeEvery per
+// cluster.
 // The marks only say where a listing looks for a row, never whether it
 // matches, so a listing is exact whatever is marked, whoever marked it and
 // whatever its clock.
@@ -21,3 +28,34 @@ const (
 	// long time) never holds the write lock for long.
 	LapseBatch = 10000
 )
+
+// LapseProbeEvery is how often, at most, one store handle looks for a
+// cluster's backlog of expired certificates not yet marked: a listing by
+// status between two looks reads the few that expired meanwhile by
+// not_after, as it reads any it finds.
+const LapseProbeEvery = time.Second
+
+// LapseProbes says when a store handle looks for a cluster's backlog
+// again. It is an in-process hint only: every instance keeps its own, and
+// a listing is exact whether or not it looked. The zero value is ready to
+// use.
+type LapseProbes struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+// Due reports whether the backlog of cluster is to be looked for now, and
+// if so records that it is.
+func (p *LapseProbes) Due(cluster string) bool {
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if last, ok := p.last[cluster]; ok && now.Sub(last) < LapseProbeEvery {
+		return false
+	}
+	if p.last == nil {
+		p.last = map[string]time.Time{}
+	}
+	p.last[cluster] = now
+	return true
+}

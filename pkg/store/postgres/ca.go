@@ -352,12 +352,6 @@ func certificatesSQL(q store.CertificateQuery) (string, []any, error) {
 		shared += " AND (issued_at, serial) < (" + arg(ts(k.IssuedAt)) + ", " + arg(k.Serial) + ")"
 	}
 	arms := []string{""}
-	if q.User == "" && q.Serial == "" && q.Generation == 0 {
-		// The whole registry, merged from the three indexes that hold it
-		// in listing order (migration 0008 dropped by_key, one index less
-		// for every sign to write).
-		arms = []string{" AND revoked_at IS NOT NULL", " AND revoked_at IS NULL AND NOT lapsed", " AND revoked_at IS NULL AND lapsed"}
-	}
 	if q.Status != "" {
 		now := arg(ts(q.Now))
 		// The same rules as the listing's status: revoked once revoked_at

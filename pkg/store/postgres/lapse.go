@@ -73,10 +73,14 @@ func (d *DB) MarkExpired(ctx context.Context, cluster string, now time.Time) (in
 }
 
 // markBacklog marks the expired certificates of cluster at now when a
-// listing would otherwise sort at least store.LapseBacklog of them. A
+// listing would otherwise sort at least store.LapseBacklog of them; it
+// looks at most every store.LapseProbeEvery per cluster. A
 // failure only leaves the listing slower, never wrong, so it is not the
 // listing's error: the listing that follows reports a store that fails.
 func (d *DB) markBacklog(ctx context.Context, cluster string, now time.Time) {
+	if !d.probes.Due(cluster) {
+		return
+	}
 	var n int
 	if err := d.queryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM issued_certificates
 		WHERE cluster = $1 AND `+unmarkedExpiry+` <= $2 LIMIT $3) backlog`,

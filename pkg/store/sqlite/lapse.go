@@ -55,10 +55,14 @@ func (d *DB) MarkExpired(ctx context.Context, cluster string, now time.Time) (in
 }
 
 // markBacklog marks the expired certificates of cluster at now when a
-// listing would otherwise sort at least store.LapseBacklog of them. A
+// listing would otherwise sort at least store.LapseBacklog of them; it
+// looks at most every store.LapseProbeEvery per cluster. A
 // failure only leaves the listing slower, never wrong, so it is not the
 // listing's error: the listing that follows reports a store that fails.
 func (d *DB) markBacklog(ctx context.Context, cluster string, now time.Time) {
+	if !d.probes.Due(cluster) {
+		return
+	}
 	var n int
 	if err := d.db.QueryRowContext(ctx, `SELECT count(*) FROM (`+unmarkedExpiredSQL+`)`,
 		cluster, formatTime(now), store.LapseBacklog).Scan(&n); err != nil || n < store.LapseBacklog {
