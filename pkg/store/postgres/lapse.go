@@ -26,8 +26,8 @@ const (
 // skips the rows another has locked, so none waits or deadlocks) and
 // beside any listing: the marks only say where a listing by status looks
 // for a row (migration 0008). When it marked a tenth of the table or more
-// (a registry migrated to 0008 or bulk-loaded), it analyzes the table, so
-// that the planner sees the marks before autovacuum would. A listing by
+// (a registry migrated to 0008 or bulk-loaded), it vacuums and analyzes
+// the table, as autovacuum would a little later. A listing by
 // status calls it when it finds a backlog; it may also be run by anything
 // that sweeps.
 func (d *DB) MarkExpired(ctx context.Context, cluster string, now time.Time) (int, error) {
@@ -59,14 +59,17 @@ func (d *DB) MarkExpired(ctx context.Context, cluster string, now time.Time) (in
 		return 0, nil
 	}
 	// As autovacuum would once a tenth of the table changed, but before
-	// the listing that follows is planned with the old statistics.
+	// the listing that follows: the planner sees the marks, and the index
+	// of the unmarked expired loses the entries of the row versions the
+	// marking replaced (until then a listing skips them, a page of the
+	// index per hundred).
 	var tuples float64
 	if err := d.queryRow(ctx, "SELECT reltuples FROM pg_class WHERE oid = 'issued_certificates'::regclass", nil, &tuples); err != nil {
 		return total, d.wrap(err, "read the size of the registry after marking")
 	}
 	if float64(total)*10 >= tuples {
-		if _, err := d.pool.Exec(ctx, "ANALYZE issued_certificates"); err != nil {
-			return total, d.wrap(err, "analyze the registry after marking")
+		if _, err := d.pool.Exec(ctx, "VACUUM (ANALYZE) issued_certificates"); err != nil {
+			return total, d.wrap(err, "vacuum the registry after marking")
 		}
 	}
 	return total, nil
