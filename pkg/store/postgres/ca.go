@@ -321,8 +321,10 @@ func (d *DB) Certificates(ctx context.Context, q store.CertificateQuery) ([]stor
 // ALL (migrations 0007 and 0008): the never revoked whose lapsed mark
 // agrees with the status, newest first through
 // issued_certificates_live_key; those whose mark disagrees (few while the
-// marks keep up), found by not_after through
-// issued_certificates_live_expiry; and those whose revocation is still
+// marks keep up), found by not_after through the expression indexes
+// issued_certificates_unmarked_expiry and issued_certificates_lapsed_expiry
+// (whose statistics tell the planner they are few); and those whose
+// revocation is still
 // ahead, found by its time. None reads the revoked history of retired
 // generations, nor an expired page the certificates still valid. Every arm
 // tests not_after against q.Now: the mark says where a row is looked for,

@@ -260,8 +260,8 @@ func (d *DB) Certificates(ctx context.Context, q store.CertificateQuery) ([]stor
 	return certs, nil
 }
 
-// The indexes the arms of a status listing read (migrations 0007 and
-// 0008).
+// The indexes the arms of a listing are told to read (migrations 0003,
+// 0007 and 0008).
 const (
 	revokedKey   = "issued_certificates_revoked_key"
 	liveKey      = "issued_certificates_live_key"
