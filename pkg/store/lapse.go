@@ -25,8 +25,10 @@ const (
 	LapseBacklog = 64
 	// LapseBatch is the most rows one marking transaction updates, so that
 	// a large backlog (a registry migrated to 0008, or one not listed for a
-	// long time) never holds the write lock for long.
-	LapseBatch = 10000
+	// long time) never holds the write lock for long: signs recorded
+	// meanwhile commit between two batches (on SQLite, tens of
+	// milliseconds apart).
+	LapseBatch = 2000
 )
 
 // LapseProbeEvery is how often, at most, one store handle looks for a
