@@ -37,27 +37,51 @@ const (
 // not_after, as it reads any it finds.
 const LapseProbeEvery = time.Second
 
+// LapseBudget bounds the marking one listing does before it lists, so that
+// a large backlog never holds a listing near its deadline: the marking
+// goes on at the next look. Until the backlog is marked, listings read the
+// unmarked expired as before migration 0008, walking in listing order.
+const LapseBudget = time.Second
+
 // LapseProbes says when a store handle looks for a cluster's backlog
-// again. It is an in-process hint only: every instance keeps its own, and
-// a listing is exact whether or not it looked. The zero value is ready to
-// use.
+// again, and remembers whether the last look left a large backlog. It is
+// an in-process hint only: every instance keeps its own, and a listing is
+// exact whether or not it looked, and whatever it remembers. The zero
+// value is ready to use.
 type LapseProbes struct {
 	mu   sync.Mutex
-	last map[string]time.Time
+	last map[string]lapseLook
 }
 
-// Due reports whether the backlog of cluster is to be looked for now, and
-// if so records that it is.
-func (p *LapseProbes) Due(cluster string) bool {
+type lapseLook struct {
+	at    time.Time
+	large bool
+}
+
+// Due reports whether the backlog of cluster is to be looked for now (and
+// if so records that it is), and whether the last look left it large.
+func (p *LapseProbes) Due(cluster string) (due, large bool) {
 	now := time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if last, ok := p.last[cluster]; ok && now.Sub(last) < LapseProbeEvery {
-		return false
+	last, ok := p.last[cluster]
+	if ok && now.Sub(last.at) < LapseProbeEvery {
+		return false, last.large
 	}
 	if p.last == nil {
-		p.last = map[string]time.Time{}
+		p.last = map[string]lapseLook{}
 	}
-	p.last[cluster] = now
-	return true
+	p.last[cluster] = lapseLook{at: now, large: last.large}
+	return true, last.large
+}
+
+// Looked records whether the look that Due allowed left the backlog of
+// cluster large.
+func (p *LapseProbes) Looked(cluster string, large bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if l, ok := p.last[cluster]; ok {
+		l.large = large
+		p.last[cluster] = l
+	}
 }

@@ -290,12 +290,22 @@ func certificateArgs(c store.IssuedCertificate) []any {
 // position are applied in SQL, through the indexes of migration 0003, so a
 // page costs about what it returns, whatever the size of the registry.
 func (d *DB) Certificates(ctx context.Context, q store.CertificateQuery) ([]store.IssuedCertificate, error) {
-	query, args, err := certificatesSQL(q)
-	if err != nil {
+	if err := store.CheckCertificateQuery(q); err != nil {
 		return nil, fmt.Errorf("list certificates of cluster %q: %w", q.Cluster, err)
 	}
+	backlog := false
 	if q.Status == store.StatusValid || q.Status == store.StatusExpired {
-		d.markBacklog(ctx, q.Cluster, q.Now)
+		backlog = d.markBacklog(ctx, q.Cluster, q.Now)
+	}
+	return d.certificates(ctx, q, backlog)
+}
+
+// certificates is Certificates once the backlog is known (see
+// certificatesSQL).
+func (d *DB) certificates(ctx context.Context, q store.CertificateQuery, backlog bool) ([]store.IssuedCertificate, error) {
+	query, args, err := certificatesSQL(q, backlog)
+	if err != nil {
+		return nil, fmt.Errorf("list certificates of cluster %q: %w", q.Cluster, err)
 	}
 	var certs []store.IssuedCertificate
 	err = d.query(ctx, func() { certs = make([]store.IssuedCertificate, 0, min(q.Limit, 1024)) }, func(rows pgx.Rows) error {
@@ -328,8 +338,11 @@ func (d *DB) Certificates(ctx context.Context, q store.CertificateQuery) ([]stor
 // ahead, found by its time. None reads the revoked history of retired
 // generations, nor an expired page the certificates still valid. Every arm
 // tests not_after against q.Now: the mark says where a row is looked for,
-// never whether it matches.
-func certificatesSQL(q store.CertificateQuery) (string, []any, error) {
+// never whether it matches. With backlog (a large backlog of expired rows
+// not marked yet, see markBacklog) the unmarked expired are selected by
+// their columns, which the planner walks in listing order, as before
+// migration 0008.
+func certificatesSQL(q store.CertificateQuery, backlog bool) (string, []any, error) {
 	if err := store.CheckCertificateQuery(q); err != nil {
 		return "", nil, err
 	}
@@ -364,9 +377,13 @@ func certificatesSQL(q store.CertificateQuery) (string, []any, error) {
 			arms = []string{" AND revoked_at <= " + now}
 		case store.StatusExpired:
 			expired := " AND (not_after IS NULL OR not_after <= " + now + ")"
+			unmarked := " AND " + unmarkedExpiry + " <= " + now
+			if backlog {
+				unmarked = " AND revoked_at IS NULL AND NOT lapsed" + expired
+			}
 			arms = []string{
 				" AND revoked_at IS NULL AND lapsed" + expired,
-				" AND " + unmarkedExpiry + " <= " + now,
+				unmarked,
 				" AND revoked_at > " + now + expired,
 			}
 		case store.StatusValid:

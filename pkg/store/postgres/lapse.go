@@ -31,11 +31,17 @@ const (
 // status calls it when it finds a backlog; it may also be run by anything
 // that sweeps.
 func (d *DB) MarkExpired(ctx context.Context, cluster string, now time.Time) (int, error) {
+	n, _, err := d.markExpired(ctx, cluster, now, time.Time{})
+	return n, err
+}
+
+// markExpired is MarkExpired, stopping after the batch that ends past
+// deadline (unless zero); done reports that no backlog is left.
+func (d *DB) markExpired(ctx context.Context, cluster string, now, deadline time.Time) (total int, done bool, err error) {
 	if now.IsZero() || checkTimes(now) != nil {
-		return 0, fmt.Errorf("mark the expired certificates of cluster %q: invalid instant %v", cluster, now)
+		return 0, false, fmt.Errorf("mark the expired certificates of cluster %q: invalid instant %v", cluster, now)
 	}
-	total := 0
-	for {
+	for !done {
 		var n int64
 		err := d.write(ctx, func(tx pgx.Tx) error {
 			tag, err := tx.Exec(ctx, `UPDATE issued_certificates SET lapsed = true
@@ -48,15 +54,16 @@ func (d *DB) MarkExpired(ctx context.Context, cluster string, now time.Time) (in
 			return nil
 		})
 		if err != nil {
-			return total, err
+			return total, false, err
 		}
 		total += int(n)
-		if n < store.LapseBatch {
+		done = n < store.LapseBatch
+		if !done && !deadline.IsZero() && time.Now().After(deadline) {
 			break
 		}
 	}
 	if total == 0 {
-		return 0, nil
+		return 0, done, nil
 	}
 	// As autovacuum would once a tenth of the table changed, but before
 	// the listing that follows: the planner sees the marks, and the index
@@ -65,30 +72,40 @@ func (d *DB) MarkExpired(ctx context.Context, cluster string, now time.Time) (in
 	// index per hundred).
 	var tuples float64
 	if err := d.queryRow(ctx, "SELECT reltuples FROM pg_class WHERE oid = 'issued_certificates'::regclass", nil, &tuples); err != nil {
-		return total, d.wrap(err, "read the size of the registry after marking")
+		return total, done, d.wrap(err, "read the size of the registry after marking")
 	}
-	if float64(total)*10 >= tuples {
+	if done && float64(total)*10 >= tuples {
 		if _, err := d.pool.Exec(ctx, "VACUUM (ANALYZE) issued_certificates"); err != nil {
-			return total, d.wrap(err, "vacuum the registry after marking")
+			return total, done, d.wrap(err, "vacuum the registry after marking")
 		}
 	}
-	return total, nil
+	return total, done, nil
 }
 
-// markBacklog marks the expired certificates of cluster at now when a
-// listing would otherwise sort at least store.LapseBacklog of them; it
-// looks at most every store.LapseProbeEvery per cluster. A
-// failure only leaves the listing slower, never wrong, so it is not the
-// listing's error: the listing that follows reports a store that fails.
-func (d *DB) markBacklog(ctx context.Context, cluster string, now time.Time) {
-	if !d.probes.Due(cluster) {
-		return
+// markBacklog marks the expired certificates of cluster at now, for at
+// most store.LapseBudget, when a listing would otherwise sort at least
+// store.LapseBacklog of them; it looks at most every
+// store.LapseProbeEvery per cluster. It reports whether a large backlog is
+// left (as far as this handle knows), which the listing then walks instead
+// of sorting. A failure only leaves the listing slower, never wrong, so it
+// is not the listing's error: the listing that follows reports a store
+// that fails.
+func (d *DB) markBacklog(ctx context.Context, cluster string, now time.Time) (large bool) {
+	due, large := d.probes.Due(cluster)
+	if !due {
+		return large
 	}
 	var n int
 	if err := d.queryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM issued_certificates
 		WHERE cluster = $1 AND `+unmarkedExpiry+` <= $2 LIMIT $3) backlog`,
-		[]any{cluster, ts(now), store.LapseBacklog}, &n); err != nil || n < store.LapseBacklog {
-		return
+		[]any{cluster, ts(now), store.LapseBacklog}, &n); err != nil {
+		return large
 	}
-	_, _ = d.MarkExpired(ctx, cluster, now)
+	large = false
+	if n >= store.LapseBacklog {
+		_, done, err := d.markExpired(ctx, cluster, now, time.Now().Add(store.LapseBudget))
+		large = err != nil || !done
+	}
+	d.probes.Looked(cluster, large)
+	return large
 }

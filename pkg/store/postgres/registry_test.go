@@ -109,7 +109,7 @@ func TestCertificatesUseIndexes(t *testing.T) {
 		q := tt.q
 		q.Cluster, q.Limit = "c", 10
 		t.Run(tt.name, func(t *testing.T) {
-			query, args, err := certificatesSQL(q)
+			query, args, err := certificatesSQL(q, false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -196,7 +196,7 @@ func TestStatusListingPlans(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			q := tt.q
 			q.Cluster, q.Limit, q.Now = "c", 100, now
-			query, args, err := certificatesSQL(q)
+			query, args, err := certificatesSQL(q, false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -235,4 +235,13 @@ func TestStatusListingPlans(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestBacklogListingsAreExact checks the listing a large backlog of
+// unmarked expired certificates gets (selected by its columns, walked)
+// against the statuses (storetest.BacklogListings).
+func TestBacklogListingsAreExact(t *testing.T) {
+	storetest.BacklogListings(t, newStore, func(d storetest.Store, q store.CertificateQuery) ([]store.IssuedCertificate, error) {
+		return d.(*DB).certificates(context.Background(), q, true)
+	})
 }

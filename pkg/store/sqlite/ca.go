@@ -233,12 +233,22 @@ func (d *DB) RecordCertificate(ctx context.Context, c store.IssuedCertificate) e
 // position are applied in SQL, through the indexes of migration 0003, so a
 // page costs about what it returns, whatever the size of the registry.
 func (d *DB) Certificates(ctx context.Context, q store.CertificateQuery) ([]store.IssuedCertificate, error) {
-	query, args, err := certificatesSQL(q)
-	if err != nil {
+	if err := store.CheckCertificateQuery(q); err != nil {
 		return nil, fmt.Errorf("list certificates of cluster %q: %w", q.Cluster, err)
 	}
+	backlog := false
 	if q.Status == store.StatusValid || q.Status == store.StatusExpired {
-		d.markBacklog(ctx, q.Cluster, q.Now)
+		backlog = d.markBacklog(ctx, q.Cluster, q.Now)
+	}
+	return d.certificates(ctx, q, backlog)
+}
+
+// certificates is Certificates once the backlog is known (see
+// certificatesSQL).
+func (d *DB) certificates(ctx context.Context, q store.CertificateQuery, backlog bool) ([]store.IssuedCertificate, error) {
+	query, args, err := certificatesSQL(q, backlog)
+	if err != nil {
+		return nil, fmt.Errorf("list certificates of cluster %q: %w", q.Cluster, err)
 	}
 	rows, err := d.db.QueryContext(ctx, query, args...)
 	if err != nil {
@@ -283,8 +293,10 @@ const (
 // whose clock lags the marker's still sees valid). The revocations still
 // ahead are read by their time (issued_certificates_by_revocation). Every
 // arm tests not_after against q.Now, so lapsed decides where a row is
-// looked for, never whether it matches.
-func certificatesSQL(q store.CertificateQuery) (string, []any, error) {
+// looked for, never whether it matches. With backlog (a large backlog of
+// expired rows not marked yet, see markBacklog) the unmarked expired are
+// walked in listing order instead of sorted, as before migration 0008.
+func certificatesSQL(q store.CertificateQuery, backlog bool) (string, []any, error) {
 	if err := store.CheckCertificateQuery(q); err != nil {
 		return "", nil, err
 	}
@@ -343,12 +355,16 @@ func certificatesSQL(q store.CertificateQuery) (string, []any, error) {
 		case store.StatusRevoked:
 			arms = []arm{{" AND revoked_at <= ?", []any{now}, ""}}
 		case store.StatusExpired:
+			unmarked := liveExpiry
+			if backlog {
+				unmarked = walk
+			}
 			const expired = " AND (not_after IS NULL OR not_after <= ?)"
 			arms = []arm{
 				{" AND revoked_at IS NULL AND lapsed = 1" + expired, []any{now}, walk},
 				// The unmarked by not_after: the NULLs apart, for SQLite
 				// reads an OR of the two by the index's first columns only.
-				{" AND revoked_at IS NULL AND lapsed = 0 AND not_after <= ?", []any{now}, liveExpiry},
+				{" AND revoked_at IS NULL AND lapsed = 0 AND not_after <= ?", []any{now}, unmarked},
 				{" AND revoked_at IS NULL AND lapsed = 0 AND not_after IS NULL", nil, liveExpiry},
 				{" AND revoked_at > ?" + expired, []any{now, now}, byRevocation},
 			}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/clusterkeys/clusterkeys/pkg/store"
+	"github.com/clusterkeys/clusterkeys/pkg/store/storetest"
 )
 
 // TestCertificatesUseIndexes checks, through SQLite's query plan, that
@@ -38,7 +39,7 @@ func TestCertificatesUseIndexes(t *testing.T) {
 		q := tt.q
 		q.Cluster, q.Limit = "c", 10
 		t.Run(tt.name, func(t *testing.T) {
-			query, args, err := certificatesSQL(q)
+			query, args, err := certificatesSQL(q, false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -110,4 +111,29 @@ func queryPlan(t *testing.T, d *DB, query string, args ...any) string {
 		t.Fatal(err)
 	}
 	return b.String()
+}
+
+// TestBacklogListingsAreExact checks the listing a large backlog of
+// unmarked expired certificates gets (walked, not sorted) against the
+// statuses (storetest.BacklogListings).
+func TestBacklogListingsAreExact(t *testing.T) {
+	storetest.BacklogListings(t, newStore, func(d storetest.Store, q store.CertificateQuery) ([]store.IssuedCertificate, error) {
+		return d.(*DB).certificates(context.Background(), q, true)
+	})
+}
+
+// TestBacklogListingWalks checks that with a large backlog the unmarked
+// expired are walked in listing order, as before migration 0008, not read
+// by not_after and sorted.
+func TestBacklogListingWalks(t *testing.T) {
+	d := openTest(t)
+	query, args, err := certificatesSQL(store.CertificateQuery{Cluster: "c", Status: store.StatusExpired, Now: t0, Limit: 10}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := queryPlan(t, d, query, args...)
+	if strings.Count(plan, "issued_certificates_live_key (cluster=? AND lapsed=?)") != 2 ||
+		strings.Contains(plan, "issued_certificates_live_expiry (cluster=? AND lapsed=? AND not_after<?)") {
+		t.Fatalf("plan does not walk both sides of live_key:\n%s", plan)
+	}
 }

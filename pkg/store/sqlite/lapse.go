@@ -29,10 +29,16 @@ const unmarkedExpiredSQL = `
 // for a row (migration 0008). A listing by status calls it when it finds a
 // backlog; it may also be run by anything that sweeps.
 func (d *DB) MarkExpired(ctx context.Context, cluster string, now time.Time) (int, error) {
+	n, _, err := d.markExpired(ctx, cluster, now, time.Time{})
+	return n, err
+}
+
+// markExpired is MarkExpired, stopping after the batch that ends past
+// deadline (unless zero); done reports that no backlog is left.
+func (d *DB) markExpired(ctx context.Context, cluster string, now, deadline time.Time) (total int, done bool, err error) {
 	if now.IsZero() || checkTimes(now) != nil {
-		return 0, fmt.Errorf("mark the expired certificates of cluster %q: invalid instant %v", cluster, now)
+		return 0, false, fmt.Errorf("mark the expired certificates of cluster %q: invalid instant %v", cluster, now)
 	}
-	total := 0
 	for {
 		var n int64
 		err := d.write(ctx, func(tx *sql.Tx) error {
@@ -45,28 +51,41 @@ func (d *DB) MarkExpired(ctx context.Context, cluster string, now time.Time) (in
 			return err
 		})
 		if err != nil {
-			return total, err
+			return total, false, err
 		}
 		total += int(n)
 		if n < store.LapseBatch {
-			return total, nil
+			return total, true, nil
+		}
+		if !deadline.IsZero() && time.Now().After(deadline) {
+			return total, false, nil
 		}
 	}
 }
 
-// markBacklog marks the expired certificates of cluster at now when a
-// listing would otherwise sort at least store.LapseBacklog of them; it
-// looks at most every store.LapseProbeEvery per cluster. A
-// failure only leaves the listing slower, never wrong, so it is not the
-// listing's error: the listing that follows reports a store that fails.
-func (d *DB) markBacklog(ctx context.Context, cluster string, now time.Time) {
-	if !d.probes.Due(cluster) {
-		return
+// markBacklog marks the expired certificates of cluster at now, for at
+// most store.LapseBudget, when a listing would otherwise sort at least
+// store.LapseBacklog of them; it looks at most every
+// store.LapseProbeEvery per cluster. It reports whether a large backlog is
+// left (as far as this handle knows), which the listing then walks instead
+// of sorting. A failure only leaves the listing slower, never wrong, so it
+// is not the listing's error: the listing that follows reports a store
+// that fails.
+func (d *DB) markBacklog(ctx context.Context, cluster string, now time.Time) (large bool) {
+	due, large := d.probes.Due(cluster)
+	if !due {
+		return large
 	}
 	var n int
 	if err := d.db.QueryRowContext(ctx, `SELECT count(*) FROM (`+unmarkedExpiredSQL+`)`,
-		cluster, formatTime(now), store.LapseBacklog).Scan(&n); err != nil || n < store.LapseBacklog {
-		return
+		cluster, formatTime(now), store.LapseBacklog).Scan(&n); err != nil {
+		return large
 	}
-	_, _ = d.MarkExpired(ctx, cluster, now)
+	large = false
+	if n >= store.LapseBacklog {
+		_, done, err := d.markExpired(ctx, cluster, now, time.Now().Add(store.LapseBudget))
+		large = err != nil || !done
+	}
+	d.probes.Looked(cluster, large)
+	return large
 }

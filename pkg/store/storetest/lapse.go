@@ -215,3 +215,30 @@ func testListingMarksBacklog(t *testing.T, newStore NewStore) {
 		t.Fatalf("marking one certificate below the backlog = %d, %v; want 1", m, err)
 	}
 }
+
+// BacklogListings checks list, a store's listing as it runs while a large
+// backlog of expired certificates is not marked yet (the listing then walks
+// the unmarked expired in listing order instead of sorting them), on a
+// registry part of whose expired certificates is marked: every page by
+// status, at several instants, is exact. A store's own tests call it with
+// its internal listing, which the contract's cases cannot reach (a backlog
+// is large only when marking it takes longer than store.LapseBudget).
+func BacklogListings(t *testing.T, newStore NewStore, list func(d Store, q store.CertificateQuery) ([]store.IssuedCertificate, error)) {
+	t.Helper()
+	f := newRegistryFixture(t, newStore, 150)
+	if _, err := f.d.MarkExpired(context.Background(), "c", f.now.Add(-700*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	for _, now := range []time.Time{f.now.Add(-800 * time.Hour), f.now, f.now.Add(1000 * time.Hour)} {
+		for _, status := range []string{store.StatusValid, store.StatusExpired} {
+			want := f.wantStatus(status, now)
+			for _, limit := range []int{3, 1000} {
+				got, _ := f.pagesOf(t, store.CertificateQuery{Cluster: "c", Status: status, Now: now, Limit: limit},
+					func(q store.CertificateQuery) ([]store.IssuedCertificate, error) { return list(f.d, q) })
+				if !slices.Equal(serials(got), want) {
+					t.Fatalf("%s at %v, limit %d: got %d entries %v\nwant %d %v", status, now, limit, len(got), serials(got), len(want), want)
+				}
+			}
+		}
+	}
+}

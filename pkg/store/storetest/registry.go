@@ -91,10 +91,18 @@ func statusAt(c store.IssuedCertificate, now time.Time) string {
 // page but the last is full, and returns the entries in order.
 func (f *registryFixture) pages(t *testing.T, q store.CertificateQuery) ([]store.IssuedCertificate, int) {
 	t.Helper()
+	return f.pagesOf(t, q, func(q store.CertificateQuery) ([]store.IssuedCertificate, error) {
+		return f.d.Certificates(context.Background(), q)
+	})
+}
+
+// pagesOf is pages, each page read by list.
+func (f *registryFixture) pagesOf(t *testing.T, q store.CertificateQuery, list func(store.CertificateQuery) ([]store.IssuedCertificate, error)) ([]store.IssuedCertificate, int) {
+	t.Helper()
 	var out []store.IssuedCertificate
 	pages := 0
 	for {
-		got, err := f.d.Certificates(context.Background(), q)
+		got, err := list(q)
 		if err != nil {
 			t.Fatal(err)
 		}
