@@ -307,6 +307,15 @@ func (d *DB) certificates(ctx context.Context, q store.CertificateQuery, backlog
 	if err != nil {
 		return nil, fmt.Errorf("list certificates of cluster %q: %w", q.Cluster, err)
 	}
+	// A listing by status is planned with its arguments every time (an
+	// unnamed statement), never with a cached generic plan: a generic plan
+	// cannot know how few rows the sorted arms read (those whose lapsed
+	// mark disagrees with the status at now; the revocations ahead of now),
+	// and PostgreSQL may keep one chosen on a small cluster for a large
+	// one. The other listings have one arm and keep their prepared plans.
+	if q.Status == store.StatusValid || q.Status == store.StatusExpired {
+		args = append([]any{pgx.QueryExecModeExec}, args...)
+	}
 	var certs []store.IssuedCertificate
 	err = d.query(ctx, func() { certs = make([]store.IssuedCertificate, 0, min(q.Limit, 1024)) }, func(rows pgx.Rows) error {
 		c := store.IssuedCertificate{Cluster: q.Cluster}
