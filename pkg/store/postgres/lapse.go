@@ -46,7 +46,7 @@ func (d *DB) markExpired(ctx context.Context, cluster string, now, deadline time
 		err := d.write(ctx, func(tx pgx.Tx) error {
 			tag, err := tx.Exec(ctx, `UPDATE issued_certificates SET lapsed = true
 				WHERE id IN (SELECT id FROM issued_certificates WHERE cluster = $1 AND `+unmarkedExpiry+` <= $2
-					LIMIT $3 FOR UPDATE SKIP LOCKED)`, cluster, ts(now), store.LapseBatch)
+					LIMIT $3 FOR UPDATE SKIP LOCKED)`, pgx.QueryExecModeExec, cluster, ts(now), store.LapseBatch)
 			if err != nil {
 				return d.wrap(err, "mark the expired certificates of cluster %q", cluster)
 			}
@@ -95,10 +95,13 @@ func (d *DB) markBacklog(ctx context.Context, cluster string, now time.Time) (la
 	if !due {
 		return large
 	}
+	// The look and the marking are planned with their arguments each time
+	// (pgx.QueryExecModeExec), as the listings by status are: a generic
+	// plan of "the first rows whose expression <= $2" may scan the table.
 	var n int
 	if err := d.queryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM issued_certificates
 		WHERE cluster = $1 AND `+unmarkedExpiry+` <= $2 LIMIT $3) backlog`,
-		[]any{cluster, ts(now), store.LapseBacklog}, &n); err != nil {
+		[]any{pgx.QueryExecModeExec, cluster, ts(now), store.LapseBacklog}, &n); err != nil {
 		return large
 	}
 	large = false
