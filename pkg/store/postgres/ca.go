@@ -307,9 +307,31 @@ func certificateArgs(c store.IssuedCertificate, policy *string) []any {
 // position are applied in SQL, through the indexes of migration 0003, so a
 // page costs about what it returns, whatever the size of the registry.
 func (d *DB) Certificates(ctx context.Context, q store.CertificateQuery) ([]store.IssuedCertificate, error) {
-	query, args, err := certificatesSQL(q)
+	if err := store.CheckCertificateQuery(q); err != nil {
+		return nil, fmt.Errorf("list certificates of cluster %q: %w", q.Cluster, err)
+	}
+	backlog := false
+	if q.Status == store.StatusValid || q.Status == store.StatusExpired {
+		backlog = d.markBacklog(ctx, q.Cluster, q.Now)
+	}
+	return d.certificates(ctx, q, backlog)
+}
+
+// certificates is Certificates once the backlog is known (see
+// certificatesSQL).
+func (d *DB) certificates(ctx context.Context, q store.CertificateQuery, backlog bool) ([]store.IssuedCertificate, error) {
+	query, args, err := certificatesSQL(q, backlog)
 	if err != nil {
 		return nil, fmt.Errorf("list certificates of cluster %q: %w", q.Cluster, err)
+	}
+	// A listing by status is planned with its arguments every time (an
+	// unnamed statement), never with a cached generic plan: a generic plan
+	// cannot know how few rows the sorted arms read (those whose lapsed
+	// mark disagrees with the status at now; the revocations ahead of now),
+	// and PostgreSQL may keep one chosen on a small cluster for a large
+	// one. The other listings have one arm and keep their prepared plans.
+	if q.Status == store.StatusValid || q.Status == store.StatusExpired {
+		args = append([]any{pgx.QueryExecModeExec}, args...)
 	}
 	var certs []store.IssuedCertificate
 	err = d.query(ctx, func() { certs = make([]store.IssuedCertificate, 0, min(q.Limit, 1024)) }, func(rows pgx.Rows) error {
@@ -331,12 +353,22 @@ func (d *DB) Certificates(ctx context.Context, q store.CertificateQuery) ([]stor
 // selection and order as SQLite's, with issued_at NULLS LAST (where SQLite
 // sorts NULL) and serials in byte order (the column is COLLATE "C").
 //
-// As on SQLite, the status filters valid and expired are two arms of a
-// UNION ALL: the certificates never revoked, newest first through
-// issued_certificates_unrevoked_key, and those whose revocation is still
-// ahead, found by its time (migration 0007); neither reads the revoked
-// history of retired generations.
-func certificatesSQL(q store.CertificateQuery) (string, []any, error) {
+// As on SQLite, the status filters valid and expired are arms of a UNION
+// ALL (migrations 0007 and 0008): the never revoked whose lapsed mark
+// agrees with the status, newest first through
+// issued_certificates_live_key; those whose mark disagrees (few while the
+// marks keep up), found by not_after through the expression indexes
+// issued_certificates_unmarked_expiry and issued_certificates_lapsed_expiry
+// (whose statistics tell the planner they are few); and those whose
+// revocation is still
+// ahead, found by its time. None reads the revoked history of retired
+// generations, nor an expired page the certificates still valid. Every arm
+// tests not_after against q.Now: the mark says where a row is looked for,
+// never whether it matches. With backlog (a large backlog of expired rows
+// not marked yet, see markBacklog) the unmarked expired are selected by
+// their columns, which the planner walks in listing order, as before
+// migration 0008.
+func certificatesSQL(q store.CertificateQuery, backlog bool) (string, []any, error) {
 	if err := store.CheckCertificateQuery(q); err != nil {
 		return "", nil, err
 	}
@@ -366,17 +398,27 @@ func certificatesSQL(q store.CertificateQuery) (string, []any, error) {
 		// The same rules as the listing's status: revoked once revoked_at
 		// has passed, else expired once not_after has passed (a NULL
 		// not_after is the zero time, long past), else valid.
-		var expiry string
 		switch q.Status {
 		case store.StatusRevoked:
 			arms = []string{" AND revoked_at <= " + now}
 		case store.StatusExpired:
-			expiry = " AND (not_after IS NULL OR not_after <= " + now + ")"
+			expired := " AND (not_after IS NULL OR not_after <= " + now + ")"
+			unmarked := " AND " + unmarkedExpiry + " <= " + now
+			if backlog {
+				unmarked = " AND revoked_at IS NULL AND NOT lapsed" + expired
+			}
+			arms = []string{
+				" AND revoked_at IS NULL AND lapsed" + expired,
+				unmarked,
+				" AND revoked_at > " + now + expired,
+			}
 		case store.StatusValid:
-			expiry = " AND not_after > " + now
-		}
-		if expiry != "" {
-			arms = []string{" AND revoked_at IS NULL" + expiry, " AND revoked_at > " + now + expiry}
+			valid := " AND not_after > " + now
+			arms = []string{
+				" AND revoked_at IS NULL AND NOT lapsed" + valid,
+				" AND " + lapsedExpiry + " > " + now,
+				" AND revoked_at > " + now + valid,
+			}
 		}
 	}
 	const columns = `SELECT serial, generation, subject, profile, user_name, project,

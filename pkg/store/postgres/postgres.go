@@ -104,6 +104,9 @@ var migrationFiles embed.FS
 type DB struct {
 	pool   *pgxpool.Pool
 	closed atomic.Bool
+	// probes says when a listing by status looks for a backlog of
+	// expired certificates to mark (MarkExpired).
+	probes store.LapseProbes
 }
 
 // Open connects to the database dsn names (any connection string pgx takes)

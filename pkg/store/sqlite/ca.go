@@ -236,7 +236,20 @@ func (d *DB) RecordCertificate(ctx context.Context, c store.IssuedCertificate) e
 // position are applied in SQL, through the indexes of migration 0003, so a
 // page costs about what it returns, whatever the size of the registry.
 func (d *DB) Certificates(ctx context.Context, q store.CertificateQuery) ([]store.IssuedCertificate, error) {
-	query, args, err := certificatesSQL(q)
+	if err := store.CheckCertificateQuery(q); err != nil {
+		return nil, fmt.Errorf("list certificates of cluster %q: %w", q.Cluster, err)
+	}
+	backlog := false
+	if q.Status == store.StatusValid || q.Status == store.StatusExpired {
+		backlog = d.markBacklog(ctx, q.Cluster, q.Now)
+	}
+	return d.certificates(ctx, q, backlog)
+}
+
+// certificates is Certificates once the backlog is known (see
+// certificatesSQL).
+func (d *DB) certificates(ctx context.Context, q store.CertificateQuery, backlog bool) ([]store.IssuedCertificate, error) {
+	query, args, err := certificatesSQL(q, backlog)
 	if err != nil {
 		return nil, fmt.Errorf("list certificates of cluster %q: %w", q.Cluster, err)
 	}
@@ -260,16 +273,33 @@ func (d *DB) Certificates(ctx context.Context, q store.CertificateQuery) ([]stor
 	return certs, nil
 }
 
+// The indexes the arms of a listing are told to read (migrations 0003,
+// 0007 and 0008).
+const (
+	revokedKey   = "issued_certificates_revoked_key"
+	liveKey      = "issued_certificates_live_key"
+	liveExpiry   = "issued_certificates_live_expiry"
+	byRevocation = "issued_certificates_by_revocation"
+)
+
 // certificatesSQL returns the statement and arguments of q.
 //
 // The status filters valid and expired hold for certificates never revoked
 // and for those whose revocation is still ahead (a rekey's grace). They are
-// two arms of a UNION ALL that SQLite merges in listing order: the first
-// walks issued_certificates_unrevoked_key newest first, so it never reads
-// the revoked history of retired generations; the second reads only the
-// revocations still ahead (issued_certificates_by_revocation, migration
-// 0007).
-func certificatesSQL(q store.CertificateQuery) (string, []any, error) {
+// arms of a UNION ALL that SQLite merges in listing order (migrations 0007
+// and 0008). The never revoked are split by lapsed (see MarkExpired): the
+// side that mostly matches (lapsed for expired, unmarked for valid) is
+// walked newest first through issued_certificates_live_key and stops at a
+// page; the other side is read by not_after through
+// issued_certificates_live_expiry and sorted, which is cheap while the
+// marks keep up (the few expired not marked yet; the lapsed that a listing
+// whose clock lags the marker's still sees valid). The revocations still
+// ahead are read by their time (issued_certificates_by_revocation). Every
+// arm tests not_after against q.Now, so lapsed decides where a row is
+// looked for, never whether it matches. With backlog (a large backlog of
+// expired rows not marked yet, see markBacklog) the unmarked expired are
+// walked in listing order instead of sorted, as before migration 0008.
+func certificatesSQL(q store.CertificateQuery, backlog bool) (string, []any, error) {
 	if err := store.CheckCertificateQuery(q); err != nil {
 		return "", nil, err
 	}
@@ -296,26 +326,56 @@ func certificatesSQL(q store.CertificateQuery) (string, []any, error) {
 	type arm struct {
 		cond string
 		args []any
+		// index, when set, is the index the arm must read: SQLite would
+		// rather walk one in listing order and skip, which for these arms
+		// is most of the cluster.
+		index string
+	}
+	// The arm walked in listing order reads live_key, unless another
+	// filter has its own index: SQLite would rather read the rows valid by
+	// not_after, and sort them all.
+	walk := ""
+	if q.User == "" && q.Serial == "" && q.Generation == 0 {
+		walk = liveKey
 	}
 	arms := []arm{{}}
+	if walk != "" {
+		// The whole registry, merged from the three indexes that hold it
+		// in listing order (migration 0008 dropped by_key, one index less
+		// for every sign to write).
+		arms = []arm{
+			{" AND revoked_at IS NOT NULL", nil, revokedKey},
+			{" AND revoked_at IS NULL AND lapsed = 0", nil, liveKey},
+			{" AND revoked_at IS NULL AND lapsed = 1", nil, liveKey},
+		}
+	}
 	if q.Status != "" {
 		now := formatTime(q.Now)
 		// The same rules as the listing's status: revoked once revoked_at
 		// has passed, else expired once not_after has passed (a NULL
 		// not_after is the zero time, long past), else valid.
-		var expiry string
 		switch q.Status {
 		case store.StatusRevoked:
-			arms = []arm{{" AND revoked_at <= ?", []any{now}}}
+			arms = []arm{{" AND revoked_at <= ?", []any{now}, ""}}
 		case store.StatusExpired:
-			expiry = " AND (not_after IS NULL OR not_after <= ?)"
-		case store.StatusValid:
-			expiry = " AND not_after > ?"
-		}
-		if expiry != "" {
+			unmarked := liveExpiry
+			if backlog {
+				unmarked = walk
+			}
+			const expired = " AND (not_after IS NULL OR not_after <= ?)"
 			arms = []arm{
-				{" AND revoked_at IS NULL" + expiry, []any{now}},
-				{" AND revoked_at > ?" + expiry, []any{now, now}},
+				{" AND revoked_at IS NULL AND lapsed = 1" + expired, []any{now}, walk},
+				// The unmarked by not_after: the NULLs apart, for SQLite
+				// reads an OR of the two by the index's first columns only.
+				{" AND revoked_at IS NULL AND lapsed = 0 AND not_after <= ?", []any{now}, unmarked},
+				{" AND revoked_at IS NULL AND lapsed = 0 AND not_after IS NULL", nil, liveExpiry},
+				{" AND revoked_at > ?" + expired, []any{now, now}, byRevocation},
+			}
+		case store.StatusValid:
+			arms = []arm{
+				{" AND revoked_at IS NULL AND lapsed = 0 AND not_after > ?", []any{now}, walk},
+				{" AND revoked_at IS NULL AND lapsed = 1 AND not_after > ?", []any{now}, liveExpiry},
+				{" AND revoked_at > ? AND not_after > ?", []any{now, now}, byRevocation},
 			}
 		}
 	}
@@ -327,7 +387,11 @@ func certificatesSQL(q store.CertificateQuery) (string, []any, error) {
 		}
 		b.WriteString(`SELECT serial, generation, subject, profile, user_name, project,
 			not_before, not_after, issued_at, revoked_at, privileged
-		FROM issued_certificates WHERE cluster = ?`)
+		FROM issued_certificates`)
+		if a.index != "" {
+			b.WriteString(" INDEXED BY " + a.index)
+		}
+		b.WriteString(" WHERE cluster = ?")
 		b.WriteString(shared.String())
 		b.WriteString(a.cond)
 		args = append(args, q.Cluster)

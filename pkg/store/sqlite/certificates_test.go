@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/clusterkeys/clusterkeys/pkg/store"
+	"github.com/clusterkeys/clusterkeys/pkg/store/storetest"
 )
 
 // TestCertificatesUseIndexes checks, through SQLite's query plan, that
@@ -17,8 +18,8 @@ func TestCertificatesUseIndexes(t *testing.T) {
 	tests := []struct {
 		name string
 		q    store.CertificateQuery
-		// pending: valid and expired also read the revocations still
-		// ahead by their time and sort those alone (migration 0007).
+		// pending: valid and expired also read, and sort, the few rows
+		// found by a bounded range (migrations 0007 and 0008).
 		pending bool
 	}{
 		{"the first page", store.CertificateQuery{}, false},
@@ -29,24 +30,47 @@ func TestCertificatesUseIndexes(t *testing.T) {
 		{"revoked", store.CertificateQuery{Status: store.StatusRevoked, Now: t0, After: after}, false},
 		{"valid", store.CertificateQuery{Status: store.StatusValid, Now: t0}, true},
 		{"expired", store.CertificateQuery{Status: store.StatusExpired, Now: t0}, true},
-		{"valid, a later page of one user", store.CertificateQuery{Status: store.StatusValid, Now: t0, User: "alice", After: after}, false},
+		{"valid, a later page", store.CertificateQuery{Status: store.StatusValid, Now: t0, After: after}, true},
+		{"expired, a later page", store.CertificateQuery{Status: store.StatusExpired, Now: t0, After: after}, true},
+		{"valid, a later page of one user", store.CertificateQuery{Status: store.StatusValid, Now: t0, User: "alice", After: after}, true},
+		{"expired, of one generation", store.CertificateQuery{Status: store.StatusExpired, Now: t0, Generation: 1}, true},
 	}
 	for _, tt := range tests {
 		q := tt.q
 		q.Cluster, q.Limit = "c", 10
 		t.Run(tt.name, func(t *testing.T) {
-			query, args, err := certificatesSQL(q)
+			query, args, err := certificatesSQL(q, false)
 			if err != nil {
 				t.Fatal(err)
 			}
 			plan := queryPlan(t, d, query, args...)
 			if tt.pending {
-				// The never revoked in listing order, never the revoked
-				// history; the revocations ahead by time, then sorted.
-				unrevoked := strings.Index(plan, "issued_certificates_unrevoked_key")
-				ahead := strings.Index(plan, "issued_certificates_by_revocation (cluster=? AND revoked_at>?)")
-				if strings.Contains(plan, "SCAN ") || unrevoked < 0 || ahead < 0 || strings.Index(plan, "TEMP B-TREE") < ahead {
-					t.Fatalf("plan does not read the never revoked in order and the revocations ahead by time:\n%s", plan)
+				// One arm walks in listing order (the never revoked, or
+				// one user's); every arm that is sorted first reads a
+				// range that holds few rows: the never revoked whose
+				// lapsed mark disagrees with their status, by not_after
+				// (migration 0008), or the revocations still ahead, by
+				// time (0007).
+				if strings.Contains(plan, "SCAN ") {
+					t.Fatalf("plan reads a whole table:\n%s", plan)
+				}
+				lines := strings.Split(plan, "\n")
+				walks := 0
+				for i, l := range lines {
+					if !strings.HasPrefix(l, "SEARCH ") {
+						continue
+					}
+					if i+1 >= len(lines) || !strings.Contains(lines[i+1], "TEMP B-TREE") {
+						walks++
+						continue
+					}
+					if !strings.Contains(l, "issued_certificates_live_expiry (cluster=? AND lapsed=? AND not_after") &&
+						!strings.Contains(l, "issued_certificates_by_revocation (cluster=? AND revoked_at>?)") {
+						t.Fatalf("plan sorts an arm that is not a bounded range:\n%s", plan)
+					}
+				}
+				if walks != 1 {
+					t.Fatalf("plan walks %d arms in listing order, want 1:\n%s", walks, plan)
 				}
 				return
 			}
@@ -87,4 +111,29 @@ func queryPlan(t *testing.T, d *DB, query string, args ...any) string {
 		t.Fatal(err)
 	}
 	return b.String()
+}
+
+// TestBacklogListingsAreExact checks the listing a large backlog of
+// unmarked expired certificates gets (walked, not sorted) against the
+// statuses (storetest.BacklogListings).
+func TestBacklogListingsAreExact(t *testing.T) {
+	storetest.BacklogListings(t, newStore, func(d storetest.Store, q store.CertificateQuery) ([]store.IssuedCertificate, error) {
+		return d.(*DB).certificates(context.Background(), q, true)
+	})
+}
+
+// TestBacklogListingWalks checks that with a large backlog the unmarked
+// expired are walked in listing order, as before migration 0008, not read
+// by not_after and sorted.
+func TestBacklogListingWalks(t *testing.T) {
+	d := openTest(t)
+	query, args, err := certificatesSQL(store.CertificateQuery{Cluster: "c", Status: store.StatusExpired, Now: t0, Limit: 10}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := queryPlan(t, d, query, args...)
+	if strings.Count(plan, "issued_certificates_live_key (cluster=? AND lapsed=?)") != 2 ||
+		strings.Contains(plan, "issued_certificates_live_expiry (cluster=? AND lapsed=? AND not_after<?)") {
+		t.Fatalf("plan does not walk both sides of live_key:\n%s", plan)
+	}
 }

@@ -85,8 +85,11 @@ type DB struct {
 	// file still meet BEGIN IMMEDIATE and the busy timeout.
 	writer chan struct{}
 	// certs queues RecordCertificate calls for the group commit.
-	certs  certQueue
-	stmts  hotStatements
+	certs certQueue
+	stmts hotStatements
+	// probes says when a listing by status looks for a backlog of
+	// expired certificates to mark (MarkExpired).
+	probes store.LapseProbes
 	db     *sql.DB
 	path   string
 	closed atomic.Bool

@@ -16,18 +16,20 @@ import (
 // certificates of varied users, generations and validity, plus cluster
 // "other" with a few certificates that no query of "c" may return.
 type registryFixture struct {
-	d     Store
-	now   time.Time
-	certs []store.IssuedCertificate // as stored, in the order recorded
+	d Store
+	// another opens a second handle on the same database.
+	another func() Store
+	now     time.Time
+	certs   []store.IssuedCertificate // as stored, in the order recorded
 }
 
 func newRegistryFixture(t *testing.T, newStore NewStore, n int) *registryFixture {
 	t.Helper()
 	ctx := context.Background()
-	d, _ := newStore(t)
+	d, another := newStore(t)
 	CreateCluster(t, d, "c")
 	CreateCluster(t, d, "other")
-	f := &registryFixture{d: d, now: T0.Add(1000 * time.Hour)}
+	f := &registryFixture{d: d, another: another, now: T0.Add(1000 * time.Hour)}
 	record := func(ic store.IssuedCertificate) {
 		t.Helper()
 		if err := d.RecordCertificate(ctx, ic); err != nil {
@@ -89,10 +91,18 @@ func statusAt(c store.IssuedCertificate, now time.Time) string {
 // page but the last is full, and returns the entries in order.
 func (f *registryFixture) pages(t *testing.T, q store.CertificateQuery) ([]store.IssuedCertificate, int) {
 	t.Helper()
+	return f.pagesOf(t, q, func(q store.CertificateQuery) ([]store.IssuedCertificate, error) {
+		return f.d.Certificates(context.Background(), q)
+	})
+}
+
+// pagesOf is pages, each page read by list.
+func (f *registryFixture) pagesOf(t *testing.T, q store.CertificateQuery, list func(store.CertificateQuery) ([]store.IssuedCertificate, error)) ([]store.IssuedCertificate, int) {
+	t.Helper()
 	var out []store.IssuedCertificate
 	pages := 0
 	for {
-		got, err := f.d.Certificates(context.Background(), q)
+		got, err := list(q)
 		if err != nil {
 			t.Fatal(err)
 		}

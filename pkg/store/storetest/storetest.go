@@ -43,6 +43,10 @@ type Store interface {
 	// KEKVersionByKeyID returns the version whose KeyID is keyID
 	// (api.ErrNotFound when absent).
 	KEKVersionByKeyID(ctx context.Context, keyID string) (store.KEKVersion, error)
+	// MarkExpired marks lapsed the never-revoked certificates of cluster
+	// expired at now and not marked yet, and returns how many it marked
+	// (migration 0008; store.LapseBacklog).
+	MarkExpired(ctx context.Context, cluster string, now time.Time) (int, error)
 	// Ping reports whether the database answers (for /readyz).
 	Ping(ctx context.Context) error
 	// Close releases the store; calls after it fail with an error wrapping
@@ -91,7 +95,8 @@ func Run(t *testing.T, newStore NewStore) {
 		{"TimesOutOfRange", testTimesOutOfRange},
 		{"Closed", testClosed},
 	}
-	for _, c := range append(cases, revocationCases...) {
+	cases = append(cases, revocationCases...)
+	for _, c := range append(cases, lapseCases...) {
 		t.Run(c.name, func(t *testing.T) { c.run(t, newStore) })
 	}
 }

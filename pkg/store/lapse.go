@@ -1,0 +1,87 @@
+package store
+
+import (
+	"sync"
+	"time"
+)
+
+// How the stores keep a certificate's expiry materialised (the lapsed
+// mark of migration 0008): see MarkExpired in each store.
+//
+// A status=valid or status=expired listing reads the never-revoked
+// certificates whose mark disagrees with their status at the listing's
+// instant by not_after, and sorts them; the rest it walks in listing
+// order. Both stay about a page while the marks keep up, so a listing by
+// status that finds at least LapseBacklog expired certificates not yet
+// marked marks them first, in transactions of at most LapseBatch rows; a
+// store handle looks for that backlog at most every LapseProbeEvery per
+// cluster.
+// The marks only say where a listing looks for a row, never whether it
+// matches, so a listing is exact whatever is marked, whoever marked it and
+// whatever its clock.
+const (
+	// LapseBacklog is how many expired and unmarked certificates of a
+	// cluster a listing by status sorts before it marks them.
+	LapseBacklog = 64
+	// LapseBatch is the most rows one marking transaction updates, so that
+	// a large backlog (a registry migrated to 0008, or one not listed for a
+	// long time) never holds the write lock for long: signs recorded
+	// meanwhile commit between two batches (on SQLite, tens of
+	// milliseconds apart).
+	LapseBatch = 2000
+)
+
+// LapseProbeEvery is how often, at most, one store handle looks for a
+// cluster's backlog of expired certificates not yet marked: a listing by
+// status between two looks reads the few that expired meanwhile by
+// not_after, as it reads any it finds.
+const LapseProbeEvery = time.Second
+
+// LapseBudget bounds the marking one listing does before it lists, so that
+// a large backlog never holds a listing near its deadline: the marking
+// goes on at the next look. Until the backlog is marked, listings read the
+// unmarked expired as before migration 0008, walking in listing order.
+const LapseBudget = time.Second
+
+// LapseProbes says when a store handle looks for a cluster's backlog
+// again, and remembers whether the last look left a large backlog. It is
+// an in-process hint only: every instance keeps its own, and a listing is
+// exact whether or not it looked, and whatever it remembers. The zero
+// value is ready to use.
+type LapseProbes struct {
+	mu   sync.Mutex
+	last map[string]lapseLook
+}
+
+type lapseLook struct {
+	at    time.Time
+	large bool
+}
+
+// Due reports whether the backlog of cluster is to be looked for now (and
+// if so records that it is), and whether the last look left it large.
+func (p *LapseProbes) Due(cluster string) (due, large bool) {
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	last, ok := p.last[cluster]
+	if ok && now.Sub(last.at) < LapseProbeEvery {
+		return false, last.large
+	}
+	if p.last == nil {
+		p.last = map[string]lapseLook{}
+	}
+	p.last[cluster] = lapseLook{at: now, large: last.large}
+	return true, last.large
+}
+
+// Looked records whether the look that Due allowed left the backlog of
+// cluster large.
+func (p *LapseProbes) Looked(cluster string, large bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if l, ok := p.last[cluster]; ok {
+		l.large = large
+		p.last[cluster] = l
+	}
+}
