@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"sync"
 	"time"
 )
@@ -84,4 +85,32 @@ func (p *LapseProbes) Looked(cluster string, large bool) {
 		l.large = large
 		p.last[cluster] = l
 	}
+}
+
+// MarkBacklog is what a listing by status of cluster at now does first, in
+// either store: at most every LapseProbeEvery per cluster and handle
+// (probes), count up to LapseBacklog expired certificates not yet marked
+// (count), and when there are that many, mark them (mark) for at most
+// LapseBudget. It reports whether a large backlog is left (as far as this
+// handle knows), which the listing then walks instead of sorting. A
+// failure only leaves the listing slower, never wrong, so it is not the
+// listing's error: the listing that follows reports a store that fails.
+func MarkBacklog(ctx context.Context, probes *LapseProbes, cluster string,
+	count func(ctx context.Context) (int, error),
+	mark func(ctx context.Context, deadline time.Time) (done bool, err error)) (large bool) {
+	due, large := probes.Due(cluster)
+	if !due {
+		return large
+	}
+	n, err := count(ctx)
+	if err != nil {
+		return large
+	}
+	large = false
+	if n >= LapseBacklog {
+		done, err := mark(ctx, time.Now().Add(LapseBudget))
+		large = err != nil || !done
+	}
+	probes.Looked(cluster, large)
+	return large
 }

@@ -82,33 +82,19 @@ func (d *DB) markExpired(ctx context.Context, cluster string, now, deadline time
 	return total, done, nil
 }
 
-// markBacklog marks the expired certificates of cluster at now, for at
-// most store.LapseBudget, when a listing would otherwise sort at least
-// store.LapseBacklog of them; it looks at most every
-// store.LapseProbeEvery per cluster. It reports whether a large backlog is
-// left (as far as this handle knows), which the listing then walks instead
-// of sorting. A failure only leaves the listing slower, never wrong, so it
-// is not the listing's error: the listing that follows reports a store
-// that fails.
+// markBacklog is store.MarkBacklog on this store. The look and the
+// marking are planned with their arguments each time
+// (pgx.QueryExecModeExec), as the listings by status are: a generic plan
+// of "the first rows whose expression <= $2" may scan the table.
 func (d *DB) markBacklog(ctx context.Context, cluster string, now time.Time) (large bool) {
-	due, large := d.probes.Due(cluster)
-	if !due {
-		return large
-	}
-	// The look and the marking are planned with their arguments each time
-	// (pgx.QueryExecModeExec), as the listings by status are: a generic
-	// plan of "the first rows whose expression <= $2" may scan the table.
-	var n int
-	if err := d.queryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM issued_certificates
-		WHERE cluster = $1 AND `+unmarkedExpiry+` <= $2 LIMIT $3) backlog`,
-		[]any{pgx.QueryExecModeExec, cluster, ts(now), store.LapseBacklog}, &n); err != nil {
-		return large
-	}
-	large = false
-	if n >= store.LapseBacklog {
-		_, done, err := d.markExpired(ctx, cluster, now, time.Now().Add(store.LapseBudget))
-		large = err != nil || !done
-	}
-	d.probes.Looked(cluster, large)
-	return large
+	return store.MarkBacklog(ctx, &d.probes, cluster, func(ctx context.Context) (int, error) {
+		var n int
+		err := d.queryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM issued_certificates
+			WHERE cluster = $1 AND `+unmarkedExpiry+` <= $2 LIMIT $3) backlog`,
+			[]any{pgx.QueryExecModeExec, cluster, ts(now), store.LapseBacklog}, &n)
+		return n, err
+	}, func(ctx context.Context, deadline time.Time) (bool, error) {
+		_, done, err := d.markExpired(ctx, cluster, now, deadline)
+		return done, err
+	})
 }

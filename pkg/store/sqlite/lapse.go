@@ -63,29 +63,15 @@ func (d *DB) markExpired(ctx context.Context, cluster string, now, deadline time
 	}
 }
 
-// markBacklog marks the expired certificates of cluster at now, for at
-// most store.LapseBudget, when a listing would otherwise sort at least
-// store.LapseBacklog of them; it looks at most every
-// store.LapseProbeEvery per cluster. It reports whether a large backlog is
-// left (as far as this handle knows), which the listing then walks instead
-// of sorting. A failure only leaves the listing slower, never wrong, so it
-// is not the listing's error: the listing that follows reports a store
-// that fails.
+// markBacklog is store.MarkBacklog on this store.
 func (d *DB) markBacklog(ctx context.Context, cluster string, now time.Time) (large bool) {
-	due, large := d.probes.Due(cluster)
-	if !due {
-		return large
-	}
-	var n int
-	if err := d.db.QueryRowContext(ctx, `SELECT count(*) FROM (`+unmarkedExpiredSQL+`)`,
-		cluster, formatTime(now), store.LapseBacklog).Scan(&n); err != nil {
-		return large
-	}
-	large = false
-	if n >= store.LapseBacklog {
-		_, done, err := d.markExpired(ctx, cluster, now, time.Now().Add(store.LapseBudget))
-		large = err != nil || !done
-	}
-	d.probes.Looked(cluster, large)
-	return large
+	return store.MarkBacklog(ctx, &d.probes, cluster, func(ctx context.Context) (int, error) {
+		var n int
+		err := d.db.QueryRowContext(ctx, `SELECT count(*) FROM (`+unmarkedExpiredSQL+`)`,
+			cluster, formatTime(now), store.LapseBacklog).Scan(&n)
+		return n, err
+	}, func(ctx context.Context, deadline time.Time) (bool, error) {
+		_, done, err := d.markExpired(ctx, cluster, now, deadline)
+		return done, err
+	})
 }
