@@ -54,6 +54,8 @@ type bootstrap struct {
 	event   invocation
 	starts  []time.Duration
 	cpu     []time.Duration // user + system time of each cold start's process
+	// baseline marks another build (CLUSTERKEYS_COLDSTART_BASELINE).
+	baseline bool
 }
 
 // coldStartEvents are, per function, the untimed preparation and the timed
@@ -124,7 +126,7 @@ func TestColdStart(t *testing.T) {
 		// Another build of the same function (an older commit) measured in
 		// the same alternation, for a before/after.
 		if base := os.Getenv("CLUSTERKEYS_COLDSTART_BASELINE"); base != "" {
-			boots = append(boots, &bootstrap{name: f.Name + " (baseline)", path: filepath.Join(base, "lambda", f.Name, "bootstrap"), event: ev[1][0]})
+			boots = append(boots, &bootstrap{name: f.Name + " (baseline)", path: filepath.Join(base, "lambda", f.Name, "bootstrap"), event: ev[1][0], baseline: true})
 		}
 	}
 	env := append(os.Environ(), "CLUSTERKEYS_STATE_DIR="+state)
@@ -148,13 +150,21 @@ func TestColdStart(t *testing.T) {
 	default:
 		t.Fatalf("CLUSTERKEYS_COLDSTART_STORE=%q: want postgres (the default) or sqlite", s)
 	}
-	for _, b := range boots {
+	boots = slices.DeleteFunc(boots, func(b *bootstrap) bool {
 		for _, ev := range append(slices.Clone(b.prepare), b.event) {
-			if _, _, err := coldStart(b.path, env, ev); err != nil {
+			_, _, err := coldStart(b.path, env, ev)
+			if err != nil && b.baseline && strings.Contains(err.Error(), "newer than this binary knows") {
+				// An older build refuses the schema the newer one
+				// migrated to: it cannot be measured on this store.
+				t.Logf("%s: left out: it does not know the store's schema: %v", b.name, err)
+				return true
+			}
+			if err != nil {
 				t.Fatalf("%s: prepare %s %s: %v", b.name, ev.method, ev.path, err)
 			}
 		}
-	}
+		return false
+	})
 	for run := range runs {
 		// Rotate who goes first, so that no bootstrap always follows the
 		// same one.

@@ -27,7 +27,7 @@
 // of localrun under the 8-client load of CLUSTERKEYS_PEER_PROFILE_OP, "sign"
 // (default) or "validate"), CLUSTERKEYS_PEER_OPS (the cfssl pairs run,
 // "sign,validate" by default), CLUSTERKEYS_PEER_FRESH_LEAVES (how many
-// never-sent leaves the "new leaves" validate pair has, default 60000),
+// never-sent leaves the "new leaves" validate pair has, default 90000),
 // CLUSTERKEYS_COLDSTART_BASELINE
 // (a bin directory of older bootstraps measured in the same alternation),
 // CLUSTERKEYS_GROWTH_SIZES (default "10000,100000,1000000") and

@@ -58,7 +58,7 @@ func readSettings(t *testing.T) settings {
 		}
 		s.round = time.Duration(n) * time.Second
 	}
-	s.freshLeaves = 60000
+	s.freshLeaves = 90000
 	if v := os.Getenv("CLUSTERKEYS_PEER_FRESH_LEAVES"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 1_000_000 {
