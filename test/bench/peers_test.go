@@ -24,7 +24,8 @@
 // (length of one round, default 3), CLUSTERKEYS_PEER_CLIENTS (cfssl
 // comparison, default "1,8,32"), CLUSTERKEYS_BENCHMARKS_MD (where to write;
 // default nowhere), CLUSTERKEYS_PEER_PROFILE_DIR (CPU and allocation profiles
-// of localrun under the 8-client load of CLUSTERKEYS_PEER_PROFILE_OP, "sign"
+// of localrun under the load of CLUSTERKEYS_PEER_PROFILE_CLIENTS clients,
+// default 8, of CLUSTERKEYS_PEER_PROFILE_OP, "sign"
 // (default) or "validate"), CLUSTERKEYS_PEER_OPS (the cfssl pairs run,
 // "sign,validate" by default), CLUSTERKEYS_PEER_FRESH_LEAVES (how many
 // never-sent leaves the "new leaves" validate pair has, default 90000),

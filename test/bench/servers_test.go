@@ -210,8 +210,8 @@ func start(t *testing.T, s *server, cmd *exec.Cmd, dir string, ready func() erro
 }
 
 // profile writes CPU and allocation profiles of localrun taken under the
-// 8-client load of tg into dir: cpu.pprof and allocs.pprof.
-func profile(t *testing.T, s *server, tg target, dir string) {
+// load of tg by clients clients into dir: cpu.pprof and allocs.pprof.
+func profile(t *testing.T, s *server, tg target, clients int, dir string) {
 	t.Helper()
 	if s.pprof == "" {
 		return
@@ -227,7 +227,7 @@ func profile(t *testing.T, s *server, tg target, dir string) {
 		var wg sync.WaitGroup
 		wg.Add(1)
 		var got sample
-		go func() { defer wg.Done(); got = run(tg, 8, (seconds+2)*time.Second) }()
+		go func() { defer wg.Done(); got = run(tg, clients, (seconds+2)*time.Second) }()
 		time.Sleep(time.Second)
 		resp, err := (&http.Client{Timeout: (seconds + 30) * time.Second}).Get(s.pprof + p.path)
 		if err != nil {
@@ -242,6 +242,6 @@ func profile(t *testing.T, s *server, tg target, dir string) {
 		if err := os.WriteFile(filepath.Join(dir, p.name), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("profile %s under 8-client %s load (%s) written to %s", p.name, tg.name, got.summary(), dir)
+		t.Logf("profile %s under %d-client %s load (%s) written to %s", p.name, clients, tg.name, got.summary(), dir)
 	}
 }

@@ -34,8 +34,11 @@ type settings struct {
 	round      time.Duration
 	clients    []int
 	profileDir string
-	profileOp  string          // "sign" or "validate": the load profiled
-	ops        map[string]bool // the pairs run ("sign", "validate"); nil means both
+	profileOp  string // "sign" or "validate": the load profiled
+	// profileClients is how many clients the profiled load has
+	// (CLUSTERKEYS_PEER_PROFILE_CLIENTS, default 8).
+	profileClients int
+	ops            map[string]bool // the pairs run ("sign", "validate"); nil means both
 	// freshLeaves is how many new leaves the "new leaves" validate pair
 	// has (CLUSTERKEYS_PEER_FRESH_LEAVES).
 	freshLeaves int
@@ -57,6 +60,14 @@ func readSettings(t *testing.T) settings {
 			t.Fatalf("CLUSTERKEYS_PEER_ROUND_SECONDS=%q: want 1..600", v)
 		}
 		s.round = time.Duration(n) * time.Second
+	}
+	s.profileClients = 8
+	if v := os.Getenv("CLUSTERKEYS_PEER_PROFILE_CLIENTS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 256 {
+			t.Fatalf("CLUSTERKEYS_PEER_PROFILE_CLIENTS=%q: want 1..256", v)
+		}
+		s.profileClients = n
 	}
 	s.freshLeaves = 90000
 	if v := os.Getenv("CLUSTERKEYS_PEER_FRESH_LEAVES"); v != "" {
@@ -207,9 +218,9 @@ func TestVersusCfssl(t *testing.T) {
 	}
 	if set.profileDir != "" {
 		if set.profileOp == "validate" {
-			profile(t, ck, ckValidate, set.profileDir)
+			profile(t, ck, ckValidate, set.profileClients, set.profileDir)
 		} else {
-			profile(t, ck, ckSign, set.profileDir)
+			profile(t, ck, ckSign, set.profileClients, set.profileDir)
 		}
 	}
 	// cfssl answers a sign whose record failed with an error: every
