@@ -85,6 +85,9 @@ func TestRevokeAuthorization(t *testing.T) {
 		{"neither", &admin, "c1", RevokeRequest{Reason: "keyCompromise"}, 400, api.CodeInvalidField},
 		{"a grace without reissue", &admin, "c1", RevokeRequest{User: "bob", Reason: "keyCompromise", GracePeriodSeconds: &grace}, 400, api.CodeInvalidField},
 		{"an unknown field", &admin, "c1", map[string]any{"serial": own.Serial, "reason": "keyCompromise", "why": "x"}, 400, api.CodeUnknownField},
+		// The route's limit (MaxBody, 4 KiB, as README says): a body over
+		// it is refused before it is decoded.
+		{"a body over 4 KiB", &admin, "c1", map[string]any{"serial": own.Serial, "reason": "keyCompromise", "user": strings.Repeat("u", 4<<10)}, 413, api.CodeBodyTooLarge},
 		{"a member revokes its own certificate, colons and case as it likes", &member, "c1", RevokeRequest{Serial: colons(strings.ToUpper(own.Serial)), Reason: "keyCompromise"}, 200, ""},
 		{"again: idempotent", &member, "c1", RevokeRequest{Serial: own.Serial, Reason: "superseded"}, 200, ""},
 	}
