@@ -353,11 +353,7 @@ func caCSR(t *testing.T) string {
 	tmpl.Subject.CommonName = "sneaky-ca"
 	// basicConstraints, critical, cA TRUE.
 	tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, basicConstraintsCA())
-	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, p256(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
+	return csrPEM(t, p256(t), tmpl)
 }
 
 func basicConstraintsCA() pkix.Extension {

@@ -362,10 +362,13 @@ func send(hc *http.Client, method, url, token string, body any) (response, error
 // newCSR makes a PEM CSR for key with the given subject and DNS names.
 func newCSR(t testing.TB, key crypto.Signer, cn string, orgs []string, dns ...string) string {
 	t.Helper()
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
-		Subject:  pkix.Name{CommonName: cn, Organization: orgs},
-		DNSNames: dns,
-	}, key)
+	return csrPEM(t, key, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn, Organization: orgs}, DNSNames: dns})
+}
+
+// csrPEM makes a PEM CSR of tmpl signed by key.
+func csrPEM(t testing.TB, key crypto.Signer, tmpl *x509.CertificateRequest) string {
+	t.Helper()
+	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package e2e
 import (
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
@@ -329,13 +328,9 @@ func openssl(t *testing.T, args ...string) (string, error) {
 // 127.0.0.1).
 func serverCSR(t *testing.T, key crypto.Signer, cn string) string {
 	t.Helper()
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+	return csrPEM(t, key, &x509.CertificateRequest{
 		Subject: pkix.Name{CommonName: cn}, DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-	}, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
+	})
 }
 
 // TestRevocationOpenSSL: openssl verify -crl_check with the cluster's CRL

@@ -8,7 +8,6 @@ import (
 	"encoding/asn1"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"io"
 	"math/big"
 	"net/http"
@@ -40,11 +39,7 @@ func bmpStringCNCSR(t *testing.T, cn string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{RawSubject: subject}, p256(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
+	return csrPEM(t, p256(t), &x509.CertificateRequest{RawSubject: subject})
 }
 
 // exponent3CSR returns a CSR for a 2048-bit RSA key whose public exponent
@@ -69,11 +64,7 @@ func exponent3CSR(t *testing.T) string {
 		}
 		k := &rsa.PrivateKey{PublicKey: rsa.PublicKey{N: n, E: 3}, D: d, Primes: []*big.Int{p, q}}
 		k.Precompute()
-		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "alice"}}, k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
+		return csrPEM(t, k, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "alice"}})
 	}
 }
 
