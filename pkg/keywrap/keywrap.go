@@ -37,6 +37,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -116,6 +117,7 @@ type Service struct {
 	maxPT   int
 	now     func() time.Time
 	ops     *prometheus.CounterVec
+	counts  map[string]*opCounts // by op; read-only after New
 
 	mu       sync.Mutex
 	active   map[string]activeEntry
@@ -162,18 +164,47 @@ func New(st Store, c Custody, opts Options) *Service {
 		Help: "Key wrap operations by operation (create, wrap, unwrap, rotate) and result (ok, client_error, error).",
 	}, []string{"op", "result"})
 	s.ops, _ = metrics.Register(opts.Registerer, s.ops)
+	s.counts = make(map[string]*opCounts, len(countedOps))
+	for _, op := range countedOps {
+		s.counts[op] = new(opCounts)
+	}
 	return s
 }
 
+// countedOps are the op label values; opResults the result label values,
+// in the order of an opCounts.
+var (
+	countedOps = []string{"create", "wrap", "unwrap", "rotate"}
+	opResults  = [...]string{"ok", "client_error", "error"}
+)
+
+// opCounts are the counters of one op by result, each resolved with
+// WithLabelValues on its first use only: Wrap and Unwrap are the KMS
+// shim's hot path, and WithLabelValues hashes the labels and takes a lock
+// on every call. Resolving on first use rather than in New keeps /metrics
+// showing only the series that have counted something, as before.
+type opCounts [len(opResults)]atomic.Pointer[prometheus.Counter]
+
 func (s *Service) count(op string, err error) {
-	result := "ok"
+	result := 0 // ok
 	if err != nil {
-		result = "error"
+		result = 2 // error
 		if api.ErrorFor(err).Status < 500 {
-			result = "client_error"
+			result = 1 // client_error
 		}
 	}
-	s.ops.WithLabelValues(op, result).Inc()
+	oc := s.counts[op]
+	if oc == nil {
+		s.ops.WithLabelValues(op, opResults[result]).Inc()
+		return
+	}
+	c := oc[result].Load()
+	if c == nil {
+		cc := s.ops.WithLabelValues(op, opResults[result])
+		c = &cc
+		oc[result].Store(c)
+	}
+	(*c).Inc()
 }
 
 // KeyID returns the public identifier of version version of KEK name kept

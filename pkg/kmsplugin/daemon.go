@@ -107,9 +107,9 @@ func (o Options) refreshInterval() time.Duration {
 	return o.RefreshInterval
 }
 
-// KEKCacher is key custody that can keep the KEKs it opens for a while
+// kekCacher is key custody that can keep the KEKs it opens for a while
 // instead of reading them from the store on every call (pkg/keys/software).
-type KEKCacher interface {
+type kekCacher interface {
 	// CacheKEKs keeps opened KEKs for up to ttl.
 	CacheKEKs(ttl time.Duration)
 }
@@ -120,7 +120,7 @@ type KEKCacher interface {
 // Without it, software custody reads and opens the KEK's blob from the store
 // on every Encrypt and Decrypt. It reports whether custody has a cache.
 func (o Options) CacheKEKs(custody any) bool {
-	c, ok := custody.(KEKCacher)
+	c, ok := custody.(kekCacher)
 	if ok {
 		c.CacheKEKs(o.refreshInterval())
 	}

@@ -371,7 +371,8 @@ func validate(in Input, now time.Time, cc caches) (r Report) {
 	if leaf == nil {
 		return r
 	}
-	r.Certificate = certInfo(leaf, cc.certs.text(leaf))
+	leafText := cc.certs.text(leaf)
+	r.Certificate = certInfo(leaf, leafText)
 	r.HostNames = &HostNames{CN: leaf.Subject.CommonName, DNSNames: nonNil(leaf.DNSNames)}
 
 	// The leaf on its own.
@@ -493,7 +494,10 @@ func validate(in Input, now time.Time, cc caches) (r Report) {
 	var pemOut strings.Builder
 	r.Chain = make([]ChainCert, 0, len(links))
 	for _, l := range links {
-		t := cc.certs.text(l.cert)
+		t := leafText // links[0] is the leaf: not described twice
+		if l.cert != leaf {
+			t = cc.certs.text(l.cert)
+		}
 		r.Chain = append(r.Chain, chainCert(l.cert, t, l.trusted))
 		if l.cert != leaf && (l.trusted || selfSigned(l.cert)) {
 			continue

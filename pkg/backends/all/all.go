@@ -19,29 +19,22 @@ package all
 
 import "github.com/clusterkeys/clusterkeys/pkg/config"
 
-// Backend is one backend this package can link, and the build tag that
-// chooses it.
+// Backend is one backend this package can link: what config records of it
+// when it is left out (its name, a store's prefixes, the build tag that
+// chooses it), and the package that implements it.
 type Backend struct {
-	// Store is whether it is a store (--store) rather than key custody
-	// (--keys).
-	Store bool
-	// Name is its --keys value, or its registered name as a store.
-	Name string
-	// Prefixes start the --store values of a store.
-	Prefixes []string
-	// Tag is the build tag that chooses it.
-	Tag string
+	config.Unlinked
 	// Package is the package that implements it.
 	Package string
 }
 
 // Backends are every backend of clusterkeys, linked or not.
 var Backends = []Backend{
-	{Store: true, Name: "sqlite", Prefixes: []string{"sqlite:"}, Tag: "clusterkeys.store.sqlite", Package: "github.com/clusterkeys/clusterkeys/pkg/store/sqlite"},
-	{Store: true, Name: "postgres", Prefixes: []string{"postgres://", "postgresql://"}, Tag: "clusterkeys.store.postgres", Package: "github.com/clusterkeys/clusterkeys/pkg/store/postgres"},
-	{Name: "software", Tag: "clusterkeys.keys.software", Package: "github.com/clusterkeys/clusterkeys/pkg/keys/software"},
-	{Name: "pkcs11", Tag: "clusterkeys.keys.pkcs11", Package: "github.com/clusterkeys/clusterkeys/pkg/keys/pkcs11"},
-	{Name: "barbican", Tag: "clusterkeys.keys.barbican", Package: "github.com/clusterkeys/clusterkeys/pkg/keys/barbican"},
+	{config.Unlinked{Store: true, Name: "sqlite", Prefixes: []string{"sqlite:"}, Tag: "clusterkeys.store.sqlite"}, "github.com/clusterkeys/clusterkeys/pkg/store/sqlite"},
+	{config.Unlinked{Store: true, Name: "postgres", Prefixes: []string{"postgres://", "postgresql://"}, Tag: "clusterkeys.store.postgres"}, "github.com/clusterkeys/clusterkeys/pkg/store/postgres"},
+	{config.Unlinked{Name: "software", Tag: "clusterkeys.keys.software"}, "github.com/clusterkeys/clusterkeys/pkg/keys/software"},
+	{config.Unlinked{Name: "pkcs11", Tag: "clusterkeys.keys.pkcs11"}, "github.com/clusterkeys/clusterkeys/pkg/keys/pkcs11"},
+	{config.Unlinked{Name: "barbican", Tag: "clusterkeys.keys.barbican"}, "github.com/clusterkeys/clusterkeys/pkg/keys/barbican"},
 }
 
 // lookup returns the backend called name, a store when store.
@@ -55,6 +48,4 @@ func lookup(store bool, name string) Backend {
 }
 
 // unlinked is what config.RegisterUnlinked records of b.
-func (b Backend) unlinked() config.Unlinked {
-	return config.Unlinked{Store: b.Store, Name: b.Name, Prefixes: b.Prefixes, Tag: b.Tag}
-}
+func (b Backend) unlinked() config.Unlinked { return b.Unlinked }
