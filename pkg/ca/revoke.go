@@ -211,14 +211,7 @@ func (a *Authority) Revoke(ctx context.Context, cluster string, req RevokeReques
 // LiftUserRevocation lets user sign on cluster again (admin only); the
 // user's revoked certificates stay revoked.
 func (a *Authority) LiftUserRevocation(ctx context.Context, cluster, user string) error {
-	p, err := principal(ctx)
-	if err != nil {
-		return err
-	}
-	if err := ValidateClusterName(cluster); err != nil {
-		return err
-	}
-	c, err := a.cluster(ctx, cluster)
+	p, c, err := a.lookup(ctx, cluster)
 	if err != nil {
 		return err
 	}
@@ -242,18 +235,7 @@ func (a *Authority) LiftUserRevocation(ctx context.Context, cluster, user string
 // Users lists who holds certificates on cluster, counted by requester, and
 // the users revoked there.
 func (a *Authority) Users(ctx context.Context, cluster string) (UserList, error) {
-	p, err := principal(ctx)
-	if err != nil {
-		return UserList{}, err
-	}
-	if err := ValidateClusterName(cluster); err != nil {
-		return UserList{}, err
-	}
-	c, err := a.cluster(ctx, cluster)
-	if err != nil {
-		return UserList{}, err
-	}
-	if err := p.AuthorizeRead(c.Project); err != nil {
+	if _, err := a.readable(ctx, cluster); err != nil {
 		return UserList{}, err
 	}
 	now := a.now()
