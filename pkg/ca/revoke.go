@@ -113,12 +113,9 @@ func (req RevokeRequest) check() (serial string, grace time.Duration, err error)
 		return "", 0, api.Invalid(api.CodeInvalidField, "serial", "give exactly one of serial and user")
 	}
 	if req.Serial != "" {
-		s, ok := normalizeSerial(req.Serial)
-		if !ok {
-			return "", 0, api.Invalid(api.CodeInvalidField, "serial",
-				"serial must be 1 to 40 hexadecimal digits (any case, colons allowed)")
+		if serial, err = parseSerial(req.Serial); err != nil {
+			return "", 0, err
 		}
-		serial = canonicalSerial(s)
 	}
 	if len(req.User) > maxUserLen || hasControl(req.User) {
 		return "", 0, api.Invalid(api.CodeInvalidField, "user",
@@ -293,12 +290,9 @@ func (a *Authority) Certificate(ctx context.Context, cluster, serial string) (Ce
 	if err := ValidateClusterName(cluster); err != nil {
 		return CertificateDetail{}, err
 	}
-	s, ok := normalizeSerial(serial)
-	if !ok {
-		return CertificateDetail{}, api.Invalid(api.CodeInvalidField, "serial",
-			"serial must be 1 to 40 hexadecimal digits (any case, colons allowed)")
+	if serial, err = parseSerial(serial); err != nil {
+		return CertificateDetail{}, err
 	}
-	serial = canonicalSerial(s)
 	c, err := a.cluster(ctx, cluster)
 	if err != nil {
 		return CertificateDetail{}, err
