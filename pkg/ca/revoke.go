@@ -259,7 +259,7 @@ func (a *Authority) Users(ctx context.Context, cluster string) (UserList, error)
 	// The listing of counts may be cut short: a revoked user past its end
 	// is not known to hold nothing, so only those before it are added.
 	last := ""
-	if len(counts) > MaxListedUsers && len(counts) > 0 {
+	if len(counts) > MaxListedUsers {
 		last = counts[len(counts)-1].User
 	}
 	for _, r := range revs {
