@@ -54,21 +54,35 @@ func (a *Authority) CRL(ctx context.Context, cluster string, gen int) ([]byte, e
 	if gen == 0 {
 		gen = c.Generation
 	}
-	gens, err := a.st.TrustedGenerations(ctx, cluster, c.Generation, a.now())
+	g, ok, err := a.trustedGeneration(ctx, cluster, c.Generation, gen)
 	if err != nil {
 		return nil, fmt.Errorf("read trusted CA generations of cluster %q: %w", cluster, err)
 	}
+	if !ok {
+		return nil, api.New(http.StatusNotFound, api.CodeNotFound,
+			fmt.Sprintf("generation %d of cluster %q is not in the trust bundle", gen, cluster))
+	}
+	crl, err := a.crlFor(ctx, g, time.Time{})
+	if err != nil {
+		return nil, err
+	}
+	return crl.DER, nil
+}
+
+// trustedGeneration returns generation gen of cluster when it is in the
+// trust bundle of the cluster's active generation active (false when
+// not).
+func (a *Authority) trustedGeneration(ctx context.Context, cluster string, active, gen int) (store.CAGeneration, bool, error) {
+	gens, err := a.st.TrustedGenerations(ctx, cluster, active, a.now())
+	if err != nil {
+		return store.CAGeneration{}, false, err
+	}
 	for _, g := range gens {
 		if g.Generation == gen {
-			crl, err := a.crlFor(ctx, g, time.Time{})
-			if err != nil {
-				return nil, err
-			}
-			return crl.DER, nil
+			return g, true, nil
 		}
 	}
-	return nil, api.New(http.StatusNotFound, api.CodeNotFound,
-		fmt.Sprintf("generation %d of cluster %q is not in the trust bundle", gen, cluster))
+	return store.CAGeneration{}, false, nil
 }
 
 // crlFor returns the CRL of gen: the cached one while it is fresh, else a
@@ -154,17 +168,12 @@ func (a *Authority) refreshCRLs(ctx context.Context, c store.Cluster) int64 {
 // lastCRL builds the CRL of generation gen of cluster before a rekey
 // destroys its key, valid until the generation leaves the trust bundle.
 func (a *Authority) lastCRL(ctx context.Context, cluster string, active, gen int, trustedUntil time.Time) {
-	gens, err := a.st.TrustedGenerations(ctx, cluster, active, a.now())
+	g, ok, err := a.trustedGeneration(ctx, cluster, active, gen)
+	if err == nil && ok {
+		_, err = a.crlFor(ctx, g, trustedUntil)
+	}
 	if err != nil {
 		a.log.Warn("cannot build the last CRL of a retired CA", "cluster", cluster, "generation", gen, "err", err)
-		return
-	}
-	for _, g := range gens {
-		if g.Generation == gen {
-			if _, err := a.crlFor(ctx, g, trustedUntil); err != nil {
-				a.log.Warn("cannot build the last CRL of a retired CA", "cluster", cluster, "generation", gen, "err", err)
-			}
-		}
 	}
 }
 

@@ -162,12 +162,11 @@ func (req ListRequest) query(cluster string, now time.Time) (store.CertificateQu
 		return q, api.Invalid(api.CodeInvalidField, "user", fmt.Sprintf("user must be at most %d bytes", maxFilterLen))
 	}
 	if req.Serial != "" {
-		s, ok := normalizeSerial(req.Serial)
-		if !ok {
-			return q, api.Invalid(api.CodeInvalidField, "serial",
-				"serial must be 1 to 40 hexadecimal digits (any case, colons allowed)")
+		serial, err := parseSerial(req.Serial)
+		if err != nil {
+			return q, err
 		}
-		q.Serial = canonicalSerial(s)
+		q.Serial = serial
 	}
 	switch req.Status {
 	case "", store.StatusValid, store.StatusRevoked, store.StatusExpired:
@@ -184,6 +183,17 @@ func (req ListRequest) query(cluster string, now time.Time) (store.CertificateQu
 		q.After = &k
 	}
 	return q, nil
+}
+
+// parseSerial returns the serial a client gave (field serial) as the
+// registry stores it, or 400 invalid_field.
+func parseSerial(serial string) (string, error) {
+	s, ok := normalizeSerial(serial)
+	if !ok {
+		return "", api.Invalid(api.CodeInvalidField, "serial",
+			"serial must be 1 to 40 hexadecimal digits (any case, colons allowed)")
+	}
+	return canonicalSerial(s), nil
 }
 
 // canonicalSerial returns the hex digits s (as normalizeSerial returns them)

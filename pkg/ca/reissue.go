@@ -172,6 +172,9 @@ func (a *Authority) reissue(ctx context.Context, p auth.Principal, c store.Clust
 		a.lastCRL(ctx, c.Name, next.Generation, expected, r.At.Add(grace))
 	}
 	a.destroyRetired(ctx, c.Name, next.Generation)
+	// The new CA is active and loaded: its CRL below and the next sign
+	// use it rather than load it from custody again.
+	a.signers.put(next, ca)
 	c.Generation = next.Generation
 	return RevokeResult{
 		Cluster: c.Name, Revoked: revoked, Reason: r.Reason, User: r.User,

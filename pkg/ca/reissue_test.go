@@ -168,3 +168,24 @@ func TestReissueLastAttemptSignsEverythingInside(t *testing.T) {
 		t.Fatalf("re-issued %d certificates, want bob's %d", len(replaced), 1+len(during))
 	}
 }
+
+// TestReissueKeepsItsNewCALoaded checks that a reissue leaves the new CA
+// it generated, and signed with, in the signer cache: the CRL it builds
+// and the next sign load no key from custody.
+func TestReissueKeepsItsNewCALoaded(t *testing.T) {
+	f := newClusterFixture(t)
+	own, _ := f.signAs(t, member)
+	if _, err := f.a.Revoke(as(admin), "c1", RevokeRequest{Serial: own.Serial, Reason: store.ReasonKeyCompromise, Reissue: true}); err != nil {
+		t.Fatal(err)
+	}
+	kl := f.keys
+	kl.mu.Lock()
+	before := kl.signerCalls
+	kl.mu.Unlock()
+	f.signAs(t, member)
+	kl.mu.Lock()
+	defer kl.mu.Unlock()
+	if kl.signerCalls != before || before != 1 {
+		t.Errorf("custody signers loaded: %d before the reissue's end, %d after the next sign; want 1 (the first sign's) and no more", before, kl.signerCalls)
+	}
+}

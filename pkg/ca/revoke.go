@@ -113,12 +113,9 @@ func (req RevokeRequest) check() (serial string, grace time.Duration, err error)
 		return "", 0, api.Invalid(api.CodeInvalidField, "serial", "give exactly one of serial and user")
 	}
 	if req.Serial != "" {
-		s, ok := normalizeSerial(req.Serial)
-		if !ok {
-			return "", 0, api.Invalid(api.CodeInvalidField, "serial",
-				"serial must be 1 to 40 hexadecimal digits (any case, colons allowed)")
+		if serial, err = parseSerial(req.Serial); err != nil {
+			return "", 0, err
 		}
-		serial = canonicalSerial(s)
 	}
 	if len(req.User) > maxUserLen || hasControl(req.User) {
 		return "", 0, api.Invalid(api.CodeInvalidField, "user",
@@ -211,14 +208,7 @@ func (a *Authority) Revoke(ctx context.Context, cluster string, req RevokeReques
 // LiftUserRevocation lets user sign on cluster again (admin only); the
 // user's revoked certificates stay revoked.
 func (a *Authority) LiftUserRevocation(ctx context.Context, cluster, user string) error {
-	p, err := principal(ctx)
-	if err != nil {
-		return err
-	}
-	if err := ValidateClusterName(cluster); err != nil {
-		return err
-	}
-	c, err := a.cluster(ctx, cluster)
+	p, c, err := a.lookup(ctx, cluster)
 	if err != nil {
 		return err
 	}
@@ -242,18 +232,7 @@ func (a *Authority) LiftUserRevocation(ctx context.Context, cluster, user string
 // Users lists who holds certificates on cluster, counted by requester, and
 // the users revoked there.
 func (a *Authority) Users(ctx context.Context, cluster string) (UserList, error) {
-	p, err := principal(ctx)
-	if err != nil {
-		return UserList{}, err
-	}
-	if err := ValidateClusterName(cluster); err != nil {
-		return UserList{}, err
-	}
-	c, err := a.cluster(ctx, cluster)
-	if err != nil {
-		return UserList{}, err
-	}
-	if err := p.AuthorizeRead(c.Project); err != nil {
+	if _, err := a.readable(ctx, cluster); err != nil {
 		return UserList{}, err
 	}
 	now := a.now()
@@ -280,7 +259,7 @@ func (a *Authority) Users(ctx context.Context, cluster string) (UserList, error)
 	// The listing of counts may be cut short: a revoked user past its end
 	// is not known to hold nothing, so only those before it are added.
 	last := ""
-	if len(counts) > MaxListedUsers && len(counts) > 0 {
+	if len(counts) > MaxListedUsers {
 		last = counts[len(counts)-1].User
 	}
 	for _, r := range revs {
@@ -311,12 +290,9 @@ func (a *Authority) Certificate(ctx context.Context, cluster, serial string) (Ce
 	if err := ValidateClusterName(cluster); err != nil {
 		return CertificateDetail{}, err
 	}
-	s, ok := normalizeSerial(serial)
-	if !ok {
-		return CertificateDetail{}, api.Invalid(api.CodeInvalidField, "serial",
-			"serial must be 1 to 40 hexadecimal digits (any case, colons allowed)")
+	if serial, err = parseSerial(serial); err != nil {
+		return CertificateDetail{}, err
 	}
-	serial = canonicalSerial(s)
 	c, err := a.cluster(ctx, cluster)
 	if err != nil {
 		return CertificateDetail{}, err

@@ -45,19 +45,6 @@ func (f *fixture) signAs(t testing.TB, p auth.Principal) (SignResult, crypto.Sig
 	return res, key
 }
 
-func parseCertPEMString(t testing.TB, s string) *x509.Certificate {
-	t.Helper()
-	b, _ := pem.Decode([]byte(s))
-	if b == nil {
-		t.Fatalf("not PEM: %q", s)
-	}
-	c, err := x509.ParseCertificate(b.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
 func TestRevokeAuthorization(t *testing.T) {
 	f := newClusterFixture(t)
 	own, _ := f.signAs(t, member)
@@ -219,7 +206,7 @@ func TestCRLListsExplicitRevocations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca := parseCertPEMString(t, caRes.Certificate)
+	ca := parseCertPEM(t, caRes.Certificate)
 	empty := getCRL(t, routes, &reader, 0, ca)
 	if len(empty.RevokedCertificateEntries) != 0 || empty.Number.Sign() <= 0 ||
 		!empty.NextUpdate.Equal(empty.ThisUpdate.Add(CRLValidity)) || !empty.ThisUpdate.Equal(testStart) {
@@ -278,7 +265,7 @@ func TestReissueRevokesOneUserAndResignsTheOthers(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			oldCA := parseCertPEMString(t, old.Certificate)
+			oldCA := parseCertPEM(t, old.Certificate)
 			alices, _ := f.signAs(t, member)
 			bobs, bobKey := f.signAs(t, bob)
 			server, err := f.a.Sign(as(bob), "c1", SignRequest{CSR: makeCSR(t, csrOptions{cn: "web", dns: []string{"web.example"}}), Profile: "server"})
@@ -306,7 +293,7 @@ func TestReissueRevokesOneUserAndResignsTheOthers(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			newCA := parseCertPEMString(t, now.Certificate)
+			newCA := parseCertPEM(t, now.Certificate)
 			pool := x509.NewCertPool()
 			pool.AppendCertsFromPEM([]byte(now.TrustBundle))
 
@@ -316,8 +303,8 @@ func TestReissueRevokesOneUserAndResignsTheOthers(t *testing.T) {
 			if err != nil || got.SupersededBy == "" || got.Certificate == "" {
 				t.Fatalf("bob's old serial: %+v, %v", got, err)
 			}
-			nc := parseCertPEMString(t, got.Certificate)
-			oc := parseCertPEMString(t, bobs.Certificate)
+			nc := parseCertPEM(t, got.Certificate)
+			oc := parseCertPEM(t, bobs.Certificate)
 			if !nc.PublicKey.(interface{ Equal(crypto.PublicKey) bool }).Equal(bobKey.Public()) ||
 				nc.Subject.String() != oc.Subject.String() || !nc.NotAfter.Equal(oc.NotAfter) ||
 				!slices.Equal(nc.ExtKeyUsage, oc.ExtKeyUsage) || nc.CheckSignatureFrom(newCA) != nil {
@@ -327,12 +314,12 @@ func TestReissueRevokesOneUserAndResignsTheOthers(t *testing.T) {
 				t.Fatalf("bob's new certificate does not verify against the new bundle: %v", err)
 			}
 			srv, err := f.a.Certificate(as(member), "c1", server.Serial)
-			if err != nil || srv.SupersededBy == "" || !slices.Equal(parseCertPEMString(t, srv.Certificate).DNSNames, []string{"web.example"}) {
+			if err != nil || srv.SupersededBy == "" || !slices.Equal(parseCertPEM(t, srv.Certificate).DNSNames, []string{"web.example"}) {
 				t.Fatalf("the server certificate: %+v, %v", srv, err)
 			}
 			// Alice's certificate is revoked, verifies only during the grace,
 			// and she cannot sign again.
-			ac := parseCertPEMString(t, alices.Certificate)
+			ac := parseCertPEM(t, alices.Certificate)
 			_, verr := ac.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: f.clock.Now(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 			if (grace == 0) != (verr != nil) {
 				t.Fatalf("alice's certificate against the bundle with grace %d: %v", grace, verr)

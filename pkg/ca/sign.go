@@ -377,8 +377,10 @@ func rekeyed(cluster string) *api.Error {
 }
 
 // signer returns the CA key of gen, from the cache or from custody. gen is
-// the active generation the store just named: the cache drops the
-// cluster's older key, which another instance may have retired.
+// a generation the store just named: the active one for a sign (the cache
+// then drops the cluster's older key, which another instance may have
+// retired), or an older one still trusted for its CRL (crlFor), whose key
+// the cache keeps only while it holds no newer one of the cluster.
 func (a *Authority) signer(ctx context.Context, gen store.CAGeneration) (caKey, error) {
 	if k, ok := a.signers.get(gen); ok {
 		return k, nil
