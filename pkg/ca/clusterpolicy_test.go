@@ -568,6 +568,14 @@ func TestPolicyCostsASignNoRead(t *testing.T) {
 	if refused := rc.take(); !reflect.DeepEqual(refused, map[string]int{"ActiveCA": 1}) {
 		t.Fatalf("a refused sign read %v", refused)
 	}
+	// The fresh reading of the refusal is remembered: a refused request
+	// does not make the next sign read the store.
+	if err := sign("developers"); err != nil {
+		t.Fatal(err)
+	}
+	if next := rc.take(); len(next) != 0 {
+		t.Fatalf("the sign after a refused one read %v", next)
+	}
 }
 
 // TestPolicyAnswerShape: the JSON of GET and PUT, with allowed_groups

@@ -96,6 +96,10 @@ func (a *Authority) Sign(ctx context.Context, cluster string, req SignRequest) (
 	if err != nil {
 		return SignResult{}, err
 	}
+	// Remembered at once (when the key of active is loaded already), so
+	// that a request refused by the policy does not leave the next sign
+	// reading the store too; the record checks it either way.
+	a.signers.remember(c, active)
 	return a.issue(ctx, p, req, profile, activeRows{cluster: c, active: active}, nil)
 }
 
