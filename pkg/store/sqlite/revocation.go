@@ -367,10 +367,9 @@ func (d *DB) Reissue(ctx context.Context, r store.Reissue, resign store.ResignFu
 		if err := d.retire(ctx, tx, r.Cluster, r.Expected, r.Next, r.Now, r.TrustedUntil); err != nil {
 			return err
 		}
-		ins, err := tx.PrepareContext(ctx, insertCertificateSQL)
-		if err != nil {
-			return d.wrap(err, "prepare")
-		}
+		// The sign's statement, prepared once (hotStatements), not
+		// parsed again for every re-issue.
+		ins := tx.StmtContext(ctx, d.stmts.insertCertificate)
 		defer ins.Close()
 		link, err := tx.PrepareContext(ctx, "UPDATE issued_certificates SET superseded_by = ? WHERE cluster = ? AND serial = ?")
 		if err != nil {
