@@ -294,7 +294,7 @@ const refuseRevokedSQL = `DELETE FROM issued_certificates WHERE cluster = $1 AND
 	AND EXISTS (SELECT 1 FROM user_revocations WHERE cluster = $1 AND user_name = $3)`
 
 // certificateArgs are the arguments of insertCertificateSQL for c, whose
-// RequirePolicy has the stored text policy (requiredPolicy).
+// RequirePolicy has the stored text policy (store.RequiredPolicyText).
 func certificateArgs(c store.IssuedCertificate, policy *string) []any {
 	return []any{c.Cluster, c.Serial, c.Generation, c.Subject, c.Profile, c.User, c.Project,
 		ts(c.NotBefore), ts(c.NotAfter), ts(c.IssuedAt), ts(c.RevokedAt), c.Privileged, c.CertificateDER, c.RequireActive,
@@ -304,8 +304,9 @@ func certificateArgs(c store.IssuedCertificate, policy *string) []any {
 // Certificates returns one page of a cluster's issued-certificate
 // registry, newest first (by IssuedAt, then by Serial, both descending),
 // filtered as q says, at most q.Limit entries. Every filter and the
-// position are applied in SQL, through the indexes of migration 0003, so a
-// page costs about what it returns, whatever the size of the registry.
+// position are applied in SQL, through the indexes of migrations 0003,
+// 0007 and 0008 (see certificatesSQL), so a page costs about what it
+// returns, whatever the size of the registry.
 func (d *DB) Certificates(ctx context.Context, q store.CertificateQuery) ([]store.IssuedCertificate, error) {
 	if err := store.CheckCertificateQuery(q); err != nil {
 		return nil, fmt.Errorf("list certificates of cluster %q: %w", q.Cluster, err)

@@ -204,7 +204,8 @@ func insertCertificate(ctx context.Context, d *DB, tx *sql.Tx, stmt *sql.Stmt, c
 	return notInserted{fmt.Errorf("user %q is revoked on cluster %q: %w", c.User, c.Cluster, api.ErrUserRevoked)}
 }
 
-// hotStatements are the statements of every sign, prepared once per
+// hotStatements are the statements a sign runs (the record; the reads
+// when it remembers no reading of its cluster), prepared once per
 // connection instead of parsed on every call.
 type hotStatements struct {
 	insertCertificate *sql.Stmt

@@ -233,8 +233,9 @@ func (d *DB) RecordCertificate(ctx context.Context, c store.IssuedCertificate) e
 // Certificates returns one page of a cluster's issued-certificate
 // registry, newest first (by IssuedAt, then by Serial, both descending),
 // filtered as q says, at most q.Limit entries. Every filter and the
-// position are applied in SQL, through the indexes of migration 0003, so a
-// page costs about what it returns, whatever the size of the registry.
+// position are applied in SQL, through the indexes of migrations 0003,
+// 0007 and 0008 (see certificatesSQL), so a page costs about what it
+// returns, whatever the size of the registry.
 func (d *DB) Certificates(ctx context.Context, q store.CertificateQuery) ([]store.IssuedCertificate, error) {
 	if err := store.CheckCertificateQuery(q); err != nil {
 		return nil, fmt.Errorf("list certificates of cluster %q: %w", q.Cluster, err)
