@@ -328,7 +328,7 @@ func (d *DB) ReissueCandidates(ctx context.Context, cluster string, now time.Tim
 // Reissue applies r in one transaction: the compare-and-swap of the
 // generation (api.ErrGenerationMismatch), the revocation (api.ErrNotFound
 // for an unknown serial), the certificates to re-issue read again
-// (store.SplitCandidates: the re-issues of candidates revoked or expired
+// (store.ReissuedCertificates: the re-issues of candidates revoked or expired
 // meanwhile are dropped, the certificates recorded since the caller read
 // them are signed by resign; without resign they give an error wrapping
 // store.ErrCandidatesChanged and api.ErrConflict), the rekey as Rekey
