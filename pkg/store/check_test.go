@@ -96,3 +96,23 @@ func TestRevokeChain(t *testing.T) {
 		}
 	})
 }
+
+func TestValidInstant(t *testing.T) {
+	tests := []struct {
+		name string
+		t    time.Time
+		want bool
+	}{
+		{"the zero time", time.Time{}, false},
+		{"an instant", time.Date(2026, 11, 30, 15, 0, 0, 0, time.UTC), true},
+		{"year 10000", time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), false},
+		{"year -1", time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := ValidInstant(tt.t); got != tt.want {
+				t.Fatalf("ValidInstant(%v) = %v, want %v", tt.t, got, tt.want)
+			}
+		})
+	}
+}

@@ -119,7 +119,7 @@ func (d *DB) ActiveCA(ctx context.Context, name string) (store.Cluster, store.CA
 // still trusted after now (TrustedUntil > now), newest first: what a trust
 // bundle holds, and nothing of the rest of the history.
 func (d *DB) TrustedGenerations(ctx context.Context, cluster string, active int, now time.Time) ([]store.CAGeneration, error) {
-	if err := checkTimes(now); err != nil || now.IsZero() {
+	if !store.ValidInstant(now) {
 		return nil, fmt.Errorf("read trusted CA generations of cluster %q: invalid instant %v", cluster, now)
 	}
 	return d.queryGenerations(ctx, cluster, "trusted CA generations",
