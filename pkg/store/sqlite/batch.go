@@ -187,6 +187,12 @@ func insertCertificate(ctx context.Context, d *DB, tx *sql.Tx, stmt *sql.Stmt, c
 			EXISTS (SELECT 1 FROM ca_generations WHERE cluster = ?1 AND generation = ?2),
 			COALESCE(policy, '') = COALESCE(?3, '')
 			FROM clusters WHERE name = ?1`, c.Cluster, c.Generation, policy).Scan(&active, &exists, &samePolicy)
+		if errors.Is(err, sql.ErrNoRows) {
+			// The insert's own conditions refused it (no cluster, so no
+			// active generation): it wrote nothing, like a missing
+			// generation, and must not fail the rest of the batch.
+			return notInserted{fmt.Errorf("no cluster %q: %w", c.Cluster, api.ErrNotFound)}
+		}
 		if err != nil {
 			return d.wrap(err, "read cluster %q", c.Cluster)
 		}
