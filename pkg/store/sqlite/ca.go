@@ -207,13 +207,14 @@ const insertCertificateSQL = `INSERT INTO issued_certificates
 // cluster and generation must exist (else api.ErrNotFound); a serial the
 // cluster already has gives api.ErrConflict, a requester revoked on the
 // cluster api.ErrUserRevoked (checked in the transaction that records). A
-// certificate recorded for a
-// generation that a rekey already retired is stored as revoked when that
-// generation leaves the trust bundle, so a sign racing a rekey is never
-// left out of the revocation; with c.RequireActive it is refused instead
-// (api.ErrGenerationMismatch, checked in the same statement). Concurrent calls share one transaction (a
-// group commit, see certQueue); each returns when its certificate is
-// committed, or with its own error.
+// certificate recorded for a generation that a rekey already retired is
+// stored as revoked when that generation leaves the trust bundle, so a
+// sign racing a rekey is never left out of the revocation; with
+// c.RequireActive it is refused instead (api.ErrGenerationMismatch), and
+// with c.RequirePolicy when the cluster's policy changed
+// (store.ErrPolicyChanged), both checked in the same statement. Concurrent
+// calls share one transaction (a group commit, see certQueue); each
+// returns when its certificate is committed, or with its own error.
 func (d *DB) RecordCertificate(ctx context.Context, c store.IssuedCertificate) error {
 	if c.Cluster == "" || c.Serial == "" || c.IssuedAt.IsZero() {
 		// The listing pages by (issued_at, serial): an entry without an
