@@ -141,9 +141,5 @@ func RequiredPolicyText(c IssuedCertificate) (*string, error) {
 	if c.RequirePolicy == nil {
 		return nil, nil
 	}
-	text, err := MarshalPolicy(*c.RequirePolicy)
-	if err != nil {
-		return nil, fmt.Errorf("record certificate %s: %w", c.Serial, err)
-	}
-	return text, nil
+	return MarshalPolicy(*c.RequirePolicy)
 }

@@ -212,7 +212,7 @@ func (d *DB) RecordCertificate(ctx context.Context, c store.IssuedCertificate) e
 	}
 	policy, err := store.RequiredPolicyText(c)
 	if err != nil {
-		return err
+		return fmt.Errorf("record certificate %s of cluster %q generation %d: %w", c.Serial, c.Cluster, c.Generation, err)
 	}
 	err = d.attempt(ctx, func() error {
 		// One round trip: both statements go in one pipeline, which the
