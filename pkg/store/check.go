@@ -23,6 +23,12 @@ func CheckTimes(ts ...time.Time) error {
 	return nil
 }
 
+// ValidInstant reports whether t is an instant a store can compare: not
+// the zero time (which stands for none) and one CheckTimes accepts.
+func ValidInstant(t time.Time) bool {
+	return !t.IsZero() && CheckTimes(t) == nil
+}
+
 // CheckNewCluster checks the records a store's CreateCluster is given: a
 // name, a generation of at least 1 that first carries, first's key ref,
 // first's cluster empty or c's name, and times CheckTimes accepts.
@@ -70,14 +76,14 @@ func CheckCertificateQuery(q CertificateQuery) error {
 		return fmt.Errorf("limit %d: must be positive", q.Limit)
 	}
 	if k := q.After; k != nil {
-		if k.IssuedAt.IsZero() || CheckTimes(k.IssuedAt) != nil || k.Serial == "" {
+		if !ValidInstant(k.IssuedAt) || k.Serial == "" {
 			return fmt.Errorf("invalid position (%v, %q)", k.IssuedAt, k.Serial)
 		}
 	}
 	if q.Status == "" {
 		return nil
 	}
-	if q.Now.IsZero() || CheckTimes(q.Now) != nil {
+	if !ValidInstant(q.Now) {
 		return fmt.Errorf("status %q needs a valid instant, not %v", q.Status, q.Now)
 	}
 	switch q.Status {

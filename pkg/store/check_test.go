@@ -96,3 +96,46 @@ func TestRevokeChain(t *testing.T) {
 		}
 	})
 }
+
+func TestValidInstant(t *testing.T) {
+	tests := []struct {
+		name string
+		t    time.Time
+		want bool
+	}{
+		{"the zero time", time.Time{}, false},
+		{"an instant", time.Date(2026, 11, 30, 15, 0, 0, 0, time.UTC), true},
+		{"year 10000", time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), false},
+		{"year -1", time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := ValidInstant(tt.t); got != tt.want {
+				t.Fatalf("ValidInstant(%v) = %v, want %v", tt.t, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestCheckKEKTimes(t *testing.T) {
+	far := time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+	ok := time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)
+	version := KEKVersion{Version: 1, KeyRef: "kek/k/1", KeyID: "ck1:k:1", CreatedAt: ok}
+	tests := []struct {
+		name string
+		err  error
+		want bool // whether the check passes
+	}{
+		{"create", CheckNewKEK(KEK{Name: "k", ActiveVersion: 1, CreatedAt: ok}, version), true},
+		{"create, the KEK far", CheckNewKEK(KEK{Name: "k", ActiveVersion: 1, CreatedAt: far}, version), false},
+		{"rotate", CheckKEKRotation("k", 0, version), true},
+		{"rotate, the version far", CheckKEKRotation("k", 0, KEKVersion{Version: 1, KeyRef: "r", KeyID: "i", CreatedAt: far}), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if (tt.err == nil) != tt.want {
+				t.Fatalf("error %v, want passing %v", tt.err, tt.want)
+			}
+		})
+	}
+}

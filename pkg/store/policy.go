@@ -11,9 +11,10 @@ import (
 
 // ClusterPolicy is what an admin set for the certificates a cluster's CA
 // signs (PUT /v1/clusters/{cluster}/policy). A store keeps it as JSON text
-// in the cluster's row, so that a sign reads it with the cluster and its
-// active CA, in one read. The zero value sets nothing: every sign follows
-// the service's defaults.
+// in the cluster's row, so that a sign that reads the cluster (one that
+// does not remember a reading, see IssuedCertificate.RequirePolicy) reads
+// it with the cluster and its active CA, in one read. The zero value sets
+// nothing: every sign follows the service's defaults.
 type ClusterPolicy struct {
 	// Profiles sets the validity of each profile, by profile name
 	// ("client", "server", "peer"); a profile absent sets nothing.
@@ -53,9 +54,10 @@ func MarshalPolicy(p ClusterPolicy) (*string, error) {
 }
 
 // UnmarshalPolicy decodes the stored text of a policy; nil (SQL NULL) or
-// empty text is the zero policy. Every sign reads the policy, so decoded
-// policies are kept by their exact text (see policies): the same text
-// is decoded once, and each caller gets its own copy.
+// empty text is the zero policy. Every read of a cluster's row decodes
+// the policy, so decoded policies are kept by their exact text (see
+// policies): the same text is decoded once, and each caller gets its own
+// copy.
 func UnmarshalPolicy(text *string) (ClusterPolicy, error) {
 	if text == nil || *text == "" {
 		return ClusterPolicy{}, nil
@@ -139,9 +141,5 @@ func RequiredPolicyText(c IssuedCertificate) (*string, error) {
 	if c.RequirePolicy == nil {
 		return nil, nil
 	}
-	text, err := MarshalPolicy(*c.RequirePolicy)
-	if err != nil {
-		return nil, fmt.Errorf("record certificate %s: %w", c.Serial, err)
-	}
-	return text, nil
+	return MarshalPolicy(*c.RequirePolicy)
 }

@@ -25,7 +25,8 @@ type Backend struct {
 	Usage    []string
 	Path     bool
 	// Open opens the store the --store value names. Its errors never hold
-	// the value, which may hold a password.
+	// a secret of the value (a PostgreSQL connection string's password:
+	// PostgreSQL's say nothing of the string); SQLite's name the path.
 	Open func(ctx context.Context, value string) (Handle, error)
 }
 

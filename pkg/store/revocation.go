@@ -99,7 +99,7 @@ type Reissue struct {
 	// and unrevoked at Now, not superseded, of a trusted generation.
 	// Inside the transaction, after the revocation and while no
 	// certificate can be recorded on the cluster, the store reads them
-	// again (SplitCandidates): a candidate that is no longer one (revoked
+	// again (ReissuedCertificates): a candidate that is no longer one (revoked
 	// or expired meanwhile) is dropped with its re-issue, and the
 	// certificates that became candidates since the caller read them
 	// (recorded meanwhile) are signed by the ResignFunc and written with
@@ -135,12 +135,12 @@ type ReissueResult struct {
 	Certificates []IssuedCertificate
 }
 
-// SplitCandidates compares current, the serials of the certificates to
+// splitCandidates compares current, the serials of the certificates to
 // re-issue that a store reads inside a Reissue transaction, with
 // r.Candidates: it returns the certificates of r.Certificates whose
 // candidate is still one (keep), and the current candidates the caller had
 // not read (added, sorted), which the ResignFunc signs.
-func SplitCandidates(r Reissue, current []string) (keep []IssuedCertificate, added []string) {
+func splitCandidates(r Reissue, current []string) (keep []IssuedCertificate, added []string) {
 	now := make(map[string]bool, len(current))
 	for _, s := range current {
 		now[s] = true
@@ -164,10 +164,10 @@ func SplitCandidates(r Reissue, current []string) (keep []IssuedCertificate, add
 	return keep, added
 }
 
-// CheckResigned refuses re-issues that a ResignFunc returned for added
+// checkResigned refuses re-issues that a ResignFunc returned for added
 // unless each belongs to generation gen, has a serial and an issue time,
 // and replaces a distinct certificate of added.
-func CheckResigned(resigned []IssuedCertificate, added []string, gen int) error {
+func checkResigned(resigned []IssuedCertificate, added []string, gen int) error {
 	seen := make(map[string]bool, len(resigned))
 	for _, c := range resigned {
 		if c.Generation != gen || c.Serial == "" || c.IssuedAt.IsZero() || !slices.Contains(added, c.Supersedes) || seen[c.Supersedes] {
@@ -287,10 +287,10 @@ func checkCertificateTimes(certs []IssuedCertificate) error {
 // resign signs of the candidates recorded since the caller read them,
 // which read returns (from the same transaction). Without resign, such
 // candidates give an error wrapping ErrCandidatesChanged and
-// api.ErrConflict; what resign returns must pass CheckResigned and
+// api.ErrConflict; what resign returns must pass checkResigned and
 // CheckTimes.
 func ReissuedCertificates(ctx context.Context, r Reissue, current []string, read func(added []string) ([]IssuedCertificate, error), resign ResignFunc) ([]IssuedCertificate, error) {
-	keep, added := SplitCandidates(r, current)
+	keep, added := splitCandidates(r, current)
 	if len(added) == 0 {
 		return keep, nil
 	}
@@ -305,7 +305,7 @@ func ReissuedCertificates(ctx context.Context, r Reissue, current []string, read
 	if err != nil {
 		return nil, fmt.Errorf("re-sign %d certificates recorded meanwhile: %w", len(certs), err)
 	}
-	if err := CheckResigned(more, added, r.Next.Generation); err != nil {
+	if err := checkResigned(more, added, r.Next.Generation); err != nil {
 		return nil, err
 	}
 	if err := checkCertificateTimes(more); err != nil {

@@ -119,7 +119,7 @@ func (d *DB) ActiveCA(ctx context.Context, name string) (store.Cluster, store.CA
 // still trusted after now (TrustedUntil > now), newest first: what a trust
 // bundle holds, and nothing of the rest of the history.
 func (d *DB) TrustedGenerations(ctx context.Context, cluster string, active int, now time.Time) ([]store.CAGeneration, error) {
-	if err := checkTimes(now); err != nil || now.IsZero() {
+	if !store.ValidInstant(now) {
 		return nil, fmt.Errorf("read trusted CA generations of cluster %q: invalid instant %v", cluster, now)
 	}
 	return d.queryGenerations(ctx, cluster, "trusted CA generations",
@@ -212,7 +212,7 @@ func (d *DB) RecordCertificate(ctx context.Context, c store.IssuedCertificate) e
 	}
 	policy, err := store.RequiredPolicyText(c)
 	if err != nil {
-		return err
+		return fmt.Errorf("record certificate %s of cluster %q generation %d: %w", c.Serial, c.Cluster, c.Generation, err)
 	}
 	err = d.attempt(ctx, func() error {
 		// One round trip: both statements go in one pipeline, which the
@@ -294,7 +294,7 @@ const refuseRevokedSQL = `DELETE FROM issued_certificates WHERE cluster = $1 AND
 	AND EXISTS (SELECT 1 FROM user_revocations WHERE cluster = $1 AND user_name = $3)`
 
 // certificateArgs are the arguments of insertCertificateSQL for c, whose
-// RequirePolicy has the stored text policy (requiredPolicy).
+// RequirePolicy has the stored text policy (store.RequiredPolicyText).
 func certificateArgs(c store.IssuedCertificate, policy *string) []any {
 	return []any{c.Cluster, c.Serial, c.Generation, c.Subject, c.Profile, c.User, c.Project,
 		ts(c.NotBefore), ts(c.NotAfter), ts(c.IssuedAt), ts(c.RevokedAt), c.Privileged, c.CertificateDER, c.RequireActive,
@@ -304,8 +304,9 @@ func certificateArgs(c store.IssuedCertificate, policy *string) []any {
 // Certificates returns one page of a cluster's issued-certificate
 // registry, newest first (by IssuedAt, then by Serial, both descending),
 // filtered as q says, at most q.Limit entries. Every filter and the
-// position are applied in SQL, through the indexes of migration 0003, so a
-// page costs about what it returns, whatever the size of the registry.
+// position are applied in SQL, through the indexes of migrations 0003,
+// 0007 and 0008 (see certificatesSQL), so a page costs about what it
+// returns, whatever the size of the registry.
 func (d *DB) Certificates(ctx context.Context, q store.CertificateQuery) ([]store.IssuedCertificate, error) {
 	if err := store.CheckCertificateQuery(q); err != nil {
 		return nil, fmt.Errorf("list certificates of cluster %q: %w", q.Cluster, err)
@@ -320,10 +321,7 @@ func (d *DB) Certificates(ctx context.Context, q store.CertificateQuery) ([]stor
 // certificates is Certificates once the backlog is known (see
 // certificatesSQL).
 func (d *DB) certificates(ctx context.Context, q store.CertificateQuery, backlog bool) ([]store.IssuedCertificate, error) {
-	query, args, err := certificatesSQL(q, backlog)
-	if err != nil {
-		return nil, fmt.Errorf("list certificates of cluster %q: %w", q.Cluster, err)
-	}
+	query, args := certificatesSQL(q, backlog)
 	// A listing by status is planned with its arguments every time (an
 	// unnamed statement), never with a cached generic plan: a generic plan
 	// cannot know how few rows the sorted arms read (those whose lapsed
@@ -334,7 +332,7 @@ func (d *DB) certificates(ctx context.Context, q store.CertificateQuery, backlog
 		args = append([]any{pgx.QueryExecModeExec}, args...)
 	}
 	var certs []store.IssuedCertificate
-	err = d.query(ctx, func() { certs = make([]store.IssuedCertificate, 0, min(q.Limit, 1024)) }, func(rows pgx.Rows) error {
+	err := d.query(ctx, func() { certs = make([]store.IssuedCertificate, 0, min(q.Limit, 1024)) }, func(rows pgx.Rows) error {
 		c := store.IssuedCertificate{Cluster: q.Cluster}
 		if err := rows.Scan(&c.Serial, &c.Generation, &c.Subject, &c.Profile, &c.User, &c.Project,
 			tm(&c.NotBefore), tm(&c.NotAfter), tm(&c.IssuedAt), tm(&c.RevokedAt), &c.Privileged); err != nil {
@@ -349,7 +347,8 @@ func (d *DB) certificates(ctx context.Context, q store.CertificateQuery, backlog
 	return certs, nil
 }
 
-// certificatesSQL returns the statement and arguments of q: the same
+// certificatesSQL returns the statement and arguments of q (which
+// store.CheckCertificateQuery accepted; Certificates checks it once): the same
 // selection and order as SQLite's, with issued_at NULLS LAST (where SQLite
 // sorts NULL) and serials in byte order (the column is COLLATE "C").
 //
@@ -368,10 +367,7 @@ func (d *DB) certificates(ctx context.Context, q store.CertificateQuery, backlog
 // not marked yet, see markBacklog) the unmarked expired are selected by
 // their columns, which the planner walks in listing order, as before
 // migration 0008.
-func certificatesSQL(q store.CertificateQuery, backlog bool) (string, []any, error) {
-	if err := store.CheckCertificateQuery(q); err != nil {
-		return "", nil, err
-	}
+func certificatesSQL(q store.CertificateQuery, backlog bool) (string, []any) {
 	args := []any{q.Cluster}
 	arg := func(v any) string {
 		args = append(args, v)
@@ -427,7 +423,7 @@ func certificatesSQL(q store.CertificateQuery, backlog bool) (string, []any, err
 	const order = " ORDER BY issued_at DESC NULLS LAST, serial DESC LIMIT "
 	limit := arg(q.Limit)
 	if len(arms) == 1 {
-		return columns + shared + arms[0] + order + limit, args, nil
+		return columns + shared + arms[0] + order + limit, args
 	}
 	// Each arm is ordered and limited on its own, so that the planner
 	// walks the never revoked in index order and stops at a page, and
@@ -440,5 +436,5 @@ func certificatesSQL(q store.CertificateQuery, backlog bool) (string, []any, err
 		b.WriteString("(" + columns + shared + a + order + limit + ")")
 	}
 	b.WriteString(order + limit)
-	return b.String(), args, nil
+	return b.String(), args
 }

@@ -109,10 +109,10 @@ func TestCertificatesUseIndexes(t *testing.T) {
 		q := tt.q
 		q.Cluster, q.Limit = "c", 10
 		t.Run(tt.name, func(t *testing.T) {
-			query, args, err := certificatesSQL(q, false)
-			if err != nil {
+			if err := store.CheckCertificateQuery(q); err != nil {
 				t.Fatal(err)
 			}
+			query, args := certificatesSQL(q, false)
 			p := plan(t, query, args...)
 			// A sort node, not the sort key of a Merge Append, which merges
 			// the ordered arms of valid and expired.
@@ -196,10 +196,10 @@ func TestStatusListingPlans(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			q := tt.q
 			q.Cluster, q.Limit, q.Now = "c", 100, now
-			query, args, err := certificatesSQL(q, false)
-			if err != nil {
+			if err := store.CheckCertificateQuery(q); err != nil {
 				t.Fatal(err)
 			}
+			query, args := certificatesSQL(q, false)
 			var b strings.Builder
 			rows, err := d.pool.Query(ctx, "EXPLAIN "+query, args...)
 			if err != nil {

@@ -198,7 +198,7 @@ func (d *DB) UserRevocations(ctx context.Context, cluster string, limit int) ([]
 // and status at now, sorted by user then project (byte order, as SQLite),
 // at most limit rows.
 func (d *DB) Users(ctx context.Context, cluster string, now time.Time, limit int) ([]store.UserCount, error) {
-	if now.IsZero() || checkTimes(now) != nil || limit < 1 {
+	if !store.ValidInstant(now) || limit < 1 {
 		return nil, fmt.Errorf("count the users of cluster %q: invalid instant %v or limit %d", cluster, now, limit)
 	}
 	out, err := queryAll(ctx, d, func(row pgx.Row) (store.UserCount, error) {
@@ -233,7 +233,7 @@ func (d *DB) queryCertificates(ctx context.Context, cluster, what, query string,
 // were revoked explicitly and have not expired at now, by serial: what
 // the generation's CRL lists.
 func (d *DB) CRLEntries(ctx context.Context, cluster string, gen int, now time.Time) ([]store.IssuedCertificate, error) {
-	if now.IsZero() || checkTimes(now) != nil {
+	if !store.ValidInstant(now) {
 		return nil, fmt.Errorf("read the revoked certificates of cluster %q: invalid instant %v", cluster, now)
 	}
 	return d.queryCertificates(ctx, cluster, "revoked certificates",
@@ -316,7 +316,7 @@ const candidatesWhere = ` FROM issued_certificates
 // reissue at now would sign again (see store.Reissue.Candidates), with
 // their DER.
 func (d *DB) ReissueCandidates(ctx context.Context, cluster string, now time.Time) ([]store.IssuedCertificate, error) {
-	if now.IsZero() || checkTimes(now) != nil {
+	if !store.ValidInstant(now) {
 		return nil, fmt.Errorf("read the certificates to re-issue of cluster %q: invalid instant %v", cluster, now)
 	}
 	return d.queryCertificates(ctx, cluster, "certificates to re-issue",
@@ -328,7 +328,7 @@ func (d *DB) ReissueCandidates(ctx context.Context, cluster string, now time.Tim
 // generation rows (which waits for the certificates being recorded, and
 // makes every later record wait for the commit), the revocation
 // (api.ErrNotFound for an unknown serial), the certificates to re-issue
-// read again (store.SplitCandidates: the re-issues of candidates revoked
+// read again (store.ReissuedCertificates: the re-issues of candidates revoked
 // or expired meanwhile are dropped, the certificates recorded since the
 // caller read them are signed by resign; without resign they give an
 // error wrapping store.ErrCandidatesChanged and api.ErrConflict), the

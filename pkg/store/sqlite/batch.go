@@ -187,6 +187,12 @@ func insertCertificate(ctx context.Context, d *DB, tx *sql.Tx, stmt *sql.Stmt, c
 			EXISTS (SELECT 1 FROM ca_generations WHERE cluster = ?1 AND generation = ?2),
 			COALESCE(policy, '') = COALESCE(?3, '')
 			FROM clusters WHERE name = ?1`, c.Cluster, c.Generation, policy).Scan(&active, &exists, &samePolicy)
+		if errors.Is(err, sql.ErrNoRows) {
+			// The insert's own conditions refused it (no cluster, so no
+			// active generation): it wrote nothing, like a missing
+			// generation, and must not fail the rest of the batch.
+			return notInserted{fmt.Errorf("no cluster %q: %w", c.Cluster, api.ErrNotFound)}
+		}
 		if err != nil {
 			return d.wrap(err, "read cluster %q", c.Cluster)
 		}
@@ -204,7 +210,8 @@ func insertCertificate(ctx context.Context, d *DB, tx *sql.Tx, stmt *sql.Stmt, c
 	return notInserted{fmt.Errorf("user %q is revoked on cluster %q: %w", c.User, c.Cluster, api.ErrUserRevoked)}
 }
 
-// hotStatements are the statements of every sign, prepared once per
+// hotStatements are the statements a sign runs (the record; the reads
+// when it remembers no reading of its cluster), prepared once per
 // connection instead of parsed on every call.
 type hotStatements struct {
 	insertCertificate *sql.Stmt

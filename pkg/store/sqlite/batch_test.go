@@ -15,8 +15,8 @@ import (
 
 // TestRecordCertificateGroupCommit queues concurrent records behind a held
 // write lock and checks that they commit in one transaction, each caller
-// getting its own outcome: a duplicate serial and a missing generation fail
-// alone, the others are recorded.
+// getting its own outcome: a duplicate serial, a missing generation and a
+// missing cluster fail alone, the others are recorded.
 func TestRecordCertificateGroupCommit(t *testing.T) {
 	ctx := context.Background()
 	d := openTest(t)
@@ -39,6 +39,11 @@ func TestRecordCertificateGroupCommit(t *testing.T) {
 		call{name: "duplicate serial", cert: storetest.Cert("c", 1, 1), want: api.ErrConflict},
 		call{name: "missing generation", cert: storetest.Cert("c", 7, 10), want: api.ErrNotFound},
 	)
+	// A sign's record (RequireActive) for a cluster that does not exist
+	// inserts nothing and fails alone, not the whole batch.
+	missing := storetest.Cert("gone", 1, 11)
+	missing.RequireActive = true
+	calls = append(calls, call{name: "missing cluster", cert: missing, want: api.ErrNotFound})
 
 	d.writer <- struct{}{} // hold the write lock until every call is queued
 	errs := make([]error, len(calls))

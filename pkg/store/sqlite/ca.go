@@ -125,7 +125,7 @@ func (d *DB) ActiveCA(ctx context.Context, name string) (store.Cluster, store.CA
 // first: what a trust bundle holds, and nothing of the rest of the
 // history.
 func (d *DB) TrustedGenerations(ctx context.Context, cluster string, active int, now time.Time) ([]store.CAGeneration, error) {
-	if err := checkTimes(now); err != nil || now.IsZero() {
+	if !store.ValidInstant(now) {
 		return nil, fmt.Errorf("read trusted CA generations of cluster %q: invalid instant %v", cluster, now)
 	}
 	return d.queryGenerations(ctx, cluster, "trusted CA generations",
@@ -207,13 +207,14 @@ const insertCertificateSQL = `INSERT INTO issued_certificates
 // cluster and generation must exist (else api.ErrNotFound); a serial the
 // cluster already has gives api.ErrConflict, a requester revoked on the
 // cluster api.ErrUserRevoked (checked in the transaction that records). A
-// certificate recorded for a
-// generation that a rekey already retired is stored as revoked when that
-// generation leaves the trust bundle, so a sign racing a rekey is never
-// left out of the revocation; with c.RequireActive it is refused instead
-// (api.ErrGenerationMismatch, checked in the same statement). Concurrent calls share one transaction (a
-// group commit, see certQueue); each returns when its certificate is
-// committed, or with its own error.
+// certificate recorded for a generation that a rekey already retired is
+// stored as revoked when that generation leaves the trust bundle, so a
+// sign racing a rekey is never left out of the revocation; with
+// c.RequireActive it is refused instead (api.ErrGenerationMismatch), and
+// with c.RequirePolicy when the cluster's policy changed
+// (store.ErrPolicyChanged), both checked in the same statement. Concurrent
+// calls share one transaction (a group commit, see certQueue); each
+// returns when its certificate is committed, or with its own error.
 func (d *DB) RecordCertificate(ctx context.Context, c store.IssuedCertificate) error {
 	if c.Cluster == "" || c.Serial == "" || c.IssuedAt.IsZero() {
 		// The listing pages by (issued_at, serial): an entry without an
@@ -233,8 +234,9 @@ func (d *DB) RecordCertificate(ctx context.Context, c store.IssuedCertificate) e
 // Certificates returns one page of a cluster's issued-certificate
 // registry, newest first (by IssuedAt, then by Serial, both descending),
 // filtered as q says, at most q.Limit entries. Every filter and the
-// position are applied in SQL, through the indexes of migration 0003, so a
-// page costs about what it returns, whatever the size of the registry.
+// position are applied in SQL, through the indexes of migrations 0003,
+// 0007 and 0008 (see certificatesSQL), so a page costs about what it
+// returns, whatever the size of the registry.
 func (d *DB) Certificates(ctx context.Context, q store.CertificateQuery) ([]store.IssuedCertificate, error) {
 	if err := store.CheckCertificateQuery(q); err != nil {
 		return nil, fmt.Errorf("list certificates of cluster %q: %w", q.Cluster, err)
@@ -249,10 +251,7 @@ func (d *DB) Certificates(ctx context.Context, q store.CertificateQuery) ([]stor
 // certificates is Certificates once the backlog is known (see
 // certificatesSQL).
 func (d *DB) certificates(ctx context.Context, q store.CertificateQuery, backlog bool) ([]store.IssuedCertificate, error) {
-	query, args, err := certificatesSQL(q, backlog)
-	if err != nil {
-		return nil, fmt.Errorf("list certificates of cluster %q: %w", q.Cluster, err)
-	}
+	query, args := certificatesSQL(q, backlog)
 	rows, err := d.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, d.wrap(err, "list certificates of cluster %q", q.Cluster)
@@ -282,7 +281,8 @@ const (
 	byRevocation = "issued_certificates_by_revocation"
 )
 
-// certificatesSQL returns the statement and arguments of q.
+// certificatesSQL returns the statement and arguments of q, which
+// store.CheckCertificateQuery accepted (Certificates checks it once).
 //
 // The status filters valid and expired hold for certificates never revoked
 // and for those whose revocation is still ahead (a rekey's grace). They are
@@ -299,10 +299,7 @@ const (
 // looked for, never whether it matches. With backlog (a large backlog of
 // expired rows not marked yet, see markBacklog) the unmarked expired are
 // walked in listing order instead of sorted, as before migration 0008.
-func certificatesSQL(q store.CertificateQuery, backlog bool) (string, []any, error) {
-	if err := store.CheckCertificateQuery(q); err != nil {
-		return "", nil, err
-	}
+func certificatesSQL(q store.CertificateQuery, backlog bool) (string, []any) {
 	// The conditions every arm shares, after the cluster's.
 	var shared strings.Builder
 	var sharedArgs []any
@@ -400,7 +397,7 @@ func certificatesSQL(q store.CertificateQuery, backlog bool) (string, []any, err
 	}
 	b.WriteString(" ORDER BY issued_at DESC, serial DESC LIMIT ?")
 	args = append(args, q.Limit)
-	return b.String(), args, nil
+	return b.String(), args
 }
 
 // nonNil returns b, or an empty slice for nil, so a NOT NULL BLOB column

@@ -39,10 +39,10 @@ func TestCertificatesUseIndexes(t *testing.T) {
 		q := tt.q
 		q.Cluster, q.Limit = "c", 10
 		t.Run(tt.name, func(t *testing.T) {
-			query, args, err := certificatesSQL(q, false)
-			if err != nil {
+			if err := store.CheckCertificateQuery(q); err != nil {
 				t.Fatal(err)
 			}
+			query, args := certificatesSQL(q, false)
 			plan := queryPlan(t, d, query, args...)
 			if tt.pending {
 				// One arm walks in listing order (the never revoked, or
@@ -127,10 +127,11 @@ func TestBacklogListingsAreExact(t *testing.T) {
 // by not_after and sorted.
 func TestBacklogListingWalks(t *testing.T) {
 	d := openTest(t)
-	query, args, err := certificatesSQL(store.CertificateQuery{Cluster: "c", Status: store.StatusExpired, Now: t0, Limit: 10}, true)
-	if err != nil {
+	q := store.CertificateQuery{Cluster: "c", Status: store.StatusExpired, Now: t0, Limit: 10}
+	if err := store.CheckCertificateQuery(q); err != nil {
 		t.Fatal(err)
 	}
+	query, args := certificatesSQL(q, true)
 	plan := queryPlan(t, d, query, args...)
 	if strings.Count(plan, "issued_certificates_live_key (cluster=? AND lapsed=?)") != 2 ||
 		strings.Contains(plan, "issued_certificates_live_expiry (cluster=? AND lapsed=? AND not_after<?)") {

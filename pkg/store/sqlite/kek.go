@@ -15,9 +15,6 @@ func (d *DB) CreateKEK(ctx context.Context, k store.KEK, first store.KEKVersion)
 	if err := store.CheckNewKEK(k, first); err != nil {
 		return err
 	}
-	if err := checkTimes(k.CreatedAt, first.CreatedAt); err != nil {
-		return fmt.Errorf("create KEK %q: %w", k.Name, err)
-	}
 	err := d.write(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, "INSERT INTO keks (name, project, active_version, created_at) VALUES (?, ?, ?, ?)",
 			k.Name, k.Project, k.ActiveVersion, formatTime(k.CreatedAt))
@@ -111,9 +108,6 @@ func (d *DB) KEKVersionByKeyID(ctx context.Context, keyID string) (store.KEKVers
 func (d *DB) RotateKEK(ctx context.Context, name string, expected int, next store.KEKVersion) error {
 	if err := store.CheckKEKRotation(name, expected, next); err != nil {
 		return err
-	}
-	if err := checkTimes(next.CreatedAt); err != nil {
-		return fmt.Errorf("rotate KEK %q: %w", name, err)
 	}
 	err := d.write(ctx, func(tx *sql.Tx) error {
 		if err := d.move(ctx, tx, kekActiveVersion, name, expected, next.Version); err != nil {

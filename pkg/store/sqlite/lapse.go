@@ -36,7 +36,7 @@ func (d *DB) MarkExpired(ctx context.Context, cluster string, now time.Time) (in
 // markExpired is MarkExpired, stopping after the batch that ends past
 // deadline (unless zero); done reports that no backlog is left.
 func (d *DB) markExpired(ctx context.Context, cluster string, now, deadline time.Time) (total int, done bool, err error) {
-	if now.IsZero() || checkTimes(now) != nil {
+	if !store.ValidInstant(now) {
 		return 0, false, fmt.Errorf("mark the expired certificates of cluster %q: invalid instant %v", cluster, now)
 	}
 	for {

@@ -201,7 +201,7 @@ func (d *DB) UserRevocations(ctx context.Context, cluster string, limit int) ([]
 // Users counts the certificates of cluster by requester (user, project)
 // and status at now, sorted by user then project, at most limit rows.
 func (d *DB) Users(ctx context.Context, cluster string, now time.Time, limit int) ([]store.UserCount, error) {
-	if now.IsZero() || checkTimes(now) != nil || limit < 1 {
+	if !store.ValidInstant(now) || limit < 1 {
 		return nil, fmt.Errorf("count the users of cluster %q: invalid instant %v or limit %d", cluster, now, limit)
 	}
 	out, err := queryAll(ctx, d, func(row scanner) (store.UserCount, error) {
@@ -225,7 +225,7 @@ func (d *DB) Users(ctx context.Context, cluster string, now time.Time, limit int
 // were revoked explicitly and have not expired at now, by serial: what
 // the generation's CRL lists.
 func (d *DB) CRLEntries(ctx context.Context, cluster string, gen int, now time.Time) ([]store.IssuedCertificate, error) {
-	if now.IsZero() || checkTimes(now) != nil {
+	if !store.ValidInstant(now) {
 		return nil, fmt.Errorf("read the revoked certificates of cluster %q: invalid instant %v", cluster, now)
 	}
 	return d.queryCertificates(ctx, cluster, "revoked certificates",
@@ -318,7 +318,7 @@ const candidatesWhere = ` FROM issued_certificates
 // reissue at now would sign again (see store.Reissue.Candidates), with
 // their DER.
 func (d *DB) ReissueCandidates(ctx context.Context, cluster string, now time.Time) ([]store.IssuedCertificate, error) {
-	if now.IsZero() || checkTimes(now) != nil {
+	if !store.ValidInstant(now) {
 		return nil, fmt.Errorf("read the certificates to re-issue of cluster %q: invalid instant %v", cluster, now)
 	}
 	return d.queryCertificates(ctx, cluster, "certificates to re-issue",
@@ -328,7 +328,7 @@ func (d *DB) ReissueCandidates(ctx context.Context, cluster string, now time.Tim
 // Reissue applies r in one transaction: the compare-and-swap of the
 // generation (api.ErrGenerationMismatch), the revocation (api.ErrNotFound
 // for an unknown serial), the certificates to re-issue read again
-// (store.SplitCandidates: the re-issues of candidates revoked or expired
+// (store.ReissuedCertificates: the re-issues of candidates revoked or expired
 // meanwhile are dropped, the certificates recorded since the caller read
 // them are signed by resign; without resign they give an error wrapping
 // store.ErrCandidatesChanged and api.ErrConflict), the rekey as Rekey
@@ -367,10 +367,9 @@ func (d *DB) Reissue(ctx context.Context, r store.Reissue, resign store.ResignFu
 		if err := d.retire(ctx, tx, r.Cluster, r.Expected, r.Next, r.Now, r.TrustedUntil); err != nil {
 			return err
 		}
-		ins, err := tx.PrepareContext(ctx, insertCertificateSQL)
-		if err != nil {
-			return d.wrap(err, "prepare")
-		}
+		// The sign's statement, prepared once (hotStatements), not
+		// parsed again for every re-issue.
+		ins := tx.StmtContext(ctx, d.stmts.insertCertificate)
 		defer ins.Close()
 		link, err := tx.PrepareContext(ctx, "UPDATE issued_certificates SET superseded_by = ? WHERE cluster = ? AND serial = ?")
 		if err != nil {
