@@ -24,7 +24,9 @@ const (
 	// LapseBacklog is how many expired and unmarked certificates of a
 	// cluster a listing by status sorts before it marks them.
 	LapseBacklog = 64
-	// LapseBatch is the most rows one marking transaction updates, so that
+	// LapseBatch bounds the rows one marking transaction updates (on
+	// SQLite, LapseBatch with a not_after and LapseBatch without one, the
+	// latter rare), so that
 	// a large backlog (a registry migrated to 0008, or one not listed for a
 	// long time) never holds the write lock for long: signs recorded
 	// meanwhile commit between two batches (on SQLite, tens of
