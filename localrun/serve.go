@@ -13,8 +13,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/pflag"
 
 	"github.com/clusterkeys/clusterkeys/pkg/api"
@@ -24,6 +22,7 @@ import (
 	"github.com/clusterkeys/clusterkeys/pkg/config"
 	"github.com/clusterkeys/clusterkeys/pkg/functions"
 	"github.com/clusterkeys/clusterkeys/pkg/gateway"
+	"github.com/clusterkeys/clusterkeys/pkg/metrics"
 	"github.com/clusterkeys/clusterkeys/pkg/tlsserve"
 )
 
@@ -31,7 +30,7 @@ import (
 type stack struct {
 	cfg      config.Config
 	log      *slog.Logger
-	reg      *prometheus.Registry
+	reg      *metrics.Registry
 	backends *backends.Backends
 	// deps builds the functions' services once, shared by all of them.
 	deps     *functions.Deps
@@ -40,8 +39,7 @@ type stack struct {
 }
 
 func openStack(ctx context.Context, cfg config.Config, log *slog.Logger) (*stack, error) {
-	s := &stack{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
-	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s := &stack{cfg: cfg, log: log, reg: metrics.NewProcessRegistry()}
 	b, err := backends.Open(ctx, cfg, log, s.reg)
 	if err != nil {
 		return nil, err

@@ -10,13 +10,12 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/clusterkeys/clusterkeys/pkg/authn"
 	"github.com/clusterkeys/clusterkeys/pkg/barbicanref"
 	"github.com/clusterkeys/clusterkeys/pkg/config"
 	"github.com/clusterkeys/clusterkeys/pkg/gateway"
 	"github.com/clusterkeys/clusterkeys/pkg/lambdahttp"
+	"github.com/clusterkeys/clusterkeys/pkg/metrics"
 	"github.com/clusterkeys/clusterkeys/pkg/tlsbundle"
 )
 
@@ -40,7 +39,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
+	reg := metrics.NewRegistry()
 	v, err := barbicanref.NewValidator(cfg, reg)
 	if err != nil {
 		return err

@@ -15,12 +15,11 @@ import (
 	"log/slog"
 	"os"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/clusterkeys/clusterkeys/pkg/ca"
 	"github.com/clusterkeys/clusterkeys/pkg/config"
 	"github.com/clusterkeys/clusterkeys/pkg/keys"
 	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
+	"github.com/clusterkeys/clusterkeys/pkg/metrics"
 	"github.com/clusterkeys/clusterkeys/pkg/reconcile"
 	"github.com/clusterkeys/clusterkeys/pkg/store"
 )
@@ -57,7 +56,7 @@ type Backends struct {
 
 // Open opens the store and custody cfg names, creating the state directory
 // (0700) when the defaults live there. cfg must be resolved.
-func Open(ctx context.Context, cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (*Backends, error) {
+func Open(ctx context.Context, cfg config.Config, log *slog.Logger, reg metrics.Registerer) (*Backends, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -127,7 +126,7 @@ func openStore(ctx context.Context, cfg config.Config) (storeWithBlobs, error) {
 // the returned function waits for it to stop. An interval of 0 starts
 // nothing. For long-running processes (localrun serve, the KMS shim): a
 // Lambda sandbox is frozen between invocations.
-func (b *Backends) StartReconciler(ctx context.Context, cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (wait func()) {
+func (b *Backends) StartReconciler(ctx context.Context, cfg config.Config, log *slog.Logger, reg metrics.Registerer) (wait func()) {
 	if cfg.ReconcileInterval <= 0 {
 		return func() {}
 	}

@@ -3,9 +3,8 @@ package barbicanref
 import (
 	"fmt"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/clusterkeys/clusterkeys/pkg/config"
+	"github.com/clusterkeys/clusterkeys/pkg/metrics"
 	"github.com/clusterkeys/clusterkeys/pkg/tlsbundle"
 )
 
@@ -13,7 +12,7 @@ import (
 // metrics on reg: it loads Barbican containers when cfg names a Barbican
 // endpoint (--barbican-endpoint), with the caller's own token under --auth
 // keystone. validatebundle and localrun build it alike.
-func NewValidator(cfg config.Config, reg prometheus.Registerer) (*tlsbundle.Validator, error) {
+func NewValidator(cfg config.Config, reg metrics.Registerer) (*tlsbundle.Validator, error) {
 	opts := tlsbundle.Options{Registerer: reg}
 	if cfg.BarbicanEndpoint != "" {
 		loader, err := New(Config{Endpoint: cfg.BarbicanEndpoint, CallerToken: cfg.Auth == "keystone"})

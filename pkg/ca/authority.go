@@ -53,11 +53,10 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/auth"
 	"github.com/clusterkeys/clusterkeys/pkg/keys"
+	promreg "github.com/clusterkeys/clusterkeys/pkg/metrics"
 	"github.com/clusterkeys/clusterkeys/pkg/store"
 )
 
@@ -91,7 +90,7 @@ type Options struct {
 	// Now returns the current time; time.Now when nil. Tests set it.
 	Now func() time.Time
 	// Registerer receives the CA metrics; none are exported when nil.
-	Registerer prometheus.Registerer
+	Registerer promreg.Registerer
 	// Logger logs operations (never key material); slog.Default when nil.
 	Logger *slog.Logger
 	// CAValidityDays is the default CA validity; DefaultCAValidityDays when 0.

@@ -3,8 +3,6 @@ package ca
 import (
 	"log/slog"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	promreg "github.com/clusterkeys/clusterkeys/pkg/metrics"
 )
@@ -13,22 +11,22 @@ import (
 // creates "created" or "exists") or the stable error code, so its values
 // are bounded.
 type metrics struct {
-	signs   *prometheus.CounterVec
-	rekeys  *prometheus.CounterVec
-	creates *prometheus.CounterVec
+	signs   *promreg.CounterVec
+	rekeys  *promreg.CounterVec
+	creates *promreg.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer, log *slog.Logger) *metrics {
+func newMetrics(reg promreg.Registerer, log *slog.Logger) *metrics {
 	m := &metrics{
-		signs: prometheus.NewCounterVec(prometheus.CounterOpts{
+		signs: promreg.NewCounterVec(promreg.CounterOpts{
 			Namespace: "clusterkeys", Subsystem: "ca", Name: "signs_total",
 			Help: "Certificate signing requests handled, by profile and result.",
 		}, []string{"profile", "result"}),
-		rekeys: prometheus.NewCounterVec(prometheus.CounterOpts{
+		rekeys: promreg.NewCounterVec(promreg.CounterOpts{
 			Namespace: "clusterkeys", Subsystem: "ca", Name: "rekeys_total",
 			Help: "CA rekeys handled, by result.",
 		}, []string{"result"}),
-		creates: prometheus.NewCounterVec(prometheus.CounterOpts{
+		creates: promreg.NewCounterVec(promreg.CounterOpts{
 			Namespace: "clusterkeys", Subsystem: "ca", Name: "creates_total",
 			Help: "CA creations handled, by result.",
 		}, []string{"result"}),
@@ -37,7 +35,7 @@ func newMetrics(reg prometheus.Registerer, log *slog.Logger) *metrics {
 		return m
 	}
 	// Two Authorities sharing a registry share their counters.
-	for _, c := range []**prometheus.CounterVec{&m.signs, &m.rekeys, &m.creates} {
+	for _, c := range []**promreg.CounterVec{&m.signs, &m.rekeys, &m.creates} {
 		var err error
 		if *c, err = promreg.Register(reg, *c); err != nil {
 			log.Error("cannot register CA metrics; they will not be exported", "err", err)

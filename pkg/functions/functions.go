@@ -18,8 +18,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/backends"
 	"github.com/clusterkeys/clusterkeys/pkg/barbicanref"
@@ -27,6 +25,7 @@ import (
 	"github.com/clusterkeys/clusterkeys/pkg/config"
 	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
 	"github.com/clusterkeys/clusterkeys/pkg/magnum"
+	"github.com/clusterkeys/clusterkeys/pkg/metrics"
 	"github.com/clusterkeys/clusterkeys/pkg/tlsbundle"
 )
 
@@ -120,7 +119,7 @@ type Deps struct {
 	// Store false, or to list routes only.
 	Backends *backends.Backends
 	Logger   *slog.Logger
-	Registry prometheus.Registerer
+	Registry metrics.Registerer
 
 	authorityOnce sync.Once
 	authority     *ca.Authority

@@ -24,12 +24,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/api/openapi"
 	"github.com/clusterkeys/clusterkeys/pkg/auth"
+	promreg "github.com/clusterkeys/clusterkeys/pkg/metrics"
 )
 
 // Config is what the gateway needs besides the routes.
@@ -40,7 +38,7 @@ type Config struct {
 	Logger *slog.Logger
 	// Registry receives the gateway's metrics and is served on /metrics;
 	// nil gives a fresh registry.
-	Registry *prometheus.Registry
+	Registry *promreg.Registry
 	// Ready reports whether the backends (store, custody) are reachable, for
 	// /readyz; nil means always ready.
 	Ready func(ctx context.Context) error
@@ -95,7 +93,7 @@ func New(cfg Config, routes ...api.Route) (*Gateway, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Registry == nil {
-		cfg.Registry = prometheus.NewRegistry()
+		cfg.Registry = promreg.NewRegistry()
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 30 * time.Second
@@ -437,7 +435,7 @@ func plainID(s string) bool {
 }
 
 func (g *Gateway) opsRoutes() []api.Route {
-	metrics := promhttp.HandlerFor(g.cfg.Registry, promhttp.HandlerOpts{})
+	metrics := promreg.Handler(g.cfg.Registry)
 	return []api.Route{
 		{Pattern: "GET /healthz", Name: "healthz", Public: true, Handler: func(w http.ResponseWriter, r *http.Request) error {
 			return api.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -462,33 +460,33 @@ func (g *Gateway) opsRoutes() []api.Route {
 }
 
 type metrics struct {
-	requests *prometheus.CounterVec
-	latency  *prometheus.HistogramVec
-	inFlight *prometheus.GaugeVec
-	rejected *prometheus.CounterVec
+	requests *promreg.CounterVec
+	latency  *promreg.HistogramVec
+	inFlight *promreg.GaugeVec
+	rejected *promreg.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+func newMetrics(reg promreg.Registerer) (*metrics, error) {
 	m := &metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+		requests: promreg.NewCounterVec(promreg.CounterOpts{
 			Namespace: "clusterkeys", Name: "http_requests_total",
 			Help: "HTTP requests by route and status code.",
 		}, []string{"route", "code"}),
-		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		latency: promreg.NewHistogramVec(promreg.HistogramOpts{
 			Namespace: "clusterkeys", Name: "http_request_duration_seconds",
 			Help:    "HTTP request latency by route.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"route"}),
-		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		inFlight: promreg.NewGaugeVec(promreg.GaugeOpts{
 			Namespace: "clusterkeys", Name: "http_in_flight_requests",
 			Help: "Requests being served, by limit: all (instance-wide) or a route name with its own limit.",
 		}, []string{"limit"}),
-		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+		rejected: promreg.NewCounterVec(promreg.CounterOpts{
 			Namespace: "clusterkeys", Name: "http_rejected_requests_total",
 			Help: "Requests refused by a limit: in_flight, in_flight_<route>, or auth_throttled.",
 		}, []string{"reason"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.inFlight, m.rejected} {
+	for _, c := range []promreg.Collector{m.requests, m.latency, m.inFlight, m.rejected} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register gateway metrics: %w", err)
 		}

@@ -10,10 +10,10 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
 	"github.com/clusterkeys/clusterkeys/pkg/api"
+	promreg "github.com/clusterkeys/clusterkeys/pkg/metrics"
 )
 
 // Limits bound the work one gateway instance accepts. A zero field means
@@ -78,7 +78,7 @@ func DefaultLimits() Limits {
 type inFlight struct {
 	limit int64
 	n     atomic.Int64
-	gauge prometheus.Gauge
+	gauge promreg.Gauge
 }
 
 // acquire takes a slot, or returns a 503 overloaded error.

@@ -4,9 +4,8 @@ import (
 	"context"
 	"log/slog"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/clusterkeys/clusterkeys/pkg/config"
+	"github.com/clusterkeys/clusterkeys/pkg/metrics"
 	"github.com/clusterkeys/clusterkeys/pkg/store"
 )
 
@@ -40,7 +39,7 @@ type OpenOptions struct {
 	// Logger receives the backend's logs (never nil); Registerer its
 	// metrics (nil: none).
 	Logger     *slog.Logger
-	Registerer prometheus.Registerer
+	Registerer metrics.Registerer
 }
 
 // Backend is a custody backend as it registers itself.

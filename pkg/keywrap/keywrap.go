@@ -40,8 +40,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/metrics"
 	"github.com/clusterkeys/clusterkeys/pkg/store"
@@ -94,7 +92,7 @@ type Options struct {
 	// when nil.
 	Logger *slog.Logger
 	// Registerer, when set, receives the Service's metrics.
-	Registerer prometheus.Registerer
+	Registerer metrics.Registerer
 	// ActiveTTL is how long Active reuses what it read (DefaultActiveTTL
 	// when zero, no caching when negative). A rotation made by another
 	// process is seen after at most this long.
@@ -116,7 +114,7 @@ type Service struct {
 	ttl     time.Duration
 	maxPT   int
 	now     func() time.Time
-	ops     *prometheus.CounterVec
+	ops     *metrics.CounterVec
 	counts  map[string]*opCounts // by op; read-only after New
 
 	mu       sync.Mutex
@@ -159,7 +157,7 @@ func New(st Store, c Custody, opts Options) *Service {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	s.ops = prometheus.NewCounterVec(prometheus.CounterOpts{
+	s.ops = metrics.NewCounterVec(metrics.CounterOpts{
 		Name: "clusterkeys_keywrap_operations_total",
 		Help: "Key wrap operations by operation (create, wrap, unwrap, rotate) and result (ok, client_error, error).",
 	}, []string{"op", "result"})
@@ -183,7 +181,7 @@ var (
 // shim's hot path, and WithLabelValues hashes the labels and takes a lock
 // on every call. Resolving on first use rather than in New keeps /metrics
 // showing only the series that have counted something, as before.
-type opCounts [len(opResults)]atomic.Pointer[prometheus.Counter]
+type opCounts [len(opResults)]atomic.Pointer[metrics.Counter]
 
 func (s *Service) count(op string, err error) {
 	result := 0 // ok

@@ -14,12 +14,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/clusterkeys/clusterkeys/internal/fakeclock"
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/keys/software"
 	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
+	"github.com/clusterkeys/clusterkeys/pkg/metrics"
 	"github.com/clusterkeys/clusterkeys/pkg/store"
 	"github.com/clusterkeys/clusterkeys/pkg/store/sqlite"
 )
@@ -77,7 +76,7 @@ func (f *fixture) service() *keywrap.Service { return f.serviceOn(f.st) }
 // serviceOn returns another Service over st (the fixture's store, wrapped)
 // and the same custody.
 func (f *fixture) serviceOn(st keywrap.Store) *keywrap.Service {
-	return keywrap.New(st, f.custody, keywrap.Options{Now: f.clock.Now, Registerer: prometheus.NewRegistry()})
+	return keywrap.New(st, f.custody, keywrap.Options{Now: f.clock.Now, Registerer: metrics.NewRegistry()})
 }
 
 // keyCount returns the number of keys custody holds.

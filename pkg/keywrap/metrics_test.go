@@ -1,3 +1,5 @@
+//go:build !clusterkeys.metrics.none
+
 package keywrap_test
 
 import (

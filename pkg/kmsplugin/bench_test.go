@@ -8,12 +8,12 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/kms/pkg/service"
 
 	"github.com/clusterkeys/clusterkeys/pkg/keys/software"
 	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
 	"github.com/clusterkeys/clusterkeys/pkg/kmsplugin"
+	"github.com/clusterkeys/clusterkeys/pkg/metrics"
 	"github.com/clusterkeys/clusterkeys/pkg/store/sqlite"
 )
 
@@ -38,7 +38,7 @@ func deployedPlugin(b *testing.B) *kmsplugin.Plugin {
 	}
 	opts := kmsplugin.DefaultOptions()
 	opts.CacheKEKs(c)
-	reg := prometheus.NewRegistry()
+	reg := metrics.NewRegistry()
 	kw := keywrap.New(db, c, keywrap.Options{Registerer: reg, ActiveTTL: opts.RefreshInterval})
 	if _, _, err := kmsplugin.EnsureKey(ctx, kw, opts.Key, opts.KeyProject); err != nil {
 		b.Fatal(err)

@@ -7,12 +7,11 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/pflag"
 
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/auth"
+	"github.com/clusterkeys/clusterkeys/pkg/metrics"
 )
 
 // DefaultListen is the socket the shim serves on unless told otherwise; the
@@ -63,7 +62,7 @@ type Options struct {
 	// Registry collects the shim's metrics and is served on MetricsListen;
 	// pass the one the backends registered with. Run creates one (with Go
 	// and process collectors) when nil.
-	Registry *prometheus.Registry
+	Registry *metrics.Registry
 }
 
 // DefaultOptions returns the shim's defaults.
@@ -243,8 +242,6 @@ func ensureOwnedKey(ctx context.Context, b Backend, name, project string, log *s
 
 // NewRegistry returns a Prometheus registry with the Go runtime and process
 // collectors, for the shim's /metrics.
-func NewRegistry() *prometheus.Registry {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return reg
+func NewRegistry() *metrics.Registry {
+	return metrics.NewProcessRegistry()
 }

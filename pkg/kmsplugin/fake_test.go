@@ -13,10 +13,10 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
+	"github.com/clusterkeys/clusterkeys/pkg/metrics"
+	"github.com/clusterkeys/clusterkeys/pkg/metrics/metricstest"
 	"github.com/clusterkeys/clusterkeys/pkg/store"
 )
 
@@ -167,41 +167,9 @@ func (f *fakeEnvelope) Unwrap(_ context.Context, name string, ciphertext, aad []
 
 // metricValue returns the value of the counter or gauge name whose labels
 // include want, summed over matching series.
-func metricValue(t *testing.T, g prometheus.Gatherer, name string, want map[string]string) float64 {
+func metricValue(t *testing.T, g metrics.Gatherer, name string, want map[string]string) float64 {
 	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range mf.GetMetric() {
-			for k, v := range want {
-				found := false
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == k && lp.GetValue() == v {
-						found = true
-					}
-				}
-				if !found {
-					continue series
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				sum += m.Counter.GetValue()
-			case m.Gauge != nil:
-				sum += m.Gauge.GetValue()
-			case m.Histogram != nil:
-				sum += float64(m.Histogram.GetSampleCount())
-			}
-		}
-	}
-	return sum
+	return metricstest.Value(t, g, name, want)
 }
 
 var errCustodyDown = fmt.Errorf("hsm session lost: %w", api.ErrUnavailable)

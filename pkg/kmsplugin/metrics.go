@@ -8,10 +8,10 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/clusterkeys/clusterkeys/pkg/metrics"
 )
 
 // Metrics are the shim's Prometheus collectors:
@@ -23,17 +23,17 @@ import (
 //	clusterkeys_kms_custody_recoveries_total          custody back to healthy after a failed Status
 //	clusterkeys_kms_healthy                           1 when the last Status round trip succeeded
 type Metrics struct {
-	ops         *prometheus.CounterVec
-	latency     *prometheus.HistogramVec
-	errors      *prometheus.CounterVec
-	connections prometheus.Counter
-	recoveries  prometheus.Counter
-	healthy     prometheus.Gauge
+	ops         *metrics.CounterVec
+	latency     *metrics.HistogramVec
+	errors      *metrics.CounterVec
+	connections metrics.Counter
+	recoveries  metrics.Counter
+	healthy     metrics.Gauge
 
 	// The children of the successful calls of each operation, resolved
 	// once: WithLabelValues hashes and locks on every call.
-	okOps     map[string]prometheus.Counter
-	opLatency map[string]prometheus.Observer
+	okOps     map[string]metrics.Counter
+	opLatency map[string]metrics.Observer
 }
 
 // operations are the op label values of the KMS v2 calls.
@@ -41,42 +41,42 @@ var operations = []string{"encrypt", "decrypt", "status"}
 
 // NewMetrics creates the collectors and registers them with reg (none when
 // reg is nil).
-func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+func NewMetrics(reg metrics.Registerer) (*Metrics, error) {
 	m := &Metrics{
-		ops: prometheus.NewCounterVec(prometheus.CounterOpts{
+		ops: metrics.NewCounterVec(metrics.CounterOpts{
 			Name: "clusterkeys_kms_operations_total",
 			Help: "KMS v2 calls by operation and gRPC status code.",
 		}, []string{"op", "code"}),
-		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		latency: metrics.NewHistogramVec(metrics.HistogramOpts{
 			Name:    "clusterkeys_kms_operation_duration_seconds",
 			Help:    "Latency of KMS v2 calls inside the shim.",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"op"}),
-		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+		errors: metrics.NewCounterVec(metrics.CounterOpts{
 			Name: "clusterkeys_kms_errors_total",
 			Help: "Failed KMS v2 calls by operation.",
 		}, []string{"op"}),
-		connections: prometheus.NewCounter(prometheus.CounterOpts{
+		connections: metrics.NewCounter(metrics.CounterOpts{
 			Name: "clusterkeys_kms_connections_total",
 			Help: "gRPC connections accepted on the KMS socket; more than one per kube-apiserver means reconnects.",
 		}),
-		recoveries: prometheus.NewCounter(prometheus.CounterOpts{
+		recoveries: metrics.NewCounter(metrics.CounterOpts{
 			Name: "clusterkeys_kms_custody_recoveries_total",
 			Help: "Times key custody became healthy again after a failed Status round trip.",
 		}),
-		healthy: prometheus.NewGauge(prometheus.GaugeOpts{
+		healthy: metrics.NewGauge(metrics.GaugeOpts{
 			Name: "clusterkeys_kms_healthy",
 			Help: "1 when the last Status round trip through key custody succeeded, else 0.",
 		}),
 	}
-	m.okOps = make(map[string]prometheus.Counter, len(operations))
-	m.opLatency = make(map[string]prometheus.Observer, len(operations))
+	m.okOps = make(map[string]metrics.Counter, len(operations))
+	m.opLatency = make(map[string]metrics.Observer, len(operations))
 	for _, op := range operations {
 		m.okOps[op] = m.ops.WithLabelValues(op, codes.OK.String())
 		m.opLatency[op] = m.latency.WithLabelValues(op)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.ops, m.latency, m.errors, m.connections, m.recoveries, m.healthy} {
+		for _, c := range []metrics.Collector{m.ops, m.latency, m.errors, m.connections, m.recoveries, m.healthy} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register kms metrics: %w", err)
 			}
@@ -124,13 +124,13 @@ func (l countingListener) Accept() (net.Conn, error) {
 // when health is not nil, GET /healthz (200 when health returns nil, else
 // 503; the error text is not sent). It returns once the listener is open;
 // the returned function stops the server.
-func ServeMetrics(ctx context.Context, addr string, g prometheus.Gatherer, health func(context.Context) error) (net.Addr, func(context.Context) error, error) {
+func ServeMetrics(ctx context.Context, addr string, g metrics.Gatherer, health func(context.Context) error) (net.Addr, func(context.Context) error, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("metrics listener %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", metrics.Handler(g))
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	if health != nil {
 		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {

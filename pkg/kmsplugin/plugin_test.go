@@ -10,20 +10,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"k8s.io/kms/pkg/service"
 
 	"github.com/clusterkeys/clusterkeys/internal/fakeclock"
 	"github.com/clusterkeys/clusterkeys/pkg/kmsplugin"
+	"github.com/clusterkeys/clusterkeys/pkg/metrics"
 )
 
 type fixture struct {
 	env   *fakeEnvelope
 	p     *kmsplugin.Plugin
 	clock *fakeclock.Clock
-	reg   *prometheus.Registry
+	reg   *metrics.Registry
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -35,7 +35,7 @@ func newFixtureTB(t testing.TB) *fixture {
 	t.Helper()
 	env := newFakeEnvelope(t, "kubernetes-kms")
 	clock := fakeclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	reg := prometheus.NewRegistry()
+	reg := metrics.NewRegistry()
 	m, err := kmsplugin.NewMetrics(reg)
 	if err != nil {
 		t.Fatal(err)
@@ -300,7 +300,7 @@ func TestStatus(t *testing.T) {
 	})
 	t.Run("a hung custody is unhealthy within the probe timeout, with one probe in flight", func(t *testing.T) {
 		env := newFakeEnvelope(t, "kubernetes-kms")
-		reg := prometheus.NewRegistry()
+		reg := metrics.NewRegistry()
 		m, err := kmsplugin.NewMetrics(reg)
 		if err != nil {
 			t.Fatal(err)

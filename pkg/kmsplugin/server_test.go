@@ -14,12 +14,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	kmsapi "k8s.io/kms/apis/v2"
 
 	"github.com/clusterkeys/clusterkeys/pkg/kmsplugin"
+	"github.com/clusterkeys/clusterkeys/pkg/metrics"
 )
 
 // socketDir returns a short directory for unix sockets (t.TempDir paths can
@@ -368,4 +368,4 @@ func TestRun(t *testing.T) {
 	}
 }
 
-var _ prometheus.Gatherer = prometheus.NewRegistry()
+var _ metrics.Gatherer = metrics.NewRegistry()

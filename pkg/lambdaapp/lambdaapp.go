@@ -10,14 +10,13 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/clusterkeys/clusterkeys/pkg/authn"
 	"github.com/clusterkeys/clusterkeys/pkg/backends"
 	"github.com/clusterkeys/clusterkeys/pkg/config"
 	"github.com/clusterkeys/clusterkeys/pkg/functions"
 	"github.com/clusterkeys/clusterkeys/pkg/gateway"
 	"github.com/clusterkeys/clusterkeys/pkg/lambdahttp"
+	"github.com/clusterkeys/clusterkeys/pkg/metrics"
 )
 
 // Main is a function's main: it serves fn (its entry in pkg/functions,
@@ -44,7 +43,7 @@ func Run(ctx context.Context, fn functions.Function) error {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	log = log.With("function", name)
-	reg := prometheus.NewRegistry()
+	reg := metrics.NewRegistry()
 	b, err := backends.Open(ctx, cfg, log, reg)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)

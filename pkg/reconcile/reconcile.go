@@ -53,8 +53,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/clusterkeys/clusterkeys/pkg/keys"
 	"github.com/clusterkeys/clusterkeys/pkg/metrics"
 	"github.com/clusterkeys/clusterkeys/pkg/store"
@@ -110,7 +108,7 @@ type Options struct {
 	// Logger receives counts and the refs destroyed; slog.Default when nil.
 	Logger *slog.Logger
 	// Registerer receives the metrics; none when nil.
-	Registerer prometheus.Registerer
+	Registerer metrics.Registerer
 	// Now returns the current time; time.Now when nil.
 	Now func() time.Time
 }
@@ -139,8 +137,8 @@ type Reconciler struct {
 	custody Custody
 	opts    Options
 	log     *slog.Logger
-	runs    *prometheus.CounterVec
-	keys    *prometheus.CounterVec
+	runs    *metrics.CounterVec
+	keys    *metrics.CounterVec
 }
 
 // New returns a Reconciler over st and c.
@@ -166,11 +164,11 @@ func New(st Store, c Custody, opts Options) *Reconciler {
 		opts.Now = time.Now
 	}
 	r := &Reconciler{st: st, custody: c, opts: opts, log: opts.Logger}
-	r.runs, _ = metrics.Register(opts.Registerer, prometheus.NewCounterVec(prometheus.CounterOpts{
+	r.runs, _ = metrics.Register(opts.Registerer, metrics.NewCounterVec(metrics.CounterOpts{
 		Name: "clusterkeys_reconcile_runs_total",
 		Help: "Custody reconciler runs by result: ok, error, or skipped (another instance held the lease).",
 	}, []string{"result"}))
-	r.keys, _ = metrics.Register(opts.Registerer, prometheus.NewCounterVec(prometheus.CounterOpts{
+	r.keys, _ = metrics.Register(opts.Registerer, metrics.NewCounterVec(metrics.CounterOpts{
 		Name: "clusterkeys_reconcile_keys_destroyed_total",
 		Help: "Custody keys the reconciler destroyed, by reason: orphan (no row names it) or retired (CA generation replaced by a rekey).",
 	}, []string{"reason"}))

@@ -12,14 +12,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/auth"
 	"github.com/clusterkeys/clusterkeys/pkg/ca"
 	"github.com/clusterkeys/clusterkeys/pkg/keys"
 	"github.com/clusterkeys/clusterkeys/pkg/keys/software"
 	"github.com/clusterkeys/clusterkeys/pkg/keywrap"
+	"github.com/clusterkeys/clusterkeys/pkg/metrics"
+	"github.com/clusterkeys/clusterkeys/pkg/metrics/metricstest"
 	"github.com/clusterkeys/clusterkeys/pkg/reconcile"
 	"github.com/clusterkeys/clusterkeys/pkg/store"
 	"github.com/clusterkeys/clusterkeys/pkg/store/sqlite"
@@ -188,7 +188,7 @@ func (w *world) fill(t *testing.T) {
 	}
 }
 
-func (w *world) reconciler(clock func() time.Time, reg prometheus.Registerer) *reconcile.Reconciler {
+func (w *world) reconciler(clock func() time.Time, reg metrics.Registerer) *reconcile.Reconciler {
 	return reconcile.New(w.db, w.custody, reconcile.Options{
 		Logger: slog.New(slog.DiscardHandler), Now: clock, Registerer: reg, SafetyWindow: time.Hour,
 	})
@@ -220,7 +220,7 @@ func TestReconcileCollectsOrphansAndRetiredKeysOnly(t *testing.T) {
 		}
 	})
 	t.Run("past the window the orphans go and exactly the live keys stay", func(t *testing.T) {
-		reg := prometheus.NewRegistry()
+		reg := metrics.NewRegistry()
 		res, _, err := w.reconciler(later(61*time.Minute), reg).RunOnce(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -250,25 +250,10 @@ func TestReconcileCollectsOrphansAndRetiredKeysOnly(t *testing.T) {
 	})
 }
 
-// counter returns the value of counter name with label value label.
-func counter(t *testing.T, reg *prometheus.Registry, name, label string) float64 {
+// counter returns the value of counter name's series whose reason is label.
+func counter(t *testing.T, reg *metrics.Registry, name, label string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if m.GetLabel()[0].GetValue() == label {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	t.Fatalf("metric %s{%s} not found", name, label)
-	return 0
+	return metricstest.Value(t, reg, name, map[string]string{"reason": label})
 }
 
 func TestAnUndatedKeyIsCollectedAWindowAfterItWasFirstSeen(t *testing.T) {

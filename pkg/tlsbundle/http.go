@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/auth"
 	"github.com/clusterkeys/clusterkeys/pkg/metrics"
@@ -34,7 +32,7 @@ type Options struct {
 	ContainerLoader ContainerLoader
 	// Registerer receives the clusterkeys_tls_validations_total and
 	// clusterkeys_tls_validation_issues_total counters; nil means none.
-	Registerer prometheus.Registerer
+	Registerer metrics.Registerer
 	// NoCache turns off what a Validator remembers between requests:
 	// parsed certificates (up to 4 MiB of DER) and successful x509 path
 	// validations (DefaultPathCacheSize of them), so that a bundle
@@ -47,8 +45,8 @@ type Options struct {
 type Validator struct {
 	now     func() time.Time
 	loader  ContainerLoader
-	results *prometheus.CounterVec
-	issues  *prometheus.CounterVec
+	results *metrics.CounterVec
+	issues  *metrics.CounterVec
 	caches  caches
 }
 
@@ -62,11 +60,11 @@ func NewValidator(opts Options) *Validator {
 	if v.now == nil {
 		v.now = time.Now
 	}
-	v.results = prometheus.NewCounterVec(prometheus.CounterOpts{
+	v.results = metrics.NewCounterVec(metrics.CounterOpts{
 		Name: "clusterkeys_tls_validations_total",
 		Help: "TLS bundle validations by result (valid, invalid).",
 	}, []string{"result"})
-	v.issues = prometheus.NewCounterVec(prometheus.CounterOpts{
+	v.issues = metrics.NewCounterVec(metrics.CounterOpts{
 		Name: "clusterkeys_tls_validation_issues_total",
 		Help: "Errors and warnings reported by TLS bundle validations, by severity and code.",
 	}, []string{"severity", "code"})

@@ -12,10 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/clusterkeys/clusterkeys/pkg/auth"
 	"github.com/clusterkeys/clusterkeys/pkg/gateway"
+	"github.com/clusterkeys/clusterkeys/pkg/metrics"
 )
 
 // benchChain is the chain of test/bench's comparison with cfssl's bundle
@@ -66,9 +65,9 @@ func BenchmarkServeValidate(b *testing.B) {
 		noCache bool
 	}{{"cached", false}, {"no-cache", true}} {
 		b.Run(bc.name, func(b *testing.B) {
-			v := NewValidator(Options{Registerer: prometheus.NewRegistry(), NoCache: bc.noCache})
+			v := NewValidator(Options{Registerer: metrics.NewRegistry(), NoCache: bc.noCache})
 			g, err := gateway.New(gateway.Config{Auth: fixedAuth{auth.Principal{User: "bench", Project: "p1", Roles: []string{auth.RoleReader}}},
-				Registry: prometheus.NewRegistry()}, Routes(v)...)
+				Registry: metrics.NewRegistry()}, Routes(v)...)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -20,12 +20,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
-
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/auth"
 	"github.com/clusterkeys/clusterkeys/pkg/gateway"
+	"github.com/clusterkeys/clusterkeys/pkg/metrics"
+	"github.com/clusterkeys/clusterkeys/pkg/metrics/metricstest"
 )
 
 // newTestServer serves routes through the real gateway (authentication,
@@ -38,7 +37,7 @@ func newTestServer(t *testing.T, routes []api.Route) *httptest.Server {
 // newTestServerAs is newTestServer with the caller p.
 func newTestServerAs(t *testing.T, routes []api.Route, p auth.Principal) *httptest.Server {
 	t.Helper()
-	g, err := gateway.New(gateway.Config{Auth: fixedAuth{p}, Registry: prometheus.NewRegistry()}, routes...)
+	g, err := gateway.New(gateway.Config{Auth: fixedAuth{p}, Registry: metrics.NewRegistry()}, routes...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -584,7 +583,7 @@ func (f fakeLoader) LoadContainer(_ context.Context, ref string) (Input, error) 
 func TestContainerRef(t *testing.T) {
 	p := corpus(t)
 	loader := fakeLoader{ref: "c1", in: good(t, p)}
-	reg := prometheus.NewRegistry()
+	reg := metrics.NewRegistry()
 	v := NewValidator(Options{Now: func() time.Time { return p.now }, ContainerLoader: loader, Registerer: reg})
 	srv := newTestServer(t, Routes(v))
 
@@ -649,11 +648,7 @@ func TestKeyErrorCodes(t *testing.T) {
 	}
 }
 
-func counterValue(t *testing.T, c prometheus.Counter) float64 {
+func counterValue(t *testing.T, c metrics.Counter) float64 {
 	t.Helper()
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.GetCounter().GetValue()
+	return metricstest.CounterValue(t, c)
 }

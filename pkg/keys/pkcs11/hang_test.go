@@ -13,11 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/clusterkeys/clusterkeys/internal/need"
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/keys"
+	"github.com/clusterkeys/clusterkeys/pkg/metrics"
 )
 
 // hangShim builds testdata/hangshim.c into a PKCS#11 module that forwards
@@ -51,7 +50,7 @@ func TestHungTokenDoesNotFreezeCustody(t *testing.T) {
 	const maxStuck = 3
 	// Generous bound on "returns at its deadline" for a loaded machine.
 	const slack = 3 * time.Second
-	reg := prometheus.NewRegistry()
+	reg := metrics.NewRegistry()
 	c := openCustody(t, tok, Options{CallTimeout: deadline, MaxStuckCalls: maxStuck, Registerer: reg})
 	ctx := context.Background()
 	s, err := c.GenerateSigner(ctx, "ca", keys.ECDSAP256)

@@ -67,7 +67,6 @@ import (
 
 	"github.com/ThalesGroup/crypto11"
 	p11 "github.com/miekg/pkcs11"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/clusterkeys/clusterkeys/pkg/keys"
 	"github.com/clusterkeys/clusterkeys/pkg/metrics"
@@ -106,7 +105,7 @@ type Options struct {
 	Logger *slog.Logger
 	// Registerer, when set, receives clusterkeys_pkcs11_reconnects_total,
 	// clusterkeys_pkcs11_up and clusterkeys_pkcs11_stuck_calls.
-	Registerer prometheus.Registerer
+	Registerer metrics.Registerer
 	// MinBackoff and MaxBackoff bound the delay between reconnection
 	// attempts (50 ms and 1 s when zero).
 	MinBackoff, MaxBackoff time.Duration
@@ -129,9 +128,9 @@ type Custody struct {
 	maxBackoff  time.Duration
 	callTimeout time.Duration
 	maxStuck    int
-	reconnects  prometheus.Counter
-	up          prometheus.Gauge
-	stuckGauge  prometheus.Gauge
+	reconnects  metrics.Counter
+	up          metrics.Gauge
+	stuckGauge  metrics.Gauge
 
 	// genSem (capacity 1) makes "check the label is free, then generate"
 	// atomic within this process. It is held by the goroutine that makes
@@ -236,15 +235,15 @@ func Open(cfg Config, opts Options) (*Custody, error) {
 	if c.maxStuck <= 0 {
 		c.maxStuck = DefaultMaxStuckCalls
 	}
-	c.reconnects = prometheus.NewCounter(prometheus.CounterOpts{
+	c.reconnects = metrics.NewCounter(metrics.CounterOpts{
 		Name: "clusterkeys_pkcs11_reconnects_total",
 		Help: "Times the PKCS#11 context was configured again after a token fault.",
 	})
-	c.up = prometheus.NewGauge(prometheus.GaugeOpts{
+	c.up = metrics.NewGauge(metrics.GaugeOpts{
 		Name: "clusterkeys_pkcs11_up",
 		Help: "1 while the PKCS#11 token is usable, 0 while reconnecting.",
 	})
-	c.stuckGauge = prometheus.NewGauge(prometheus.GaugeOpts{
+	c.stuckGauge = metrics.NewGauge(metrics.GaugeOpts{
 		Name: "clusterkeys_pkcs11_stuck_calls",
 		Help: "PKCS#11 calls still inside the library after their caller stopped waiting.",
 	})

@@ -24,11 +24,12 @@ import (
 
 	"github.com/ThalesGroup/crypto11"
 	p11 "github.com/miekg/pkcs11"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/clusterkeys/clusterkeys/internal/need"
 	"github.com/clusterkeys/clusterkeys/pkg/api"
 	"github.com/clusterkeys/clusterkeys/pkg/keys"
+	"github.com/clusterkeys/clusterkeys/pkg/metrics"
+	"github.com/clusterkeys/clusterkeys/pkg/metrics/metricstest"
 )
 
 func TestNewConfig(t *testing.T) {
@@ -278,23 +279,9 @@ func TestKEKs(t *testing.T) {
 	})
 }
 
-func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
+func gauge(t *testing.T, reg *metrics.Registry, name string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			m := mf.GetMetric()[0]
-			if m.GetCounter() != nil {
-				return m.GetCounter().GetValue()
-			}
-			return m.GetGauge().GetValue()
-		}
-	}
-	t.Fatalf("metric %s not registered", name)
-	return 0
+	return metricstest.Value(t, reg, name, nil)
 }
 
 // waitHealthy polls Check until it succeeds or the limit passes.
@@ -317,7 +304,7 @@ func waitHealthy(t *testing.T, c *Custody, limit time.Duration) time.Duration {
 // directory moves away, as when an HSM goes off line), then restores it.
 func TestTokenRemoval(t *testing.T) {
 	tok := newToken(t)
-	reg := prometheus.NewRegistry()
+	reg := metrics.NewRegistry()
 	c := openCustody(t, tok, Options{Registerer: reg})
 	ctx := context.Background()
 	s, ct := signerAndSealed(t, c)
