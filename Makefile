@@ -22,11 +22,13 @@ run:
 ## fails them, so a fresh machine must have them installed first.
 test: lint deps unit e2e
 
-## lint: gofmt, go mod tidy -diff and go vet on both modules, staticcheck on the main one
+## lint: gofmt, go mod tidy -diff and go vet on both modules (the main one also
+## as the bootstraps are built, LAMBDA_TAGS: metrics compiled out), staticcheck on the main one
 lint:
 	@out=$$(gofmt -l $(GOFILES)); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) mod tidy -diff
 	$(GO) vet ./...
+	$(GO) vet -tags '$(LAMBDA_TAGS)' ./...
 	$(GO) tool staticcheck ./...
 	cd test && $(GO) mod tidy -diff && $(GO) vet ./...
 
@@ -47,13 +49,17 @@ build:
 ## make package LAMBDA_BACKENDS='store.postgres keys.pkcs11'. Empty links
 ## every backend, as `localrun serve --exec` on SQLite and make e2e need.
 LAMBDA_BACKENDS ?= store.postgres keys.software
-LAMBDA_TAGS = lambda.norpc $(addprefix clusterkeys.,$(LAMBDA_BACKENDS))
+## LAMBDA_TAGS: lambda.norpc, clusterkeys.metrics.none (the bootstraps count
+## nothing and link no Prometheus client: nothing scrapes a Lambda sandbox,
+## and the client's init and size cost every cold start; see pkg/metrics)
+## and the backends' tags
+LAMBDA_TAGS = lambda.norpc clusterkeys.metrics.none $(addprefix clusterkeys.,$(LAMBDA_BACKENDS))
 # Whether the bootstraps link pkcs11 custody (crypto11, cgo): when it is
 # chosen, or when no custody is (then all are linked).
 LAMBDA_PKCS11 = $(if $(filter keys.%,$(LAMBDA_BACKENDS)),$(filter keys.pkcs11,$(LAMBDA_BACKENDS)),all)
 
-## lambda: each function as a Lambda `bootstrap` (provided.al2023, -tags lambda.norpc
-## and the tags of LAMBDA_BACKENDS), static (CGO_ENABLED=0) as make package
+## lambda: each function as a Lambda `bootstrap` (provided.al2023, -tags LAMBDA_TAGS:
+## lambda.norpc, clusterkeys.metrics.none and the tags of LAMBDA_BACKENDS), static (CGO_ENABLED=0) as make package
 ## builds it unless it links pkcs11 custody
 lambda:
 	@for f in $(FUNCTIONS); do \

@@ -349,7 +349,7 @@ func checkReply(b []byte, want int) error {
 func coldStartMarkdown(boots []*bootstrap, load, storeName string, runs int) string {
 	var b strings.Builder
 	b.WriteString("## Cold starts: each function's bootstrap beside a hello-world bootstrap\n\n")
-	b.WriteString("Each Lambda bootstrap (`make lambda`: `-tags lambda.norpc -trimpath -ldflags='-s -w'` and the\n")
+	b.WriteString("Each Lambda bootstrap (`make lambda`: `-tags 'lambda.norpc clusterkeys.metrics.none' -trimpath -ldflags='-s -w'` and the\n")
 	b.WriteString("backends of the SAM deployment, `clusterkeys.store.postgres clusterkeys.keys.software`) and a\n")
 	b.WriteString("hello-world aws-lambda-go bootstrap built with the same flags and CGO_ENABLED=0, as make lambda\n")
 	b.WriteString("builds the bootstraps that link no pkcs11 custody (test/bench/testdata/hello; the ratios are to\n")

@@ -96,7 +96,7 @@ func buildAll(dir string) error {
 		{"build", "-o", filepath.Join(dir, "kmsshim"), "./functions/kmsshim"},
 	}
 	for _, f := range []string{"signcsr", "rekeycluster", "keywrap", "validatebundle"} {
-		builds = append(builds, []string{"build", "-tags", "lambda.norpc", "-o", filepath.Join(dir, "lambda", f, "bootstrap"), "./functions/" + f})
+		builds = append(builds, []string{"build", "-tags", "lambda.norpc clusterkeys.metrics.none", "-o", filepath.Join(dir, "lambda", f, "bootstrap"), "./functions/" + f})
 	}
 	for _, args := range builds {
 		cmd := exec.Command("go", args...)
