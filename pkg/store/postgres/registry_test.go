@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/clusterkeys/clusterkeys/pkg/store"
@@ -244,4 +246,131 @@ func TestBacklogListingsAreExact(t *testing.T) {
 	storetest.BacklogListings(t, newStore, func(d storetest.Store, q store.CertificateQuery) ([]store.IssuedCertificate, error) {
 		return d.(*DB).certificates(context.Background(), q, true)
 	})
+}
+
+// TestRekeyedListingPlans checks the plans of the unfiltered listing and
+// of the generation filter on a registry shaped like the bench's rekeyed
+// cluster (test/bench TestRegistryGrowth): 1,000 retired generations whose
+// revoked certificates interleave in time, beside a small cluster. Both
+// the plan PostgreSQL makes for the arguments and the generic plan it
+// may keep for a prepared statement (pgx prepares these listings on each
+// connection) walk an index in listing order and stop at a page: none
+// scans the table, sorts, or reads the revoked history through the
+// revoked rows' indexes.
+func TestRekeyedListingPlans(t *testing.T) {
+	ctx := context.Background()
+	d := openDSN(t, newSchema(t))
+	storetest.CreateCluster(t, d, "small")
+	storetest.CreateCluster(t, d, "gens")
+	const generations, perGeneration, small = 1000, 20, 300
+	if _, err := d.pool.Exec(ctx, `INSERT INTO ca_generations (cluster, generation, key_ref, certificate_der, key_algorithm)
+		SELECT 'gens', g, 'gens-' || g, '\x00', 'ecdsa-p256' FROM generate_series(2, $1::int) g`, generations+1); err != nil {
+		t.Fatal(err)
+	}
+	now := storetest.T0.Add(2 * 365 * 24 * time.Hour)
+	revoked := now.Add(-time.Minute)
+	i := 0
+	if _, err := d.pool.CopyFrom(ctx, pgx.Identifier{"issued_certificates"},
+		[]string{"cluster", "serial", "generation", "subject", "profile", "user_name", "project", "not_before", "not_after", "issued_at", "revoked_at"},
+		pgx.CopyFromFunc(func() ([]any, error) {
+			if i == small+generations*perGeneration {
+				return nil, nil
+			}
+			cluster, gen, k, n, rev := "small", 1, i, small, any(nil)
+			if i >= small {
+				// Each generation's certificates spread over two years,
+				// as the bench loads them.
+				cluster, gen, k, n, rev = "gens", 1+(i-small)/perGeneration, (i-small)%perGeneration, perGeneration, revoked
+			}
+			issued := now.Add(-2*365*24*time.Hour + time.Duration(k)*(2*365*24*time.Hour/time.Duration(n)) + time.Duration(gen)*time.Microsecond)
+			row := []any{cluster, fmt.Sprintf("%032x", i), gen, "CN=u", "client", "u", "p",
+				issued, issued.Add(365 * 24 * time.Hour), issued, rev}
+			i++
+			return row, nil
+		})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.pool.Exec(ctx, "ANALYZE issued_certificates"); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := d.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	defer conn.Exec(context.Background(), "RESET plan_cache_mode") //nolint:errcheck // the connection goes back to the pool either way
+	after := &store.CertificateKey{IssuedAt: now.Add(-400 * 24 * time.Hour), Serial: "ab"}
+	tests := []struct {
+		name string
+		q    store.CertificateQuery
+		uses string
+	}{
+		{"the first page", store.CertificateQuery{}, "issued_certificates_by_key"},
+		{"a later page", store.CertificateQuery{After: after}, "issued_certificates_by_key"},
+		{"the oldest generation", store.CertificateQuery{Generation: 1}, "issued_certificates_by_generation_key"},
+		{"the newest retired generation", store.CertificateQuery{Generation: generations}, "issued_certificates_by_generation_key"},
+		{"a generation, a later page", store.CertificateQuery{Generation: 1, After: after}, "issued_certificates_by_generation_key"},
+	}
+	for n, tt := range tests {
+		for _, cluster := range []string{"gens", "small"} {
+			for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
+				t.Run(tt.name+", "+cluster+", "+mode, func(t *testing.T) {
+					q := tt.q
+					q.Cluster, q.Limit = cluster, 101
+					if err := store.CheckCertificateQuery(q); err != nil {
+						t.Fatal(err)
+					}
+					query, args := certificatesSQL(q, false)
+					name := fmt.Sprintf("rekeyed_%d_%s_%s", n, cluster, mode)
+					if _, err := conn.Exec(ctx, "SET plan_cache_mode = "+mode); err != nil {
+						t.Fatal(err)
+					}
+					if _, err := conn.Exec(ctx, "PREPARE "+name+" AS "+query); err != nil {
+						t.Fatal(err)
+					}
+					p := explainExecute(t, conn.Conn(), name, args)
+					if strings.Contains(p, "Seq Scan") || strings.Contains(p, "Sort") || !strings.Contains(p, tt.uses) ||
+						strings.Contains(p, "revoked_key") || strings.Contains(p, "by_revocation") {
+						t.Fatalf("plan does not walk %s alone in listing order:\n%s", tt.uses, p)
+					}
+				})
+			}
+		}
+	}
+}
+
+// explainExecute returns the plan of EXECUTE name(args), the arguments as
+// literals (certificatesSQL's: text, integers and times).
+func explainExecute(t *testing.T, conn *pgx.Conn, name string, args []any) string {
+	t.Helper()
+	lits := make([]string, len(args))
+	for i, a := range args {
+		switch v := a.(type) {
+		case string:
+			lits[i] = "'" + strings.ReplaceAll(v, "'", "''") + "'"
+		case int:
+			lits[i] = strconv.Itoa(v)
+		case pgtype.Timestamptz:
+			lits[i] = "'" + v.Time.UTC().Format(time.RFC3339Nano) + "'::timestamptz"
+		default:
+			t.Fatalf("argument %d of type %T", i, a)
+		}
+	}
+	rows, err := conn.Query(context.Background(), "EXPLAIN EXECUTE "+name+"("+strings.Join(lits, ", ")+")")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var b strings.Builder
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			t.Fatal(err)
+		}
+		b.WriteString(line + "\n")
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }
