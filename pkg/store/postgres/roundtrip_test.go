@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/clusterkeys/clusterkeys/pkg/store/storetest"
 )
@@ -33,6 +34,9 @@ func openCounting(t *testing.T, dsn string, writes *atomic.Int64) *DB {
 		t.Fatal(err)
 	}
 	cfg.MaxConns = 1
+	// The pool pings a connection idle for a second before handing it
+	// out, which on a loaded machine can be the new one: not a statement.
+	cfg.ShouldPing = func(context.Context, pgxpool.ShouldPingParams) bool { return false }
 	var d net.Dialer
 	cfg.ConnConfig.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := d.DialContext(ctx, network, addr)
