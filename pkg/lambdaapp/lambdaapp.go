@@ -4,12 +4,15 @@
 // function's routes (from the table in pkg/functions), and hand it to the
 // Lambda runtime.
 //
-// The backends open in the background, from the start of main: a cold
-// start's connection to the store (and its schema check) overlaps the
-// rest of the start and the Runtime API's first /next, and the first
-// invocation waits for it. A start that fails there ends the process as
-// one that fails before /next does, with the same message and exit status
-// 1; the Lambda service then fails that invocation and starts afresh.
+// The backends open from the start of main while the Lambda runtime asks
+// for the first event: a cold start's connection to the store (and its
+// schema check) overlaps the Runtime API's first /next and the event's
+// decoding, and the first invocation waits for it. A configuration error
+// stops the function before it asks for an event; a start that fails to
+// open the backends ends the process with the same message and exit status
+// 1 as before, and an invocation already waiting gets 503
+// backend_unavailable (or fails as the process exits); the Lambda service
+// then starts afresh.
 package lambdaapp
 
 import (
@@ -35,36 +38,33 @@ import (
 // start.
 func Main(fn functions.Function) {
 	if err := Run(context.Background(), fn); err != nil {
-		fail(err)
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
 }
 
-// fail is how a function that cannot start ends: its error on stderr (it
-// never holds a secret: see backends.Open), then exit status 1.
-func fail(err error) {
-	fmt.Fprintln(os.Stderr, err)
-	os.Exit(1)
-}
-
-// Run serves fn as a Lambda function. It returns only on a configuration
-// error; an error opening the backends or building the gateway, which
-// happens in the background (see the package doc), ends the process at
-// the first invocation as Main does. It does not look fn up in
-// functions.All: that would link every function's services into each
-// binary.
+// Run serves fn as a Lambda function. It returns only on a start-up
+// error: at once for a configuration error, or when the backends fail to
+// open (see the package doc). It does not look fn up in functions.All:
+// that would link every function's services into each binary.
 func Run(ctx context.Context, fn functions.Function) error {
-	h, err := start(ctx, fn)
+	p, err := start(ctx, fn)
 	if err != nil {
 		return err
 	}
-	lambdahttp.Start(h)
-	return nil
+	// The runtime asks for the first event on a goroutine of its own while
+	// this one opens the backends: the connection is the longer path, so it
+	// starts at once rather than when a thread picks its goroutine up.
+	go lambdahttp.Start(p)
+	if err := p.open(); err != nil {
+		return err
+	}
+	select {} // lambdahttp.Start serves until the process ends
 }
 
-// start reads the configuration, then opens the backends and builds fn's
-// gateway in the background: the handler it returns waits for them, and
-// calls fail with the error if they could not be built.
-func start(ctx context.Context, fn functions.Function) (http.Handler, error) {
+// start reads the configuration and returns fn's handler, whose open opens
+// the backends and builds the gateway; until then a request waits.
+func start(ctx context.Context, fn functions.Function) (*pending, error) {
 	name := fn.Name
 	cfg, err := config.FromEnv()
 	if err != nil {
@@ -76,15 +76,13 @@ func start(ctx context.Context, fn functions.Function) (http.Handler, error) {
 	}
 	log = log.With("function", name)
 	reg := prometheus.NewRegistry()
-	p := &pending{done: make(chan struct{}), fail: fail}
-	go func() {
-		defer close(p.done)
-		p.h, p.err = build(ctx, fn, cfg, log, reg)
-		if p.err != nil {
-			p.err = fmt.Errorf("%s: %w", name, p.err)
+	return &pending{done: make(chan struct{}), build: func() (http.Handler, error) {
+		h, err := build(ctx, fn, cfg, log, reg)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
 		}
-	}()
-	return p, nil
+		return h, nil
+	}}, nil
 }
 
 // build opens the backends cfg names and builds the gateway around fn's
@@ -120,15 +118,22 @@ func build(ctx context.Context, fn functions.Function, cfg config.Config, log *s
 
 // pending is the gateway while it is being built: a request waits for it.
 type pending struct {
-	done chan struct{} // closed when h or err is set
-	h    http.Handler
-	err  error
-	fail func(error) // called with err instead of serving; does not return in a bootstrap
+	build func() (http.Handler, error)
+	done  chan struct{} // closed when open has set h or err
+	h     http.Handler
+	err   error
+}
+
+// open builds the gateway, once, and returns build's error.
+func (p *pending) open() error {
+	defer close(p.done)
+	p.h, p.err = p.build()
+	return p.err
 }
 
 // ServeHTTP serves r with the gateway once it is built. When it could not
-// be built, it calls fail with the start-up error; when r ends first (the
-// invocation's deadline), it answers 503 backend_unavailable.
+// be built (the process is exiting with the error), or when r ends first
+// (the invocation's deadline), it answers 503 backend_unavailable.
 func (p *pending) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	select {
 	case <-p.done:
@@ -137,7 +142,6 @@ func (p *pending) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if p.err != nil {
-		p.fail(p.err)
 		api.WriteError(w, api.ProblemJSON, "", fmt.Errorf("cannot start: %w", api.ErrUnavailable))
 		return
 	}
