@@ -37,13 +37,12 @@ import (
 // e.g. functions.SignCSR) as a Lambda function, and exits 1 when it cannot
 // start.
 func Main(fn functions.Function) {
-	if err := Run(context.Background(), fn); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
+	err := Run(context.Background(), fn)
+	fmt.Fprintln(os.Stderr, err)
+	os.Exit(1)
 }
 
-// Run serves fn as a Lambda function. It returns only on a start-up
+// Run serves fn as a Lambda function. It returns only with a start-up
 // error: at once for a configuration error, or when the backends fail to
 // open (see the package doc). It does not look fn up in functions.All:
 // that would link every function's services into each binary.
