@@ -51,6 +51,18 @@
 // migration the binary does not know is refused (ErrSchemaTooNew). The
 // store uses the connection's search_path, so several stores can share a
 // database in separate schemas (search_path=NAME in the connection string).
+//
+// # Statements
+//
+// A long-running process prepares each statement once per connection
+// (pgx's default, QueryExecModeCacheStatement): a statement's first run
+// costs a round trip more, later runs skip the server's parsing. A Lambda
+// function's connection mostly serves a cold start, where that extra
+// round trip per statement is most of the cost: in a Lambda execution
+// environment (AWS_LAMBDA_RUNTIME_API is set), statements run unprepared
+// in one round trip each (QueryExecModeExec: the extended protocol, its
+// parameters still sent apart from the SQL). default_query_exec_mode in
+// the connection string overrides either choice.
 package postgres
 
 import (
@@ -61,6 +73,7 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -118,6 +131,11 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
+	return open(ctx, cfg)
+}
+
+// open is Open with a parsed configuration.
+func open(ctx context.Context, cfg *pgxpool.Config) (*DB, error) {
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open postgres store: %w", err)
@@ -147,8 +165,16 @@ func poolConfig(dsn string) (*pgxpool.Config, error) {
 	if !hasSetting(dsn, "pool_health_check_period") {
 		cfg.HealthCheckPeriod = HealthCheckPeriod
 	}
+	if !hasSetting(dsn, "default_query_exec_mode") && os.Getenv(lambdaRuntimeEnv) != "" {
+		cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
+	}
 	return cfg, nil
 }
+
+// lambdaRuntimeEnv is the variable the Lambda service sets for a function's
+// process (the Runtime API's address): its statements run unprepared (see
+// the package doc).
+const lambdaRuntimeEnv = "AWS_LAMBDA_RUNTIME_API"
 
 // hasSetting reports whether the connection string sets key, as a URI query
 // parameter or a key=value pair.
