@@ -25,7 +25,7 @@ import (
 // http.MaxBytesReader) gives 413 body_too_large. An empty body decodes as
 // {} when allowEmpty, whatever its Content-Type.
 func DecodeJSON(r *http.Request, v any, allowEmpty bool) error {
-	body, err := io.ReadAll(r.Body)
+	body, err := readBody(r)
 	if err != nil {
 		var mb *http.MaxBytesError
 		if errors.As(err, &mb) {
@@ -44,6 +44,39 @@ func DecodeJSON(r *http.Request, v any, allowEmpty bool) error {
 		return err
 	}
 	return DecodeJSONBytes(body, v)
+}
+
+// maxBodyHint bounds the buffer readBody allocates ahead on the word of a
+// Content-Length header.
+const maxBodyHint = 1 << 20
+
+// readBody reads r's body as io.ReadAll does, into a buffer sized by its
+// Content-Length (bounded by maxBodyHint) instead of one grown from 512
+// bytes: one allocation for a body that says its length. The length is
+// only a hint; what limits the body is the reader (the gateway's
+// http.MaxBytesReader).
+func readBody(r *http.Request) ([]byte, error) {
+	n := r.ContentLength
+	if n <= 0 || n > maxBodyHint {
+		return io.ReadAll(r.Body)
+	}
+	// One byte more than announced, so that the read that meets EOF finds
+	// room and a body longer than announced does not grow the buffer at
+	// once.
+	b := make([]byte, 0, n+1)
+	for {
+		m, err := r.Body.Read(b[len(b):cap(b)])
+		b = b[:len(b)+m]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)] // io.ReadAll's growth
+		}
+	}
 }
 
 // CheckJSONContentType refuses a request whose Content-Type is missing or is
@@ -76,14 +109,41 @@ func CheckJSONContentType(r *http.Request) error {
 // UnmarshalText (json.RawMessage, time.Time) are not checked. Syntax errors
 // take precedence over these errors, which take precedence over type errors.
 func DecodeJSONBytes(body []byte, v any) error {
-	if t := reflect.TypeOf(v); t != nil && t.Kind() == reflect.Pointer {
-		if err := checkStrict(body, t); err != nil {
-			return err
+	t := reflect.TypeOf(v)
+	if t == nil || t.Kind() != reflect.Pointer {
+		return decodeStrictly(body, v)
+	}
+	if strictScanned(body, t) {
+		switch {
+		case strictCovers(t):
+			// The common case, in one decode: json.Unmarshal checks the
+			// whole body's syntax before it decodes anything, and the scan
+			// found no key to refuse anywhere a struct is filled.
+			err := json.Unmarshal(body, v)
+			var syn *json.SyntaxError
+			if !errors.As(err, &syn) {
+				if err != nil {
+					return jsonError(err)
+				}
+				return nil
+			}
+			// A syntax error: the long way below reports it, as it
+			// always has.
+		case json.Valid(body):
+			return decodeStrictly(body, v)
 		}
 	}
+	if err := walkStrict(body, t); err != nil {
+		return err
+	}
+	return decodeStrictly(body, v)
+}
+
+// decodeStrictly decodes the first JSON value of body into v with
+// DisallowUnknownFields (which also reaches structs inside maps, where the
+// strict walk does not look) and refuses anything after it.
+func decodeStrictly(body []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
-	// Redundant where checkStrict has looked, and kept for what it leaves
-	// alone (structs inside maps).
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)
@@ -94,20 +154,13 @@ func DecodeJSONBytes(body []byte, v any) error {
 	return nil
 }
 
-// checkStrict walks the first JSON value of body with Decoder.Token, guided
+// walkStrict walks the first JSON value of body with Decoder.Token, guided
 // by the type t it will be decoded into, and refuses keys that are not a
 // field's exact JSON name and keys repeated in one object. The walk goes to
 // the end of the value even after a refusal, so that a syntax error later in
 // the value is what is reported. Everything else (types, trailing data) is
-// left to the normal decode.
-func checkStrict(body []byte, t reflect.Type) error {
-	if strictClean(body, t) {
-		return nil
-	}
-	return walkStrict(body, t)
-}
-
-// walkStrict is checkStrict the long way, with Decoder.Token.
+// left to the normal decode. It is the long way: DecodeJSONBytes takes it
+// only when strictScanned cannot say the body is clean.
 func walkStrict(body []byte, t reflect.Type) error {
 	w := strictWalker{dec: json.NewDecoder(bytes.NewReader(body))}
 	// Numbers as json.Number: the walk must not fail on a number that does
@@ -122,21 +175,21 @@ func walkStrict(body []byte, t reflect.Type) error {
 	return nil
 }
 
-// strictClean is the common case of checkStrict, without its cost: a body
-// that encoding/json finds valid is walked byte by byte (no tokens, no
-// allocations), guided by t as strictWalker is. It returns true only when
-// the walk meets nothing strictWalker would refuse, that is when
-// checkStrict would return nil; on anything else (invalid JSON, an unknown
-// or repeated key, a key with an escape or a non-ASCII byte, which
-// strictWalker compares decoded, deep nesting, a struct of more than 64
-// fields) it returns false and checkStrict takes the long way, which says
-// exactly what is wrong.
-func strictClean(body []byte, t reflect.Type) (clean bool) {
-	if !json.Valid(body) {
-		return false
-	}
-	// The walk trusts json.Valid for the grammar; should it ever step out
-	// of the body, the long way answers.
+// strictScanned is the common case of walkStrict, without its cost: body
+// is walked byte by byte (no tokens, no allocations), guided by t as
+// strictWalker is. On a valid body it returns true only when the walk meets
+// nothing strictWalker would refuse and nothing but white space follows
+// the value; on anything else (an unknown or repeated key, a key with an
+// escape or a non-ASCII byte, which strictWalker compares decoded, deep
+// nesting, a struct of more than 64 fields, trailing data) it returns false
+// and the long way says exactly what is wrong. The walk trusts the body to
+// be valid JSON: on an invalid one its answer means nothing, so a caller
+// that takes its true must check the syntax itself, as json.Unmarshal does
+// before it decodes anything.
+func strictScanned(body []byte, t reflect.Type) (clean bool) {
+	// Should the walk ever step out of the body (it does not check the
+	// grammar), the long way answers. Every step moves forward, so the
+	// walk ends on any body.
 	defer func() {
 		if recover() != nil {
 			clean = false
@@ -144,16 +197,21 @@ func strictClean(body []byte, t reflect.Type) (clean bool) {
 	}()
 	s := strictScan{b: body}
 	s.space()
-	return s.value(t, 0)
+	if !s.value(t, 0) {
+		return false
+	}
+	s.space()
+	return s.i == len(s.b)
 }
 
-// strictScan walks a body json.Valid has accepted.
+// strictScan walks a body byte by byte, trusting it to be valid JSON
+// (strictScanned).
 type strictScan struct {
 	b []byte
 	i int
 }
 
-// maxCleanDepth bounds the nesting strictClean walks.
+// maxCleanDepth bounds the nesting strictScanned walks.
 const maxCleanDepth = 64
 
 func (s *strictScan) space() {
@@ -256,7 +314,7 @@ func (s *strictScan) skipString() {
 	for {
 		j := bytes.IndexByte(s.b[i:], '"')
 		if j < 0 {
-			panic("unterminated string") // json.Valid said otherwise; see strictClean
+			panic("unterminated string") // an invalid body; see strictScanned
 		}
 		i += j
 		escapes := 0
@@ -450,6 +508,57 @@ func decodesItself(t reflect.Type) bool {
 		t = reflect.PointerTo(t)
 	}
 	return t.Implements(jsonUnmarshalerType) || t.Implements(textUnmarshalerType)
+}
+
+// strictCovers reports whether the strict walk (strictTarget) reaches
+// every struct that decoding into t can fill, so that encoding/json's
+// DisallowUnknownFields has nothing to add to it: no struct lies inside a
+// map, and no interface (which may hold a pointer to a struct) is on the
+// way. Types that decode themselves are their own judges either way:
+// DisallowUnknownFields does not reach into them.
+func strictCovers(t reflect.Type) bool {
+	if c, ok := strictCoverCache.Load(t); ok {
+		return c.(bool)
+	}
+	c := coversType(t, map[coverKey]bool{}, false)
+	strictCoverCache.Store(t, c)
+	return c
+}
+
+var strictCoverCache sync.Map // reflect.Type → bool
+
+// coverKey is a type as coversType meets it: through a map or not.
+type coverKey struct {
+	t     reflect.Type
+	inMap bool
+}
+
+// coversType is strictCovers for t reached through a map (inMap) or not;
+// seen holds what is being or has been looked at (a type may refer to
+// itself, type P *P included).
+func coversType(t reflect.Type, seen map[coverKey]bool, inMap bool) bool {
+	if decodesItself(t) || seen[coverKey{t, inMap}] {
+		return true
+	}
+	seen[coverKey{t, inMap}] = true
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice, reflect.Array:
+		return coversType(t.Elem(), seen, inMap)
+	case reflect.Map:
+		return coversType(t.Elem(), seen, true)
+	case reflect.Interface:
+		return false
+	case reflect.Struct:
+		if inMap {
+			return false
+		}
+		for _, f := range strictFieldsOf(t).fields {
+			if !coversType(f.typ, seen, false) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // strictFields are the JSON names of a struct type's fields, as

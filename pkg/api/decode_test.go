@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"slices"
 	"strings"
@@ -258,7 +260,8 @@ func FuzzDecodeJSONBytes(f *testing.F) {
 }
 
 // BenchmarkDecodeJSONBytes compares strict decoding (the exact-name and
-// duplicate walk, then encoding/json) with encoding/json alone with
+// duplicate walk, then encoding/json) with the same before its fast path
+// (decodeReference) and with encoding/json alone with
 // DisallowUnknownFields, on a sign request, in the same run.
 func BenchmarkDecodeJSONBytes(b *testing.B) {
 	type signRequest struct {
@@ -273,6 +276,15 @@ func BenchmarkDecodeJSONBytes(b *testing.B) {
 		for b.Loop() {
 			var v signRequest
 			if err := DecodeJSONBytes(body, &v); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("before-fast-path", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var v signRequest
+			if err := decodeReference(body, &v); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -335,6 +347,58 @@ func TestDecodeJSONContentType(t *testing.T) {
 				t.Fatalf("DecodeJSON = %v (status %d), want status %d", err, status, tt.wantStatus)
 			}
 			if status == 0 && tt.body != "" && v.Name != "x" {
+				t.Fatalf("decoded %+v", v)
+			}
+		})
+	}
+}
+
+// TestDecodeJSONReadsTheWholeBody checks that the Content-Length a request
+// announces only sizes the buffer: the body is read whole when it says
+// less or more than it holds, the gateway's limit still answers 413, and a
+// body of unknown length is read too.
+func TestDecodeJSONReadsTheWholeBody(t *testing.T) {
+	const body = `{"name":"x","tags":["a","b"]}`
+	tests := []struct {
+		name          string
+		contentLength int64
+		limit         int64 // http.MaxBytesReader's, 0 for none
+		wantStatus    int
+	}{
+		{"the announced length", int64(len(body)), 0, 0},
+		{"a length too short", 3, 0, 0},
+		{"a length too long", int64(len(body)) + 100, 0, 0},
+		{"an unknown length", -1, 0, 0},
+		{"a length past the hint", maxBodyHint + 1, 0, 0},
+		{"a body over the limit whose length says less", 3, 10, http.StatusRequestEntityTooLarge},
+		{"a body over the limit of unknown length", -1, 10, http.StatusRequestEntityTooLarge},
+		{"a body at the limit", int64(len(body)), int64(len(body)), 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequest("POST", "/v1/x", io.NopCloser(strings.NewReader(body)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.ContentLength = tt.contentLength
+			req.Header.Set("Content-Type", "application/json")
+			if tt.limit > 0 {
+				req.Body = http.MaxBytesReader(httptest.NewRecorder(), req.Body, tt.limit)
+			}
+			var v sample
+			err = DecodeJSON(req, &v, false)
+			status := 0
+			if err != nil {
+				var e *Error
+				if !errors.As(err, &e) {
+					t.Fatalf("DecodeJSON = %v, not an *Error", err)
+				}
+				status = e.Status
+			}
+			if status != tt.wantStatus {
+				t.Fatalf("DecodeJSON = %v (status %d), want status %d", err, status, tt.wantStatus)
+			}
+			if status == 0 && (v.Name != "x" || len(v.Tags) != 2) {
 				t.Fatalf("decoded %+v", v)
 			}
 		})

@@ -1,10 +1,19 @@
 package api
 
 import (
+	"encoding/json"
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
+
+// strictClean is strictScanned on a body json.Valid accepts: the promise
+// the fast walk makes is about valid bodies.
+func strictClean(body []byte, t reflect.Type) bool {
+	return json.Valid(body) && strictScanned(body, t)
+}
 
 // strictCleanBodies are bodies for the types of decode_test.go: clean ones
 // and every kind of refusal, escape and nesting.
@@ -25,9 +34,9 @@ var strictCleanBodies = []string{
 	strings.Repeat(`[`, 100) + strings.Repeat(`]`, 100),
 }
 
-// TestStrictCleanNeverHidesARefusal checks the promise checkStrict relies
-// on: when strictClean says a body is clean, the long walk finds nothing
-// to refuse either.
+// TestStrictCleanNeverHidesARefusal checks the promise DecodeJSONBytes
+// relies on: when strictScanned says a valid body is clean, the long walk
+// finds nothing to refuse either.
 func TestStrictCleanNeverHidesARefusal(t *testing.T) {
 	for _, typ := range []reflect.Type{reflect.TypeFor[*sample](), reflect.TypeFor[*nested](), reflect.TypeFor[*[]sample]()} {
 		for _, body := range strictCleanBodies {
@@ -80,4 +89,124 @@ func FuzzStrictClean(f *testing.F) {
 			}
 		}
 	})
+}
+
+// decodeReference is DecodeJSONBytes as it was before its fast path: the
+// strict walk (fast or long), then a Decoder with DisallowUnknownFields and
+// a refusal of trailing data. DecodeJSONBytes must answer exactly as it
+// does, whatever the body.
+func decodeReference(body []byte, v any) error {
+	if t := reflect.TypeOf(v); t != nil && t.Kind() == reflect.Pointer && !strictClean(body, t) {
+		if err := walkStrict(body, t); err != nil {
+			return err
+		}
+	}
+	return decodeStrictly(body, v)
+}
+
+// sameDecode fails t unless DecodeJSONBytes and decodeReference give the
+// same refusal (status, code, detail, fields) or the same value for body,
+// for a fresh value of each of types.
+func sameDecode(t *testing.T, body []byte, types ...reflect.Type) {
+	t.Helper()
+	for _, typ := range types {
+		got, want := reflect.New(typ).Interface(), reflect.New(typ).Interface()
+		gotErr, wantErr := DecodeJSONBytes(body, got), decodeReference(body, want)
+		var ge, we *Error
+		switch {
+		case (gotErr == nil) != (wantErr == nil):
+			t.Fatalf("%v %q: err = %v, before = %v", typ, body, gotErr, wantErr)
+		case gotErr == nil:
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("%v %q: decoded %+v, before %+v", typ, body, got, want)
+			}
+		case !errors.As(gotErr, &ge) || !errors.As(wantErr, &we):
+			t.Fatalf("%v %q: err = %v, before = %v: not *Error", typ, body, gotErr, wantErr)
+		case ge.Status != we.Status || ge.Code != we.Code || ge.Detail != we.Detail || !reflect.DeepEqual(ge.Fields, we.Fields):
+			t.Fatalf("%v %q: err = %+v, before = %+v", typ, body, ge, we)
+		}
+	}
+}
+
+// onlyStructs is a type the strict walk covers entirely: DecodeJSONBytes
+// decodes it with json.Unmarshal alone.
+type onlyStructs struct {
+	Name  string    `json:"name"`
+	Inner inner     `json:"inner"`
+	List  []*inner  `json:"list"`
+	Grid  [][]inner `json:"grid"`
+	When  time.Time `json:"when"`
+	Raw   json.RawMessage
+	Tags  map[string][]string `json:"tags"`
+	Next  *onlyStructs        `json:"next"`
+}
+
+// decodeTypes are the types the equivalence checks decode into: some the
+// fast path decodes with json.Unmarshal alone, some it does not.
+var decodeTypes = []reflect.Type{
+	reflect.TypeFor[sample](), reflect.TypeFor[nested](), reflect.TypeFor[onlyStructs](),
+	reflect.TypeFor[[]sample](), reflect.TypeFor[map[string]inner](), reflect.TypeFor[any](),
+}
+
+var decodeBodies = append([]string{
+	`{"name":"a"} x`, `{"name":"a"}]`, `{"name":"a"}{"name":"b"}`, `{"name":"a"}  ` + "\n\t", `{"name":"a"}` + "\x00",
+	`{"name":"a" "count":1}`, `{"name" "a"}`, `{"name":"a",}`, `{"name":"a"`, `{"name":"\x01"}`, "{\"name\":\"\xff\"}",
+	`{"count":1e400}`, `{"count":"x","name":1}`, `{"name":"a","inner":{"id":1},"next":{"name":2}}`,
+	`{"next":{"next":{"inner":{"ID":"x"}}}}`, `{"next":{"next":{"inner":{"id":"x","id":"y"}}}}`, `{"tags":{"A":["x"],"A":["y"]}}`,
+	`{"list":[null,{"id":"a"},{"x":1}]}`, `{"grid":[[{"n":1}],[{"n":"2"}]]}`, `{"when":"yesterday"}`, `{"Raw":{"a":1,"a":2}}`,
+	`{"map":{"K":{"X":1}}}`, `{"any":{"a":1}}`, `{"K":{"id":"a","X":1}}`, `[{"name":"a"},{"nam":"b"}]`, `[{"name":"a"}] [`,
+	`{"a":tru}`, `{"a":nul}`, `{"count":01}`, `{"count":-}`, `{"name":"\u12"}`, `"\ud800"`, `{"name":"a"}` + strings.Repeat(" ", 100),
+}, strictCleanBodies...)
+
+// TestDecodeJSONBytesAnswersAsBefore checks the fast path against the
+// reference on every body of the decode tests, valid or not.
+func TestDecodeJSONBytesAnswersAsBefore(t *testing.T) {
+	for _, body := range decodeBodies {
+		sameDecode(t, []byte(body), decodeTypes...)
+	}
+}
+
+// FuzzDecodeJSONBytesAnswersAsBefore looks for a body on which the fast
+// path answers otherwise than the reference (and, through strictScanned on
+// invalid bodies, for a walk that does not end).
+func FuzzDecodeJSONBytesAnswersAsBefore(f *testing.F) {
+	for _, b := range decodeBodies {
+		f.Add([]byte(b))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		sameDecode(t, body, decodeTypes...)
+	})
+}
+
+// TestStrictCovers checks which types json.Unmarshal alone decodes after
+// the scan: those with no struct the walk cannot reach.
+func TestStrictCovers(t *testing.T) {
+	type selfRef *any
+	type cyclic struct {
+		Next []*cyclic `json:"next"`
+	}
+	tests := []struct {
+		name string
+		typ  reflect.Type
+		want bool
+	}{
+		{"a flat struct", reflect.TypeFor[*sample](), true},
+		{"structs in slices, pointers and arrays", reflect.TypeFor[*onlyStructs](), true},
+		{"a struct that refers to itself", reflect.TypeFor[*cyclic](), true},
+		{"a map of strings", reflect.TypeFor[*map[string]string](), true},
+		{"a map of structs", reflect.TypeFor[*map[string]inner](), false},
+		{"a map of slices of structs", reflect.TypeFor[*map[string][]inner](), false},
+		{"a struct with a map of structs", reflect.TypeFor[*nested](), false},
+		{"an interface", reflect.TypeFor[*any](), false},
+		{"a pointer to an interface", reflect.TypeFor[*selfRef](), false},
+		{"raw JSON decodes itself", reflect.TypeFor[*map[string]json.RawMessage](), true},
+		{"time decodes itself", reflect.TypeFor[*map[string]time.Time](), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := strictCovers(tt.typ); got != tt.want {
+				t.Fatalf("strictCovers(%v) = %v, want %v", tt.typ, got, tt.want)
+			}
+		})
+	}
 }
