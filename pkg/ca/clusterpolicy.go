@@ -2,7 +2,6 @@ package ca
 
 import (
 	"context"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -131,16 +130,15 @@ func checkValidityHours(v validity, profile Profile, hours int) error {
 	return nil
 }
 
-// checkAllowedGroups refuses, for a non-admin, a CSR with an O value that
-// the cluster's allowed_groups (when set) does not list: 403
-// subject_not_allowed, field csr, naming the group. Values are compared
-// exactly, as Kubernetes compares group names. Admins are not bound by the
-// list.
-func checkAllowedGroups(pol store.ClusterPolicy, csr *x509.CertificateRequest, admin bool) error {
+// checkAllowedGroups refuses, for a non-admin, a CSR whose subject names
+// (subjectNames) hold an O value that the cluster's allowed_groups (when
+// set) does not list: 403 subject_not_allowed, field csr, naming the
+// group. Values are compared exactly, as Kubernetes compares group names.
+// Admins are not bound by the list.
+func checkAllowedGroups(pol store.ClusterPolicy, names []subjectName, admin bool) error {
 	if admin || pol.AllowedGroups == nil {
 		return nil
 	}
-	names, _ := subjectNames(csr) // ParseCSR refused undecodable names
 	for _, n := range names {
 		if n.attr != "O" || slices.Contains(pol.AllowedGroups, n.value) {
 			continue

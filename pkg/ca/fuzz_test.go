@@ -1,10 +1,12 @@
 package ca
 
 import (
+	"bytes"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"errors"
 	"net"
 	"net/http"
@@ -28,6 +30,8 @@ func FuzzParseCSR(f *testing.F) {
 		{key: ecKey(f, elliptic.P384()), cn: "p", dns: []string{"*.b.example"}},
 		{cn: "ca", extra: []pkix.Extension{basicConstraintsExt(f, true)}},
 		{cn: "m", orgs: []string{SystemMasters}},
+		{cn: "bob", orgs: []string{"team-b", "team-a", "ops"}},
+		{dns: []string{"svc.example"}},
 	} {
 		f.Add([]byte(makeCSR(f, o)))
 	}
@@ -73,9 +77,17 @@ func FuzzParseCSR(f *testing.F) {
 			if hasSystemMasters(csr) {
 				t.Fatal("system:masters passed for a member")
 			}
-			tmpl, err := leafTemplate(csr, p, now, now.Add(time.Hour))
+			tmpl, subject, err := leafTemplate(csr, p, now, now.Add(time.Hour))
 			if err != nil {
 				t.Fatal(err)
+			}
+			// The subject built once is the one Name.String and
+			// x509.CreateCertificate would each build.
+			if subject != tmpl.Subject.String() {
+				t.Fatalf("subject %q, Subject.String() %q", subject, tmpl.Subject.String())
+			}
+			if raw, err := asn1.Marshal(tmpl.Subject.ToRDNSequence()); err != nil || !bytes.Equal(raw, tmpl.RawSubject) {
+				t.Fatalf("RawSubject %x, the marshalled Subject %x (%v)", tmpl.RawSubject, raw, err)
 			}
 			der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, csr.PublicKey, caKeySigner)
 			if err != nil {

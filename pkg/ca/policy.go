@@ -326,6 +326,11 @@ func validDNSName(d string) bool {
 // any of its O attributes.
 func hasSystemMasters(csr *x509.CertificateRequest) bool {
 	names, _ := subjectNames(csr) // ParseCSR refused undecodable names
+	return namesHaveSystemMasters(names)
+}
+
+// namesHaveSystemMasters is hasSystemMasters on the subjectNames of a CSR.
+func namesHaveSystemMasters(names []subjectName) bool {
 	for _, n := range names {
 		if n.attr == "O" && strings.EqualFold(strings.TrimSpace(n.value), SystemMasters) {
 			return true
@@ -342,6 +347,11 @@ func hasSystemMasters(csr *x509.CertificateRequest) bool {
 // spaces, in every CN and O attribute of the subject.
 func Privileged(csr *x509.CertificateRequest) (attr, value string) {
 	names, _ := subjectNames(csr) // ParseCSR refused undecodable names
+	return privilegedName(names)
+}
+
+// privilegedName is Privileged on the subjectNames of a CSR.
+func privilegedName(names []subjectName) (attr, value string) {
 	for _, n := range names {
 		v := strings.ToLower(strings.TrimSpace(n.value))
 		if strings.HasPrefix(v, SystemPrefix) || n.attr == "O" && v == KubeadmClusterAdmins {
@@ -358,14 +368,20 @@ func Privileged(csr *x509.CertificateRequest) (attr, value string) {
 // match), and so does any other subject Privileged reports (403
 // subject_not_allowed).
 func CheckProfile(csr *x509.CertificateRequest, profile Profile, admin bool) error {
-	if hasSystemMasters(csr) && !admin {
+	names, _ := subjectNames(csr) // ParseCSR refused undecodable names
+	return checkProfileNames(csr, names, profile, admin)
+}
+
+// checkProfileNames is CheckProfile with the subjectNames of csr.
+func checkProfileNames(csr *x509.CertificateRequest, names []subjectName, profile Profile, admin bool) error {
+	if namesHaveSystemMasters(names) && !admin {
 		return &api.Error{
 			Status: http.StatusForbidden, Code: api.CodeSystemMasters,
 			Detail: "only an admin may obtain a certificate in group system:masters",
 			Fields: []api.FieldError{{Code: api.CodeSystemMasters, Field: "csr", Message: "O=system:masters needs the admin role"}},
 		}
 	}
-	if attr, value := Privileged(csr); attr != "" && !admin {
+	if attr, value := privilegedName(names); attr != "" && !admin {
 		msg := fmt.Sprintf("%s=%s is an identity Kubernetes treats as powerful and needs the admin role", attr, truncate(strings.TrimSpace(value), maxNameLen))
 		return &api.Error{
 			Status: http.StatusForbidden, Code: api.CodeSubjectNotAllowed,

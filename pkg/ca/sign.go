@@ -131,18 +131,23 @@ func (a *Authority) issue(ctx context.Context, p auth.Principal, req SignRequest
 	if err != nil {
 		return SignResult{}, err
 	}
-	if err := CheckProfile(csr, profile, p.IsAdmin()); err != nil {
+	// The subject's CN and O values, for every check below: listed once.
+	names, err := subjectNames(csr)
+	if err != nil {
+		return SignResult{}, err // ParseCSR refused them already
+	}
+	if err := checkProfileNames(csr, names, profile, p.IsAdmin()); err != nil {
 		return SignResult{}, err
 	}
-	if err := CheckRequester(csr, profile, p.User, p.IsAdmin()); err != nil {
+	if err := checkRequesterNames(names, profile, p.User, p.IsAdmin()); err != nil {
 		return SignResult{}, err
 	}
 	// The policy and the CA's validity come from rows: a refusal they
 	// explain is confirmed from a fresh reading before it is answered.
-	if err := checkAllowedGroups(c.Policy, csr, p.IsAdmin()); err != nil {
+	if err := checkAllowedGroups(c.Policy, names, p.IsAdmin()); err != nil {
 		return SignResult{}, staleIfCached(cached, err)
 	}
-	privAttr, _ := Privileged(csr) // only an admin gets this far with one
+	privAttr, _ := privilegedName(names) // only an admin gets this far with one
 
 	now := a.now()
 	notAfter, err := a.notAfter(a.validityFor(c.Policy, profile), profile, req.ValidityHours, now, active.NotAfter)
@@ -160,7 +165,7 @@ func (a *Authority) issue(ctx context.Context, p auth.Principal, req SignRequest
 		}
 		return SignResult{}, err
 	}
-	tmpl, err := leafTemplate(csr, profile, now, notAfter)
+	tmpl, subject, err := leafTemplate(csr, profile, now, notAfter)
 	if err != nil {
 		return SignResult{}, err
 	}
@@ -181,7 +186,7 @@ func (a *Authority) issue(ctx context.Context, p auth.Principal, req SignRequest
 	serial := hex.EncodeToString(tmpl.SerialNumber.Bytes())
 	rec := store.IssuedCertificate{
 		Cluster: cluster, Serial: serial, Generation: active.Generation,
-		Subject: tmpl.Subject.String(), Profile: string(profile),
+		Subject: subject, Profile: string(profile),
 		User: p.User, Project: p.Project,
 		NotBefore: tmpl.NotBefore, NotAfter: tmpl.NotAfter, IssuedAt: now,
 		Privileged: privAttr != "", CertificateDER: der,
@@ -265,15 +270,29 @@ func (a *Authority) notAfter(v validity, profile Profile, hours int, now, caNotA
 // leafTemplate is the certificate issued for csr: the CSR's CN and O, the
 // profile's key usages, SANs for server and peer, SKI (and the AKI that
 // x509.CreateCertificate adds from the CA), never a CA and no other
-// extension.
-func leafTemplate(csr *x509.CertificateRequest, profile Profile, now, notAfter time.Time) (*x509.Certificate, error) {
+// extension. subject is the template's Subject.String(), for the registry
+// and the log; the template carries its subject encoded too (RawSubject,
+// the bytes x509.CreateCertificate would marshal), so that the subject's
+// RDN sequence is built once per sign, not twice.
+func leafTemplate(csr *x509.CertificateRequest, profile Profile, now, notAfter time.Time) (tmpl *x509.Certificate, subject string, err error) {
 	serial, err := randomSerial()
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	ski, err := csrKeyID(csr)
 	if err != nil {
-		return nil, err
+		return nil, "", err
+	}
+	name := pkix.Name{
+		CommonName:   csr.Subject.CommonName,
+		Organization: csr.Subject.Organization,
+	}
+	// What Name.String and x509.CreateCertificate each build from name
+	// (which has no Names nor ExtraNames): its RDN sequence.
+	rdns := name.ToRDNSequence()
+	rawSubject, err := encasn1.Marshal(rdns)
+	if err != nil {
+		return nil, "", fmt.Errorf("encode the subject: %w", err)
 	}
 	usage := x509.KeyUsageDigitalSignature
 	if _, ok := csr.PublicKey.(*rsa.PublicKey); ok {
@@ -288,16 +307,14 @@ func leafTemplate(csr *x509.CertificateRequest, profile Profile, now, notAfter t
 	case ProfilePeer:
 		ext = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
 	}
-	tmpl := &x509.Certificate{
+	tmpl = &x509.Certificate{
 		SerialNumber: serial,
-		Subject: pkix.Name{
-			CommonName:   csr.Subject.CommonName,
-			Organization: csr.Subject.Organization,
-		},
-		NotBefore:   now.Truncate(time.Second).Add(-clockSkew).UTC(),
-		NotAfter:    notAfter.UTC(),
-		KeyUsage:    usage,
-		ExtKeyUsage: ext,
+		Subject:      name,
+		RawSubject:   rawSubject,
+		NotBefore:    now.Truncate(time.Second).Add(-clockSkew).UTC(),
+		NotAfter:     notAfter.UTC(),
+		KeyUsage:     usage,
+		ExtKeyUsage:  ext,
 		// No basicConstraints at all: the policy allows only the
 		// profile's extensions, and without it (and without keyCertSign)
 		// the certificate is not a CA (RFC 5280 §4.2.1.9).
@@ -307,7 +324,7 @@ func leafTemplate(csr *x509.CertificateRequest, profile Profile, now, notAfter t
 		tmpl.DNSNames = csr.DNSNames
 		tmpl.IPAddresses = csr.IPAddresses
 	}
-	return tmpl, nil
+	return tmpl, rdns.String(), nil
 }
 
 // csrKeyID is keyID of the CSR's public key, read from the subjectPublicKey

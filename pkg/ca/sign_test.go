@@ -435,7 +435,7 @@ func TestLargestSerialIsIssuedIn17Octets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl, err := leafTemplate(csr, ProfileClient, now, now.Add(time.Hour))
+	tmpl, _, err := leafTemplate(csr, ProfileClient, now, now.Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
