@@ -102,6 +102,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	gcPercent := tuneGC(os.LookupEnv)
+	log.Debug("garbage collector", "gogc", gcPercent)
 	// The listen policy and the certificate pair are checked before any
 	// state is opened or created.
 	if err := tlsserve.CheckListen(cfg.Listen, cfg.TLSCertFile != "", cfg.InsecureHTTP, log); err != nil {
