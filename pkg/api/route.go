@@ -1,10 +1,12 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 )
 
 // HandlerFunc serves one operation. It writes a success response itself and
@@ -49,16 +51,30 @@ const DefaultMaxBody = 64 << 10
 // Content-Length. A value that cannot be encoded writes nothing and returns
 // the error, so the gateway can still answer 500.
 func WriteJSON(w http.ResponseWriter, status int, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
+	buf := responseBuffers.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= maxPooledResponse {
+			buf.Reset()
+			responseBuffers.Put(buf)
+		}
+	}()
+	// json.Encoder writes what json.Marshal returns (HTML escaped too),
+	// then a newline, into the pooled buffer: no copy of the body is
+	// allocated per response.
+	if err := json.NewEncoder(buf).Encode(v); err != nil {
 		return fmt.Errorf("encode JSON response: %w", err)
 	}
-	b = append(b, '\n')
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Length", strconv.Itoa(len(b)))
+	h.Set("Content-Length", strconv.Itoa(buf.Len()))
 	w.WriteHeader(status)
-	_, err = w.Write(b)
+	_, err := w.Write(buf.Bytes())
 	return err
 }
+
+// responseBuffers are WriteJSON's buffers; one that grew past
+// maxPooledResponse (a large listing) is left to the collector.
+var responseBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+const maxPooledResponse = 64 << 10
