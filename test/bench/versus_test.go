@@ -34,7 +34,10 @@ type settings struct {
 	round      time.Duration
 	clients    []int
 	profileDir string
-	profileOp  string // "sign" or "validate": the load profiled
+	// profileOp is the load profiled: "sign", "validate" (one bundle
+	// again and again) or "validate-fresh" (the "new leaves" pair's
+	// bodies, going on from where its rounds left off).
+	profileOp string
 	// profileClients is how many clients the profiled load has
 	// (CLUSTERKEYS_PEER_PROFILE_CLIENTS, default 8).
 	profileClients int
@@ -81,9 +84,9 @@ func readSettings(t *testing.T) settings {
 	switch s.profileOp {
 	case "":
 		s.profileOp = "sign"
-	case "sign", "validate":
+	case "sign", "validate", "validate-fresh":
 	default:
-		t.Fatalf("CLUSTERKEYS_PEER_PROFILE_OP=%q: want sign or validate", s.profileOp)
+		t.Fatalf("CLUSTERKEYS_PEER_PROFILE_OP=%q: want sign, validate or validate-fresh", s.profileOp)
 	}
 	if v := os.Getenv("CLUSTERKEYS_PEER_OPS"); v != "" {
 		s.ops = map[string]bool{}
@@ -217,9 +220,15 @@ func TestVersusCfssl(t *testing.T) {
 		}
 	}
 	if set.profileDir != "" {
-		if set.profileOp == "validate" {
+		switch set.profileOp {
+		case "validate":
 			profile(t, ck, ckValidate, set.profileClients, set.profileDir)
-		} else {
+		case "validate-fresh":
+			if len(ckValidateFresh.bodies) == 0 {
+				t.Fatal("CLUSTERKEYS_PEER_PROFILE_OP=validate-fresh needs the validate pairs (CLUSTERKEYS_PEER_OPS)")
+			}
+			profile(t, ck, ckValidateFresh, set.profileClients, set.profileDir)
+		default:
 			profile(t, ck, ckSign, set.profileClients, set.profileDir)
 		}
 	}
