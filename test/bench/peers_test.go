@@ -26,7 +26,8 @@
 // default nowhere), CLUSTERKEYS_PEER_PROFILE_DIR (CPU and allocation profiles
 // of localrun under the load of CLUSTERKEYS_PEER_PROFILE_CLIENTS clients,
 // default 8, of CLUSTERKEYS_PEER_PROFILE_OP, "sign"
-// (default) or "validate"), CLUSTERKEYS_PEER_OPS (the cfssl pairs run,
+// (default), "validate" (one bundle again and again) or "validate-fresh"
+// (a new leaf in each request)), CLUSTERKEYS_PEER_OPS (the cfssl pairs run,
 // "sign,validate" by default), CLUSTERKEYS_PEER_FRESH_LEAVES (how many
 // never-sent leaves the "new leaves" validate pair has, default 90000),
 // CLUSTERKEYS_COLDSTART_BASELINE
