@@ -89,23 +89,7 @@ func TestCertificatesUseIndexes(t *testing.T) {
 	}
 	plan := func(t *testing.T, query string, args ...any) string {
 		t.Helper()
-		rows, err := conn.Query(ctx, "EXPLAIN "+query, args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rows.Close()
-		var b strings.Builder
-		for rows.Next() {
-			var line string
-			if err := rows.Scan(&line); err != nil {
-				t.Fatal(err)
-			}
-			b.WriteString(line + "\n")
-		}
-		if err := rows.Err(); err != nil {
-			t.Fatal(err)
-		}
-		return b.String()
+		return explain(t, conn.Conn(), "EXPLAIN "+query, args...)
 	}
 	for _, tt := range tests {
 		q := tt.q
@@ -356,7 +340,13 @@ func explainExecute(t *testing.T, conn *pgx.Conn, name string, args []any) strin
 			t.Fatalf("argument %d of type %T", i, a)
 		}
 	}
-	rows, err := conn.Query(context.Background(), "EXPLAIN EXECUTE "+name+"("+strings.Join(lits, ", ")+")")
+	return explain(t, conn, "EXPLAIN EXECUTE "+name+"("+strings.Join(lits, ", ")+")")
+}
+
+// explain runs an EXPLAIN statement and returns its plan, a line each.
+func explain(t *testing.T, conn *pgx.Conn, statement string, args ...any) string {
+	t.Helper()
+	rows, err := conn.Query(context.Background(), statement, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
