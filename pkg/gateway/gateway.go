@@ -13,15 +13,18 @@ package gateway
 
 import (
 	"context"
-	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"math/rand/v2"
 	"net/http"
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/clusterkeys/clusterkeys/pkg/api"
@@ -166,30 +169,92 @@ func register(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
 
 // ServeHTTP routes r. Unknown paths get 404 and known paths with another
 // method 405 with an Allow header, both in the API's error format.
+//
+// The mux is asked once: it runs the matched route's handler (which marks
+// the dispatchWriter as matched and writes to the real writer) or its own
+// 404/405 answer, which the dispatchWriter keeps to itself and which is
+// then said in our format. Redirects the mux answers (a cleaned path) pass
+// through.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h, pattern := g.mux.Handler(r)
-	if pattern != "" {
-		// ServeMux.Handler does not set path values; ServeHTTP does.
-		g.mux.ServeHTTP(w, r)
+	d := &dispatchWriter{w: w}
+	g.mux.ServeHTTP(d, r)
+	if d.matched || d.passed {
 		return
 	}
-	// Ask the mux what it would say (404 or 405 and Allow), then say it in
-	// our format.
-	probe := &statusRecorder{header: http.Header{}}
-	h.ServeHTTP(probe, r)
 	rid := requestID(r)
 	w.Header().Set("X-Request-Id", rid)
 	format := g.unmatchedFormat(r.URL.Path)
 	var e *api.Error
-	if probe.status == http.StatusMethodNotAllowed {
-		w.Header().Set("Allow", probe.header.Get("Allow"))
+	if d.status == http.StatusMethodNotAllowed {
+		allow := d.Header().Get("Allow")
+		w.Header().Set("Allow", allow)
 		e = api.New(http.StatusMethodNotAllowed, api.CodeMethodNotAllowed,
-			fmt.Sprintf("method %s is not allowed here; allowed: %s", r.Method, probe.header.Get("Allow")))
+			fmt.Sprintf("method %s is not allowed here; allowed: %s", r.Method, allow))
 	} else {
 		e = api.New(http.StatusNotFound, api.CodeNotFound, "no such route")
 	}
 	api.WriteError(w, format, rid, e)
 	g.metrics.observe("unmatched", e.Status, 0)
+}
+
+// dispatchWriter is what ServeHTTP hands the mux. A route's handler
+// (wrap) takes the real writer out of it and marks it matched; anything
+// else the mux runs writes into it: a 404 or 405 is kept (status and
+// headers, for ServeHTTP to answer in the API's format), any other answer
+// (a redirect) is passed through to the real writer.
+type dispatchWriter struct {
+	w       http.ResponseWriter
+	header  http.Header
+	status  int
+	matched bool
+	passed  bool
+}
+
+func (d *dispatchWriter) Header() http.Header {
+	if d.passed {
+		return d.w.Header()
+	}
+	if d.header == nil {
+		d.header = http.Header{}
+	}
+	return d.header
+}
+
+func (d *dispatchWriter) WriteHeader(code int) {
+	if d.passed || d.status != 0 {
+		if d.passed {
+			d.w.WriteHeader(code)
+		}
+		return
+	}
+	if code == http.StatusNotFound || code == http.StatusMethodNotAllowed {
+		d.status = code
+		return
+	}
+	d.passed = true
+	maps.Copy(d.w.Header(), d.header)
+	d.w.WriteHeader(code)
+}
+
+func (d *dispatchWriter) Write(b []byte) (int, error) {
+	if d.status == 0 && !d.passed {
+		d.WriteHeader(http.StatusOK)
+	}
+	if d.passed {
+		return d.w.Write(b)
+	}
+	return len(b), nil
+}
+
+// routeWriter returns the writer a route's handler writes to: the real
+// one when w came from ServeHTTP (marked matched), else w itself (the
+// handler was called some other way).
+func routeWriter(w http.ResponseWriter) http.ResponseWriter {
+	if d, ok := w.(*dispatchWriter); ok {
+		d.matched = true
+		return d.w
+	}
+	return w
 }
 
 // literalPrefix is rt's path up to its first wildcard: "GET
@@ -226,15 +291,6 @@ func (g *Gateway) unmatchedFormat(path string) api.ErrorFormat {
 	return format
 }
 
-type statusRecorder struct {
-	header http.Header
-	status int
-}
-
-func (s *statusRecorder) Header() http.Header         { return s.header }
-func (s *statusRecorder) Write(b []byte) (int, error) { return len(b), nil }
-func (s *statusRecorder) WriteHeader(code int)        { s.status = code }
-
 // wrap applies the shared middleware to one route. Operational routes
 // (ops) are exempt from the in-flight limits.
 func (g *Gateway) wrap(rt api.Route, ops bool) http.Handler {
@@ -250,15 +306,16 @@ func (g *Gateway) wrap(rt api.Route, ops bool) http.Handler {
 	if ops {
 		route = nil
 	}
+	rm := g.metrics.route(rt.Name)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		w = routeWriter(w)
 		rid := requestID(r)
 		w.Header().Set("X-Request-Id", rid)
 		rw := &responseWriter{ResponseWriter: w}
 		ctx, cancel := context.WithTimeout(r.Context(), g.cfg.Timeout)
 		defer cancel()
 		ctx = withRequestID(ctx, rid)
-		r = r.WithContext(ctx)
 
 		var user string
 		err := func() (err error) {
@@ -290,9 +347,10 @@ func (g *Gateway) wrap(rt api.Route, ops bool) http.Handler {
 				return api.New(http.StatusRequestEntityTooLarge, api.CodeBodyTooLarge,
 					fmt.Sprintf("request body exceeds %d bytes", limit))
 			}
-			r.Body = http.MaxBytesReader(rw, r.Body, limit)
+			body := http.MaxBytesReader(rw, r.Body, limit)
+			hctx := ctx
 			if !rt.Public {
-				p, token, err := g.authenticate(r)
+				p, token, err := g.authenticate(ctx, r)
 				if err != nil {
 					if g.throttle != nil && api.ErrorFor(err).Status == http.StatusUnauthorized {
 						g.throttle.fail(addr)
@@ -300,7 +358,7 @@ func (g *Gateway) wrap(rt api.Route, ops bool) http.Handler {
 					return err
 				}
 				user = p.User
-				r = r.WithContext(auth.WithToken(auth.WithPrincipal(r.Context(), p), token))
+				hctx = auth.WithToken(auth.WithPrincipal(ctx, p), token)
 			}
 			if route != nil {
 				if err := route.acquire(); err != nil {
@@ -309,7 +367,11 @@ func (g *Gateway) wrap(rt api.Route, ops bool) http.Handler {
 				}
 				defer route.release()
 			}
-			return rt.Handler(rw, r)
+			// r is copied once, with its final context, just before the
+			// route's handler runs (r.WithContext copies the whole request).
+			req := r.WithContext(hctx)
+			req.Body = body
+			return rt.Handler(rw, req)
 		}()
 		if err != nil {
 			if rw.wrote {
@@ -332,15 +394,21 @@ func (g *Gateway) wrap(rt api.Route, ops bool) http.Handler {
 		if status == 0 {
 			status = http.StatusOK
 		}
-		elapsed := time.Since(start)
-		g.metrics.observe(rt.Name, status, elapsed)
-		if !rt.Public && g.log.Enabled(ctx, slog.LevelInfo) {
-			// LogAttrs behind Enabled: no attribute is built, nor any value
-			// boxed, for a level that is off.
-			g.log.LogAttrs(ctx, slog.LevelInfo, "request", slog.String("method", r.Method), slog.String("route", rt.Name),
+		now := time.Now()
+		elapsed := now.Sub(start)
+		rm.observe(status, elapsed)
+		if h := g.log.Handler(); !rt.Public && h.Enabled(ctx, slog.LevelInfo) {
+			// The record is handed to the handler directly: behind
+			// Enabled, nothing is built for a level that is off, and the
+			// line carries no source location, so the caller's program
+			// counter (runtime.Callers, which Logger.LogAttrs always takes)
+			// is not looked up; it would name this function on every line.
+			rec := slog.NewRecord(now, slog.LevelInfo, "request", 0)
+			rec.AddAttrs(slog.String("method", r.Method), slog.String("route", rt.Name),
 				slog.String("path", r.URL.Path), slog.Int("status", status),
 				slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
 				slog.String("request_id", rid), slog.String("user", user))
+			_ = h.Handle(ctx, rec)
 		}
 	})
 }
@@ -349,7 +417,7 @@ func (g *Gateway) wrap(rt api.Route, ops bool) http.Handler {
 // A Bearer Authorization wins; otherwise X-Auth-Token is used, so that an
 // Authorization of another scheme (Basic, added by a proxy) does not hide
 // it; an Authorization of another scheme alone is refused.
-func (g *Gateway) authenticate(r *http.Request) (auth.Principal, string, error) {
+func (g *Gateway) authenticate(ctx context.Context, r *http.Request) (auth.Principal, string, error) {
 	var token string
 	h := r.Header.Get("Authorization")
 	scheme, rest, _ := strings.Cut(strings.TrimSpace(h), " ")
@@ -366,7 +434,7 @@ func (g *Gateway) authenticate(r *http.Request) (auth.Principal, string, error) 
 		return auth.Principal{}, "", api.New(http.StatusUnauthorized, api.CodeUnauthorized,
 			"missing credentials: send Authorization: Bearer <token> or X-Auth-Token")
 	}
-	p, err := g.cfg.Auth.Authenticate(r.Context(), token)
+	p, err := g.cfg.Auth.Authenticate(ctx, token)
 	if err != nil {
 		if errors.Is(err, api.ErrUnauthenticated) {
 			return auth.Principal{}, "", api.New(http.StatusUnauthorized, api.CodeUnauthorized,
@@ -419,9 +487,21 @@ func requestID(r *http.Request) string {
 	if id := r.Header.Get("X-Request-Id"); id != "" && len(id) <= 128 && plainID(id) {
 		return id
 	}
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return "req-" + hex.EncodeToString(b[:])
+	return newRequestID()
+}
+
+// newRequestID makes a request id: "req-" and 24 hex digits from the
+// runtime's per-thread generator (math/rand/v2, seeded from the OS). An id
+// only has to be unique, not secret, so it needs neither crypto/rand's
+// system call nor its buffer.
+func newRequestID() string {
+	var raw [12]byte
+	binary.LittleEndian.PutUint64(raw[:8], rand.Uint64())
+	binary.LittleEndian.PutUint32(raw[8:], rand.Uint32())
+	var b [4 + 2*len(raw)]byte
+	copy(b[:], "req-")
+	hex.Encode(b[4:], raw[:])
+	return string(b[:])
 }
 
 func plainID(s string) bool {
@@ -492,6 +572,33 @@ func newMetrics(reg promreg.Registerer) (*metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// routeMetrics are one route's children of the request metrics, resolved
+// once: the latency histogram, and the request counter of each status code
+// the route has answered (WithLabelValues hashes the label values and
+// looks them up on every call).
+type routeMetrics struct {
+	m       *metrics
+	name    string
+	latency promreg.Observer
+	codes   sync.Map // int → promreg.Counter
+}
+
+func (m *metrics) route(name string) *routeMetrics {
+	return &routeMetrics{m: m, name: name, latency: m.latency.WithLabelValues(name)}
+}
+
+// observe counts a request answered with status after d.
+func (rm *routeMetrics) observe(status int, d time.Duration) {
+	c, ok := rm.codes.Load(status)
+	if !ok {
+		c, _ = rm.codes.LoadOrStore(status, rm.m.requests.WithLabelValues(rm.name, strconv.Itoa(status)))
+	}
+	c.(promreg.Counter).Inc()
+	if d > 0 {
+		rm.latency.Observe(d.Seconds())
+	}
 }
 
 func (m *metrics) observe(route string, status int, d time.Duration) {
