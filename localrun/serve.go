@@ -98,7 +98,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log, err := cfg.NewLogger(stderr)
+	// Log lines are written in batches (logbatch.go); the deferred Close,
+	// which runs last, after the server stopped, writes what is waiting.
+	logOut := newLineBatcher(stderr, logBatchDelay, logBatchMax)
+	defer logOut.Close()
+	log, err := cfg.NewLogger(logOut)
 	if err != nil {
 		return err
 	}
