@@ -372,3 +372,62 @@ func TestUnmatchedErrorFormat(t *testing.T) {
 		})
 	}
 }
+
+// TestOneDispatch: the mux is asked once per request. A matched route's
+// handler writes to the real writer (its headers and a 404 it returns
+// itself are its own, with a request id); the mux's own 404 and 405 answer
+// in the API's format without the mux's text/plain headers; a redirect the
+// mux makes for an unclean path passes through with its Location.
+func TestOneDispatch(t *testing.T) {
+	g := newTestGateway(t, nil)
+	for _, tt := range []struct {
+		name, method, path string
+		wantStatus         int
+		wantType           string
+		wantLocation       string
+	}{
+		{"a route's answer", "GET", "/v1/things/x", 200, "application/json", ""},
+		{"a route's own 404", "GET", "/v1/things/missing", 404, "application/problem+json", ""},
+		{"the mux's 404", "GET", "/v1/nothing", 404, "application/problem+json", ""},
+		{"the mux's 405", "PUT", "/v1/things/x", 405, "application/problem+json", ""},
+		{"the mux's redirect of an unclean path", "GET", "/v1/things/../things/x", 307, "", "/v1/things/x"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			req := httptest.NewRequest(tt.method, "http://example.invalid/", nil)
+			req.URL.Path = tt.path
+			req.Header.Set("Authorization", "Bearer "+adminToken)
+			rec := httptest.NewRecorder()
+			g.ServeHTTP(rec, req)
+			if rec.Code != tt.wantStatus {
+				t.Fatalf("status = %d, want %d; body %s", rec.Code, tt.wantStatus, rec.Body)
+			}
+			if tt.wantType != "" && rec.Header().Get("Content-Type") != tt.wantType {
+				t.Errorf("Content-Type = %q, want %q", rec.Header().Get("Content-Type"), tt.wantType)
+			}
+			if tt.wantLocation != "" && rec.Header().Get("Location") != tt.wantLocation {
+				t.Errorf("Location = %q, want %q", rec.Header().Get("Location"), tt.wantLocation)
+			}
+			if tt.wantStatus != 307 && !strings.HasPrefix(rec.Header().Get("X-Request-Id"), "req-") {
+				t.Errorf("X-Request-Id = %q", rec.Header().Get("X-Request-Id"))
+			}
+			if tt.wantStatus == 405 && rec.Header().Get("Allow") == "" {
+				t.Error("405 without Allow")
+			}
+		})
+	}
+}
+
+// TestRequestIDs: made ids are "req-" and 24 hex digits, and differ.
+func TestRequestIDs(t *testing.T) {
+	seen := map[string]bool{}
+	for range 1000 {
+		id := newRequestID()
+		if len(id) != 28 || !strings.HasPrefix(id, "req-") || strings.Trim(id[4:], "0123456789abcdef") != "" {
+			t.Fatalf("request id %q", id)
+		}
+		if seen[id] {
+			t.Fatalf("request id %q made twice", id)
+		}
+		seen[id] = true
+	}
+}
