@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"io"
+	"log/slog"
 	"sync"
 	"time"
 )
@@ -18,17 +20,47 @@ import (
 // way out, after the server has stopped, so a clean shutdown loses no
 // line). Lines keep their order and stay whole: slog hands over one whole
 // line per Write, and Write appends it under the same lock as the flush.
+// Lines of level warn and above are written at once (urgentHandler), with
+// every line before them.
 //
 // The cost is a crash window: when the process dies without running its
 // deferred calls (SIGKILL, the OOM killer, a panic outside a handler, which
-// the gateway does not recover), the lines of the last logBatchDelay at
-// most are lost. Every certificate those lines speak of is in the registry
+// the gateway does not recover), the info and debug lines of the last
+// logBatchDelay at most are lost. Every certificate those lines speak of is in the registry
 // already (the registry records each one before its answer).
 var (
 	// logBatchDelay is a variable so that a test can make it long.
 	logBatchDelay = 5 * time.Millisecond
 	logBatchMax   = 32 << 10
 )
+
+// urgentHandler writes each record of level warn or above through at once,
+// with the lines waiting before it: a warning or an error (a privileged
+// certificate issued, a failed request, a panic) is never in the crash
+// window, and is on the log when the answer it concerns is sent.
+type urgentHandler struct {
+	slog.Handler
+	out *lineBatcher
+}
+
+// Handle hands r to the wrapped handler, then flushes for warn and above.
+func (h urgentHandler) Handle(ctx context.Context, r slog.Record) error {
+	err := h.Handler.Handle(ctx, r)
+	if r.Level >= slog.LevelWarn {
+		h.out.Flush()
+	}
+	return err
+}
+
+// WithAttrs keeps the flushing on the derived handler.
+func (h urgentHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return urgentHandler{h.Handler.WithAttrs(as), h.out}
+}
+
+// WithGroup keeps the flushing on the derived handler.
+func (h urgentHandler) WithGroup(name string) slog.Handler {
+	return urgentHandler{h.Handler.WithGroup(name), h.out}
+}
 
 // lineBatcher is an io.Writer that batches the lines written to it into
 // fewer writes to w; see above.
@@ -99,6 +131,13 @@ func (b *lineBatcher) flushLocked() {
 		return
 	}
 	b.buf = b.buf[:0]
+}
+
+// Flush writes the waiting lines now.
+func (b *lineBatcher) Flush() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.flushLocked()
 }
 
 // Close writes the waiting lines and makes later writes go straight to w.

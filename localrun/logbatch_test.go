@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -123,5 +124,27 @@ func TestLineBatcherReportsAWriteError(t *testing.T) {
 	b.Write([]byte("lost\n"))
 	if err := b.Close(); err == nil || !strings.Contains(err.Error(), "disk full") {
 		t.Fatalf("Close = %v, want the write's error", err)
+	}
+}
+
+// A warning is written at once, after the info lines before it, by a
+// logger built like serve's, and derived loggers (With) keep that.
+func TestUrgentHandlerWritesWarningsAtOnce(t *testing.T) {
+	var out countingWriter
+	b := newLineBatcher(&out, time.Hour, 1<<20)
+	log := slog.New(urgentHandler{slog.NewTextHandler(b, nil), b})
+	log.Info("first")
+	if got, _ := out.snapshot(); got != "" {
+		t.Fatalf("an info line was written at once: %q", got)
+	}
+	log.With("cluster", "c1").Warn("privileged certificate issued")
+	got, _ := out.snapshot()
+	if !strings.Contains(got, "msg=first") || !strings.Contains(got, `msg="privileged certificate issued" cluster=c1`) ||
+		strings.Index(got, "msg=first") > strings.Index(got, "privileged") {
+		t.Fatalf("after a warning: %q", got)
+	}
+	log.Error("failed")
+	if got, _ := out.snapshot(); !strings.Contains(got, "msg=failed") {
+		t.Fatalf("an error line waits: %q", got)
 	}
 }

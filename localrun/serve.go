@@ -106,6 +106,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	log = slog.New(urgentHandler{log.Handler(), logOut})
 	gcPercent := tuneGC(os.LookupEnv)
 	log.Debug("garbage collector", "gogc", gcPercent)
 	// The listen policy and the certificate pair are checked before any

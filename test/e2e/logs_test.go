@@ -51,6 +51,10 @@ func TestNoSecretInTheLogs(t *testing.T) {
 		do(t, "POST", s.URL+"/v1/tls/validate", memberToken, body)
 	}
 
+	// Stop localrun cleanly first: it writes its info and debug lines in
+	// batches, so only after it exits is every line of these requests in.
+	_ = s.cmd.Process.Signal(os.Interrupt)
+	_ = s.cmd.Wait()
 	logs := s.out.String()
 	if !strings.Contains(logs, "logs-1") {
 		t.Fatalf("debug logs (%d bytes) do not mention the requests, so this test proves nothing", len(logs))
