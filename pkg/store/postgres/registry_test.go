@@ -186,22 +186,7 @@ func TestStatusListingPlans(t *testing.T) {
 				t.Fatal(err)
 			}
 			query, args := certificatesSQL(q, false)
-			var b strings.Builder
-			rows, err := d.pool.Query(ctx, "EXPLAIN "+query, args...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for rows.Next() {
-				var line string
-				if err := rows.Scan(&line); err != nil {
-					t.Fatal(err)
-				}
-				b.WriteString(line + "\n")
-			}
-			if err := rows.Err(); err != nil {
-				t.Fatal(err)
-			}
-			p := b.String()
+			p := explain(t, d.pool, "EXPLAIN "+query, args...)
 			for _, u := range tt.uses {
 				if strings.Contains(p, "Seq Scan") || !strings.Contains(p, u) {
 					t.Fatalf("plan does not read %s, or scans:\n%s", u, p)
@@ -343,8 +328,13 @@ func explainExecute(t *testing.T, conn *pgx.Conn, name string, args []any) strin
 	return explain(t, conn, "EXPLAIN EXECUTE "+name+"("+strings.Join(lits, ", ")+")")
 }
 
+// querier is what explain runs its statement on: a pool or a connection.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
 // explain runs an EXPLAIN statement and returns its plan, a line each.
-func explain(t *testing.T, conn *pgx.Conn, statement string, args ...any) string {
+func explain(t *testing.T, conn querier, statement string, args ...any) string {
 	t.Helper()
 	rows, err := conn.Query(context.Background(), statement, args...)
 	if err != nil {
