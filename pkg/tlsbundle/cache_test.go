@@ -42,33 +42,21 @@ func clockValidator(noCache bool) (*Validator, *time.Time) {
 func TestPathCacheReportsWhatValidateReports(t *testing.T) {
 	p := corpus(t)
 	v, clock := clockValidator(false)
-	for _, tc := range validateCases() {
-		for _, withRoot := range []bool{false, true} {
-			name := tc.name
-			if withRoot {
-				name += " (root in ca_bundle)"
+	eachCaseInput(t, p, func(t *testing.T, in Input) {
+		for _, now := range []time.Time{p.now, p.now.Add(-30 * 365 * 24 * time.Hour), p.now.Add(30 * 365 * 24 * time.Hour), p.now} {
+			want := Validate(context.Background(), in, now)
+			*clock = now
+			for range 2 {
+				got, err := v.Validate(context.Background(), in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(got, want) {
+					t.Fatalf("at %s the cached report differs from Validate's:\ncached   %+v\nValidate %+v", now, got, want)
+				}
 			}
-			t.Run(name, func(t *testing.T) {
-				in := tc.in(t, p)
-				if withRoot {
-					in.CABundle += p.get(t, "root.pem")
-				}
-				for _, now := range []time.Time{p.now, p.now.Add(-30 * 365 * 24 * time.Hour), p.now.Add(30 * 365 * 24 * time.Hour), p.now} {
-					want := Validate(context.Background(), in, now)
-					*clock = now
-					for range 2 {
-						got, err := v.Validate(context.Background(), in)
-						if err != nil {
-							t.Fatal(err)
-						}
-						if !reflect.DeepEqual(got, want) {
-							t.Fatalf("at %s the cached report differs from Validate's:\ncached   %+v\nValidate %+v", now, got, want)
-						}
-					}
-				}
-			})
 		}
-	}
+	})
 	if v.caches.paths.len() == 0 {
 		t.Error("no path validation was remembered")
 	}

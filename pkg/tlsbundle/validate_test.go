@@ -101,6 +101,27 @@ type validateCase struct {
 	check     func(t *testing.T, p *pki, r Report)
 }
 
+// eachCaseInput runs f in a subtest for the input of every validateCase,
+// as given and again with the root added to its ca_bundle.
+func eachCaseInput(t *testing.T, p *pki, f func(t *testing.T, in Input)) {
+	t.Helper()
+	for _, tc := range validateCases() {
+		for _, withRoot := range []bool{false, true} {
+			name := tc.name
+			if withRoot {
+				name += " (root in ca_bundle)"
+			}
+			t.Run(name, func(t *testing.T) {
+				in := tc.in(t, p)
+				if withRoot {
+					in.CABundle += p.get(t, "root.pem")
+				}
+				f(t, in)
+			})
+		}
+	}
+}
+
 // good is the leaf bundle with its intermediates in order.
 func good(t *testing.T, p *pki) Input {
 	return Input{Certificate: p.get(t, "leaf.pem"), PrivateKey: p.get(t, "leaf.key"), Intermediates: p.get(t, "chain")}
